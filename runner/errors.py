@@ -1,0 +1,82 @@
+"""The project's errors: each carries the exit code the CLI returns for it.
+
+    RunnerError            (exit 70 unless a subclass says otherwise)
+    ├── UsageError         2  bad flag, bad env value, missing key, bad file given
+    │   ├── ConfigError    2  the YAML config file
+    │   ├── ManifestError  2  one or more bad manifest rows (path, line, message)
+    │   └── LogError       2  a result log that is not ours or is corrupt in the middle
+    ├── LockedError        3  another run holds the log
+    └── RefusedError       4  the API refused the run as a whole
+
+A message names where, what is wrong and what to do; the CLI prints it as
+`attach-runner: error: <message>`. No message ever holds the API key.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class RunnerError(Exception):
+    exit_code: ClassVar[int] = 70
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class UsageError(RunnerError):
+    exit_code: ClassVar[int] = 2
+
+
+class ConfigError(UsageError):
+    pass
+
+
+class LogError(UsageError):
+    pass
+
+
+class ManifestProblem:
+    """One bad row: where it is and what is wrong (message already says what to do)."""
+
+    __slots__ = ("path", "line", "message")
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{where}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"ManifestProblem({str(self)!r})"
+
+
+MAX_REPORTED_PROBLEMS = 20
+
+
+class ManifestError(UsageError):
+    """A manifest with one or more bad rows; `lines()` gives one line each, capped at 20."""
+
+    def __init__(self, problems: list[ManifestProblem], total: int | None = None) -> None:
+        self.problems = problems
+        self.total = total if total is not None else len(problems)
+        super().__init__(str(problems[0]) if problems else "bad manifest")
+
+    def lines(self) -> list[str]:
+        shown = [str(p) for p in self.problems[:MAX_REPORTED_PROBLEMS]]
+        rest = self.total - len(shown)
+        if rest > 0:
+            shown.append(f"and {rest} more")
+        return shown
+
+
+class LockedError(RunnerError):
+    exit_code: ClassVar[int] = 3
+
+
+class RefusedError(RunnerError):
+    exit_code: ClassVar[int] = 4
