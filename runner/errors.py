@@ -80,3 +80,18 @@ class LockedError(RunnerError):
 
 class RefusedError(RunnerError):
     exit_code: ClassVar[int] = 4
+
+
+# Secrets to scrub from any crash report: the run registers the key once it is loaded.
+SECRETS: list[str] = []
+
+
+def register_secret(secret: str) -> None:
+    if secret and secret not in SECRETS:
+        SECRETS.append(secret)
+
+
+def scrub_secrets(text: str) -> str:
+    for secret in SECRETS:
+        text = text.replace(secret, "[REDACTED]")
+    return text

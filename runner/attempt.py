@@ -1,0 +1,427 @@
+"""One item, start to finish: check when uncertain, attach with retries, wait when asked.
+
+Every request goes through `Attempter.request`, which holds the rate limiters, reads the
+x-ratelimit headers of every answer, and turns a 429 into a pause for every worker.
+
+Retries use tenacity: exponential backoff with full jitter, `--max-attempts` counted over attach
+requests that were not throttled (a 429 other than quota waits out the shared pause and does not use
+an attempt). The first try runs outside tenacity: most items succeed at once, and building a
+retry loop for each of a million items costs more than the request's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from runner.client import Answer, ApiClient, TransportError
+from runner.items import Item
+from runner.limiter import KeyedLimiter, RateLimiter
+from runner.targets import ApiError, Judgement, Target, Verdict, api_error, classify_error
+
+# A 429 storm must not hold one item forever: after this many throttled tries it ends failed
+# (retryable) and the next run picks it up.
+MAX_THROTTLED = 50
+# Longest pause we take from one retry-after header.
+MAX_RETRY_AFTER = 120.0
+# --wait polling: 1 s doubling to 10 s.
+POLL_FIRST, POLL_MAX = 1.0, 10.0
+
+
+@dataclass(slots=True)
+class Outcome:
+    """An item's end, as its `done` line says it."""
+
+    outcome: str  # attached | already_attached | failed
+    status: int | None
+    attempts: int
+    error: ApiError | None = None
+    retryable: bool = False
+    uncertain: bool = False
+    file_status: str | None = None  # vector store file status, when known
+
+
+@dataclass(slots=True)
+class Counters:
+    requests: int = 0
+    attach_requests: int = 0
+    checks: int = 0  # GET requests made to settle an uncertain outcome
+    polls: int = 0  # GET requests made while waiting (--wait)
+    retries: int = 0  # requests sent again after a transient failure
+    throttled: int = 0  # 429 answers (other than quota)
+    uncertain: int = 0  # times a request's outcome became unknown (reset or timeout after sending)
+    still_in_progress: int = 0  # --wait gave up while a file was still processing
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
+class RunRefused(Exception):  # noqa: N818 - a stop, not an error of ours
+    """The API refused the run as a whole (401, quota, invalid_beta, or the breaker)."""
+
+    def __init__(self, kind: str, status: int | None, error: ApiError | None) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.status = status
+        self.error = error
+
+
+class GaveUp(Exception):  # noqa: N818 - an ending, reported by the caller
+    """Tries ran out (or a POST became uncertain) without a lasting answer."""
+
+    def __init__(self, status: int | None, error: ApiError, *, uncertain: bool) -> None:
+        super().__init__(error.message)
+        self.status = status
+        self.error = error
+        self.uncertain = uncertain
+
+
+class _Retry(Exception):  # noqa: N818 - control flow inside the retry loop
+    """A transient failure: try again after a backoff (`wait` overrides it, e.g. 0 after a 429)."""
+
+    def __init__(self, status: int | None, error: ApiError, *, wait: float | None = None) -> None:
+        super().__init__(error.message)
+        self.status = status
+        self.error = error
+        self.wait = wait
+
+
+@dataclass(slots=True)
+class _ItemState:
+    sent: int = 0  # attach requests sent (the log's `attempts`)
+    counted: int = 0  # those that use an attempt (not throttled)
+    throttled: int = 0
+    uncertain: bool = False
+    checks_done: int = 0
+
+
+class Breaker:
+    """Stops a run whose first answers are all one permanent refusal (a wrong base URL, say).
+
+    Trips when the first `size` answers to first attach requests are all the same refusal
+    (status and code), with no success, spanning at least `min_owners` owners (or every owner
+    the manifest has, if fewer). Disarmed for good by any other answer."""
+
+    def __init__(self, *, size: int = 20, min_owners: int = 3, manifest_owners: int) -> None:
+        self.size = size
+        self.need_owners = max(1, min(min_owners, manifest_owners))
+        self.armed = True
+        self.signature: tuple[int | None, str | None] | None = None
+        self.owners: set[str] = set()
+        self.seen = 0
+        self.items: list[Item] = []  # the refused items of the window (re-logged retryable)
+
+    def observe(self, item: Item, verdict: Verdict, status: int | None, error: ApiError | None,
+                ) -> bool:
+        """Record a first attach answer; True when the breaker trips."""
+        if not self.armed:
+            return False
+        if verdict is not Verdict.REFUSED:
+            self.armed = False
+            return False
+        sig = (status, error.code if error else None)
+        if self.signature is None:
+            self.signature = sig
+        elif sig != self.signature:
+            self.armed = False
+            return False
+        self.seen += 1
+        self.items.append(item)
+        if len(self.owners) < self.need_owners:
+            self.owners.add(item.owner)
+        if self.seen >= self.size and len(self.owners) >= self.need_owners:
+            self.armed = False
+            return True
+        return False
+
+
+class Attempter:
+    def __init__(
+        self,
+        client: ApiClient,
+        target: Target,
+        *,
+        limiter: RateLimiter,
+        store_limiter: KeyedLimiter | None,
+        max_attempts: int,
+        backoff_initial: float,
+        backoff_max: float,
+        wait: bool,
+        wait_timeout: float,
+        breaker: Breaker,
+    ) -> None:
+        self.client = client
+        self.target = target
+        self.limiter = limiter
+        self.store_limiter = store_limiter
+        self.max_attempts = max_attempts
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.wait = wait
+        self.wait_timeout = wait_timeout
+        self.breaker = breaker
+        self.counters = Counters()
+        self.breaker_tripped = False
+
+    # --- requests -------------------------------------------------------------------------
+
+    async def request(self, method: str, path: str, body: bytes | None = None, *,
+                      store: str | None = None) -> Answer:
+        """One HTTP request under the limiters; feeds what the answer says back to them."""
+        # The per-store slot first: it can be far off, and a request must leave in its own
+        # global slot, not after it (or it would crowd the next window).
+        if store is not None and self.store_limiter is not None:
+            await self.store_limiter.acquire(store)
+        await self.limiter.acquire()
+        counters = self.counters
+        counters.requests += 1
+        answer = await self.client.request(method, path, body)
+        counters.statuses[answer.status] = counters.statuses.get(answer.status, 0) + 1
+        self.limiter.on_response(limit=answer.limit, remaining=answer.remaining, reset=answer.reset)
+        if answer.status == 429 and not _is_quota(answer):
+            counters.throttled += 1
+            self.limiter.on_429(answer.retry_after)
+            if store is not None and self.store_limiter is not None:
+                self.store_limiter.on_429(store, answer.retry_after)
+        return answer
+
+    # --- one item -------------------------------------------------------------------------
+
+    async def attach(self, item: Item, *, uncertain: bool) -> Outcome:
+        """Attach one pair; `uncertain`: the log says it may be attached, so check first."""
+        state = _ItemState(uncertain=uncertain)
+        try:
+            return await self._try_once(item, state)
+        except _Retry as exc:
+            first = exc
+        return await self._retry_loop(item, state, first)
+
+    async def _retry_loop(self, item: Item, state: _ItemState, first: _Retry) -> Outcome:
+        pending: _Retry | None = first
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_Retry),
+            stop=lambda rs: state.counted >= self.max_attempts
+            or state.throttled >= MAX_THROTTLED,
+            wait=self._backoff,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if pending is not None:
+                        # Replays the fast path's failure so tenacity waits before the next try.
+                        exc, pending = pending, None
+                        raise exc
+                    self.counters.retries += 1
+                    return await self._try_once(item, state)
+        except _Retry as exc:
+            return Outcome("failed", exc.status, state.sent, exc.error, retryable=True,
+                           uncertain=state.uncertain)
+        raise AssertionError("unreachable: tenacity returns or re-raises")
+
+    async def _try_once(self, item: Item, state: _ItemState) -> Outcome:
+        if state.uncertain:
+            settled = await self._settle(item, state)
+            if settled is not None:
+                return settled
+        target = self.target
+        state.sent += 1
+        state.counted += 1
+        self.counters.attach_requests += 1
+        store = item.owner if target.supports_batches else None
+        try:
+            answer = await self.request("POST", target.attach_path(item.owner),
+                                        target.attach_body(item.file_id), store=store)
+        except TransportError as exc:
+            if exc.sent:
+                state.uncertain = True
+                self.counters.uncertain += 1
+            raise _Retry(None, ApiError("connection_error", str(exc), None)) from None
+        judgement = target.judge_attach(answer.status, answer.body, answer.text, wait=self.wait)
+        if state.sent == 1 and self.breaker.armed and self.breaker.observe(
+            item, judgement.verdict, answer.status, judgement.error
+        ):
+            self.breaker_tripped = True
+        return await self._conclude(item, state, answer, judgement)
+
+    async def _conclude(self, item: Item, state: _ItemState, answer: Answer,
+                        judgement: Judgement) -> Outcome:
+        verdict, status = judgement.verdict, answer.status
+        if verdict is Verdict.ATTACHED:
+            return Outcome("attached", status, state.sent, file_status=judgement.file_status)
+        if verdict is Verdict.ALREADY_ATTACHED:
+            return Outcome("already_attached", status, state.sent, judgement.error)
+        if verdict is Verdict.IN_PROGRESS:
+            return await self._wait_for_file(item, state, status)
+        if verdict is Verdict.FILE_FAILED:
+            return _file_failed(judgement, status, state.sent)
+        if verdict is Verdict.RUN_REFUSED:
+            raise RunRefused(_refusal_kind(status, judgement.error), status, judgement.error)
+        if verdict is Verdict.RETRY:
+            assert judgement.error is not None
+            if status == 429:
+                # The limiter already paused every worker; this item waits its turn there.
+                state.counted -= 1
+                state.throttled += 1
+                raise _Retry(status, judgement.error, wait=0.0)
+            wait = min(answer.retry_after, MAX_RETRY_AFTER) if answer.retry_after else None
+            raise _Retry(status, judgement.error, wait=wait)
+        # REFUSED (or ABSENT, which an attach answer never is).
+        return Outcome("failed", status, state.sent, judgement.error, retryable=False,
+                       uncertain=False)
+
+    def _backoff(self, rs: RetryCallState) -> float:
+        """Full jitter: uniform in [0, min(max, initial * 2**(n-1))]; a retry-after wins."""
+        exc = rs.outcome.exception() if rs.outcome is not None else None
+        if isinstance(exc, _Retry) and exc.wait is not None:
+            return exc.wait
+        n = max(1, rs.attempt_number)
+        return random.uniform(0.0, min(self.backoff_max, self.backoff_initial * 2 ** (n - 1)))
+
+    # --- checks -----------------------------------------------------------------------------
+
+    async def _settle(self, item: Item, state: _ItemState) -> Outcome | None:
+        """Check an uncertain pair. An Outcome when the check settles it (attached, or it
+        cannot be answered: then never POST blind); None when it is absent: send it."""
+        judgement, status = await self.check(item)
+        state.checks_done += 1
+        if judgement is None:
+            error = ApiError("check_failed", "could not check whether the pair is attached", None)
+            return Outcome("failed", status, state.sent, error, retryable=True, uncertain=True)
+        state.uncertain = False
+        verdict = judgement.verdict
+        if verdict is Verdict.ABSENT:
+            return None
+        if verdict is Verdict.ATTACHED:
+            return Outcome("attached", 200, state.sent, file_status=judgement.file_status)
+        if verdict is Verdict.IN_PROGRESS:
+            return await self._wait_for_file(item, state, 200)
+        if verdict is Verdict.FILE_FAILED:
+            return _file_failed(judgement, 200, state.sent)
+        return Outcome("failed", status, state.sent, judgement.error, retryable=False)
+
+    async def check(self, item: Item) -> tuple[Judgement | None, int | None]:
+        """GET the pair, retried like any request. (None, last status) if it cannot be answered."""
+        path = self.target.check_path(item.owner, item.file_id)
+        try:
+            answer = await self.request_retrying("GET", path, kind="check")
+        except GaveUp as exc:
+            return None, exc.status
+        return self.target.judge_check(answer.status, answer.body, answer.text,
+                                       wait=self.wait), answer.status
+
+    async def request_retrying(self, method: str, path: str, body: bytes | None = None, *,
+                               store: str | None = None, kind: str = "request") -> Answer:
+        """A request retried on transient failures; the first answer that is not transient is
+        returned whatever its status. Raises RunRefused, or GaveUp when tries run out. A POST
+        whose outcome became unknown (reset after sending) is not resent: GaveUp(uncertain)."""
+        tries = _ItemState()
+        idempotent = method == "GET"
+
+        async def once() -> Answer:
+            tries.counted += 1
+            if kind == "check":
+                self.counters.checks += 1
+            try:
+                answer = await self.request(method, path, body, store=store)
+            except TransportError as exc:
+                if exc.sent and not idempotent:
+                    tries.uncertain = True
+                    self.counters.uncertain += 1
+                    raise GaveUp(None, ApiError("connection_error", str(exc), None),
+                                 uncertain=True) from None
+                raise _Retry(None, ApiError("connection_error", str(exc), None)) from None
+            if 200 <= answer.status < 300:
+                return answer
+            error = api_error(answer.status, answer.body, answer.text)
+            verdict = classify_error(answer.status, error)
+            if verdict is Verdict.RUN_REFUSED:
+                raise RunRefused(_refusal_kind(answer.status, error), answer.status, error)
+            if verdict is Verdict.RETRY:
+                if answer.status == 429:
+                    tries.counted -= 1
+                    tries.throttled += 1
+                    raise _Retry(429, error, wait=0.0)
+                wait = min(answer.retry_after, MAX_RETRY_AFTER) if answer.retry_after else None
+                raise _Retry(answer.status, error, wait=wait)
+            return answer
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_Retry),
+            stop=lambda rs: tries.counted >= self.max_attempts or tries.throttled >= MAX_THROTTLED,
+            wait=self._backoff,
+            reraise=True,
+        )
+        first = True
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if not first:
+                        self.counters.retries += 1
+                    first = False
+                    return await once()
+        except _Retry as exc:
+            raise GaveUp(exc.status, exc.error, uncertain=False) from None
+        raise AssertionError("unreachable: tenacity returns or re-raises")
+
+    # --- --wait -----------------------------------------------------------------------------
+
+    async def _wait_for_file(self, item: Item, state: _ItemState, status: int) -> Outcome:
+        """Poll a vector store file until it leaves in_progress (1 s doubling to 10 s)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_timeout
+        interval = POLL_FIRST
+        path = self.target.check_path(item.owner, item.file_id)
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self.counters.still_in_progress += 1
+                return Outcome("attached", status, state.sent, file_status="in_progress")
+            await asyncio.sleep(min(interval, remaining))
+            interval = min(POLL_MAX, interval * 2)
+            self.counters.polls += 1
+            try:
+                answer = await self.request("GET", path)
+            except TransportError:
+                continue  # a poll is harmless to repeat
+            judgement = self.target.judge_check(answer.status, answer.body, answer.text, wait=True)
+            verdict = judgement.verdict
+            if verdict is Verdict.IN_PROGRESS or verdict is Verdict.RETRY:
+                continue
+            if verdict is Verdict.ATTACHED:
+                return Outcome("attached", status, state.sent, file_status=judgement.file_status)
+            if verdict is Verdict.FILE_FAILED:
+                return _file_failed(judgement, answer.status, state.sent)
+            if verdict is Verdict.RUN_REFUSED:
+                raise RunRefused(_refusal_kind(answer.status, judgement.error), answer.status,
+                                 judgement.error)
+            # 404 while waiting: someone removed it. Report, don't guess.
+            return Outcome("failed", answer.status, state.sent, judgement.error, retryable=True)
+
+
+def _file_failed(judgement: Judgement, status: int | None, attempts: int) -> Outcome:
+    # SPEC: a file that ends `failed` is not retryable; one that ends `cancelled` is.
+    return Outcome("failed", status, attempts, judgement.error,
+                   retryable=judgement.file_status == "cancelled",
+                   file_status=judgement.file_status)
+
+
+def _is_quota(answer: Answer) -> bool:
+    body: Any = answer.body
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            return "insufficient_quota" in (err.get("code"), err.get("type"))
+    return False
+
+
+def _refusal_kind(status: int | None, error: ApiError | None) -> str:
+    if status == 401:
+        return "auth"
+    if error is not None and error.code == "insufficient_quota":
+        return "quota"
+    if error is not None and error.code == "invalid_beta":
+        return "beta"
+    return "refused"

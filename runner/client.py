@@ -1,0 +1,154 @@
+"""The HTTP layer: one aiohttp session for the run, our headers, and every foreign error mapped
+to ours in one place.
+
+    TransportError            the request got no HTTP answer
+    ├── sent=False            it never left (connect refused, DNS): safe to send again
+    └── sent=True             it may have been applied (reset, timeout): check before resending
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from runner import __version__
+from runner.limiter import parse_go_duration
+
+
+class TransportError(Exception):
+    """No HTTP answer. `sent`: the request may have reached the server."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    body: Any  # parsed JSON, or None when the body is not JSON
+    text: str  # the raw body, kept only when it is not JSON (for messages)
+    limit: int | None  # x-ratelimit-limit-requests
+    remaining: int | None  # x-ratelimit-remaining-requests
+    reset: float | None  # x-ratelimit-reset-requests, seconds
+    retry_after: float | None  # retry-after-ms, else retry-after, seconds
+
+
+def _int_header(headers: Any, name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """`retry-after-ms` first (finer), then `retry-after` in seconds; None when neither parses."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+class ApiClient:
+    """Sends requests under our headers; never raises aiohttp's errors, only TransportError."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str,
+        beta_header: str,
+        org: str | None,
+        project: str | None,
+        concurrency: int,
+        timeout: float,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "OpenAI-Beta": beta_header,
+            "User-Agent": f"attach-runner/{__version__}",
+        }
+        if org:
+            headers["OpenAI-Organization"] = org
+        if project:
+            headers["OpenAI-Project"] = project
+        self._headers = headers
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._concurrency = concurrency
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"ApiClient({self._base!r})"  # never the headers: they hold the key
+
+    async def __aenter__(self) -> ApiClient:
+        connector = aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=self._concurrency)
+        # trust_env: HTTPS_PROXY / NO_PROXY are honoured; TLS verification stays on (default).
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=self._headers, timeout=self._timeout, trust_env=True
+        )
+        # aiohttp silently resends a GET once when a kept-alive connection drops. Every
+        # request must pass the limiter and be counted (--rpm counts all), so we retry ourselves.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> Answer:
+        assert self._session is not None, "use ApiClient as an async context manager"
+        try:
+            async with self._session.request(method, self._base + path, data=body) as resp:
+                raw = await resp.read()
+                headers = resp.headers
+                status = resp.status
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(f"cannot connect: {exc.os_error}", sent=False) from exc
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise TransportError("timed out waiting for the answer", sent=True) from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise TransportError("the server closed the connection", sent=True) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise TransportError("the answer was cut off", sent=True) from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"connection error: {type(exc).__name__}", sent=True) from exc
+        except OSError as exc:
+            raise TransportError(f"connection error: {exc.strerror or exc}", sent=True) from exc
+        parsed: Any = None
+        text = ""
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            text = raw[:2000].decode("utf-8", "replace")
+        return Answer(
+            status=status,
+            body=parsed,
+            text=text,
+            limit=_int_header(headers, "x-ratelimit-limit-requests"),
+            remaining=_int_header(headers, "x-ratelimit-remaining-requests"),
+            reset=_reset_header(headers),
+            retry_after=retry_after_seconds(headers),
+        )
+
+
+def _reset_header(headers: Any) -> float | None:
+    value = headers.get("x-ratelimit-reset-requests")
+    return parse_go_duration(value) if value is not None else None

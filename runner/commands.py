@@ -1,0 +1,338 @@
+"""The commands behind the CLI: run, validate, status, failed, demo. Each takes resolved
+Settings and returns an exit code; errors are raised as RunnerError for cli.main to print."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from runner.attempt import Attempter, Breaker
+from runner.client import ApiClient
+from runner.config import ApiKey, Settings, load_api_key
+from runner.engine import Engine, NewBatch, RunResult, Single, Tally, iter_work
+from runner.errors import register_secret
+from runner.items import Item
+from runner.limiter import KeyedLimiter, RateLimiter
+from runner.lock import RunLock, holder_pid
+from runner.log import ResultLog, read_log
+from runner.manifest import ManifestSource, ManifestStats, check_manifest, iter_items, open_manifest
+from runner.progress import Progress
+from runner.resume import Plan, ResumeIndex, State
+from runner.summary import build_summary, format_status, format_summary, refusal_line
+from runner.targets import Target, get_target
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_RUNTIME = 0, 1, 4, 5
+SIGNAL_EXITS = {"SIGINT": 130, "SIGTERM": 143}
+
+
+@dataclass
+class Io:
+    out: TextIO
+    err: TextIO
+
+    def warn(self, message: str) -> None:
+        self.err.write(f"attach-runner: warning: {message}\n")
+        self.err.flush()
+
+
+def _prepare(settings: Settings, io: Io) -> tuple[Target, ManifestSource, ManifestStats]:
+    """Open and check the whole manifest before anything is sent (ManifestError: exit 2)."""
+    target = get_target(settings.target)
+    source = open_manifest(settings.manifest, settings.format)
+    stats = check_manifest(source, target.owner_column, target.group_key)
+    if stats.duplicates:
+        io.warn(f"{source.display}: {stats.duplicates} repeated pair(s) in the manifest; "
+                "each pair is attached once")
+    return target, source, stats
+
+
+def _load_index(settings: Settings, target: Target, io: Io) -> ResumeIndex:
+    index = ResumeIndex(target.owner_column)
+    index.load(read_log(settings.log, warn=io.warn))
+    return index
+
+
+def _items(source: ManifestSource, target: Target) -> Callable[[], Iterator[Item]]:
+    return lambda: iter_items(source, target.owner_column, target.group_key)
+
+
+# --- validate ---------------------------------------------------------------------------------
+
+def validate(settings: Settings, io: Io) -> int:
+    target, source, stats = _prepare(settings, io)
+    noun = "assistants" if target.owner_column == "assistant_id" else "vector stores"
+    io.out.write(f"{source.display}: OK ({source.format}, --target {target.name})\n")
+    io.out.write(f"  pairs: {stats.pairs}  (rows {stats.rows}, repeated {stats.duplicates})\n")
+    io.out.write(f"  {noun}: {stats.owners}\n")
+    if stats.max_files_owner is not None:
+        io.out.write(f"  most files for one: {stats.max_files} ({stats.max_files_owner})\n")
+    if target.owner_column == "assistant_id":
+        for owner, n in stats.owners_over:
+            io.warn(f"{source.display}: assistant {owner} gets {n} files; Assistants v1 allows "
+                    "at most 20 per assistant, so the rest will be refused")
+    return EXIT_OK
+
+
+# --- status and failed ------------------------------------------------------------------------
+
+def status_report(settings: Settings, io: Io) -> dict[str, Any]:
+    target, source, stats = _prepare(settings, io)
+    index = _load_index(settings, target, io)
+    counts = {"attached": 0, "already_attached": 0, "failed": 0, "refused": 0, "uncertain": 0,
+              "pending": 0}
+    reasons: dict[tuple[Any, Any, Any], int] = {}
+    for item in _items(source, target)():
+        plan, raw = index.plan(item, retry_failed=False)
+        if plan is Plan.DUPLICATE:
+            continue
+        if raw is None:
+            counts["pending"] += 1
+        elif raw == State.ATTACHED:
+            counts["attached"] += 1
+        elif raw == State.ALREADY_ATTACHED:
+            counts["already_attached"] += 1
+        elif raw in (State.SENT, State.BATCH):
+            counts["uncertain"] += 1
+        else:
+            counts["failed"] += 1
+            counts["refused"] += raw == State.REFUSED
+            counts["uncertain"] += raw == State.FAILED_UNCERTAIN
+            info = index.failed_info(item)
+            err = info.error if info and info.error else {}
+            reason = (info.status if info else None, err.get("code"), err.get("message", ""))
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return {
+        "manifest": source.display,
+        "log": settings.log,
+        "target": target.name,
+        "runs": index.runs,
+        "pairs": stats.pairs,
+        **counts,
+        "not_in_manifest": sum(1 for _ in index.unseen()),
+        "failed_by_reason": [
+            {"status": s, "code": c, "message": m, "count": n}
+            for (s, c, m), n in sorted(reasons.items(), key=lambda kv: -kv[1])
+        ],
+        "locked_by": holder_pid(settings.log),
+        "last_exit": index.last_run_end.get("exit") if index.last_run_end else None,
+    }
+
+
+def status(settings: Settings, io: Io, *, as_json: bool) -> int:
+    report = status_report(settings, io)
+    io.out.write((json.dumps(report) if as_json else format_status(report)) + "\n")
+    return EXIT_OK
+
+
+def failed(settings: Settings, io: Io) -> int:
+    """The failed pairs of the manifest as CSV (extra columns are ignored when fed back)."""
+    target, source, _ = _prepare(settings, io)
+    index = _load_index(settings, target, io)
+    writer = csv.writer(io.out, lineterminator="\n")
+    writer.writerow([target.owner_column, "file_id", "status", "code", "message", "retryable"])
+    for item in _items(source, target)():
+        plan, raw = index.plan(item, retry_failed=False)
+        if plan is Plan.DUPLICATE or raw not in (State.FAILED_RETRYABLE, State.FAILED_UNCERTAIN,
+                                                 State.REFUSED):
+            continue
+        info = index.failed_info(item)
+        err = info.error if info and info.error else {}
+        writer.writerow([item.owner, item.file_id, info.status if info else "",
+                         err.get("code") or "", err.get("message") or "",
+                         "true" if info and info.retryable else "false"])
+    return EXIT_OK
+
+
+# --- run --------------------------------------------------------------------------------------
+
+def dry_run(settings: Settings, io: Io) -> int:
+    target, source, stats = _prepare(settings, io)
+    index = _load_index(settings, target, io)
+    tally = Tally(pairs=stats.pairs)
+    batch_size = settings.batch_size if target.supports_batches else 0
+    sends = checks = 0
+    for unit in iter_work(_items(source, target)(), index, tally,
+                          retry_failed=settings.retry_failed, batch_size=batch_size):
+        if isinstance(unit, Single):
+            item = unit.item
+            if unit.plan is Plan.CHECK:
+                checks += 1
+                io.out.write(f"GET {target.check_path(item.owner, item.file_id)}   "
+                             "(uncertain: check first, send only if absent)\n")
+            else:
+                sends += 1
+                io.out.write(f"POST {target.attach_path(item.owner)} "
+                             f"{{\"file_id\": \"{item.file_id}\"}}\n")
+        elif isinstance(unit, NewBatch):
+            sends += 1
+            io.out.write(f"POST {target.attach_path(unit.store).rsplit('/', 1)[0]}"
+                         f"/file_batches ({len(unit.items)} files)\n")
+        else:
+            io.out.write(f"follow batch {unit.batch_id} ({len(unit.items)} files)\n")
+    io.out.write(
+        f"dry run: {sends} attach request(s) and {checks} check(s) would be sent; "
+        f"{tally.done_earlier} attached earlier, {tally.refused_earlier} refused earlier "
+        "(skipped without --retry-failed); nothing was sent\n")
+    return EXIT_OK
+
+
+def exit_code_for(result: RunResult) -> int:
+    if result.refusal is not None:
+        return EXIT_REFUSED
+    if result.stop in SIGNAL_EXITS:
+        return SIGNAL_EXITS[result.stop]
+    if result.stop == "max-runtime":
+        return EXIT_RUNTIME
+    tally = result.tally
+    return EXIT_OK if not (tally.failed or tally.refused_earlier or tally.pending) else EXIT_FAILED
+
+
+def run(settings: Settings, io: Io, argv: Sequence[str]) -> int:
+    if settings.dry_run:
+        return dry_run(settings, io)
+    target, source, stats = _prepare(settings, io)
+    key = load_api_key(settings, os.environ)
+    register_secret(key.reveal())
+    lock = RunLock(settings.log)
+    lock.acquire()
+    try:
+        index = _load_index(settings, target, io)
+        return asyncio.run(execute(settings, io, argv, target, source, stats, index, key))
+    finally:
+        lock.release()
+
+
+async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Target,
+                  source: ManifestSource, stats: ManifestStats, index: ResumeIndex,
+                  key: ApiKey) -> int:
+    """The run itself, with the lock held and the log read."""
+    log = ResultLog(settings.log, uuid.uuid4().hex[:12])
+    log.open()
+    try:
+        log.append("run-start", manifest=source.display, target=target.name, items=stats.pairs)
+        limiter = RateLimiter(settings.rpm, auto=settings.rpm is None)
+        store_limiter = KeyedLimiter(settings.store_rpm) if target.supports_batches else None
+        show_progress = not (settings.quiet or settings.no_progress or settings.json)
+        progress = Progress(stats.pairs, io.err, tty=io.err.isatty()) if show_progress else None
+        async with ApiClient(settings.base_url, api_key=key.reveal(),
+                             beta_header=target.beta_header, org=settings.org,
+                             project=settings.project, concurrency=settings.concurrency,
+                             timeout=settings.timeout) as client:
+            attempter = Attempter(
+                client, target, limiter=limiter, store_limiter=store_limiter,
+                max_attempts=settings.max_attempts, backoff_initial=settings.backoff_initial,
+                backoff_max=settings.backoff_max, wait=settings.wait,
+                wait_timeout=settings.wait_timeout,
+                breaker=Breaker(manifest_owners=stats.owners))
+            engine = Engine(
+                items=_items(source, target), pairs=stats.pairs, index=index, log=log,
+                attempter=attempter, owner_column=target.owner_column,
+                concurrency=settings.concurrency, batch_size=settings.batch_size,
+                retry_failed=settings.retry_failed, max_runtime=settings.max_runtime,
+                on_progress=progress)
+            result = await engine.run()
+        if progress is not None:
+            progress.close()
+        code = exit_code_for(result)
+        error = _refusal_message(result, key, target, attempter) if result.refusal else None
+        if result.stop in SIGNAL_EXITS or result.stop == "max-runtime":
+            error = (f"stopped by {result.stop}" if result.stop != "max-runtime"
+                     else f"stopped at --max-runtime {settings.max_runtime:g}s")
+        summary = build_summary(
+            result, attempter.counters, target=target.name, manifest=source.display,
+            log=settings.log, rpm=settings.rpm, learned_rpm=limiter.rate, exit_code=code,
+            argv=argv, error=error)
+        counts = {k: summary[k] for k in ("pairs", "attached", "already_attached", "failed",
+                                          "attached_earlier", "refused_earlier", "pending",
+                                          "duplicates", "requests", "checks", "retries",
+                                          "throttled", "uncertain")}
+        log.append("run-end", counts=counts, interrupted=summary["interrupted"], exit=code)
+    finally:
+        log.close()
+    if error and result.refusal is not None:
+        io.err.write(f"attach-runner: error: {error}\n")
+    elif error:
+        io.warn(f"{error}; run the same command again to finish")
+    if settings.json:
+        io.out.write(json.dumps(summary) + "\n")
+    elif not settings.quiet:
+        io.out.write(format_summary(summary) + "\n")
+    io.out.flush()
+    return code
+
+
+def _refusal_message(result: RunResult, key: ApiKey, target: Target,
+                     attempter: Attempter) -> str:
+    refusal = result.refusal
+    assert refusal is not None
+    breaker = attempter.breaker
+    signature = " ".join(str(x) for x in breaker.signature or () if x is not None)
+    return refusal_line(
+        refusal.kind, key_source=key.source, other_target=target.other_target,
+        size=breaker.size, signature=signature or "?", owners=len(breaker.owners))
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+def demo_manifest() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.join(here, "data", "example.yaml")
+
+
+def demo(make_settings: Callable[[list[str]], Settings], io: Io) -> int:
+    """Run the packaged example against an in-process sandbox with a few faults."""
+    from runner.sandbox import Sandbox, SandboxConfig
+
+    async def main() -> int:
+        sandbox = Sandbox(SandboxConfig(rps=20, burst=5, fail_rate=0.1, reset_after_rate=0.08,
+                                        latency_ms=30, seed=7))
+        base_url = await sandbox.start()
+        try:
+            with tempfile.TemporaryDirectory(prefix="attach-runner-demo-") as tmp:
+                log = os.path.join(tmp, "demo.results.jsonl")
+                settings = make_settings(["run", demo_manifest(), "--log", log, "--base-url",
+                                          base_url, "--api-key-env", "ATTACH_RUNNER_DEMO_KEY",
+                                          "--backoff-initial", "0.05", "--backoff-max", "0.5"])
+                target, source, stats = _prepare(settings, io)
+                os.environ["ATTACH_RUNNER_DEMO_KEY"] = "sk-sandbox"
+                key = load_api_key(settings, os.environ)
+                index = _load_index(settings, target, io)
+                io.out.write(f"demo: sandbox at {base_url} (a few 500s/502s and dropped "
+                             f"connections injected); running {stats.pairs} pairs from "
+                             f"{source.display}\n\n")
+                code = await execute(settings, io, ["run", "jobs/example.yaml"], target, source,
+                                     stats, index, key)
+                record = sandbox.record()
+        finally:
+            await sandbox.stop()
+        return _confirm(record, stats.pairs, code, io)
+
+    return asyncio.run(main())
+
+
+def _confirm(record: dict[str, Any], pairs: int, code: int, io: Io) -> int:
+    attached = record.get("pairs", {})
+    once = sum(1 for p in attached.values() if p.get("attached") == 1)
+    twice = sum(1 for p in attached.values() if p.get("attached", 0) > 1)
+    io.out.write(f"\nsandbox record: {once} of {pairs} pairs attached exactly once, "
+                 f"{twice} attached more than once, {record.get('requests', '?')} requests "
+                 f"seen\n")
+    ok = code == EXIT_OK and once == pairs and twice == 0
+    io.out.write("demo: OK: every pair attached exactly once\n" if ok else
+                 "demo: NOT OK: see above\n")
+    io.out.write("next: try `attach-runner validate jobs/example.csv`, or start "
+                 "`attach-runner sandbox --port 8089` and point a run at it with "
+                 "--base-url http://127.0.0.1:8089/v1\n")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def stdout_io() -> Io:
+    return Io(out=sys.stdout, err=sys.stderr)

@@ -1,0 +1,303 @@
+"""The run: a stream of work from the manifest (minus what the log says is done), a fixed pool of
+workers, the log, and the stop rules (signals, --max-runtime, run-level refusals).
+
+Memory stays flat: items are pulled one at a time from a generator by `concurrency` workers;
+nothing holds the manifest. Each worker has at most one request in flight, so the pool's size is
+the concurrency bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.attempt import Attempter, Outcome, RunRefused
+from runner.batches import BatchRunner
+from runner.items import Item
+from runner.log import ResultLog
+from runner.resume import Plan, ResumeIndex
+
+# In-flight requests get this long to finish after a stop (SIGINT/SIGTERM, --max-runtime).
+DRAIN_SECONDS = 10.0
+
+
+@dataclass(slots=True)
+class Single:
+    item: Item
+    plan: Plan
+
+
+@dataclass(slots=True)
+class NewBatch:
+    store: str
+    items: list[Item]
+
+
+@dataclass(slots=True)
+class FollowBatch:
+    store: str
+    batch_id: str
+    items: list[Item]
+
+
+Work = Single | NewBatch | FollowBatch
+
+
+@dataclass
+class Tally:
+    """What this run did, by outcome, plus what it skipped because of the log."""
+
+    pairs: int = 0
+    attached: int = 0
+    already_attached: int = 0
+    failed: int = 0
+    done_earlier: int = 0
+    refused_earlier: int = 0
+    duplicates: int = 0
+    failed_reasons: dict[tuple[int | None, str | None, str], int] = field(default_factory=dict)
+
+    @property
+    def handled(self) -> int:
+        return (self.attached + self.already_attached + self.failed + self.done_earlier
+                + self.refused_earlier)
+
+    @property
+    def pending(self) -> int:
+        return max(0, self.pairs - self.handled)
+
+
+@dataclass
+class RunResult:
+    tally: Tally
+    stop: str | None  # None | "SIGINT" | "SIGTERM" | "max-runtime" | "refused"
+    refusal: RunRefused | None
+    elapsed: float
+    exit_code: int = 0
+
+
+def iter_work(items: Iterator[Item], index: ResumeIndex, tally: Tally, *, retry_failed: bool,
+              batch_size: int) -> Iterator[Work]:
+    """Manifest items in order, minus what the log settles (counted in `tally`); with
+    `batch_size`, new pairs grouped per store into batches, flushed at the end."""
+    pending: dict[str, list[Item]] = {}  # store -> items waiting for a full batch
+    follow: dict[str, FollowBatch] = {}  # batch id -> its manifest items (followed at the end)
+    for item in items:
+        plan, _ = index.plan(item, retry_failed=retry_failed)
+        if plan is Plan.DUPLICATE:
+            tally.duplicates += 1
+        elif plan is Plan.DONE:
+            tally.done_earlier += 1
+        elif plan is Plan.SKIP_REFUSED:
+            tally.refused_earlier += 1
+        elif plan is Plan.FOLLOW and (batch_id := index.batch_for(item)) is not None:
+            unit = follow.get(batch_id)
+            if unit is None:
+                unit = follow[batch_id] = FollowBatch(item.owner, batch_id, [])
+            unit.items.append(item)
+        elif batch_size > 0 and plan is Plan.SEND:
+            group = pending.setdefault(item.owner, [])
+            group.append(item)
+            if len(group) >= batch_size:
+                del pending[item.owner]
+                yield NewBatch(item.owner, group)
+        else:
+            yield Single(item, Plan.CHECK if plan is Plan.FOLLOW else plan)
+    yield from follow.values()
+    for store, group in pending.items():
+        yield NewBatch(store, group)
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        items: Callable[[], Iterator[Item]],
+        pairs: int,
+        index: ResumeIndex,
+        log: ResultLog,
+        attempter: Attempter,
+        owner_column: str,
+        concurrency: int,
+        batch_size: int,
+        retry_failed: bool,
+        max_runtime: float | None,
+        on_progress: Callable[[Engine], None] | None = None,
+    ) -> None:
+        self._items = items
+        self.index = index
+        self.log = log
+        self.attempter = attempter
+        self.owner_column = owner_column
+        self.concurrency = concurrency
+        self.batch_size = batch_size
+        self.retry_failed = retry_failed
+        self.max_runtime = max_runtime
+        self.on_progress = on_progress
+        self.tally = Tally(pairs=pairs)
+        self.stop_reason: str | None = None
+        self.refusal: RunRefused | None = None
+        self._stopping = asyncio.Event()
+        self._hard_stop = asyncio.Event()
+        self._batches = BatchRunner(attempter, log, owner_column, record=self.record)
+        self.started = 0.0
+
+    # --- stopping -----------------------------------------------------------------------------
+
+    def stop(self, reason: str) -> None:
+        """Start nothing new. A second stop request (a second signal) stops at once."""
+        if self._stopping.is_set():
+            if reason.startswith("SIG"):
+                self._hard_stop.set()
+            return
+        self.stop_reason = reason
+        self._stopping.set()
+
+    def _refuse(self, refusal: RunRefused) -> None:
+        if self.refusal is None:
+            self.refusal = refusal
+        self.stop("refused")
+
+    # --- workers --------------------------------------------------------------------------------
+
+    async def _worker(self, work: Iterator[Work]) -> None:
+        stopping = self._stopping
+        while not stopping.is_set():
+            unit = next(work, None)
+            if unit is None:
+                return
+            try:
+                if isinstance(unit, Single):
+                    await self._one(unit.item, unit.plan)
+                elif isinstance(unit, NewBatch):
+                    await self._batches.create(unit.store, unit.items)
+                else:
+                    await self._batches.follow(unit.store, unit.batch_id, unit.items)
+            except RunRefused as refusal:
+                self._refuse(refusal)
+            if self.attempter.breaker_tripped and self.refusal is None:
+                self._refuse(RunRefused("breaker", None, None))
+
+    async def _one(self, item: Item, plan: Plan) -> None:
+        owner_col = self.owner_column
+        # Log "sent" before the first request: a crash after sending must leave the pair
+        # uncertain (checked next run), not pending (sent blind).
+        self.log.append("sent", **{owner_col: item.owner, "file_id": item.file_id})
+        try:
+            outcome = await self.attempter.attach(item, uncertain=plan is Plan.CHECK)
+        except RunRefused as refusal:
+            self.record(item, Outcome("failed", refusal.status, 1, refusal.error, retryable=True))
+            raise
+        self.record(item, outcome)
+
+    def record(self, item: Item, outcome: Outcome) -> None:
+        """Write the item's `done` line and count it."""
+        if outcome.outcome == "failed" and self.refusal is not None and not outcome.retryable:
+            # After a run-level stop, a refusal may be the run's fault, not the item's.
+            outcome.retryable = True
+        fields: dict[str, Any] = {
+            self.owner_column: item.owner,
+            "file_id": item.file_id,
+            "outcome": outcome.outcome,
+            "status": outcome.status,
+            "attempts": outcome.attempts,
+            "error": outcome.error.as_log() if outcome.error else None,
+            "retryable": outcome.retryable,
+            "uncertain": outcome.uncertain,
+        }
+        if outcome.file_status is not None:
+            fields["file_status"] = outcome.file_status
+        self.log.append("done", **fields)
+        tally = self.tally
+        if outcome.outcome == "attached":
+            tally.attached += 1
+        elif outcome.outcome == "already_attached":
+            tally.already_attached += 1
+        else:
+            tally.failed += 1
+            err = outcome.error
+            reason = (outcome.status, err.code if err else None, err.message if err else "")
+            tally.failed_reasons[reason] = tally.failed_reasons.get(reason, 0) + 1
+
+    # --- the run --------------------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        loop = asyncio.get_running_loop()
+        self.started = loop.time()
+        handlers = self._install_signals(loop)
+        timer = (loop.call_later(self.max_runtime, self.stop, "max-runtime")
+                 if self.max_runtime else None)
+        ticker = asyncio.create_task(self._tick()) if self.on_progress else None
+        work = iter_work(self._items(), self.index, self.tally, retry_failed=self.retry_failed,
+                         batch_size=self.batch_size if self.attempter.target.supports_batches
+                         else 0)
+        workers = [asyncio.create_task(self._worker(work)) for _ in range(self.concurrency)]
+        try:
+            await self._until_done_or_stopped(workers)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if ticker is not None:
+                ticker.cancel()
+            for sig in handlers:
+                loop.remove_signal_handler(sig)
+        if self.refusal is not None:
+            self._release_breaker_items()
+        return RunResult(self.tally, self.stop_reason, self.refusal, loop.time() - self.started)
+
+    async def _until_done_or_stopped(self, workers: list[asyncio.Task[None]]) -> None:
+        async def all_done() -> None:
+            await asyncio.gather(*workers, return_exceptions=True)
+
+        everything = asyncio.create_task(all_done())
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        hard = asyncio.create_task(self._hard_stop.wait())
+        try:
+            await asyncio.wait({everything, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not everything.done():
+                # Stopping: let in-flight requests finish, within the drain bound.
+                await asyncio.wait({everything, hard}, timeout=DRAIN_SECONDS,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                # Whatever is still in flight stays uncertain: its "sent" has no "done".
+                for task in workers:
+                    task.cancel()
+            await everything
+            for task in workers:
+                if not task.cancelled() and (error := task.exception()) is not None:
+                    raise error
+        finally:
+            stop_wait.cancel()
+            hard.cancel()
+
+    def _release_breaker_items(self) -> None:
+        """Items refused in the breaker's window end retryable (written last, so it stands)."""
+        breaker = self.attempter.breaker
+        if self.refusal is None or self.refusal.kind != "breaker":
+            return
+        for item in breaker.items:
+            self.log.append("done", **{
+                self.owner_column: item.owner, "file_id": item.file_id, "outcome": "failed",
+                "status": breaker.signature[0] if breaker.signature else None, "attempts": 1,
+                "error": {"type": "run_refused",
+                          "message": "stopped: the first answers were all the same refusal",
+                          "code": breaker.signature[1] if breaker.signature else None},
+                "retryable": True, "uncertain": False,
+            })
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        installed: list[int] = []
+        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+            try:
+                loop.add_signal_handler(sig, self.stop, name)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Unix
+                continue
+            installed.append(sig)
+        return installed
+
+    async def _tick(self) -> None:
+        assert self.on_progress is not None
+        while True:
+            await asyncio.sleep(0.5)
+            self.on_progress(self)

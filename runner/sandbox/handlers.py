@@ -1,0 +1,609 @@
+"""The sandbox's routes: OpenAI's assistant-file and vector-store-file calls, and the admin
+routes that read and steer it.
+
+Rules a client under test can rely on (the real API's, unless said otherwise):
+
+- Not found: any assistant id, vector store id, file id or batch id containing `missing` does
+  not exist: 404, e.g. "No assistant found with id 'asst_missing1'.". Every other owner and
+  file exists (owners are created empty on first use).
+- Assistant files need `OpenAI-Beta: assistants=v1` (else 400 `invalid_beta`); vector store
+  calls take `assistants=v2` or no OpenAI-Beta header, and refuse `assistants=v1` (400
+  `invalid_beta`). With `retire_v1`, every `assistants=v1` request gets 400 `invalid_beta`
+  saying the v1 Assistants API is retired.
+- An assistant holds at most `max_assistant_files` (20) files: the next attach gets 400
+  `invalid_request_error`, param "file_id", code null. Attaching a file already attached to
+  that assistant gets 400 "The file F is already attached to assistant A." (code null): the
+  already-attached check comes before the limit.
+- Adding a file already in a vector store answers 200 with the existing object, unchanged
+  (counted in the record as a POST after attached); a file whose status is `cancelled` is
+  added anew instead (processing restarts; counted in `attached` again).
+- File batches take 1 to 2,000 `file_ids` (else 400; nothing is applied when any id is
+  invalid or missing). Repeated ids in one request are added once; each repeat counts as a
+  POST after attached. A file already in the store is kept as it is (its status counts in
+  the batch's `file_counts`, and the record counts a POST after attached). A batch is
+  `in_progress` while any of its files is, then `completed` (failed files included: see
+  `file_counts.failed`), or `cancelled` once cancelled; cancelling moves its own in-progress
+  files to `cancelled`; cancelling a finished batch is a 400.
+- Lists page as OpenAI does (see state.paginate); `limit` outside 1..100, an unknown `order`
+  or `filter`, or a cursor naming no object of the collection is a 400.
+- Rate limits: with `rps`, a token bucket refilled at `rps` a second holds `burst` tokens
+  (default max(1, rps): one second's worth), starting full; a request finding no token gets
+  429 `rate_limit_exceeded` (type "requests") with `retry-after` (whole seconds, rounded up)
+  and `retry-after-ms`; every answer carries `x-ratelimit-limit-requests` (rps * 60),
+  `-remaining-requests` and `-reset-requests` (time to full, as a Go duration). With
+  `store_rpm`, each vector store has its own bucket (store_rpm / 60 a second, holding
+  max(1, store_rpm / 60)) taken by attach POSTs, single and file_batches alike.
+- Order of checks on /v1: unknown URL (404), key (401), quota (429 `insufficient_quota`),
+  requests bucket (429), fault draw, OpenAI-Beta (400), then the route (owner 404, store
+  bucket 429, body 400, file 404, apply). `latency_ms` is slept before all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from aiohttp import web
+
+from runner.sandbox import errors
+from runner.sandbox.config import SandboxConfig
+from runner.sandbox.errors import ApiError
+from runner.sandbox.faults import (
+    BAD_GATEWAY_HTML,
+    HTTP_502,
+    RESET_AFTER,
+    RESET_BEFORE,
+    SERVER_ERRORS,
+    SLOW,
+    FaultInjector,
+    drop_connection,
+)
+from runner.sandbox.limits import TokenBucket, format_go_duration, retry_headers
+from runner.sandbox.parsing import (
+    MISSING,
+    attributes_of,
+    chunking_of,
+    file_id_of,
+    file_ids_of,
+    page_of,
+    paginate_or_400,
+    read_json_object,
+)
+from runner.sandbox.record import Record
+from runner.sandbox.state import (
+    VS_FILE_STATUSES,
+    AssistantFile,
+    FileBatch,
+    VectorStore,
+    VectorStoreFile,
+    decide_failure,
+    list_json,
+)
+
+ASSISTANT = "assistant"
+VECTOR_STORE = "vector_store"
+OWNER_KINDS = (ASSISTANT, VECTOR_STORE)
+ADMIN_PREFIX = "/__sandbox/"
+ASSISTANT_FILE_KEYS = frozenset({"file_id"})
+VS_FILE_KEYS = frozenset({"file_id", "attributes", "chunking_strategy"})
+BATCH_KEYS = frozenset({"file_ids", "attributes", "chunking_strategy"})
+RETIRED_V1_MESSAGE = (
+    "The v1 Assistants API has been retired. Please try again with the header "
+    "'OpenAI-Beta: assistants=v2'; see https://platform.openai.com/docs/assistants/migration."
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class RouteInfo(NamedTuple):
+    label: str  # the record's by_route key, e.g. "POST attach"
+    target: str  # ASSISTANT or VECTOR_STORE
+    store_attach: bool  # an attach POST that counts against the store's limit
+
+
+class SandboxApi:
+    """The aiohttp application and all the state behind it. Not thread-safe: use it from the
+    event loop that serves it."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.record = Record()
+        self.faults = FaultInjector(config)
+        self.assistants: dict[str, dict[str, AssistantFile]] = {}
+        self.stores: dict[str, VectorStore] = {}
+        self._bucket = self._make_bucket()
+        self._store_buckets: dict[str, TokenBucket] = {}
+        self._routes: dict[object, RouteInfo] = {}  # aiohttp route -> what it is
+        self._batch_serial = 0  # not reset: batch ids stay unique for the server's life
+        self._request_serial = 0
+        self.app = self._build_app()
+
+    # -- steering -------------------------------------------------------------------------
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Change config fields live; ValueError for an unknown field or a bad value."""
+        old, new = self.config, self.config.replace(changes)
+        self.config = new
+        if (old.rps, old.effective_burst) != (new.rps, new.effective_burst):
+            self._bucket = self._make_bucket()
+        if old.store_rpm != new.store_rpm:
+            self._store_buckets.clear()
+        self.faults.configure(new)
+        if "seed" in changes:
+            self.faults.reseed(new.seed)
+
+    def reset(self) -> None:
+        """Forget every pair, batch and count; the config stays, the fault sequence restarts."""
+        self.record = Record()
+        self.assistants.clear()
+        self.stores.clear()
+        self._bucket = self._make_bucket()
+        self._store_buckets.clear()
+        self.faults.reseed(self.config.seed)
+
+    def preload(self, owner_kind: str, owner: str, file_ids: Sequence[str]) -> int:
+        """Put pairs in place as if attached an hour ago (vector store files already
+        processed); they are marked `preloaded` in the record, not counted in `attached`.
+        Returns how many pairs were new."""
+        if owner_kind not in OWNER_KINDS:
+            raise ValueError(
+                f"owner_kind must be 'assistant' or 'vector_store', not {owner_kind!r}"
+            )
+        if not isinstance(owner, str) or not owner:
+            raise ValueError(f"owner must be a non-empty string, not {owner!r}")
+        if not isinstance(file_ids, (list, tuple)):
+            raise ValueError(f"file_ids must be a list of file ids, not {file_ids!r}")
+        for file_id in file_ids:
+            if not isinstance(file_id, str) or not file_id:
+                raise ValueError(f"file ids must be non-empty strings, not {file_id!r}")
+        created_at = int(time.time()) - 3600
+        added = 0
+        for file_id in file_ids:
+            if owner_kind == ASSISTANT:
+                files = self.assistants.setdefault(owner, {})
+                if file_id in files:
+                    continue
+                files[file_id] = AssistantFile(file_id, owner, created_at)
+            else:
+                store = self.stores.setdefault(owner, VectorStore(owner))
+                if file_id in store.files:
+                    continue
+                error = decide_failure(self.config.seed, owner, file_id, self.config.vs_fail_rate)
+                store.files[file_id] = VectorStoreFile(
+                    file_id, owner, created_at=created_at, ready_at=float("-inf"), error=error
+                )
+            self.record.preloaded(owner, file_id)
+            added += 1
+        return added
+
+    # -- the pipeline every /v1 request goes through ----------------------------------------
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(ADMIN_PREFIX):
+            try:
+                return await handler(request)
+            except ApiError as error:
+                return error.response()
+        # The same record at start and finish, even if a reset swaps it in between.
+        record = self.record
+        route = self._routes.get(request.match_info.route)
+        now = time.monotonic()
+        record.request_started(route.label if route else f"{request.method} unknown", now)
+        if route is not None and route.store_attach:
+            record.store_attach_started(request.match_info["vector_store_id"], now)
+        status = None
+        try:
+            response = await self._serve(request, handler, route, record)
+            if response is None:
+                # The connection is gone: aiohttp's write of this fails quietly.
+                return web.Response()
+            status = response.status
+            return response
+        finally:
+            record.request_finished(status)
+
+    async def _serve(
+        self, request: web.Request, handler: Handler, route: RouteInfo | None, record: Record
+    ) -> web.StreamResponse | None:
+        """The answer to send, or None when the connection was dropped."""
+        config = self.config
+        if config.latency_ms:
+            await asyncio.sleep(config.latency_ms / 1000)
+        fault = None
+        response: web.StreamResponse
+        try:
+            if route is None:
+                raise errors.invalid_url(request.method, request.path)
+            self._check_key(request.headers.get("Authorization"))
+            if config.quota_exhausted:
+                raise errors.quota_exhausted()
+            if self._bucket is not None:
+                self._take_request_token(record)
+            fault = self.faults.draw(request.method)
+            if fault is not None:
+                record.fault(fault)
+                if fault in SERVER_ERRORS:
+                    return self._finish(self._server_error(fault))
+                if fault == RESET_BEFORE:
+                    drop_connection(request)
+                    return None
+            self._check_beta(request.headers.get("OpenAI-Beta"), route.target)
+            response = await handler(request)
+        except ApiError as error:
+            response = error.response()
+        if fault == RESET_AFTER:
+            drop_connection(request)
+            return None
+        if fault == SLOW:
+            await asyncio.sleep(config.slow_ms / 1000)
+        return self._finish(response)
+
+    def _finish(self, response: web.StreamResponse) -> web.StreamResponse:
+        self._request_serial += 1
+        headers = response.headers
+        headers["x-request-id"] = f"req_{self._request_serial:032x}"
+        bucket = self._bucket
+        if bucket is not None:
+            now = time.monotonic()
+            headers["x-ratelimit-limit-requests"] = str(self._limit_per_minute())
+            headers["x-ratelimit-remaining-requests"] = str(bucket.remaining(now))
+            headers["x-ratelimit-reset-requests"] = format_go_duration(bucket.time_to_full(now))
+        return response
+
+    def _server_error(self, fault: str) -> web.Response:
+        if fault == HTTP_502:
+            # What a proxy in front of the API sends: HTML, not OpenAI's JSON.
+            return web.Response(status=502, text=BAD_GATEWAY_HTML, content_type="text/html")
+        return errors.server_error(int(fault.removeprefix("http_"))).response()
+
+    def _check_key(self, header: str | None) -> None:
+        scheme, _, key = (header or "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise errors.missing_key()
+        if not hmac.compare_digest(key.encode(), self.config.api_key.encode()):
+            raise errors.incorrect_key(key)
+
+    def _check_beta(self, header: str | None, target: str) -> None:
+        version = _assistants_version(header)
+        if version == "v1" and self.config.retire_v1:
+            raise errors.invalid_beta(RETIRED_V1_MESSAGE)
+        if target == ASSISTANT and version != "v1":
+            if version is None:
+                raise errors.invalid_beta(
+                    "You must provide the 'OpenAI-Beta' header to access the Assistants API. "
+                    "Please try again by setting the header 'OpenAI-Beta: assistants=v1'."
+                )
+            raise errors.invalid_beta(
+                "Assistant files (/v1/assistants/{assistant_id}/files) are only available in "
+                f"the v1 Assistants API, and this request asked for 'assistants={version}'. "
+                "Please try again with the header 'OpenAI-Beta: assistants=v1'."
+            )
+        if target == VECTOR_STORE and version == "v1":
+            raise errors.invalid_beta(
+                "Vector stores are not available in the v1 Assistants API. Please try again "
+                "with the header 'OpenAI-Beta: assistants=v2', or without it."
+            )
+
+    def _make_bucket(self) -> TokenBucket | None:
+        rps = self.config.rps
+        if rps is None:
+            return None
+        return TokenBucket(rps, self.config.effective_burst, time.monotonic())
+
+    def _limit_per_minute(self) -> int:
+        return max(1, round((self.config.rps or 0) * 60))
+
+    def _take_request_token(self, record: Record) -> None:
+        assert self._bucket is not None
+        wait = self._bucket.take(time.monotonic())
+        if wait:
+            record.limited("requests")
+            limit = self._limit_per_minute()
+            raise errors.rate_limited(
+                "Rate limit reached for requests in organization org-sandbox on requests per "
+                f"min (RPM): Limit {limit}, Used {limit}, Requested 1. Please try again in "
+                f"{format_go_duration(wait)}. Visit https://platform.openai.com/account/"
+                "rate-limits to learn more.",
+                retry_headers(wait),
+            )
+
+    def _take_store_token(self, store_id: str) -> None:
+        rpm = self.config.store_rpm
+        if rpm is None:
+            return
+        now = time.monotonic()
+        bucket = self._store_buckets.get(store_id)
+        if bucket is None:
+            # Smooth: holds one second's worth, so requests must come evenly spaced.
+            bucket = TokenBucket(rpm / 60, max(1.0, rpm / 60), now)
+            self._store_buckets[store_id] = bucket
+        wait = bucket.take(now)
+        if wait:
+            self.record.limited("store")
+            raise errors.rate_limited(
+                f"Rate limit reached for file attach requests on vector store {store_id}: "
+                f"Limit {rpm:g} / min. Please try again in {format_go_duration(wait)}.",
+                retry_headers(wait),
+            )
+
+    # -- owners, bodies, pages ----------------------------------------------------------------
+
+    def _assistant_files(self, request: web.Request) -> tuple[str, dict[str, AssistantFile]]:
+        assistant_id = request.match_info["assistant_id"]
+        if MISSING in assistant_id:
+            raise errors.not_found(f"No assistant found with id '{assistant_id}'.")
+        files = self.assistants.get(assistant_id)
+        if files is None:
+            files = self.assistants[assistant_id] = {}
+        return assistant_id, files
+
+    def _store(self, request: web.Request) -> VectorStore:
+        store_id = request.match_info["vector_store_id"]
+        if MISSING in store_id:
+            raise errors.not_found(f"No vector store found with id '{store_id}'.")
+        store = self.stores.get(store_id)
+        if store is None:
+            store = self.stores[store_id] = VectorStore(store_id)
+        return store
+
+    def _batch(self, request: web.Request) -> tuple[VectorStore, FileBatch]:
+        store = self._store(request)
+        batch_id = request.match_info["batch_id"]
+        batch = store.batches.get(batch_id)
+        if batch is None:
+            raise errors.not_found(
+                f"No file batch found with id '{batch_id}' in vector store '{store.id}'."
+            )
+        return store, batch
+
+    def _new_vs_file(
+        self,
+        store: VectorStore,
+        file_id: str,
+        now: float,
+        body: Mapping[str, Any],
+        batch_id: str | None = None,
+    ) -> VectorStoreFile:
+        config = self.config
+        file = VectorStoreFile(
+            file_id,
+            store.id,
+            created_at=int(time.time()),
+            ready_at=now + config.processing_ms / 1000,
+            error=decide_failure(config.seed, store.id, file_id, config.vs_fail_rate),
+            batch_id=batch_id,
+            attributes=attributes_of(body),
+            chunking_strategy=chunking_of(body),
+        )
+        store.files[file_id] = file
+        self.record.attached(store.id, file_id)
+        return file
+
+    # -- assistant files --------------------------------------------------------------------
+
+    async def attach_assistant_file(self, request: web.Request) -> web.Response:
+        assistant_id, files = self._assistant_files(request)
+        body = await read_json_object(request, ASSISTANT_FILE_KEYS)
+        file_id = file_id_of(body)
+        if file_id in files:
+            self.record.posted_after_attached(assistant_id, file_id)
+            raise ApiError(
+                400, f"The file {file_id} is already attached to assistant {assistant_id}."
+            )
+        if len(files) >= self.config.max_assistant_files:
+            raise ApiError(
+                400,
+                f"Assistant {assistant_id} has reached the maximum number of files "
+                f"({self.config.max_assistant_files}).",
+                param="file_id",
+            )
+        file = files[file_id] = AssistantFile(file_id, assistant_id, int(time.time()))
+        self.record.attached(assistant_id, file_id)
+        return web.json_response(file.to_json(0))
+
+    async def get_assistant_file(self, request: web.Request) -> web.Response:
+        assistant_id, files = self._assistant_files(request)
+        file_id = request.match_info["file_id"]
+        file = files.get(file_id)
+        if file is None:
+            raise errors.not_found(
+                f"No file found with id '{file_id}' on assistant '{assistant_id}'."
+            )
+        return web.json_response(file.to_json(0))
+
+    async def list_assistant_files(self, request: web.Request) -> web.Response:
+        _, files = self._assistant_files(request)
+        page = page_of(request.query)
+        items, has_more = paginate_or_400(files.values(), page, files)
+        return web.json_response(list_json(items, has_more, 0))
+
+    async def delete_assistant_file(self, request: web.Request) -> web.Response:
+        assistant_id, files = self._assistant_files(request)
+        file_id = request.match_info["file_id"]
+        if files.pop(file_id, None) is None:
+            raise errors.not_found(
+                f"No file found with id '{file_id}' on assistant '{assistant_id}'."
+            )
+        return web.json_response(
+            {"id": file_id, "object": "assistant.file.deleted", "deleted": True}
+        )
+
+    # -- vector store files -----------------------------------------------------------------
+
+    async def attach_vs_file(self, request: web.Request) -> web.Response:
+        store = self._store(request)
+        self._take_store_token(store.id)
+        body = await read_json_object(request, VS_FILE_KEYS)
+        file_id = file_id_of(body)
+        attributes_of(body)
+        chunking_of(body)
+        now = time.monotonic()
+        file = store.files.get(file_id)
+        if file is not None and file.status(now) != "cancelled":
+            self.record.posted_after_attached(store.id, file_id)
+        else:
+            file = self._new_vs_file(store, file_id, now, body)
+        return web.json_response(file.to_json(now))
+
+    async def get_vs_file(self, request: web.Request) -> web.Response:
+        store = self._store(request)
+        file_id = request.match_info["file_id"]
+        file = store.files.get(file_id)
+        if file is None:
+            raise errors.not_found(
+                f"No file found with id '{file_id}' in vector store '{store.id}'."
+            )
+        return web.json_response(file.to_json(time.monotonic()))
+
+    async def list_vs_files(self, request: web.Request) -> web.Response:
+        store = self._store(request)
+        return self._file_list(store.files.values(), store, request)
+
+    async def delete_vs_file(self, request: web.Request) -> web.Response:
+        store = self._store(request)
+        file_id = request.match_info["file_id"]
+        if store.files.pop(file_id, None) is None:
+            raise errors.not_found(
+                f"No file found with id '{file_id}' in vector store '{store.id}'."
+            )
+        return web.json_response(
+            {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
+        )
+
+    def _file_list(
+        self, files: Iterable[VectorStoreFile], store: VectorStore, request: web.Request
+    ) -> web.Response:
+        page = page_of(request.query)
+        now = time.monotonic()
+        wanted = request.query.get("filter")
+        if wanted is not None:
+            if wanted not in VS_FILE_STATUSES:
+                raise errors.invalid_value("filter", wanted, VS_FILE_STATUSES)
+            files = [file for file in files if file.status(now) == wanted]
+        items, has_more = paginate_or_400(files, page, store.files)
+        return web.json_response(list_json(items, has_more, now))
+
+    # -- file batches -----------------------------------------------------------------------
+
+    async def create_batch(self, request: web.Request) -> web.Response:
+        store = self._store(request)
+        self._take_store_token(store.id)
+        body = await read_json_object(request, BATCH_KEYS)
+        file_ids = file_ids_of(body)
+        attributes_of(body)
+        chunking_of(body)
+        now = time.monotonic()
+        self._batch_serial += 1
+        batch = FileBatch(
+            f"vsfb_{self._batch_serial:032x}",
+            store.id,
+            int(time.time()),
+            tuple(dict.fromkeys(file_ids)),
+        )
+        seen: set[str] = set()
+        for file_id in file_ids:
+            file = store.files.get(file_id)
+            if file_id in seen or (file is not None and file.status(now) != "cancelled"):
+                self.record.posted_after_attached(store.id, file_id)
+            else:
+                self._new_vs_file(store, file_id, now, body, batch_id=batch.id)
+            seen.add(file_id)
+        store.batches[batch.id] = batch
+        return web.json_response(store.batch_to_json(batch, now))
+
+    async def get_batch(self, request: web.Request) -> web.Response:
+        store, batch = self._batch(request)
+        return web.json_response(store.batch_to_json(batch, time.monotonic()))
+
+    async def list_batch_files(self, request: web.Request) -> web.Response:
+        store, batch = self._batch(request)
+        return self._file_list(store.batch_files(batch), store, request)
+
+    async def cancel_batch(self, request: web.Request) -> web.Response:
+        store, batch = self._batch(request)
+        now = time.monotonic()
+        if not batch.cancelled:
+            status = store.batch_to_json(batch, now)["status"]
+            if status != "in_progress":
+                raise ApiError(400, f"Cannot cancel file batch {batch.id}: its status is {status}.")
+            for file in store.batch_files(batch):
+                if file.batch_id == batch.id and file.status(now) == "in_progress":
+                    file.cancelled = True
+            batch.cancelled = True
+        return web.json_response(store.batch_to_json(batch, now))
+
+    # -- admin ------------------------------------------------------------------------------
+
+    async def admin_record(self, request: web.Request) -> web.Response:
+        return web.json_response(self.record.snapshot())
+
+    async def admin_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"reset": True})
+
+    async def admin_config(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            changes = await read_json_object(request, None)
+            try:
+                self.update(changes)
+            except (TypeError, ValueError) as exc:
+                raise ApiError(400, str(exc)) from exc
+        return web.json_response(self.config.to_dict())
+
+    async def admin_preload(self, request: web.Request) -> web.Response:
+        body = await read_json_object(request, frozenset({"owner_kind", "owner", "file_ids"}))
+        try:
+            added = self.preload(
+                body.get("owner_kind", ""), body.get("owner", ""), body.get("file_ids", [])
+            )
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, str(exc)) from exc
+        return web.json_response({"preloaded": added})
+
+    # -- the application --------------------------------------------------------------------
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self.middleware], client_max_size=4 * 1024**2)
+        assistant = "/v1/assistants/{assistant_id}/files"
+        store = "/v1/vector_stores/{vector_store_id}"
+        batch = store + "/file_batches/{batch_id}"
+        api: list[tuple[str, str, Handler, str, str]] = [
+            ("POST", assistant, self.attach_assistant_file, "attach", ASSISTANT),
+            ("GET", assistant, self.list_assistant_files, "list", ASSISTANT),
+            ("GET", assistant + "/{file_id}", self.get_assistant_file, "check", ASSISTANT),
+            ("DELETE", assistant + "/{file_id}", self.delete_assistant_file, "file", ASSISTANT),
+            ("POST", store + "/files", self.attach_vs_file, "attach", VECTOR_STORE),
+            ("GET", store + "/files", self.list_vs_files, "list", VECTOR_STORE),
+            ("GET", store + "/files/{file_id}", self.get_vs_file, "check", VECTOR_STORE),
+            ("DELETE", store + "/files/{file_id}", self.delete_vs_file, "file", VECTOR_STORE),
+            ("POST", store + "/file_batches", self.create_batch, "batch", VECTOR_STORE),
+            ("GET", batch, self.get_batch, "batch", VECTOR_STORE),
+            ("GET", batch + "/files", self.list_batch_files, "batch_files", VECTOR_STORE),
+            ("POST", batch + "/cancel", self.cancel_batch, "batch_cancel", VECTOR_STORE),
+        ]
+        for method, path, handler, kind, target in api:
+            route = app.router.add_route(method, path, handler)
+            store_attach = target == VECTOR_STORE and method == "POST" and kind != "batch_cancel"
+            self._routes[route] = RouteInfo(f"{method} {kind}", target, store_attach)
+        app.router.add_get(ADMIN_PREFIX + "record", self.admin_record)
+        app.router.add_post(ADMIN_PREFIX + "reset", self.admin_reset)
+        app.router.add_get(ADMIN_PREFIX + "config", self.admin_config)
+        app.router.add_post(ADMIN_PREFIX + "config", self.admin_config)
+        app.router.add_post(ADMIN_PREFIX + "preload", self.admin_preload)
+        return app
+
+
+def _assistants_version(header: str | None) -> str | None:
+    """ "v1" from `OpenAI-Beta: assistants=v1` (among comma-separated betas), else None."""
+    if not header:
+        return None
+    for part in header.split(","):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "assistants":
+            return value.strip()
+    return None

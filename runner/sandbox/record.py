@@ -1,0 +1,180 @@
+"""The sandbox's own record: what happened on the server, which no client can fake.
+
+`Record.snapshot()` (also `Sandbox.record()`, `SandboxThread.record()` and
+`GET /__sandbox/record`) returns this JSON-able dict; every key is always present:
+
+    {
+      "requests": 1234,              # /v1 requests received (admin routes never count),
+                                     # every one: retries, refused and faulted ones too
+      "in_flight": 0,                # /v1 requests being handled now (from arrival, through
+                                     # latency_ms and slow_ms, to the answer or the drop)
+      "peak_in_flight": 16,          # most /v1 requests handled at once
+      "peak_per_1s": 25,             # most requests started within any 1 s (sliding)
+      "peak_per_60s": 600,           # most requests started within any 60 s (sliding)
+      "by_status": {"200": 1200, "429": 30, "502": 4},   # answers sent, by status code;
+                                     # a dropped connection has no status (see "faults")
+      "by_route": {"POST attach": 1000, "GET check": 12, "POST batch": 3, "GET batch": 9,
+                   "GET batch_files": 2, "POST batch_cancel": 0, "GET list": 1,
+                   "DELETE file": 0, "POST unknown": 0},   # requests received by
+                                     # method and route kind, as "requests"; only kinds seen
+      "faults": {"http_500": 1, "http_502": 4, "http_503": 2,
+                 "reset_before": 3, "reset_after": 2, "slow": 1},
+      "rate_limited": {"requests": 30, "store": 0},        # 429s of `rps` / of `store_rpm`
+      "store_attach_peak_per_60s": {"vs_abc": 300},        # per vector store: most attach
+                                     # POSTs (files and file_batches) started within 60 s
+      "max_store_attach_per_60s": 300,                     # the largest of those, 0 if none
+      "attached_total": 1000,        # sum of "attached" over all pairs
+      "pairs": {"asst_abc/file-1": {"attached": 1, "posts_after_attached": 0,
+                                    "preloaded": false}},
+    }
+
+A pair's key is `f"{owner}/{file_id}"` (see `pair_key`); owner is the assistant or vector store
+id. `attached` counts the POSTs (single or in a batch) that attached it: 1 is right, 2 a
+duplicate (or a delete and re-attach). `posts_after_attached` counts POSTs for it that came
+while it was already attached: the "already attached" answers, a retry after a reset-after.
+`preloaded` pairs were put in place by `preload` and are not counted in `attached`. A pair
+appears once it was attached, preloaded or POSTed again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from runner.sandbox.faults import FAULT_KINDS
+
+
+def pair_key(owner: str, file_id: str) -> str:
+    """The key of a pair in the record's "pairs"."""
+    return f"{owner}/{file_id}"
+
+
+def confirm_attached_once(record: Mapping[str, Any], pairs: Iterable[tuple[str, str]]) -> list[str]:
+    """Problems with "each pair is in place exactly once" (preloaded or attached by one POST),
+    one line a pair; an empty list means all is well."""
+    known: Mapping[str, Mapping[str, Any]] = record["pairs"]
+    problems = []
+    for owner, file_id in pairs:
+        key = pair_key(owner, file_id)
+        entry = known.get(key)
+        times = 0 if entry is None else entry["attached"] + (1 if entry["preloaded"] else 0)
+        if times != 1:
+            problems.append(f"{key}: in place {times} times, expected once")
+    return problems
+
+
+class SlidingWindow:
+    """Counts events within the last `span` seconds and remembers the largest count."""
+
+    __slots__ = ("span", "_starts", "peak")
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self._starts: deque[float] = deque()  # event times within the window, oldest first
+        self.peak = 0
+
+    def add(self, now: float) -> None:
+        starts = self._starts
+        starts.append(now)
+        cutoff = now - self.span
+        while starts[0] <= cutoff:
+            starts.popleft()
+        if len(starts) > self.peak:
+            self.peak = len(starts)
+
+
+class PairEntry:
+    __slots__ = ("attached", "posts_after_attached", "preloaded")
+
+    def __init__(self) -> None:
+        self.attached = 0
+        self.posts_after_attached = 0
+        self.preloaded = False
+
+
+class Record:
+    """Counters kept on every /v1 request; cheap enough for thousands of requests a second."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.per_1s = SlidingWindow(1.0)
+        self.per_60s = SlidingWindow(60.0)
+        self.by_status: Counter[int] = Counter()
+        self.by_route: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.rate_limited: Counter[str] = Counter()
+        self.store_attach: dict[str, SlidingWindow] = {}
+        self.pairs: dict[str, PairEntry] = {}
+
+    def request_started(self, route: str, now: float) -> None:
+        self.requests += 1
+        self.in_flight += 1
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
+        self.per_1s.add(now)
+        self.per_60s.add(now)
+        self.by_route[route] += 1
+
+    def request_finished(self, status: int | None) -> None:
+        """`status` None: the connection was dropped without an answer."""
+        self.in_flight -= 1
+        if status is not None:
+            self.by_status[status] += 1
+
+    def store_attach_started(self, store_id: str, now: float) -> None:
+        window = self.store_attach.get(store_id)
+        if window is None:
+            window = self.store_attach[store_id] = SlidingWindow(60.0)
+        window.add(now)
+
+    def fault(self, kind: str) -> None:
+        self.faults[kind] += 1
+
+    def limited(self, scope: str) -> None:
+        """A 429 of the global limit (`requests`) or of a store's (`store`)."""
+        self.rate_limited[scope] += 1
+
+    def _pair(self, owner: str, file_id: str) -> PairEntry:
+        key = pair_key(owner, file_id)
+        entry = self.pairs.get(key)
+        if entry is None:
+            entry = self.pairs[key] = PairEntry()
+        return entry
+
+    def attached(self, owner: str, file_id: str) -> None:
+        self._pair(owner, file_id).attached += 1
+
+    def posted_after_attached(self, owner: str, file_id: str) -> None:
+        self._pair(owner, file_id).posts_after_attached += 1
+
+    def preloaded(self, owner: str, file_id: str) -> None:
+        self._pair(owner, file_id).preloaded = True
+
+    def snapshot(self) -> dict[str, Any]:
+        """The record as plain JSON-able data (shape in the module docstring)."""
+        store_peaks = {store: window.peak for store, window in self.store_attach.items()}
+        return {
+            "requests": self.requests,
+            "in_flight": self.in_flight,
+            "peak_in_flight": self.peak_in_flight,
+            "peak_per_1s": self.per_1s.peak,
+            "peak_per_60s": self.per_60s.peak,
+            "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
+            "by_route": dict(self.by_route),
+            "faults": {kind: self.faults[kind] for kind in FAULT_KINDS},
+            "rate_limited": {scope: self.rate_limited[scope] for scope in ("requests", "store")},
+            "store_attach_peak_per_60s": store_peaks,
+            "max_store_attach_per_60s": max(store_peaks.values(), default=0),
+            "attached_total": sum(entry.attached for entry in self.pairs.values()),
+            "pairs": {
+                key: {
+                    "attached": entry.attached,
+                    "posts_after_attached": entry.posts_after_attached,
+                    "preloaded": entry.preloaded,
+                }
+                for key, entry in self.pairs.items()
+            },
+        }

@@ -1,0 +1,295 @@
+"""The limiter, measured on the real clock with short periods (20 per 1.0 s), never patched time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from runner.limiter import (
+    DROP,
+    PROBE_PATIENCE,
+    SAFETY,
+    START_RATE,
+    KeyedLimiter,
+    RateLimiter,
+    parse_go_duration,
+)
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def busiest(grants: list[float], window: float) -> int:
+    """The most grants in any half-open window [t, t + window) that starts at a grant."""
+    grants = sorted(grants)
+    most, j = 0, 0
+    for i, start in enumerate(grants):
+        while j < len(grants) and grants[j] < start + window:
+            j += 1
+        most = max(most, j - i)
+    return most
+
+
+async def grant_times(
+    acquire: Callable[[], Awaitable[None]], total: int, workers: int
+) -> list[float]:
+    """Run `workers` tasks that share `total` acquires; return the loop time of each grant."""
+    grants: list[float] = []
+    left = [total]
+
+    async def worker() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await acquire()
+            grants.append(now())
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return grants
+
+
+async def test_fixed_rate_spaces_grants_evenly() -> None:
+    """20 per 1.0 s from 16 tasks: no 1 s window holds more than 20 + B, and 60 take ~3 s."""
+    limiter = RateLimiter(20, auto=False, period=1.0)
+    started = now()
+    grants = await grant_times(limiter.acquire, 60, 16)
+    duration = max(grants) - started
+    assert len(grants) == 60
+    assert busiest(grants, 1.0) <= 20 * 1.0 + 1
+    assert busiest(grants, 0.1) <= 2 + 1
+    assert 2.0 <= duration <= 3.5
+
+
+async def test_burst_is_at_most_rate_over_600() -> None:
+    """At 6,000 per period B is 10: ten start at once, the eleventh waits its turn."""
+    limiter = RateLimiter(6000, auto=False, period=60.0)
+    started = now()
+    grants = await grant_times(limiter.acquire, 12, 12)
+    assert sum(1 for t in grants if t - started < 0.005) == 10
+
+
+async def test_max_burst_caps_the_burst() -> None:
+    """max_burst=1 spaces even a high rate strictly."""
+    limiter = RateLimiter(6000, auto=False, max_burst=1, period=60.0)
+    started = now()
+    grants = await grant_times(limiter.acquire, 3, 3)
+    assert sum(1 for t in grants if t - started < 0.005) == 1
+
+
+async def test_unlimited_acquire_is_a_fast_path() -> None:
+    """With no rate and no pause, 100,000 acquires take well under a second and never sleep."""
+    limiter = RateLimiter(None, auto=False)
+    started = time.perf_counter()
+    for _ in range(100_000):
+        await limiter.acquire()
+    assert time.perf_counter() - started < 2.0
+    assert limiter.rate is None
+    assert limiter.stats()["wait_seconds"] == 0.0
+
+
+async def test_unlimited_still_pauses_on_429() -> None:
+    """Unlimited mode honours a 429 pause, then returns to the fast path."""
+    limiter = RateLimiter(None, auto=False)
+    limiter.on_429(0.2)
+    started = now()
+    await limiter.acquire()
+    assert now() - started >= 0.19
+    assert limiter.rate is None
+    assert limiter.paused_until is None
+
+
+async def test_429_pauses_everyone_and_drops_once() -> None:
+    """After on_429(0.3) no waiter is granted for 0.3 s; five quick 429s drop the rate once."""
+    limiter = RateLimiter(200, auto=False, period=1.0)
+    grants: list[float] = []
+    stop = asyncio.Event()
+
+    async def worker() -> None:
+        while not stop.is_set():
+            await limiter.acquire()
+            grants.append(now())
+            await asyncio.sleep(0.005)  # the request
+
+    tasks = [asyncio.create_task(worker()) for _ in range(16)]
+    await asyncio.sleep(0.2)
+    first = now()
+    for _ in range(5):
+        limiter.on_429(0.3)
+        await asyncio.sleep(0.01)
+    end = limiter.paused_until
+    assert end is not None
+    assert end >= first + 0.3
+    assert limiter.rate == pytest.approx(200 * DROP)
+    await asyncio.sleep(0.6)
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert [t for t in grants if first <= t < end] == []
+    assert any(t >= end for t in grants)
+    assert any(t < first for t in grants)
+    assert limiter.stats()["drops"] == 1
+    assert limiter.stats()["pauses"] == 1
+
+
+async def test_rate_recovers_after_a_drop() -> None:
+    """After a 429 the rate climbs back step by step to the user's rpm, never above it."""
+    limiter = RateLimiter(100, auto=False, period=1.0)
+    limiter.on_429(0.05)
+    assert limiter.rate == pytest.approx(100 * DROP)
+    seen: list[float] = []
+    deadline = now() + 1.2
+    while now() < deadline:
+        await limiter.acquire()
+        assert limiter.rate is not None
+        seen.append(limiter.rate)
+    assert max(seen) == pytest.approx(100)
+    assert max(seen) <= 100
+    assert len(set(seen)) >= 4  # climbed in steps, not in one jump
+    assert seen == sorted(seen)
+
+
+async def test_auto_mode_probes_with_one_request() -> None:
+    """Auto mode: of 16 concurrent acquirers one goes before the first answer; then spaced."""
+    limiter = RateLimiter(None, auto=True, period=1.0)
+    grants: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        grants.append(now())
+
+    tasks = [asyncio.create_task(one()) for _ in range(16)]
+    await asyncio.sleep(0.3)
+    assert len(grants) == 1
+    answered = now()
+    limiter.on_response(limit=600, remaining=599, reset=0.1)
+    await asyncio.gather(*tasks)
+    assert limiter.rate == pytest.approx(600 * SAFETY)
+    later = sorted(grants[1:])
+    assert len(later) == 15
+    assert later[0] >= answered
+    assert later[-1] - later[0] >= 14 * (1.0 / (600 * SAFETY)) * 0.8
+
+
+async def test_auto_mode_without_headers_ramps_up() -> None:
+    """Auto mode with no headers starts at a modest rate and doubles while it holds us back."""
+    limiter = RateLimiter(None, auto=True, period=1.0)
+    await limiter.acquire()
+    limiter.on_response(limit=None, remaining=None, reset=None)
+    assert limiter.rate == START_RATE
+    deadline = now() + 0.5
+    while now() < deadline:
+        await limiter.acquire()
+    assert limiter.rate is not None
+    assert limiter.rate >= 4 * START_RATE
+
+
+async def test_auto_mode_ceiling_and_429_stop_slow_start() -> None:
+    """A user rpm caps auto mode; a 429 ends doubling (the next growth is additive)."""
+    limiter = RateLimiter(100, auto=True, period=1.0)
+    await limiter.acquire()
+    limiter.on_response(limit=10_000, remaining=None, reset=None)
+    assert limiter.rate == 100
+    limiter.on_429(0.0)
+    assert limiter.rate == pytest.approx(100 * DROP)
+
+
+async def test_fixed_mode_follows_a_lower_header_limit() -> None:
+    """Fixed mode aims under a header limit below --rpm, and never above --rpm."""
+    limiter = RateLimiter(600, auto=False, period=1.0)
+    limiter.on_response(limit=100, remaining=None, reset=None)
+    assert limiter.rate == pytest.approx(100 * SAFETY)
+    limiter.on_response(limit=10_000, remaining=None, reset=None)
+    assert limiter.rate == 600
+
+
+async def test_silent_probe_lets_one_more_out() -> None:
+    """A probe that never reports (dropped connection) frees one more request after a while."""
+    limiter = RateLimiter(None, auto=True, period=1.0)
+    tasks = [asyncio.create_task(limiter.acquire()) for _ in range(4)]
+    await asyncio.sleep(PROBE_PATIENCE + 0.3)
+    assert sum(task.done() for task in tasks) == 2
+    limiter.on_response(limit=None, remaining=None, reset=None)
+    await asyncio.gather(*tasks)
+
+
+async def test_low_remaining_spreads_grants_over_reset() -> None:
+    """remaining=2, reset=1.0 at a high rate: the next grants spread over ~1 s, not 5 ms."""
+    limiter = RateLimiter(600, auto=False, period=1.0)
+    answered = now()
+    limiter.on_response(limit=None, remaining=2, reset=1.0)
+    grants = sorted(await grant_times(limiter.acquire, 5, 5))
+    offsets = [t - answered for t in grants]
+    assert offsets[0] >= 0.3
+    assert sum(1 for t in offsets if t < 0.95) <= 2
+    assert offsets[-1] <= 1.3
+    assert limiter.stats()["slowdowns"] == 1
+
+
+async def test_plenty_remaining_keeps_full_speed() -> None:
+    """Remaining above what we would send before reset does not slow anything down."""
+    limiter = RateLimiter(600, auto=False, period=1.0)
+    limiter.on_response(limit=None, remaining=500, reset=0.5)
+    started = now()
+    await grant_times(limiter.acquire, 10, 10)
+    assert now() - started < 0.1
+    assert limiter.stats()["slowdowns"] == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1s", 1.0),
+        ("250ms", 0.25),
+        ("6m0s", 360.0),
+        ("1.5s", 1.5),
+        ("2h3m4.5s", 7384.5),
+        ("20ms", 0.02),
+        ("0s", 0.0),
+        ("0", 0.0),
+        ("17", 17.0),
+        ("500us", 0.0005),
+        (" 3s ", 3.0),
+        ("", None),
+        ("s", None),
+        ("1x", None),
+        ("1s2", None),
+        ("-1s", None),
+        ("1 s", None),
+        ("soon", None),
+    ],
+)
+def test_parse_go_duration(text: str, seconds: float | None) -> None:
+    """Go durations as OpenAI sends them in x-ratelimit-reset-*; None for anything else."""
+    if seconds is None:
+        assert parse_go_duration(text) is None
+    else:
+        assert parse_go_duration(text) == pytest.approx(seconds)
+
+
+async def test_keyed_limiter_keys_are_independent() -> None:
+    """Two keys at 20 per 1.0 s each run at their own pace; one key alone respects its rate."""
+    limiter = KeyedLimiter(20, period=1.0)
+    started = now()
+    a, b = await asyncio.gather(
+        grant_times(lambda: limiter.acquire("vs_a"), 10, 4),
+        grant_times(lambda: limiter.acquire("vs_b"), 10, 4),
+    )
+    assert max(a + b) - started < 0.7  # shared, 20 grants would need ~0.95 s
+    a.sort()
+    gaps = [y - x for x, y in zip(a, a[1:], strict=False)]
+    assert min(gaps) >= 0.04
+    assert busiest(a, 0.25) <= 20 * 0.25 + 1
+
+
+async def test_keyed_limiter_pauses_one_key() -> None:
+    """A 429 on one store pauses that store only."""
+    limiter = KeyedLimiter(300, period=60.0)
+    limiter.on_429("vs_a", 0.3)
+    started = now()
+    await limiter.acquire("vs_b")
+    assert now() - started < 0.05
+    await limiter.acquire("vs_a")
+    assert now() - started >= 0.29
+    assert limiter.stats()["pauses"] == 1
