@@ -123,7 +123,7 @@ def dispatch(argv: list[str], io: commands.Io) -> int:
     if command == "validate":
         return commands.validate(settings, io)
     if command == "status":
-        return commands.status(settings, io, as_json=bool(getattr(args, "json", False)))
+        return commands.status(settings, io, as_json=settings.json)
     return commands.failed(settings, io)
 
 

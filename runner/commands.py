@@ -311,6 +311,8 @@ def demo(make_settings: Callable[[list[str]], Settings], io: Io) -> int:
                 code = await execute(settings, io, ["run", "jobs/example.yaml"], target, source,
                                      stats, index, key)
                 record = sandbox.record()
+                io.out.write("\nattach-runner status (what the log now says):\n")
+                status(settings, io, as_json=False)
         finally:
             await sandbox.stop()
         return _confirm(record, stats.pairs, code, io)
