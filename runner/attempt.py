@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,16 @@ class RunRefused(Exception):  # noqa: N818 - a stop, not an error of ours
         self.error = error
 
 
+class NotSent(TransportError):
+    """The run stopped while this request waited for its turn: it never left."""
+
+    def __init__(self) -> None:
+        super().__init__("not sent: the run stopped first", sent=False)
+
+
+NOT_SENT = ApiError("not_sent", "not sent: the run stopped before this pair's turn", None)
+
+
 class GaveUp(Exception):  # noqa: N818 - an ending, reported by the caller
     """Tries ran out (or a POST became uncertain) without a lasting answer."""
 
@@ -102,10 +113,15 @@ class Breaker:
 
     Trips when the first `size` answers to first attach requests are all the same refusal
     (status and code), with no success, spanning at least `min_owners` owners (or every owner
-    the manifest has, if fewer). Disarmed for good by any other answer."""
+    the manifest has, if fewer). Disarmed for good by any other answer. When the first `size`
+    answers name too few owners (the opening is interleaved by owner, so only a manifest
+    with few owners in its first 256 pairs), it keeps watching up to `limit` answers, then
+    disarms: a bounded cost, never a whole manifest."""
 
-    def __init__(self, *, size: int = 20, min_owners: int = 3, manifest_owners: int) -> None:
+    def __init__(self, *, size: int = 20, min_owners: int = 3, manifest_owners: int,
+                 limit: int = 100) -> None:
         self.size = size
+        self.limit = limit
         self.need_owners = max(1, min(min_owners, manifest_owners))
         self.armed = True
         self.signature: tuple[int | None, str | None] | None = None
@@ -134,6 +150,9 @@ class Breaker:
         if self.seen >= self.size and len(self.owners) >= self.need_owners:
             self.armed = False
             return True
+        if self.seen >= self.limit:
+            self.armed = False
+            self.items.clear()
         return False
 
 
@@ -164,19 +183,64 @@ class Attempter:
         self.breaker = breaker
         self.counters = Counters()
         self.breaker_tripped = False
+        # Set when the run stops (signal, --max-runtime, refusal): start no new try; an item
+        # that would retry ends failed and retryable instead, for the next run.
+        self.halted = False
+        # Tasks waiting for a limiter slot, a backoff or a poll interval: halt() cuts those
+        # waits short (in flight means sent, not queued), and remembers whom it cut.
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._cut: set[asyncio.Task[Any]] = set()
 
-    # --- requests -------------------------------------------------------------------------
+    def halt(self) -> None:
+        """The run stops: no request leaves from now on, and every wait for a turn ends now,
+        so a stop waits only for requests in flight (a wrong key is not sent again and again
+        as queued workers get their slots)."""
+        self.halted = True
+        for task in self._waiting:
+            task.cancel()
+        self._cut.update(self._waiting)
 
-    async def request(self, method: str, path: str, body: bytes | None = None, *,
-                      store: str | None = None) -> Answer:
-        """One HTTP request under the limiters; feeds what the answer says back to them."""
+    async def _interruptible(self, waiting: Awaitable[None]) -> None:
+        """Await a wait that halt() may cut short; a cut one returns early."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            # Ours to absorb only when halt() alone asked (not a hard stop's cancel too).
+            if task not in self._cut or _uncancel(task):
+                raise
+        finally:
+            self._waiting.discard(task)
+            self._cut.discard(task)
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep (a backoff, a poll interval); halt() ends it at once (or skips it)."""
+        if not self.halted:
+            await self._interruptible(asyncio.sleep(seconds))
+
+    async def _turn(self, store: str | None) -> None:
         # The per-store slot first: it can be far off, and a request must leave in its own
         # global slot, not after it (or it would crowd the next window).
         if store is not None and self.store_limiter is not None:
             await self.store_limiter.acquire(store)
         await self.limiter.acquire()
+
+    # --- requests -------------------------------------------------------------------------
+
+    async def request(self, method: str, path: str, body: bytes | None = None, *,
+                      store: str | None = None, kind: str = "request") -> Answer:
+        """One HTTP request under the limiters; feeds what the answer says back to them.
+        Raises NotSent, never sending, once the run is halted (before or while it waits)."""
+        if not self.halted:
+            await self._interruptible(self._turn(store))
+        if self.halted:
+            raise NotSent()
         counters = self.counters
         counters.requests += 1
+        if kind == "check":
+            counters.checks += 1
         answer = await self.client.request(method, path, body)
         counters.statuses[answer.status] = counters.statuses.get(answer.status, 0) + 1
         self.limiter.on_response(limit=answer.limit, remaining=answer.remaining, reset=answer.reset)
@@ -202,9 +266,10 @@ class Attempter:
         pending: _Retry | None = first
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_Retry),
-            stop=lambda rs: state.counted >= self.max_attempts
+            stop=lambda rs: self.halted or state.counted >= self.max_attempts
             or state.throttled >= MAX_THROTTLED,
             wait=self._backoff,
+            sleep=self.pause,
             reraise=True,
         )
         try:
@@ -234,6 +299,12 @@ class Attempter:
         try:
             answer = await self.request("POST", target.attach_path(item.owner),
                                         target.attach_body(item.file_id), store=store)
+        except NotSent:
+            # It never left: not an attempt. The stopped run ends the item retryable.
+            state.sent -= 1
+            state.counted -= 1
+            self.counters.attach_requests -= 1
+            raise _Retry(None, NOT_SENT) from None
         except TransportError as exc:
             if exc.sent:
                 state.uncertain = True
@@ -322,10 +393,8 @@ class Attempter:
 
         async def once() -> Answer:
             tries.counted += 1
-            if kind == "check":
-                self.counters.checks += 1
             try:
-                answer = await self.request(method, path, body, store=store)
+                answer = await self.request(method, path, body, store=store, kind=kind)
             except TransportError as exc:
                 if exc.sent and not idempotent:
                     tries.uncertain = True
@@ -350,8 +419,10 @@ class Attempter:
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_Retry),
-            stop=lambda rs: tries.counted >= self.max_attempts or tries.throttled >= MAX_THROTTLED,
+            stop=lambda rs: self.halted or tries.counted >= self.max_attempts
+            or tries.throttled >= MAX_THROTTLED,
             wait=self._backoff,
+            sleep=self.pause,
             reraise=True,
         )
         first = True
@@ -376,10 +447,12 @@ class Attempter:
         path = self.target.check_path(item.owner, item.file_id)
         while True:
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or self.halted:
                 self.counters.still_in_progress += 1
                 return Outcome("attached", status, state.sent, file_status="in_progress")
-            await asyncio.sleep(min(interval, remaining))
+            await self.pause(min(interval, remaining))
+            if self.halted:
+                continue
             interval = min(POLL_MAX, interval * 2)
             self.counters.polls += 1
             try:
@@ -406,6 +479,13 @@ def _file_failed(judgement: Judgement, status: int | None, attempts: int) -> Out
     return Outcome("failed", status, attempts, judgement.error,
                    retryable=judgement.file_status == "cancelled",
                    file_status=judgement.file_status)
+
+
+def _uncancel(task: asyncio.Task[Any]) -> int:
+    """Withdraw one cancel request; how many others are still pending (Python 3.11+; 0 on
+    3.10, which does not count them)."""
+    uncancel = getattr(task, "uncancel", None)
+    return int(uncancel()) if uncancel is not None else 0
 
 
 def _is_quota(answer: Answer) -> bool:

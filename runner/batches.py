@@ -6,21 +6,26 @@ Log order makes a crash safe at any instant:
     batch-created  after the answer, with the batch id: a crash now is resumed by following
                    this batch, never by creating it again
     done x N       one per file
+
+With --wait the batch is polled (GET the batch, 1 s doubling to 10 s) until it leaves
+`in_progress`; its `file_counts` say whether any file ended `failed` or `cancelled`, and only
+then are those listed (`GET .../files?filter=failed`, 100 a page) to name them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.attempt import POLL_FIRST, POLL_MAX, Attempter, GaveUp, Outcome, RunRefused
-from runner.client import TransportError
 from runner.items import Item
 from runner.log import ResultLog
-from runner.targets import ApiError, VectorStoreFiles, api_error
+from runner.targets import ApiError, Judgement, VectorStoreFiles, judge_vector_store_file
 
 LIST_PAGE = 100  # the API's largest page
+ENDED_BADLY = ("failed", "cancelled")  # file statuses that make a file's outcome `failed`
+NOT_SENT = ApiError("run_refused", "not sent: the run stopped before this file's turn", None)
 
 
 class BatchRunner:
@@ -61,9 +66,14 @@ class BatchRunner:
             raise
         body: Any = answer.body
         batch_id = body.get("id") if isinstance(body, dict) else None
-        if not 200 <= answer.status < 300 or not isinstance(batch_id, str):
-            # Refused as a whole (one bad file can sink a batch): find which, one by one.
+        if not 200 <= answer.status < 300:
+            # Refused as a whole (one missing file sinks a batch): nothing was applied, so
+            # send the files one by one; the good ones attach, the bad one is named.
             await self._singles(items, uncertain=False)
+            return
+        if not isinstance(batch_id, str):
+            # Applied, but the answer does not say as what: settle each file by a check.
+            await self._singles(items, uncertain=True)
             return
         self.log.append("batch-created", **{self.owner_column: store, "batch_id": batch_id,
                                             "file_ids": file_ids})
@@ -74,96 +84,133 @@ class BatchRunner:
         await self._finish(store, batch_id, items, 200, None)
 
     async def _singles(self, items: list[Item], *, uncertain: bool) -> None:
-        for item in items:
-            outcome = await self.attempter.attach(item, uncertain=uncertain)
+        """One attach (after a check, when `uncertain`) per file, until the run stops."""
+        attempter = self.attempter
+        for n, item in enumerate(items):
+            if attempter.halted or attempter.breaker_tripped:
+                self._not_sent(items[n:], uncertain=uncertain)
+                return
+            try:
+                outcome = await attempter.attach(item, uncertain=uncertain)
+            except RunRefused as refusal:
+                self.record(item, Outcome("failed", refusal.status, 1, refusal.error,
+                                          retryable=True, uncertain=uncertain))
+                self._not_sent(items[n + 1:], uncertain=uncertain)
+                raise
             self.record(item, outcome)
+
+    def _not_sent(self, items: list[Item], *, uncertain: bool) -> None:
+        # Retryable, so the next run sends them; uncertain when the batch may have been applied.
+        for item in items:
+            self.record(item, Outcome("failed", None, 0, NOT_SENT, retryable=True,
+                                      uncertain=uncertain))
 
     async def _finish(self, store: str, batch_id: str, items: list[Item], status: int,
                       body: Any) -> None:
         """Without --wait a created batch is attached; with it, poll until it leaves
-        in_progress and fail the files the batch reports failed or cancelled."""
-        attempter = self.attempter
-        if not attempter.wait:
+        in_progress and fail the files that ended failed or cancelled."""
+        if not self.attempter.wait:
+            file_status = body.get("status") if isinstance(body, dict) else None
             for item in items:
-                self.record(item, Outcome("attached", status, 1, file_status="in_progress"))
+                self.record(item, Outcome("attached", status, 1, file_status=file_status))
             return
-        batch_status = body.get("status") if isinstance(body, dict) else None
-        if batch_status != "in_progress" or body is None:
-            batch_status = await self._poll(store, batch_id, first=body is not None)
-        ended: dict[str, tuple[str, ApiError]] = {}
-        if batch_status != "in_progress":
-            for file_status in ("failed", "cancelled"):
-                ended.update(await self._files_with(store, batch_id, file_status))
-        else:
-            attempter.counters.still_in_progress += len(items)
+        batch: Mapping[str, Any] | None = body if isinstance(body, dict) else None
+        if batch is None or batch.get("status") == "in_progress":
+            batch = await self._poll(store, batch_id, batch)
+        ends = await self._endings(store, batch_id, batch)
+        if ends is None:
+            # The batch cannot be read (gone, or no answer): each file is settled by a check.
+            await self._singles(items, uncertain=True)
+            return
         for item in items:
-            end = ended.get(item.file_id)
-            if end is None:
-                done_status = "in_progress" if batch_status == "in_progress" else "completed"
-                self.record(item, Outcome("attached", status, 1, file_status=done_status))
+            judgement = ends.get(item.file_id)
+            if judgement is None:
+                self.record(item, Outcome("attached", status, 1, file_status="completed"))
+            elif judgement.file_status == "in_progress":
+                self.attempter.counters.still_in_progress += 1
+                self.record(item, Outcome("attached", status, 1, file_status="in_progress"))
             else:
-                file_status, error = end
-                self.record(item, Outcome("failed", status, 1, error,
-                                          retryable=file_status == "cancelled",
-                                          file_status=file_status))
+                # SPEC: a file that ends `failed` is not retryable; one `cancelled` is.
+                self.record(item, Outcome("failed", status, 1, judgement.error,
+                                          retryable=judgement.file_status == "cancelled",
+                                          file_status=judgement.file_status))
 
-    async def _poll(self, store: str, batch_id: str, *, first: bool) -> str | None:
-        """GET the batch (1 s doubling to 10 s) until it leaves in_progress or time runs out."""
+    async def _poll(self, store: str, batch_id: str, last: Mapping[str, Any] | None,
+                    ) -> Mapping[str, Any] | None:
+        """GET the batch (1 s doubling to 10 s; at once when `last` is None) until it leaves
+        in_progress or --wait-timeout runs out; the last batch object seen, None when the
+        batch cannot be read (not found, say)."""
         attempter = self.attempter
         loop = asyncio.get_running_loop()
         deadline = loop.time() + attempter.wait_timeout
         interval = POLL_FIRST
         path = f"{self.target.batch_path(store)}/{batch_id}"
-        status: str | None = "in_progress"
+        sleep_first = last is not None
         while True:
-            if first:
+            if sleep_first:
                 remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return status
+                if remaining <= 0 or attempter.halted:
+                    return last
                 await asyncio.sleep(min(interval, remaining))
                 interval = min(POLL_MAX, interval * 2)
-            first = True
+            sleep_first = True
             attempter.counters.polls += 1
             try:
                 answer = await attempter.request_retrying("GET", path, kind="poll")
             except GaveUp:
-                continue
+                continue  # a poll is harmless to repeat
             body: Any = answer.body
-            if answer.status == 200 and isinstance(body, dict):
-                status = body.get("status") if isinstance(body.get("status"), str) else None
-                if status != "in_progress":
-                    return status
+            if answer.status != 200 or not isinstance(body, dict):
+                return None
+            last = body
+            if body.get("status") != "in_progress":
+                return last
+
+    async def _endings(self, store: str, batch_id: str, batch: Mapping[str, Any] | None,
+                       ) -> dict[str, Judgement] | None:
+        """The batch's files that did not (yet) complete: id -> judgement (failed, cancelled,
+        and in_progress when the wait ran out). Only the statuses `file_counts` reports are
+        listed. None when a list cannot be read."""
+        if batch is None:
+            return None
+        counts = batch.get("file_counts")
+        statuses = list(ENDED_BADLY)
+        if batch.get("status") == "in_progress":
+            statuses.append("in_progress")
+        if isinstance(counts, Mapping):
+            statuses = [s for s in statuses if counts.get(s) != 0]
+        ends: dict[str, Judgement] = {}
+        for file_status in statuses:
+            listed = await self._files_with(store, batch_id, file_status)
+            if listed is None:
+                return None
+            ends.update(listed)
+        return ends
 
     async def _files_with(self, store: str, batch_id: str, file_status: str,
-                          ) -> dict[str, tuple[str, ApiError]]:
-        """The batch's files in one status, page by page: id -> (status, error)."""
-        found: dict[str, tuple[str, ApiError]] = {}
+                          ) -> dict[str, Judgement] | None:
+        """The batch's files in one status, page by page (None if a page cannot be read)."""
+        found: dict[str, Judgement] = {}
         base = f"{self.target.batch_path(store)}/{batch_id}/files"
         after: str | None = None
         while True:
             query = f"?filter={file_status}&limit={LIST_PAGE}&order=asc"
             if after:
                 query += f"&after={after}"
+            self.attempter.counters.polls += 1
             try:
                 answer = await self.attempter.request_retrying("GET", base + query, kind="poll")
-            except (GaveUp, TransportError):
-                return found
+            except GaveUp:
+                return None
             body: Any = answer.body
-            if answer.status != 200 or not isinstance(body, dict):
-                return found
-            data = body.get("data") or []
+            data = body.get("data") if isinstance(body, dict) else None
+            if answer.status != 200 or not isinstance(data, list):
+                return None
             for obj in data:
                 if isinstance(obj, dict) and isinstance(obj.get("id"), str):
-                    found[obj["id"]] = (file_status, _file_error(obj, file_status))
-            last = body.get("last_id")
-            if not body.get("has_more") or not isinstance(last, str) or not data:
+                    found[obj["id"]] = judge_vector_store_file(obj, wait=True)
+            # The SDK's cursor: the last object's id, while the list says it has more.
+            last = data[-1].get("id") if data and isinstance(data[-1], dict) else None
+            if not body.get("has_more") or not isinstance(last, str):
                 return found
             after = last
-
-
-def _file_error(obj: dict[str, Any], file_status: str) -> ApiError:
-    last = obj.get("last_error")
-    if isinstance(last, dict):
-        return ApiError("file_" + file_status, str(last.get("message") or file_status),
-                        str(last["code"]) if last.get("code") else None)
-    return api_error(200, None, f"the file ended {file_status}")

@@ -7,22 +7,32 @@ in one line that says where the full report was written (or shown whole with --d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import difflib
 import json
 import os
+import select
 import sys
 import tempfile
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from runner import __version__, commands
-from runner.config import Settings, add_options, resolve_settings
-from runner.errors import ManifestError, RunnerError, UsageError, scrub_secrets
+from runner.config import (
+    DEFAULT_API_KEY_ENV,
+    Settings,
+    add_options,
+    hide_keys,
+    is_secret_name,
+    resolve_settings,
+)
+from runner.errors import ManifestError, RunnerError, UsageError, one_line, scrub_secrets
 
 PROG = "attach-runner"
 EXIT_INTERNAL = 70
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a C tool killed by a closed pipe reports
 
 EXAMPLES = {
     "run": """examples:
@@ -61,18 +71,72 @@ HELP = {
 class _Parser(argparse.ArgumentParser):
     """argparse, but errors become our one-line UsageError (with the closest option)."""
 
+    # On the top parser: the command parsers, so an unknown flag is matched against the flags
+    # of the command it was given to (argparse reports it from the top parser).
+    commands: Mapping[str, argparse.ArgumentParser] | None = None
+
     def error(self, message: str) -> NoReturn:
         if "unrecognized arguments:" in message:
             unknown = message.split("unrecognized arguments:", 1)[1].split()
-            flag = unknown[0] if unknown else "?"
-            known = [s for a in self._actions for s in a.option_strings]
-            close = difflib.get_close_matches(flag.split("=", 1)[0], known, n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]}?" if close else f"see {self.prog} --help"
-            raise UsageError(f"{self.prog}: unknown option {flag}; {hint}")
+            raise UsageError(self._unknown(unknown[0] if unknown else "?"))
         if "invalid choice:" in message and self.prog == PROG:
-            raise UsageError(f"{message.split(' (choose')[0]}; the commands are "
-                             f"{', '.join(HELP)}; see {PROG} --help")
-        raise UsageError(f"{self.prog}: {message}; see {self.prog} --help")
+            raise UsageError(_unknown_command(message))
+        # argparse quotes what was typed: never a pasted key.
+        raise UsageError(f"{self.prog}: {hide_keys(message)}; see {self.prog} --help")
+
+    def _unknown(self, arg: str) -> str:
+        if not arg.startswith("-"):
+            return (f"{_quote(arg)}: unexpected argument; {self.prog} takes one MANIFEST "
+                    f"(quote a path with spaces); see {self.prog} --help")
+        name = arg.split("=", 1)[0]  # never the value: `--api-key=sk-...` must not be echoed
+        bare = name.lstrip("-")
+        if is_secret_name(bare):
+            return (f"{name}: the API key is never given on the command line; export it in "
+                    f"{DEFAULT_API_KEY_ENV} (or name its variable with --api-key-env NAME, or "
+                    "its file with --api-key-file FILE)")
+        if bare.lower() in _TLS_OFF or any(w in bare.lower() for w in ("verify", "cert", "ssl")):
+            return (f"{name}: TLS verification cannot be turned off; to trust a private CA, "
+                    "set SSL_CERT_FILE to its certificate (plain http works only to loopback)")
+        mine = self.prog.rsplit(" ", 1)[-1]
+        holders = [command for command, parser in (self.commands or {}).items()
+                   if command != mine and name in parser._option_string_actions]
+        if holders:  # a real flag in the wrong place: say so, rather than guess a look-alike
+            return (f"{name}: not an option of {mine} (only of {', '.join(holders)}); "
+                    f"see {self.prog} --help")
+        known = {s.lstrip("-"): s for a in self._actions for s in a.option_strings}
+        close = difflib.get_close_matches(bare, list(known), n=1, cutoff=0.6)
+        if close:
+            return f"{name}: unknown option; did you mean {known[close[0]]}?"
+        return f"{name}: unknown option; see {self.prog} --help"
+
+
+# Flag names that ask to turn TLS verification off (curl's -k, wget's, pip's ...).
+_TLS_OFF = frozenset({"k", "insecure", "no-tls", "unsafe", "trusted-host"})
+
+
+def _quote(text: str) -> str:
+    """Something the user typed, for a message: one line, short, never a key."""
+    shown = one_line(text if len(text) <= 60 else text[:60] + "...")
+    return hide_keys(f'"{shown}"')
+
+
+def _unknown_command(message: str) -> str:
+    typed = message.split("invalid choice: ", 1)[1].split(" (choose", 1)[0].strip("'")
+    close = difflib.get_close_matches(typed, list(HELP), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return (f"{_quote(typed)}: unknown command; {hint}the commands are {', '.join(HELP)} "
+            f"(see {PROG} --help)")
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse `argv`; an unknown flag is reported by the parser of its command, naming the
+    closest flag that command takes."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        commands = getattr(parser, "commands", None) or {}
+        commands.get(getattr(args, "command", None) or "", parser).error(
+            "unrecognized arguments: " + " ".join(unknown))
+    return args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog="Run `attach-runner demo` to see it work against a local sandbox.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.commands = sub.choices
     for name in ("run", "validate", "status", "failed"):
         p = sub.add_parser(name, help=HELP[name], description=HELP[name], epilog=EXAMPLES[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -96,17 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_sandbox_arguments(p)
     sub.add_parser("demo", help=HELP["demo"], description=HELP["demo"], epilog=EXAMPLES["demo"],
                    formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    for child in sub.choices.values():  # so a flag of another command is named as such
+        if isinstance(child, _Parser):
+            child.commands = sub.choices
     return parser
 
 
 def _settings(parser: argparse.ArgumentParser, argv: list[str]) -> Settings:
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     return resolve_settings(args, command=args.command, environ=os.environ)
 
 
 def dispatch(argv: list[str], io: commands.Io) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     command = args.command
     if command is None:
         parser.print_help(io.err)
@@ -135,17 +203,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return dispatch(argv, io)
     except ManifestError as exc:
-        for line in exc.lines():
+        lines = [one_line(line) for line in exc.lines()]
+        for line in lines:
             io.err.write(f"{PROG}: error: {line}\n")
-        return _json_exit(wants_json, exc.exit_code, exc.lines()[0], io)
+        return _json_exit(wants_json, exc.exit_code, lines[0], io)
     except RunnerError as exc:
-        io.err.write(f"{PROG}: error: {exc}\n")
-        return _json_exit(wants_json, exc.exit_code, str(exc), io)
+        # A path with a newline in it must not split the line.
+        message = one_line(str(exc))
+        io.err.write(f"{PROG}: error: {message}\n")
+        return _json_exit(wants_json, exc.exit_code, message, io)
     except KeyboardInterrupt:
         io.err.write(f"{PROG}: interrupted\n")
         return 130
+    except BrokenPipeError as exc:
+        if not _stdout_is_closed():
+            return _internal_error(exc, debug, io)
+        return EXIT_BROKEN_PIPE  # `... | head`: the reader left; say nothing, as cat would
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback to users
         return _internal_error(exc, debug, io)
+
+
+def _stdout_is_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll says POLLERR); if so, point stdout
+    at /dev/null so the interpreter's last flush does not complain about it either."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        closed = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real fd (captured), or no poll()
+        return False
+    if closed:
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+    return closed
 
 
 def _json_exit(wants_json: bool, code: int, message: str, io: commands.Io) -> int:
@@ -161,9 +254,16 @@ def _internal_error(exc: BaseException, debug: bool, io: commands.Io) -> int:
         io.err.write(f"{PROG}: internal error ({type(exc).__name__}); this is a bug\n")
         return EXIT_INTERNAL
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    fd, path = tempfile.mkstemp(prefix=f"attach-runner-crash-{stamp}-", suffix=".txt")
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{PROG} {__version__}\n{report}")
+    try:
+        # mkstemp makes the file 0600: a report names the user's files and IDs.
+        fd, path = tempfile.mkstemp(prefix=f"attach-runner-crash-{stamp}-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{PROG} {__version__}\n{report}")
+    except OSError as write_error:
+        io.err.write(f"{PROG}: internal error ({type(exc).__name__}); this is a bug, and its "
+                     f"report could not be written to {tempfile.gettempdir()} "
+                     f"({write_error.strerror or write_error}); run with --debug to see it\n")
+        return EXIT_INTERNAL
     io.err.write(f"{PROG}: internal error ({type(exc).__name__}); this is a bug: the full "
                  f"report is in {path} (run with --debug to see it here)\n")
     return EXIT_INTERNAL

@@ -18,15 +18,21 @@ from runner.attempt import Attempter, Breaker
 from runner.client import ApiClient
 from runner.config import ApiKey, Settings, load_api_key
 from runner.engine import Engine, NewBatch, RunResult, Single, Tally, iter_work
-from runner.errors import register_secret
+from runner.errors import one_line, register_secret, scrub_secrets
 from runner.items import Item
 from runner.limiter import KeyedLimiter, RateLimiter
 from runner.lock import RunLock, holder_pid
-from runner.log import ResultLog, read_log
+from runner.log import ResultLog, check_log
 from runner.manifest import ManifestSource, ManifestStats, check_manifest, iter_items, open_manifest
-from runner.progress import Progress
+from runner.progress import Progress, is_terminal
 from runner.resume import Plan, ResumeIndex, State
-from runner.summary import build_summary, format_status, format_summary, refusal_line
+from runner.summary import (
+    build_summary,
+    format_status,
+    format_summary,
+    group_reasons,
+    refusal_line,
+)
 from runner.targets import Target, get_target
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_RUNTIME = 0, 1, 4, 5
@@ -39,7 +45,7 @@ class Io:
     err: TextIO
 
     def warn(self, message: str) -> None:
-        self.err.write(f"attach-runner: warning: {message}\n")
+        self.err.write(f"attach-runner: warning: {one_line(message)}\n")
         self.err.flush()
 
 
@@ -56,7 +62,7 @@ def _prepare(settings: Settings, io: Io) -> tuple[Target, ManifestSource, Manife
 
 def _load_index(settings: Settings, target: Target, io: Io) -> ResumeIndex:
     index = ResumeIndex(target.owner_column)
-    index.load(read_log(settings.log, warn=io.warn))
+    index.load_log(settings.log, warn=io.warn)
     return index
 
 
@@ -83,6 +89,11 @@ def validate(settings: Settings, io: Io) -> int:
 
 # --- status and failed ------------------------------------------------------------------------
 
+def _text(value: Any) -> str | None:
+    """An error field of the log as text: an edited log may hold a list or object there."""
+    return value if value is None or isinstance(value, str) else json.dumps(value)
+
+
 def status_report(settings: Settings, io: Io) -> dict[str, Any]:
     target, source, stats = _prepare(settings, io)
     index = _load_index(settings, target, io)
@@ -107,7 +118,8 @@ def status_report(settings: Settings, io: Io) -> dict[str, Any]:
             counts["uncertain"] += raw == State.FAILED_UNCERTAIN
             info = index.failed_info(item)
             err = info.error if info and info.error else {}
-            reason = (info.status if info else None, err.get("code"), err.get("message", ""))
+            reason = (info.status if info else None, _text(err.get("code")),
+                      _text(err.get("message")) or "")
             reasons[reason] = reasons.get(reason, 0) + 1
     return {
         "manifest": source.display,
@@ -117,10 +129,7 @@ def status_report(settings: Settings, io: Io) -> dict[str, Any]:
         "pairs": stats.pairs,
         **counts,
         "not_in_manifest": sum(1 for _ in index.unseen()),
-        "failed_by_reason": [
-            {"status": s, "code": c, "message": m, "count": n}
-            for (s, c, m), n in sorted(reasons.items(), key=lambda kv: -kv[1])
-        ],
+        "failed_by_reason": group_reasons(reasons.items()),
         "locked_by": holder_pid(settings.log),
         "last_exit": index.last_run_end.get("exit") if index.last_run_end else None,
     }
@@ -146,7 +155,7 @@ def failed(settings: Settings, io: Io) -> int:
         info = index.failed_info(item)
         err = info.error if info and info.error else {}
         writer.writerow([item.owner, item.file_id, info.status if info else "",
-                         err.get("code") or "", err.get("message") or "",
+                         _text(err.get("code")) or "", _text(err.get("message")) or "",
                          "true" if info and info.retryable else "false"])
     return EXIT_OK
 
@@ -201,10 +210,15 @@ def run(settings: Settings, io: Io, argv: Sequence[str]) -> int:
     target, source, stats = _prepare(settings, io)
     key = load_api_key(settings, os.environ)
     register_secret(key.reveal())
+    check_log(settings.log)  # a wrong --log is refused before a lock file is made beside it
     lock = RunLock(settings.log)
     lock.acquire()
     try:
         index = _load_index(settings, target, io)
+        # The check counted no repeated pair: the run need not remember each pair it meets.
+        index.expect_repeats = stats.duplicates > 0
+        # The command line is echoed as the "next:" command: never with the key in it.
+        argv = [scrub_secrets(arg) for arg in argv]
         return asyncio.run(execute(settings, io, argv, target, source, stats, index, key))
     finally:
         lock.release()
@@ -220,27 +234,31 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
         log.append("run-start", manifest=source.display, target=target.name, items=stats.pairs)
         limiter = RateLimiter(settings.rpm, auto=settings.rpm is None)
         store_limiter = KeyedLimiter(settings.store_rpm) if target.supports_batches else None
-        show_progress = not (settings.quiet or settings.no_progress or settings.json)
-        progress = Progress(stats.pairs, io.err, tty=io.err.isatty()) if show_progress else None
-        async with ApiClient(settings.base_url, api_key=key.reveal(),
-                             beta_header=target.beta_header, org=settings.org,
-                             project=settings.project, concurrency=settings.concurrency,
-                             timeout=settings.timeout) as client:
-            attempter = Attempter(
-                client, target, limiter=limiter, store_limiter=store_limiter,
-                max_attempts=settings.max_attempts, backoff_initial=settings.backoff_initial,
-                backoff_max=settings.backoff_max, wait=settings.wait,
-                wait_timeout=settings.wait_timeout,
-                breaker=Breaker(manifest_owners=stats.owners))
-            engine = Engine(
-                items=_items(source, target), pairs=stats.pairs, index=index, log=log,
-                attempter=attempter, owner_column=target.owner_column,
-                concurrency=settings.concurrency, batch_size=settings.batch_size,
-                retry_failed=settings.retry_failed, max_runtime=settings.max_runtime,
-                on_progress=progress)
-            result = await engine.run()
-        if progress is not None:
-            progress.close()
+        # Progress is on stderr, so it stays with --json; --quiet and --no-progress drop it.
+        progress = (None if settings.quiet or settings.no_progress
+                    else Progress(stats.pairs, io.err, tty=is_terminal(io.err)))
+        try:
+            async with ApiClient(settings.base_url, api_key=key.reveal(),
+                                 beta_header=target.beta_header, org=settings.org,
+                                 project=settings.project, concurrency=settings.concurrency,
+                                 timeout=settings.timeout) as client:
+                attempter = Attempter(
+                    client, target, limiter=limiter, store_limiter=store_limiter,
+                    max_attempts=settings.max_attempts, backoff_initial=settings.backoff_initial,
+                    backoff_max=settings.backoff_max, wait=settings.wait,
+                    wait_timeout=settings.wait_timeout,
+                    breaker=Breaker(manifest_owners=stats.owners))
+                engine = Engine(
+                    items=_items(source, target), pairs=stats.pairs, index=index, log=log,
+                    attempter=attempter, owner_column=target.owner_column,
+                    concurrency=settings.concurrency, batch_size=settings.batch_size,
+                    retry_failed=settings.retry_failed, max_runtime=settings.max_runtime,
+                    on_progress=progress)
+                result = await engine.run()
+        finally:
+            # Before anything else is printed: the bar ends on its own line, cursor shown.
+            if progress is not None:
+                progress.close()
         code = exit_code_for(result)
         error = _refusal_message(result, key, target, attempter) if result.refusal else None
         if result.stop in SIGNAL_EXITS or result.stop == "max-runtime":
@@ -249,7 +267,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
         summary = build_summary(
             result, attempter.counters, target=target.name, manifest=source.display,
             log=settings.log, rpm=settings.rpm, learned_rpm=limiter.rate, exit_code=code,
-            argv=argv, error=error)
+            argv=argv, error=error, run_id=log.run_id)
         counts = {k: summary[k] for k in ("pairs", "attached", "already_attached", "failed",
                                           "attached_earlier", "refused_earlier", "pending",
                                           "duplicates", "requests", "checks", "retries",
@@ -261,6 +279,10 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
         io.err.write(f"attach-runner: error: {error}\n")
     elif error:
         io.warn(f"{error}; run the same command again to finish")
+    if summary["still_in_progress"]:
+        # On stderr, so --quiet and --json keep it (SPEC: "counts as attached, with a warning").
+        io.warn(f"{summary['still_in_progress']} file(s) were still processing when "
+                f"--wait-timeout {settings.wait_timeout:g}s ran out; counted as attached")
     if settings.json:
         io.out.write(json.dumps(summary) + "\n")
     elif not settings.quiet:

@@ -70,12 +70,28 @@ def _looks_like_key(text: str) -> bool:
     return text.strip().startswith("sk-")
 
 
+_KEY_NOT_PATH = re.compile(r"sk-[A-Za-z0-9_-]{16,}")  # a key has no dot or slash; a path may
+
+
+def _is_key_not_path(text: str) -> bool:
+    """A value given as a path that is surely a key: it must not become a file's name."""
+    return _KEY_NOT_PATH.fullmatch(text.strip()) is not None and not os.path.exists(text)
+
+
 def _show(text: str, limit: int = 60) -> str:
     """A value quoted for a message: one line, cut short, and never something key-shaped."""
     if _looks_like_key(text):
         return "(a value that looks like an API key)"
     cut = text if len(text) <= limit else text[:limit] + "..."
     return json.dumps(cut)
+
+
+_KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9_-])sk-[^\s'\"]*")  # "sk-...", not "task-..."
+
+
+def hide_keys(text: str) -> str:
+    """`text` with every key-shaped word ("sk-...") replaced, for messages that quote input."""
+    return _KEY_SHAPED.sub("(a value that looks like an API key)", text)
 
 
 def _bare(number_text: str) -> str:
@@ -187,6 +203,11 @@ def _header_value(noun: str, example: str) -> Kind:
 
     def parse(text: str) -> str:
         value = text.strip()
+        if _looks_like_key(value):
+            # An API key here would be sent as a header and echoed in the "next:" command.
+            raise _Invalid(f"the value looks like an API key, not {noun}; put the key in "
+                           f"{DEFAULT_API_KEY_ENV} (or a file for --api-key-file) and give "
+                           f"{noun} here (e.g. {example})")
         if not value or not all(0x21 <= ord(c) <= 0x7E for c in value):
             raise _Invalid(f"{_show(text)} is not {noun}; it may hold no spaces, control or "
                            f"non-ASCII characters (e.g. {example})")
@@ -206,12 +227,16 @@ def _parse_env_name(text: str) -> str:
     return text
 
 
-def _path(*, no_stdin: str | None = None) -> Kind:
-    """A file path; `no_stdin` says why "-" cannot stand for a standard stream here."""
+def _path(*, no_stdin: str | None = None, refuse_keys: bool = True) -> Kind:
+    """A file path; `no_stdin` says why "-" cannot stand for a standard stream here;
+    `refuse_keys`: an API key given here is refused unseen (not made a file name)."""
 
     def parse(text: str) -> str:
         if not text or "\0" in text:
             raise _Invalid("empty or not a path; give a file path")
+        if refuse_keys and _is_key_not_path(text):
+            raise _Invalid("the value looks like an API key, not a file path; give a file path "
+                           f"(the key goes in {DEFAULT_API_KEY_ENV})")
         if text == STDIN and no_stdin is not None:
             raise _Invalid(f'"-" cannot be used here ({no_stdin}); give a file path')
         return text
@@ -293,7 +318,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
            kind=Kind(_parse_env_name, "a variable name"), default=DEFAULT_API_KEY_ENV,
            default_doc=DEFAULT_API_KEY_ENV, metavar="NAME"),
     Option("api_key_file", "read the API key from this file (mode 0600 or stricter)",
-           kind=_path(), default=None, default_doc="none", metavar="FILE",
+           kind=_path(refuse_keys=False), default=None, default_doc="none", metavar="FILE",
            relative_to_config=True),
     Option("concurrency", "requests in flight at most (1-1024)",
            kind=_whole(1, 1024), default=16, default_doc="16", metavar="N"),
@@ -412,8 +437,11 @@ def _yaml_error(path: str, text: str, exc: yaml.YAMLError) -> ConfigError:
         return ConfigError(f"{path}:{line}: a character YAML does not allow{code}; remove it")
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}" if mark is not None else path
-        problem = _one_line(exc.problem or exc.context or "unreadable")
+        # "<stream end>" is marked after the last newline: name the last line there is.
+        line = min(mark.line + 1, max(1, len(text.splitlines()))) if mark is not None else 1
+        where = f"{path}:{line}"
+        # PyYAML quotes alias, anchor and tag names: never let a pasted key through.
+        problem = hide_keys(_one_line(exc.problem or exc.context or "unreadable"))
         return ConfigError(f"{where}: not valid YAML ({problem}); fix the file "
                            "(see config.example.yaml)")
     return ConfigError(f"{path}: not valid YAML; fix the file (see config.example.yaml)")
@@ -421,7 +449,16 @@ def _yaml_error(path: str, text: str, exc: yaml.YAMLError) -> ConfigError:
 
 def _read_config_text(path: str) -> str:
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: a FIFO given as --config must fail the regular-file check, not hang.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(path)
+            if not stat.S_ISREG(mode):
+                raise ConfigError(f"{path}: not a regular file; give --config the path of a "
+                                  "YAML file")
+            os.set_blocking(fd, True)
             data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file; check the path given to --config"
@@ -445,7 +482,8 @@ def _read_config_text(path: str) -> str:
         raise ConfigError(f"{path}:{line}: not UTF-8 text; save the config file as UTF-8") from None
 
 
-def _is_secret_name(name: str) -> bool:
+def is_secret_name(name: str) -> bool:
+    """Whether a config key or flag name asks for a secret (api_key, token, ...)."""
     normal = name.strip().lower().replace("-", "_")
     if normal in ("api_key_env", "api_key_file"):
         return False
@@ -456,7 +494,7 @@ def _is_secret_name(name: str) -> bool:
 
 def _check_key(path: str, line: int, name: str) -> None:
     """Refuse a top-level key that is not a setting a config file may hold."""
-    if _is_secret_name(name):
+    if is_secret_name(name):
         # Never echo the value: it is most likely the key itself.
         raise ConfigError(f"{path}:{line}: an API key does not belong in a config file; put it "
                           f"in the {DEFAULT_API_KEY_ENV} environment variable "
@@ -617,7 +655,10 @@ def resolve_settings(args: argparse.Namespace, *, command: str,
         raise ValueError(f"unknown command {command!r}")
     manifest = getattr(args, "manifest", None)
     if not manifest:
-        raise UsageError("the manifest path is empty; give a manifest file, or - for stdin")
+        raise UsageError("MANIFEST: the path is empty; give a manifest file, or - for stdin")
+    if _is_key_not_path(manifest):
+        raise UsageError("MANIFEST: the value looks like an API key, not a manifest path; give "
+                         f"the manifest's path (the key goes in {DEFAULT_API_KEY_ENV})")
     config: str | None = None
     if getattr(args, "config", None) is not None:
         config, _, _ = _resolve_one(OPTIONS_BY_NAME["config"], args, environ, {}, None)
@@ -637,11 +678,11 @@ def resolve_settings(args: argparse.Namespace, *, command: str,
 
     if values["log"] is None:
         if manifest == STDIN:
-            raise UsageError('--log is required when the manifest is "-" (stdin); '
+            raise UsageError('--log: required when the manifest is "-" (stdin); '
                              "give --log FILE for the result log")
         values["log"] = f"{manifest}.results.jsonl"
     if manifest == STDIN and values["format"] is None:
-        raise UsageError('--format is required when the manifest is "-" (stdin); '
+        raise UsageError('--format: required when the manifest is "-" (stdin); '
                          "give --format csv, yaml or jsonl")
     if command in ("run", "validate") and values["target"] == "assistant-files":
         for name, what in (("batch_size", "batches exist only for vector stores"),
@@ -755,7 +796,7 @@ def load_api_key(settings: Settings, environ: Mapping[str, str]) -> ApiKey:
     name = settings.api_key_env
     value = environ.get(name, "").strip()
     if not value:
-        raise UsageError(f"{name} is not set; export your API key in it "
+        raise UsageError(f"{name}: not set; export your API key in it "
                          "(or pass --api-key-env NAME or --api-key-file FILE)")
     fix = f"set {name} to the key alone"
     return ApiKey(_checked_key(value, name, fix), f"the {name} environment variable")

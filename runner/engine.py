@@ -22,6 +22,8 @@ from runner.resume import Plan, ResumeIndex
 
 # In-flight requests get this long to finish after a stop (SIGINT/SIGTERM, --max-runtime).
 DRAIN_SECONDS = 10.0
+# The opening units are reordered round-robin by owner across this many (see interleave_owners).
+OPENING_LOOKAHEAD = 256
 
 
 @dataclass(slots=True)
@@ -76,6 +78,26 @@ class RunResult:
     refusal: RunRefused | None
     elapsed: float
     exit_code: int = 0
+
+
+def interleave_owners(work: Iterator[Work], lookahead: int) -> Iterator[Work]:
+    """The first `lookahead` units, taken round-robin by owner, then the rest in order.
+
+    A run's first answers decide the breaker (SPEC: the first 20 answers must span 3 owners
+    before a uniform refusal stops the run). A manifest sorted by owner would otherwise open
+    with 20 requests to one owner, and a wrong base URL could then burn the whole manifest."""
+    head: dict[str, list[Work]] = {}
+    for taken, unit in enumerate(work, 1):
+        owner = unit.item.owner if isinstance(unit, Single) else unit.store
+        head.setdefault(owner, []).append(unit)
+        if taken >= lookahead:
+            break
+    queues = [q[::-1] for q in head.values()]  # popped from the end: keeps each owner's order
+    while queues:
+        for queue in queues:
+            yield queue.pop()
+        queues = [q for q in queues if q]
+    yield from work
 
 
 def iter_work(items: Iterator[Item], index: ResumeIndex, tally: Tally, *, retry_failed: bool,
@@ -153,6 +175,7 @@ class Engine:
                 self._hard_stop.set()
             return
         self.stop_reason = reason
+        self.attempter.halt()
         self._stopping.set()
 
     def _refuse(self, refusal: RunRefused) -> None:
@@ -230,9 +253,11 @@ class Engine:
         timer = (loop.call_later(self.max_runtime, self.stop, "max-runtime")
                  if self.max_runtime else None)
         ticker = asyncio.create_task(self._tick()) if self.on_progress else None
-        work = iter_work(self._items(), self.index, self.tally, retry_failed=self.retry_failed,
-                         batch_size=self.batch_size if self.attempter.target.supports_batches
-                         else 0)
+        work = interleave_owners(
+            iter_work(self._items(), self.index, self.tally, retry_failed=self.retry_failed,
+                      batch_size=self.batch_size if self.attempter.target.supports_batches
+                      else 0),
+            OPENING_LOOKAHEAD)
         workers = [asyncio.create_task(self._worker(work)) for _ in range(self.concurrency)]
         try:
             await self._until_done_or_stopped(workers)

@@ -91,6 +91,14 @@ def register_secret(secret: str) -> None:
         SECRETS.append(secret)
 
 
+def one_line(text: str) -> str:
+    """`text` as one printable line: a newline or control character in a path or value the
+    user gave is shown escaped (\\n), so an error is always exactly one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def scrub_secrets(text: str) -> str:
     for secret in SECRETS:
         text = text.replace(secret, "[REDACTED]")

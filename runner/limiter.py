@@ -1,11 +1,18 @@
 """Even spacing under --rpm, one shared pause on 429, and a rate that adapts in `auto` mode.
 
 `RateLimiter` is GCRA with reservation: `acquire()` reserves the next free slot at call time and
-sleeps until it, so waiters go in arrival order and no one has to wake anyone. Slot k starts no
-earlier than its theoretical arrival time minus a burst tolerance of (B - 1) emission intervals,
-which keeps any window of W seconds to at most rate * W / period + B grants (SPEC, "Behaviour
-under trouble"). A 429 or a low `x-ratelimit-remaining-requests` voids every reservation (an
-epoch counter); sleepers notice when they wake and reserve again, in the order they woke.
+sleeps until it, so waiters go in arrival order. Slot k starts no earlier than its theoretical
+arrival time minus a burst tolerance of (B - 1) emission intervals, which keeps any window of W
+seconds to at most rate * W / period + B grants (SPEC, "Behaviour under trouble"). A 429 or a
+low `x-ratelimit-remaining-requests` voids every reservation (an epoch counter); sleepers notice
+when they wake and reserve again, in the order they woke. A rise of the rate voids them too and
+wakes the sleepers at once: slots reserved at the old, slower spacing would hold them back.
+
+Auto mode without headers ramps up like TCP's slow start: the probe's round trip sets the
+opening rate (one request per round trip, at least START_RATE), and the rate doubles each time
+an answer comes back to a request granted since the last doubling (once a round trip) if the
+run used at least half of what the rate allowed, with no burst, until a 429, a header limit or
+the user's --rpm stops it.
 
 All times are `loop.time()` (monotonic). One event loop, no threads.
 """
@@ -25,6 +32,8 @@ BURST_SPAN = 600  # B = max(1, rate / 600): a tenth of a second's requests at a 
 DEFAULT_RETRY_AFTER = 1.0  # seconds to pause on a 429 that did not say
 MAX_PAUSE = 60.0  # seconds: a longer retry-after is capped (retries will tell us again)
 PROBE_PATIENCE = 2.0  # seconds: a probe that never reports (dropped connection) frees the next
+MIN_ROUND_TRIP = 0.001  # seconds: the opening rate after the probe is at most one per this
+_EPSILON = 1e-9  # seconds: float sums of intervals drift by about this much
 
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNIT = {
@@ -76,6 +85,7 @@ class RateLimiter:
         "_pause_until", "_drop_guard_until", "_hold_interval", "_hold_until",  # trouble
         "_target", "_recover_to", "_step", "_growing", "_limited", "_window_end",  # adapting
         "_probing", "_probe_at", "_answered",  # auto mode before the first answer
+        "_grants", "_answers", "_grown_at", "_grown_time", "_last_grant", "_sleepers",  # rises
         "_drops", "_pauses", "_holds", "_waited",  # stats
     )
     # fmt: on
@@ -108,6 +118,12 @@ class RateLimiter:
         self._probing = auto  # auto, no answer yet: one request in the air at a time
         self._probe_at: float | None = None  # when the probe went out
         self._answered: asyncio.Event | None = None  # set by the probe's answer
+        self._grants = 0  # requests let through while the rate applies
+        self._answers = 0  # answers reported (on_response) while growing
+        self._grown_at = 0  # _grants at the last doubling: a later answer means a round trip
+        self._grown_time = 0.0  # when the last doubling (or the probe's answer) came
+        self._last_grant = 0.0  # slot of the last request let through
+        self._sleepers: set[asyncio.Future[None]] = set()  # waiting for a slot: woken on a rise
         self._drops = self._pauses = self._holds = 0
         self._waited = 0.0  # seconds all acquirers slept, summed
         if rpm is not None and not auto:
@@ -160,18 +176,24 @@ class RateLimiter:
             self._adapt(now)
             slot = self._reserve(start)
             if slot <= now:
+                self._grants += 1
+                self._last_grant = slot
                 return
             epoch = self._epoch
-            await self._sleep(slot - now)
+            await self._sleep_until_slot(slot - now)
             if epoch == self._epoch:
+                self._grants += 1
+                self._last_grant = slot
                 return
-            # A 429 or a slowdown voided our slot while we slept: reserve again.
+            # A 429, a slowdown or a rise voided our slot while we slept: reserve again.
 
     def _reserve(self, start: float) -> float:
         """Take the next slot at or after `start`; GCRA: TAT = max(TAT, slot) + T."""
         slot = max(start, self._tat - self._tolerance)
         interval = self._interval
-        if slot < self._hold_until:  # the server is nearly out: no burst, wider spacing
+        # The server is nearly out: no burst, wider spacing. (The epsilon: slots summed from
+        # the hold's spacing land on its end give or take a rounding, depending on the clock.)
+        if slot < self._hold_until - _EPSILON:
             slot = max(start, self._tat)
             interval = max(interval, self._hold_interval)
         if slot > start:
@@ -182,6 +204,30 @@ class RateLimiter:
     async def _sleep(self, delay: float) -> None:
         self._waited += delay
         await asyncio.sleep(delay)
+
+    async def _sleep_until_slot(self, delay: float) -> None:
+        """Sleep `delay` seconds, or less if the rate rises meanwhile (`_wake_sleepers`)."""
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(delay, _resolve, woken)
+        self._sleepers.add(woken)
+        started = loop.time()
+        try:
+            await woken
+        finally:
+            timer.cancel()
+            self._sleepers.discard(woken)
+            self._waited += loop.time() - started
+
+    def _wake_sleepers(self, now: float) -> None:
+        """The rate rose: void the slots taken at the old spacing and wake their sleepers, who
+        reserve again at the new one (in the order they wake)."""
+        self._epoch += 1
+        # The next slot comes one new interval after the last grant (GCRA, as if the new rate
+        # had applied all along), not before now.
+        self._tat = min(self._tat, max(now, self._last_grant + self._interval))
+        for woken in self._sleepers:
+            _resolve(woken)
 
     def _probe_wait(self, now: float) -> float:
         """0: you are the probe. Else how long to wait for its answer before probing again."""
@@ -198,11 +244,15 @@ class RateLimiter:
             await asyncio.wait_for(self._answered.wait(), timeout)
 
     def _end_probe(self, now: float) -> None:
+        """The first answer came: open at one request per round trip of the probe."""
         self._probing = False
+        round_trip = now - self._probe_at if self._probe_at is not None else PROBE_PATIENCE
+        rate = max(START_RATE, self._period / max(round_trip, MIN_ROUND_TRIP))
         cap = self._cap()
-        self._set_rate(START_RATE if cap is None else min(START_RATE, cap))
+        self._set_rate(rate if cap is None else min(rate, cap))
         self._tat = now
         self._window_end = now + self._period * ADAPT_EVERY
+        self._grown_at, self._grown_time = self._grants, now
         if self._answered is not None:
             self._answered.set()
 
@@ -212,6 +262,8 @@ class RateLimiter:
         burst = max(1, int(rate // BURST_SPAN))
         if self._max_burst is not None:
             burst = max(1, min(burst, self._max_burst))
+        if self._growing:
+            burst = 1  # slow start: the limit is unknown, so no burst into it
         self._burst = burst
         self._tolerance = (burst - 1) * self._interval
 
@@ -219,8 +271,16 @@ class RateLimiter:
         return self._target if self._target is not None else self._ceiling
 
     def _adapt(self, now: float) -> None:
-        """Once per window: slow start doubles, recovery adds a step, probing adds one more."""
-        if now < self._window_end or self._rate is None:
+        """Slow start doubles once a round trip; else once per window: recovery adds a step,
+        probing adds one more (and slow start doubles, should answers stop coming back)."""
+        if self._rate is None:
+            return
+        if self._growing and self._answers > self._grown_at and self._rate_used(now):
+            self._change_rate(now, self._rate * 2)
+            self._grown_at, self._grown_time = self._grants, now
+            self._limited = False
+            return
+        if now < self._window_end:
             return
         window = self._period * ADAPT_EVERY
         clean = 1 + int((now - self._window_end) // window)  # windows passed since the last look
@@ -231,13 +291,29 @@ class RateLimiter:
             grown = min(self._recover_to, rate + self._step * clean)
         elif self._limited:  # past the old rate and still the bottleneck: probe upwards
             grown = rate + self._step
-        cap = self._cap()
-        if cap is not None:
-            grown = min(grown, cap)
         if grown != rate:
-            self._set_rate(grown)
+            self._change_rate(now, grown)
         self._limited = False
         self._window_end = now + window
+
+    def _rate_used(self, now: float) -> bool:
+        """Whether at least half the grants the rate allowed since the last doubling were
+        taken: doubling a rate that is not what holds the run back would only inflate it."""
+        assert self._rate is not None
+        allowed = (now - self._grown_time) * self._rate / self._period
+        return 2 * (self._grants - self._grown_at) >= allowed
+
+    def _change_rate(self, now: float, rate: float) -> None:
+        """Go to `rate` (never past the cap); on a rise, let waiters use it at once."""
+        cap = self._cap()
+        if cap is not None:
+            rate = min(rate, cap)
+        if rate == self._rate:
+            return
+        rising = self._rate is not None and rate > self._rate
+        self._set_rate(rate)
+        if rising:
+            self._wake_sleepers(now)
 
     def on_response(self, *, limit: int | None, remaining: int | None, reset: float | None) -> None:
         """Read the x-ratelimit-*-requests headers of any answer (limit per period, reset in s)."""
@@ -246,6 +322,8 @@ class RateLimiter:
         now = asyncio.get_running_loop().time()
         if self._probing:
             self._end_probe(now)
+        elif self._growing:
+            self._answers += 1  # a 429 reported next stops the growth before it is used
         if limit is not None and limit > 0:
             self._follow_limit(limit)
         if remaining is not None and reset is not None:
@@ -319,10 +397,22 @@ class RateLimiter:
         self._tat = start
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+# Per-key slack on the period: OpenAI's per-store limit (300 a minute) is counted by the server.
+KEY_SLACK = 1 / 120
+
+
 class KeyedLimiter:
     """One fixed-rate limiter per key (e.g. per vector store for --store-rpm), made lazily.
 
     Each key has its own GCRA spacing, 429 pause and rate drop; keys are few (stores).
+    The server counts our requests when they arrive, a little after their slots and not all
+    equally late, so each key aims at `rpm` per `period * (1 + KEY_SLACK)`: calls sent up to
+    that much late (0.5 s in a minute) still never put `rpm + 1` in one `period` window.
     """
 
     __slots__ = ("_rpm", "_period", "_limiters")
@@ -335,7 +425,8 @@ class KeyedLimiter:
     def _limiter(self, key: str) -> RateLimiter:
         limiter = self._limiters.get(key)
         if limiter is None:
-            limiter = self._limiters[key] = RateLimiter(self._rpm, auto=False, period=self._period)
+            period = self._period * (1 + KEY_SLACK)
+            limiter = self._limiters[key] = RateLimiter(self._rpm, auto=False, period=period)
         return limiter
 
     async def acquire(self, key: str) -> None:

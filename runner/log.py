@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from runner.errors import LogError
 
@@ -36,6 +37,10 @@ MAX_TORN_TAIL = 16 * 1024 * 1024
 _NOT_OURS = (
     "this file is not an attach-runner log or was edited: move it away or pass another --log"
 )
+
+# fdatasync costs milliseconds (3 ms on the bench machine): once a second is the rule (see
+# README, "Durability"); the line count only bounds a burst far faster than anything we send.
+FSYNC_EVERY = 16384
 
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
 _decode = json.JSONDecoder().decode
@@ -80,10 +85,13 @@ class ResultLog:
         "_synced_at",  # time.monotonic() of the last fsync
         "_ts_second",  # the whole UTC second that _ts_prefix spells
         "_ts_prefix",  # "2026-11-25T11:02:03." for _ts_second: formatted once a second
+        "_heads",  # event -> '{"event":"sent","ts":"', encoded once per event name
+        "_run_part",  # '","run":"3f2a..."', encoded once
     )
 
     def __init__(
-        self, path: str, run_id: str, *, fsync_every: int = 256, fsync_interval: float = 1.0
+        self, path: str, run_id: str, *, fsync_every: int = FSYNC_EVERY,
+        fsync_interval: float = 1.0,
     ) -> None:
         self.path = path
         self.run_id = run_id
@@ -94,6 +102,8 @@ class ResultLog:
         self._synced_at = 0.0
         self._ts_second = -1
         self._ts_prefix = ""
+        self._heads: dict[str, str] = {}
+        self._run_part = '","run":' + _encode(run_id)
 
     def __repr__(self) -> str:
         state = "open" if self._fd is not None else "closed"
@@ -186,13 +196,16 @@ class ResultLog:
         if second != self._ts_second:
             self._ts_second = second
             self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-        record: dict[str, object] = {
-            "event": event,
-            "ts": f"{self._ts_prefix}{rest // 1_000_000:03d}Z",
-            "run": self.run_id,
-        }
-        record.update(fields)
-        data = (_encode(record) + "\n").encode()
+        head = self._heads.get(event)
+        if head is None:
+            head = self._heads[event] = '{"event":' + _encode(event) + ',"ts":"'
+        # The same bytes as encoding {"event", "ts", "run", **fields} whole, without building
+        # that dict: the fields are encoded as one object and spliced in after "run".
+        body = _encode(fields)
+        rest_ms = rest // 1_000_000
+        line = (f"{head}{self._ts_prefix}{rest_ms:03d}Z{self._run_part}"
+                f"{',' + body[1:] if len(body) > 2 else '}'}\n")
+        data = line.encode()
         try:
             written = os.write(fd, data)
             while written < len(data):  # only on a full disk or an odd filesystem
@@ -251,6 +264,16 @@ def _count_lines(fd: int, end: int) -> int:
     return count
 
 
+def check_log(path: str) -> None:
+    """Refuse, before the lock file is made beside it, a `--log` that cannot be ours: one in a
+    missing directory, a directory or other non-file, or a file whose first line is not an
+    event (notes.txt given by mistake). The whole log is read later, under the lock."""
+    if not os.path.isdir(os.path.dirname(path) or "."):
+        raise _open_error(path, FileNotFoundError())
+    for _ in read_log(path, warn=lambda message: None):
+        break
+
+
 def read_log(path: str, *, warn: Callable[[str], None]) -> Iterator[dict[str, Any]]:
     """Yield every event of the log at `path`, in order.
 
@@ -259,10 +282,96 @@ def read_log(path: str, *, warn: Callable[[str], None]) -> Iterator[dict[str, An
     Any other line that is not a JSON object with string "event" and "run" raises `LogError`
     naming the file and line.
     """
+    file = _open_log(path)
+    if file is None:
+        return
+    with file:
+        for number, line in enumerate(file, 1):
+            if line[-1:] != b"\n":
+                _torn_tail(path, number, line, warn)
+                return
+            yield _event(path, number, line)
+
+
+# One line the writer makes for every pair, in its fixed key order, as a regular expression
+# that only ever matches valid JSON (IDs, ASCII strings without escapes, numbers, literals):
+# "sent", and "done" for a pair in place (attached or already_attached, no error). A log is
+# nearly all such lines; scan_log hands them over in bulk, unparsed by json.
+_TEXT = r'[\x20\x21\x23-\x5b\x5d-\x7e]*'  # a JSON string's inside: printable ASCII, no " or \\
+_ID = r"([A-Za-z0-9_-]{1,128})"
+SCAN_CHUNK = 1 << 18  # bytes read at a time by scan_log
+
+
+def _fast_pattern(owner_column: str) -> re.Pattern[str]:
+    """A whole line: "sent", or "done" (group 1) in place; else any other line (group 5)."""
+    head = r'\{"event":"(?:sent|(done))","ts":"' + _TEXT + r'","run":"' + _TEXT + r'","'
+    head += re.escape(owner_column) + r'":"' + _ID + r'","file_id":"' + _ID + r'"'
+    # Only when group 1 (done) matched: the outcome fields, in the writer's order.
+    done = (r'(?(1),"outcome":"(attached|already_attached)","status":(?:[1-5][0-9][0-9]|null),'
+            r'"attempts":[0-9]{1,9},"error":null,"retryable":(?:true|false),'
+            r'"uncertain":(?:true|false)(?:,"file_status":"[a-z_]{1,32}")?)')
+    return re.compile(r"^" + head + done + r"\}$|^(.+)$", re.MULTILINE)
+
+
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+FastRow = tuple[str, str, str, str, str]  # "done" or "" (sent), owner, file_id, outcome, ""
+
+
+def scan_log(path: str, owner_column: str, *,
+             warn: Callable[[str], None]) -> Iterator[list[FastRow] | dict[str, Any]]:
+    """`read_log` for the resume index, fast: the same events with the same checks, in order,
+    but runs of the common lines ("sent", and "done" attached or already_attached with no
+    error, for `owner_column`) come as lists of ("done" or "", owner, file_id, outcome or "",
+    "") tuples of str, matched in bulk by one regular expression instead of parsed line by
+    line; every other event comes as read_log's dict."""
+    pattern = _PATTERNS.get(owner_column)
+    if pattern is None:
+        pattern = _PATTERNS[owner_column] = _fast_pattern(owner_column)
+    file = _open_log(path)
+    if file is None:
+        return
+    with file:
+        before = 0  # lines before the chunk
+        tail = b""
+        while block := file.read(SCAN_CHUNK):
+            block = tail + block if tail else block
+            cut = block.rfind(b"\n") + 1
+            chunk, tail = block[:cut], block[cut:]
+            if chunk:
+                yield from _scan_chunk(path, chunk, before, pattern)
+                before += chunk.count(b"\n")
+        if tail:
+            _torn_tail(path, before + 1, tail, warn)
+
+
+def _scan_chunk(path: str, chunk: bytes, before: int,
+                pattern: re.Pattern[str]) -> Iterator[list[FastRow] | dict[str, Any]]:
+    # surrogateescape: a line that is not UTF-8 stays intact for _event to refuse it.
+    rows: list[FastRow] = pattern.findall(chunk.decode("utf-8", "surrogateescape"))
+    if len(rows) != chunk.count(b"\n"):
+        # A line matched nothing (an empty one): read this chunk line by line.
+        for offset, line in enumerate(chunk.split(b"\n")[:-1]):
+            yield _event(path, before + offset + 1, line + b"\n")
+        return
+    # Each line is one row, in order: rows with group 5 are the other lines.
+    start = 0
+    for at in [i for i, row in enumerate(rows) if row[4]]:
+        if at > start:
+            yield rows[start:at]
+        line = rows[at][4].encode("utf-8", "surrogateescape") + b"\n"
+        yield _event(path, before + at + 1, line)
+        start = at + 1
+    if start < len(rows):
+        yield rows[start:] if start else rows
+
+
+def _open_log(path: str) -> IO[bytes] | None:
+    """The log opened for reading; None when there is none (nothing to read)."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        return
+        return None
     except OSError as exc:
         raise _open_error(path, exc) from None
     if stat.S_ISDIR(info.st_mode):
@@ -270,32 +379,37 @@ def read_log(path: str, *, warn: Callable[[str], None]) -> Iterator[dict[str, An
     if not stat.S_ISREG(info.st_mode):
         raise LogError(f"{path}: not a regular file; pass a file path to --log")
     try:
-        file = open(path, "rb")  # noqa: SIM115 (a generator: `with` below holds it)
+        return open(path, "rb")  # noqa: SIM115 (the caller holds it in a `with`)
     except FileNotFoundError:
-        return
+        return None
     except OSError as exc:
         raise _open_error(path, exc) from None
-    with file:
-        for number, line in enumerate(file, 1):
-            if line[-1:] != b"\n":
-                if _looks_torn(line):
-                    warn(
-                        f"{path}:{number}: the last line is incomplete (a run was cut off "
-                        "while writing); it is ignored and will be cut off by the next run"
-                    )
-                    return
-                raise _bad_line(path, number, "an incomplete line that is not an event")
-            try:
-                event = _decode(line.decode())
-            except UnicodeDecodeError:
-                raise _bad_line(path, number, "not UTF-8") from None
-            except ValueError:
-                raise _bad_line(path, number, "not JSON") from None
-            if type(event) is not dict:
-                raise _bad_line(path, number, "not a JSON object")
-            if type(event.get("event")) is not str or type(event.get("run")) is not str:
-                raise _bad_line(path, number, 'no "event" and "run" strings')
-            yield event
+
+
+def _torn_tail(path: str, number: int, line: bytes, warn: Callable[[str], None]) -> None:
+    """The bytes after the last newline: warn if they can be a line of ours cut short."""
+    if _looks_torn(line):
+        warn(
+            f"{path}:{number}: the last line is incomplete (a run was cut off "
+            "while writing); it is ignored and will be cut off by the next run"
+        )
+        return
+    raise _bad_line(path, number, "an incomplete line that is not an event")
+
+
+def _event(path: str, number: int, line: bytes) -> dict[str, Any]:
+    """One complete line as an event, or LogError naming the file and line."""
+    try:
+        event = _decode(line.decode())
+    except UnicodeDecodeError:
+        raise _bad_line(path, number, "not UTF-8") from None
+    except ValueError:
+        raise _bad_line(path, number, "not JSON") from None
+    if type(event) is not dict:
+        raise _bad_line(path, number, "not a JSON object")
+    if type(event.get("event")) is not str or type(event.get("run")) is not str:
+        raise _bad_line(path, number, 'no "event" and "run" strings')
+    return event
 
 
 def _bad_line(path: str, number: int, reason: str) -> LogError:

@@ -18,22 +18,24 @@ from __future__ import annotations
 import atexit
 import contextlib
 import csv
-import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import IO, Any, TypeAlias
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from runner.errors import MAX_REPORTED_PROBLEMS, ManifestError, ManifestProblem, UsageError
-from runner.items import ID_RULE, Item, is_valid_id
+from runner.items import ID_RULE, Item, is_valid_id, pin_mmap_threshold
 
 FORMATS = ("csv", "yaml", "jsonl")
 STDIN_DISPLAY = "<stdin>"
@@ -54,6 +56,20 @@ _YAML_STR = "tag:yaml.org,2002:str"
 _YAML_NULL = "tag:yaml.org,2002:null"
 
 Row: TypeAlias = "Item | ManifestProblem"
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Valid pairs of consecutive lines, from `line` on, read in bulk by the fast path."""
+
+    line: int
+    pairs: list[tuple[str, str]]  # (owner, file_id)
+
+
+Part: TypeAlias = "Block | Item | ManifestProblem"
+_OWNER_OF = itemgetter(0)
+_SWAPPED = itemgetter(1, 0)
+FAST_CHUNK = 1 << 15  # bytes read at a time by the fast path: its rows stay under 1 MiB
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,10 @@ def open_manifest(path: str, fmt: str | None) -> ManifestSource:
     if stat.S_ISREG(mode):
         _check_readable(path)
         return ManifestSource(path, path, chosen)
+    if not stat.S_ISFIFO(mode):
+        # A terminal would wait for typing, /dev/zero would fill the disk while spooled.
+        raise UsageError(f"{path}: not a file or a pipe (a device or socket); give the path "
+                         "of a manifest file, or - for stdin")
     # A pipe such as <(generate) can be read only once, and a manifest is read twice.
     try:
         with open(path, "rb") as stream:
@@ -187,41 +207,57 @@ def _remove_quietly(path: str) -> None:
 
 def iter_items(source: ManifestSource, owner_column: str, group_key: str) -> Iterator[Item]:
     """Every valid pair in file order, duplicates included; ManifestError at the first bad row."""
-    for row in _rows(source, owner_column, group_key):
-        if isinstance(row, ManifestProblem):
-            raise ManifestError([row], 1)
-        yield row
+    for part in _parts(source, owner_column, group_key):
+        if isinstance(part, Block):
+            line = part.line
+            for owner, file_id in part.pairs:
+                yield Item(owner, file_id, line)
+                line += 1
+        elif isinstance(part, ManifestProblem):
+            raise ManifestError([part], 1)
+        else:
+            yield part
 
 
 def check_manifest(
     source: ManifestSource, owner_column: str, group_key: str, over_limit: int = 20
 ) -> ManifestStats:
     """Read the whole manifest once: raise ManifestError naming every bad row, else count it."""
+    pin_mmap_threshold()  # the set of a million keys below must give its memory back
     problems: list[ManifestProblem] = []
     total = 0
-    seen: set[bytes] = set()  # compact keys of distinct pairs, never the rows themselves
-    files_of: dict[str, int] = {}  # owner -> distinct files
+    # hash((owner, file_id)) of distinct pairs, never the rows themselves. 64 bits are enough
+    # here: a collision would only miscount a repeat in this count; the run de-duplicates on
+    # items.pair_key (128 bits).
+    seen: set[int] = set()
+    files_of: Counter[str] = Counter()  # owner -> distinct files
     rows = 0
-    for row in _rows(source, owner_column, group_key):
-        if isinstance(row, ManifestProblem):
+    for part in _parts(source, owner_column, group_key):
+        if isinstance(part, Block):
+            rows += len(part.pairs)
+            keys = set(map(hash, part.pairs))
+            if len(keys) == len(part.pairs) and seen.isdisjoint(keys):
+                seen |= keys  # no repeat: count in bulk
+                files_of.update(map(_OWNER_OF, part.pairs))
+                continue
+            for pair in part.pairs:
+                key = hash(pair)
+                if key not in seen:
+                    seen.add(key)
+                    files_of[pair[0]] += 1
+        elif isinstance(part, ManifestProblem):
             total += 1
             if len(problems) < MAX_REPORTED_PROBLEMS:
-                problems.append(row)
-            continue
-        rows += 1
-        key = pair_key(row.owner, row.file_id)
-        if key not in seen:
-            seen.add(key)
-            files_of[row.owner] = files_of.get(row.owner, 0) + 1
+                problems.append(part)
+        else:
+            rows += 1
+            key = hash((part.owner, part.file_id))
+            if key not in seen:
+                seen.add(key)
+                files_of[part.owner] += 1
     if total:
         raise ManifestError(problems, total)
     return _stats(rows, len(seen), files_of, over_limit)
-
-
-def pair_key(owner: str, file_id: str) -> bytes:
-    """16 bytes that stand for a pair in a set (collisions: about 1 in 2**64 per billion pairs)."""
-    raw = f"{owner}\0{file_id}".encode("utf-8", "surrogateescape")
-    return hashlib.blake2b(raw, digest_size=16).digest()
 
 
 def _stats(rows: int, pairs: int, files_of: dict[str, int], over_limit: int) -> ManifestStats:
@@ -237,10 +273,22 @@ def _stats(rows: int, pairs: int, files_of: dict[str, int], over_limit: int) -> 
 
 
 def _rows(source: ManifestSource, owner_column: str, group_key: str) -> Iterator[Row]:
+    """Every row, one at a time (blocks of the fast path taken apart)."""
+    for part in _parts(source, owner_column, group_key):
+        if isinstance(part, Block):
+            line = part.line
+            for owner, file_id in part.pairs:
+                yield Item(owner, file_id, line)
+                line += 1
+        else:
+            yield part
+
+
+def _parts(source: ManifestSource, owner_column: str, group_key: str) -> Iterator[Part]:
     if source.format == "csv":
-        parsed = _csv_rows(source.display, source.path, owner_column)
+        parsed = _csv_parts(source.display, source.path, owner_column)
     elif source.format == "jsonl":
-        parsed = _jsonl_rows(source.display, source.path, owner_column)
+        parsed = _jsonl_parts(source.display, source.path, owner_column)
     elif source.format == "yaml":
         parsed = _yaml_rows(source.display, source.path, owner_column, group_key)
     else:
@@ -302,10 +350,12 @@ def _escape(ch: str) -> str:
 # ---------------------------------------------------------------- lines (CSV, JSONL)
 
 
-def _lines(path: str) -> Iterator[tuple[int, str, str | None]]:
-    """(number, text, problem) for each physical line; text is "\\n" when a problem spoils it."""
+def _lines(path: str, offset: int = 0, before: int = 0) -> Iterator[tuple[int, str, str | None]]:
+    """(number, text, problem) for each physical line from byte `offset` on (where `before`
+    lines lie behind); text is "\\n" when a problem spoils it."""
     with open(path, "rb") as stream:
-        number = 0
+        stream.seek(offset)
+        number = before
         while raw := stream.readline(MAX_LINE_BYTES + 1):
             number += 1
             if number == 1:
@@ -331,15 +381,122 @@ def _skip_rest_of_line(stream: IO[bytes]) -> None:
         pass
 
 
+# ---------------------------------------------------------------- the fast path (CSV, JSONL)
+#
+# Most manifests are plain: a header, then `id,id` lines (or one flat JSON object a line). The
+# fast path reads such lines a megabyte at a time and takes a whole chunk with one regular
+# expression that only matches lines the line-by-line readers would accept unchanged (valid
+# IDs, no quotes, no blank lines, no NUL, UTF-8), yielding a Block of pairs. At the first chunk
+# it does not take whole, it hands the rest of the file to the line-by-line reader, which
+# reports every problem exactly as before, with the same line numbers.
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    """The rest of `stream` in chunks of whole lines (the last may lack its newline)."""
+    tail = b""
+    while block := stream.read(FAST_CHUNK):
+        block = tail + block if tail else block
+        cut = block.rfind(b"\n") + 1
+        if cut:
+            yield block[:cut]
+        tail = block[cut:]
+    if tail:
+        yield tail
+
+
+def _fast_text(chunk: bytes) -> str | None:
+    """The chunk as text with a final newline, if the fast path may take it; else None."""
+    if b"\0" in chunk or b'"' in chunk or chunk.count(b"\r") != chunk.count(b"\r\n"):
+        return None
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _fast_blocks(path: str, start: int, before: int, pattern: re.Pattern[str], swap: bool,
+                 ) -> Iterator[Block | tuple[int, int]]:
+    """Blocks from byte `start` on; at the first chunk not taken, (offset, lines before) to
+    resume from line by line."""
+    offset = start
+    with open(path, "rb") as stream:
+        stream.seek(start)
+        for chunk in _chunks(stream):
+            text = _fast_text(chunk)
+            pairs = pattern.findall(text) if text is not None else []
+            if text is None or len(pairs) != text.count("\n") or len(chunk) > FAST_CHUNK * 2:
+                yield offset, before
+                return
+            if swap:
+                pairs = list(map(_SWAPPED, pairs))
+            yield Block(before + 1, pairs)
+            before += len(pairs)
+            offset += len(chunk)
+
+
+_FAST_ID = r"([A-Za-z0-9_-]{1,128})"
+
+
+def _csv_parts(display: str, path: str, owner_column: str) -> Iterator[Part]:
+    with open(path, "rb") as stream:
+        first = stream.readline(MAX_LINE_BYTES + 1)
+    header = _plain_header(first, owner_column)
+    if header is None:
+        yield from _csv_rows(display, path, owner_column)
+        return
+    owner_at, file_at = header.index(owner_column), header.index("file_id")
+    other = r'[^,"\r\n]{0,1000}'  # well within csv's field limit and the line limit
+    fields = [_FAST_ID if i in (owner_at, file_at) else other for i in range(len(header))]
+    pattern = re.compile(r"^" + ",".join(fields) + r"\r?$", re.MULTILINE)
+    for part in _fast_blocks(path, len(first), 1, pattern, swap=file_at < owner_at):
+        if isinstance(part, Block):
+            yield part
+        else:
+            yield from _csv_rows(display, path, owner_column, (*part, header))
+
+
+def _plain_header(first: bytes, owner_column: str) -> list[str] | None:
+    """The header, if line 1 is one the fast path may build on: plain, complete and right."""
+    first = first.removeprefix(_UTF8_BOM)
+    text = _fast_text(first) if first.endswith(b"\n") and len(first) < 64 * 1024 else None
+    if text is None:
+        return None
+    header = [name.strip() for name in text.rstrip("\r\n").split(",")]
+    if len(header) > 500 or _csv_header_problem(header, owner_column) is not None:
+        return None
+    return header
+
+
+def _jsonl_parts(display: str, path: str, owner_column: str) -> Iterator[Part]:
+    space = r"[ \t]*"
+    pattern = re.compile(
+        rf'^{space}\{{{space}"{re.escape(owner_column)}"{space}:{space}"{_FAST_ID}"{space},'
+        rf'{space}"file_id"{space}:{space}"{_FAST_ID}"{space}\}}{space}\r?$', re.MULTILINE)
+    with open(path, "rb") as stream:
+        bom = stream.read(len(_UTF8_BOM)) == _UTF8_BOM
+    for part in _fast_blocks(path, len(_UTF8_BOM) if bom else 0, 0, pattern, swap=False):
+        if isinstance(part, Block):
+            yield part
+        else:
+            yield from _jsonl_rows(display, path, owner_column, *part)
+
+
 # ---------------------------------------------------------------- CSV
 
 
-def _csv_rows(display: str, path: str, owner_column: str) -> Iterator[Row]:
+def _csv_rows(display: str, path: str, owner_column: str,
+              resume: tuple[int, int, list[str]] | None = None) -> Iterator[Row]:
+    """Rows line by line; `resume` = (byte offset, lines before it, header): go on from there
+    (the fast path hands over at a line it does not take)."""
+    offset, before, header = resume if resume is not None else (0, 0, None)
     spoiled: dict[int, str] = {}  # line -> problem, for lines handed to csv as blank
-    reader = csv.reader(_csv_text(path, spoiled))
-    header: list[str] | None = None
+    # strict: `"asst_1"x` or a quote left open at the end is an error, not a guess.
+    reader = csv.reader(_csv_text(path, spoiled, offset, before), strict=True)
     owner_at = file_at = 0
-    end = 0  # the last physical line the reader has consumed
+    if header is not None:
+        owner_at, file_at = header.index(owner_column), header.index("file_id")
+    end = before  # the last physical line the reader has consumed
     while True:
         start = end + 1
         error = None
@@ -349,7 +506,7 @@ def _csv_rows(display: str, path: str, owner_column: str) -> Iterator[Row]:
             return
         except csv.Error as exc:
             row, error = [], _csv_error(exc)
-        end = reader.line_num
+        end = before + reader.line_num
         if spoiled:
             for number in sorted(n for n in spoiled if n <= end):
                 yield ManifestProblem(display, number, spoiled.pop(number))
@@ -379,8 +536,8 @@ def _csv_rows(display: str, path: str, owner_column: str) -> Iterator[Row]:
         yield _pair(display, start, owner_column, owner, file_id, "row")
 
 
-def _csv_text(path: str, spoiled: dict[int, str]) -> Iterator[str]:
-    for number, text, problem in _lines(path):
+def _csv_text(path: str, spoiled: dict[int, str], offset: int, before: int) -> Iterator[str]:
+    for number, text, problem in _lines(path, offset, before):
         if problem is not None:
             spoiled[number] = problem
         yield text
@@ -393,6 +550,11 @@ def _csv_error(exc: csv.Error) -> str:
             f"a field is longer than {csv.field_size_limit()} characters; "
             "check for a quote that is never closed"
         )
+    if "unexpected end of data" in text:
+        return 'a quoted value is never closed (no closing "); close the quote or remove it'
+    if "expected after" in text:
+        return ('text follows a closing quote (like "asst_1"x); quote the whole value or none '
+                "of it")
     if "new-line character seen in unquoted field" in text:
         return "row holds a lone carriage return (\\r); save the file with \\n or \\r\\n line ends"
     reason = text.splitlines()[0] if text else "unknown error"
@@ -452,8 +614,9 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _jsonl_rows(display: str, path: str, owner_column: str) -> Iterator[Row]:
-    for number, text, problem in _lines(path):
+def _jsonl_rows(display: str, path: str, owner_column: str, offset: int = 0,
+                before: int = 0) -> Iterator[Row]:
+    for number, text, problem in _lines(path, offset, before):
         if problem is None and text.strip():
             problem, obj = _jsonl_object(text, owner_column)
             if obj is not None:
@@ -600,6 +763,8 @@ def _compose(text: str) -> tuple[Node | None, tuple[int, str] | None]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
+        # "<stream end>" is marked after the last newline: name the last line there is.
+        line = min(line, max(1, len(text.splitlines())))
         what = ", ".join(part for part in (exc.context, exc.problem) if part) or "unreadable"
         what = " ".join(what.split())
         return None, (line, f"YAML syntax error: {what}; fix the YAML on this line")

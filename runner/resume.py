@@ -1,24 +1,27 @@
 """What the log says of each pair, and so what this run must do with it (send, check, skip).
 
 Memory is the point here: a million pairs must fit in a small machine. Each pair the log knows is
-kept as a 12-byte digest key and a small-int state; only failed pairs keep their details (for
-`status` and `failed`), and only unfinished batches keep their file lists.
+kept as a 128-bit int key (items.pair_key, 48 bytes) and a small-int state (shared objects);
+only failed pairs keep their details (for `status` and `failed`), and only unfinished batches
+keep their file lists. (pair_key hashes any str, so an edited log with "\ud800" in an ID
+cannot crash the reader.)
+
+Speed matters too: a rerun over a million done pairs reads two million log lines. `load_log`
+takes the common lines in bulk from log.scan_log and folds them with C-level map/zip/update,
+never a Python statement per line; the rare others go through `load` one by one.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import itemgetter
 from typing import Any
 
-from runner.items import Item
-
-
-def pair_key(owner: str, file_id: str) -> bytes:
-    """A compact, collision-safe key for a pair (96-bit digest: ~1e-17 odds at a million pairs)."""
-    return hashlib.blake2b(f"{owner}\x00{file_id}".encode(), digest_size=12).digest()
+from runner.items import Item, pair_key, pair_keys, pin_mmap_threshold
+from runner.log import FastRow, scan_log
 
 
 class State(enum.IntEnum):
@@ -34,6 +37,19 @@ class State(enum.IntEnum):
 
 
 DONE_STATES = frozenset({State.ATTACHED, State.ALREADY_ATTACHED})
+
+# A fast log row's (done, outcome) -> its state: see log.scan_log.
+_FAST_STATE = {
+    ("", ""): int(State.SENT),
+    ("done", "attached"): int(State.ATTACHED),
+    ("done", "already_attached"): int(State.ALREADY_ATTACHED),
+}
+_PAIR_OF = itemgetter(1, 2)
+_STATE_OF = itemgetter(0, 3)
+_DONE_OF = itemgetter(0)
+_IS_ATTACHED = int(State.ATTACHED).__eq__
+_IS_ALREADY = int(State.ALREADY_ATTACHED).__eq__
+_IS_SENT = int(State.SENT).__eq__
 
 # Marks a key as met in this run's manifest (for de-duplication and "not in the manifest").
 SEEN = 64
@@ -60,19 +76,85 @@ class FailedInfo:
 
 @dataclass
 class ResumeIndex:
+    """The last word of the log on each pair. Pairs in place (nearly all of a big log) are
+    keys in two sets, which cost a third less than a dict; every other state is in `states`.
+    A key is in at most one of the three."""
+
     owner_column: str
-    states: dict[bytes, int] = field(default_factory=dict)
-    failed: dict[bytes, FailedInfo] = field(default_factory=dict)
-    batch_of: dict[bytes, str] = field(default_factory=dict)  # pair -> batch id (State.BATCH)
+    attached: set[int] = field(default_factory=set)  # State.ATTACHED
+    already: set[int] = field(default_factory=set)  # State.ALREADY_ATTACHED
+    states: dict[int, int] = field(default_factory=dict)  # pair_key -> other State (| SEEN)
+    seen_in_place: set[int] = field(default_factory=set)  # pairs in place the manifest named
+    # False when the manifest is known to hold no repeated pair (its check counted none):
+    # plan() then needs no mark for a pair the log does not know, and memory stays flat for a
+    # new manifest. status and failed keep it True (they count pairs the manifest lacks).
+    expect_repeats: bool = True
+    failed: dict[int, FailedInfo] = field(default_factory=dict)
+    batch_of: dict[int, str] = field(default_factory=dict)  # pair -> batch id (State.BATCH)
     # batch id -> (store, file ids)
     batch_files: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     runs: int = 0
     last_run_end: Mapping[str, Any] | None = None
 
+    def load_log(self, path: str, *, warn: Callable[[str], None]) -> None:
+        """Fold the log at `path` (what `load(read_log(path))` does, in bulk)."""
+        pin_mmap_threshold()
+        for part in scan_log(path, self.owner_column, warn=warn):
+            if isinstance(part, list):
+                self._load_fast(part)
+            else:
+                self.load((part,))
+
+    def _load_fast(self, rows: list[FastRow]) -> None:
+        """A run of "sent" and "done" (in place) lines: the last word on each pair stands."""
+        # Last word per pair within the run first (a pair's "sent" is mostly followed by its
+        # "done" a few lines on): half the keys to make.
+        last = dict(zip(map(_PAIR_OF, rows), map(_STATE_OF, rows), strict=True))
+        keys = pair_keys(list(last))
+        codes = list(map(_FAST_STATE.__getitem__, last.values()))
+        attached = list(compress(keys, map(_IS_ATTACHED, codes)))
+        already = list(compress(keys, map(_IS_ALREADY, codes)))
+        sent = list(compress(keys, map(_IS_SENT, codes)))
+        self.attached.update(attached)
+        if self.already:
+            self.already.difference_update(attached)
+        self.already.update(already)
+        if already and self.attached:
+            self.attached.difference_update(already)
+        if self.states and (attached or already):
+            for key in self.states.keys() & {*attached, *already}:
+                del self.states[key]
+        if sent:
+            self.states.update(zip(sent, repeat(int(State.SENT))))
+            self.attached.difference_update(sent)
+            self.already.difference_update(sent)
+        if self.failed or self.batch_of:
+            # A pair in place is no longer failed, nor waiting in a batch.
+            done = set(pair_keys(list(set(compress(map(_PAIR_OF, rows), map(_DONE_OF, rows))))))
+            for key in done & self.failed.keys():
+                del self.failed[key]
+            for key in done & self.batch_of.keys():
+                del self.batch_of[key]
+
+    def _set(self, key: int, state: State) -> None:
+        """The log's new last word on a pair."""
+        if state is State.ATTACHED:
+            self.attached.add(key)
+            self.already.discard(key)
+            self.states.pop(key, None)
+        elif state is State.ALREADY_ATTACHED:
+            self.already.add(key)
+            self.attached.discard(key)
+            self.states.pop(key, None)
+        else:
+            self.states[key] = state
+            self.attached.discard(key)
+            self.already.discard(key)
+
     def load(self, events: Iterable[Mapping[str, Any]]) -> None:
         """Fold the log's events; for each pair the last word stands."""
         owner_col = self.owner_column
-        states, failed = self.states, self.failed
+        failed = self.failed
         for ev in events:
             kind = ev.get("event")
             if kind == "done":
@@ -82,20 +164,20 @@ class ResumeIndex:
                 key = pair_key(owner, fid)
                 outcome = ev.get("outcome")
                 if outcome == "attached":
-                    states[key] = State.ATTACHED
+                    self._set(key, State.ATTACHED)
                     failed.pop(key, None)
                 elif outcome == "already_attached":
-                    states[key] = State.ALREADY_ATTACHED
+                    self._set(key, State.ALREADY_ATTACHED)
                     failed.pop(key, None)
                 else:
                     retryable = bool(ev.get("retryable"))
                     uncertain = bool(ev.get("uncertain"))
                     if not retryable:
-                        states[key] = State.REFUSED
+                        self._set(key, State.REFUSED)
                     elif uncertain:
-                        states[key] = State.FAILED_UNCERTAIN
+                        self._set(key, State.FAILED_UNCERTAIN)
                     else:
-                        states[key] = State.FAILED_RETRYABLE
+                        self._set(key, State.FAILED_RETRYABLE)
                     status = ev.get("status")
                     error = ev.get("error")
                     failed[key] = FailedInfo(
@@ -106,7 +188,7 @@ class ResumeIndex:
             elif kind == "sent":
                 owner, fid = ev.get(owner_col), ev.get("file_id")
                 if isinstance(owner, str) and isinstance(fid, str):
-                    states[pair_key(owner, fid)] = State.SENT
+                    self._set(pair_key(owner, fid), State.SENT)
             elif kind in ("batch-sent", "batch-created"):
                 self._load_batch(ev, created=kind == "batch-created")
             elif kind == "run-start":
@@ -124,25 +206,31 @@ class ResumeIndex:
                 continue
             key = pair_key(store, fid)
             if created and isinstance(batch_id, str):
-                self.states[key] = State.BATCH
+                self._set(key, State.BATCH)
                 self.batch_of[key] = batch_id
             else:
-                self.states[key] = State.SENT
+                self._set(key, State.SENT)
         if created and isinstance(batch_id, str):
             self.batch_files[batch_id] = (store, [f for f in fids if isinstance(f, str)])
 
     def plan(self, item: Item, *, retry_failed: bool) -> tuple[Plan, int | None]:
         """What to do with a manifest pair, and what the log said of it (None: nothing).
-        Marks the pair seen, so a repeat of it in the manifest is a DUPLICATE."""
+        Marks the pair seen, so a repeat of it in the manifest is a DUPLICATE (with
+        `expect_repeats` False, only pairs the log knows are marked)."""
         key = pair_key(item.owner, item.file_id)
-        raw = self.states.get(key)
+        if key in self.attached:
+            return self._in_place(key, State.ATTACHED)
+        if key in self.already:
+            return self._in_place(key, State.ALREADY_ATTACHED)
+        states = self.states
+        raw = states.get(key)
         if raw is not None and raw & SEEN:
             return Plan.DUPLICATE, raw & ~SEEN or None
-        self.states[key] = (raw or 0) | SEEN
         if raw is None:
+            if self.expect_repeats:
+                states[key] = SEEN
             return Plan.SEND, None
-        if raw in DONE_STATES:
-            return Plan.DONE, raw
+        states[key] = raw | SEEN
         if raw == State.REFUSED:
             return (Plan.SEND if retry_failed else Plan.SKIP_REFUSED), raw
         if raw in (State.SENT, State.FAILED_UNCERTAIN):
@@ -151,6 +239,14 @@ class ResumeIndex:
             return Plan.FOLLOW, raw
         return Plan.SEND, raw
 
+    def _in_place(self, key: int, state: State) -> tuple[Plan, int | None]:
+        if self.expect_repeats:
+            seen = self.seen_in_place
+            if key in seen:
+                return Plan.DUPLICATE, state
+            seen.add(key)
+        return Plan.DONE, state
+
     def batch_for(self, item: Item) -> str | None:
         return self.batch_of.get(pair_key(item.owner, item.file_id))
 
@@ -158,7 +254,11 @@ class ResumeIndex:
         return self.failed.get(pair_key(item.owner, item.file_id))
 
     def unseen(self) -> Iterator[int]:
-        """States of pairs the log knows but this manifest did not name."""
+        """States of pairs the log knows but this manifest did not name (after planning every
+        manifest pair with `expect_repeats` on)."""
+        seen = self.seen_in_place
+        yield from repeat(int(State.ATTACHED), len(self.attached - seen))
+        yield from repeat(int(State.ALREADY_ATTACHED), len(self.already - seen))
         for raw in self.states.values():
             if not raw & SEEN:
                 yield raw

@@ -1,18 +1,25 @@
 """The end of a run, in words and as one JSON object, and what the log says (`status`).
 
-JSON field names are a promise (README: "The --json summary"); add fields, never rename.
+JSON field names are a promise (README: "The --json fields"); add fields, never rename.
 """
 
 from __future__ import annotations
 
+import datetime
+import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from runner import __version__
 from runner.attempt import Counters
 from runner.engine import RunResult
 
 TOP_REASONS = 5
+MESSAGE_WIDTH = 160
+# A run shorter than this shows no per-minute rate in the text: a few requests in a fraction
+# of a second extrapolate to a rate the limiter never allowed over any minute.
+RATE_AFTER = 10.0
 
 REFUSAL_HINTS = {
     "auth": "the API refused the key (401) from {key_source}; put a valid key there and run again",
@@ -26,6 +33,14 @@ REFUSAL_HINTS = {
     "refused": "the API refused the run; see the log, then run again",
 }
 
+# OpenAI object IDs inside error messages ("No file found with id 'file-abc'."): replaced by
+# <id> so that one cause is one reason, not one reason per file.
+_OBJECT_ID = re.compile(
+    r"(?<![A-Za-z0-9_-])(?:file|asst|vs|vsfb|batch|thread|run|msg|org|proj|user)[-_]"
+    r"[A-Za-z0-9_-]+")
+
+Reason = tuple[int | None, str | None, str]  # (HTTP status or None, error code, message)
+
 
 def refusal_line(kind: str, **facts: Any) -> str:
     return REFUSAL_HINTS.get(kind, REFUSAL_HINTS["refused"]).format(**facts)
@@ -35,10 +50,28 @@ def rerun_command(argv: Sequence[str]) -> str:
     return "attach-runner " + " ".join(shlex.quote(a) for a in argv)
 
 
+def group_reasons(reasons: Iterable[tuple[Reason, int]]) -> list[dict[str, Any]]:
+    """Failure reasons as `{status, code, message, count}`, most frequent first; messages that
+    differ only in the object IDs they name are one reason."""
+    grouped: dict[Reason, int] = {}
+    for (status, code, message), n in reasons:
+        key = (status, code, _OBJECT_ID.sub("<id>", message or ""))
+        grouped[key] = grouped.get(key, 0) + n
+    ordered = sorted(grouped.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    return [{"status": s, "code": c, "message": m, "count": n} for (s, c, m), n in ordered]
+
+
+def _is_refusal(status: int | None) -> bool:
+    """A status the API uses to refuse an item for good (skipped on a rerun)."""
+    return status is not None and status < 500 and status not in (408, 409, 429)
+
+
 def next_step(exit_code: int, *, manifest: str, argv: Sequence[str], retryable_failed: int,
               refused: int) -> str:
     """The command a user should run next."""
     rerun = rerun_command(argv)
+    if manifest == "-":
+        rerun += "   (with the same manifest on stdin)"
     if exit_code == 0:
         return "nothing: every pair is attached"
     if exit_code in (4, 5, 130, 143):
@@ -51,12 +84,14 @@ def next_step(exit_code: int, *, manifest: str, argv: Sequence[str], retryable_f
 
 def build_summary(result: RunResult, counters: Counters, *, target: str, manifest: str,
                   log: str, rpm: int | None, learned_rpm: float | None, exit_code: int,
-                  argv: Sequence[str], error: str | None) -> dict[str, Any]:
+                  argv: Sequence[str], error: str | None, run_id: str | None = None
+                  ) -> dict[str, Any]:
+    """The facts of one run, as `--json` prints them (and the text summary shows them)."""
     tally = result.tally
-    reasons = sorted(tally.failed_reasons.items(), key=lambda kv: -kv[1])
-    refused_now = sum(n for (status, _, _), n in reasons if status is not None and status < 500
-                      and status not in (408, 409, 429))
+    reasons = group_reasons(tally.failed_reasons.items())
+    refused_now = sum(r["count"] for r in reasons if _is_refusal(r["status"]))
     elapsed = max(result.elapsed, 1e-9)
+    settled = tally.attached + tally.already_attached + tally.failed
     summary: dict[str, Any] = {
         "exit": exit_code,
         "target": target,
@@ -70,10 +105,7 @@ def build_summary(result: RunResult, counters: Counters, *, target: str, manifes
         "refused_earlier": tally.refused_earlier,
         "pending": tally.pending,
         "duplicates": tally.duplicates,
-        "failed_by_reason": [
-            {"status": status, "code": code, "message": message, "count": n}
-            for (status, code, message), n in reasons
-        ],
+        "failed_by_reason": reasons,
         "requests": counters.requests,
         "attach_requests": counters.attach_requests,
         "checks": counters.checks,
@@ -82,8 +114,10 @@ def build_summary(result: RunResult, counters: Counters, *, target: str, manifes
         "throttled": counters.throttled,
         "uncertain": counters.uncertain,
         "still_in_progress": counters.still_in_progress,
+        "by_status": {str(s): n for s, n in sorted(counters.statuses.items())},
         "elapsed_s": round(result.elapsed, 3),
         "rate_per_min": round(counters.requests / elapsed * 60, 1),
+        "pairs_per_min": round(settled / elapsed * 60, 1),
         "rpm": rpm if rpm is not None else "auto",
         "rpm_learned": round(learned_rpm, 1) if learned_rpm else None,
         "interrupted": result.stop in ("SIGINT", "SIGTERM", "max-runtime"),
@@ -91,66 +125,149 @@ def build_summary(result: RunResult, counters: Counters, *, target: str, manifes
         "next": next_step(exit_code, manifest=manifest, argv=argv,
                           retryable_failed=tally.failed - refused_now,
                           refused=refused_now + tally.refused_earlier),
+        "run_id": run_id,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc)
+        .isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "version": __version__,
     }
     if error:
         summary["error"] = error
     return summary
 
 
+# --- text -------------------------------------------------------------------------------------
+
+def _seconds(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f}s"
+    whole = int(s)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m{whole % 60:02d}s"
+
+
+def _headline(s: Mapping[str, Any]) -> str:
+    code = s["exit"]
+    not_attached = s["failed"] + s["refused_earlier"] + s["pending"]
+    if code == 0:
+        verdict = "every pair is attached"
+    elif code == 4:
+        verdict = "stopped: the API refused the run"
+    elif code == 5:
+        verdict = f"stopped at --max-runtime; {s['pending']:,} pairs not done yet"
+    elif code in (130, 143):
+        verdict = f"interrupted ({s['stopped_by']}); {s['pending']:,} pairs not done yet"
+    else:
+        verdict = f"{not_attached:,} of {s['pairs']:,} pairs not attached"
+    return (f"attach-runner: {verdict} ({s['pairs']:,} pairs, {s['target']}, "
+            f"{_seconds(s['elapsed_s'])}, exit {code})")
+
+
+def reason_lines(reasons: Sequence[Mapping[str, Any]], *, indent: str = "    ",
+                 top: int = TOP_REASONS, more: str = "") -> list[str]:
+    """`  3  404: No file found with id '<id>'.`: the top reasons, then how many more."""
+    if not reasons:
+        return []
+    width = len(f"{max(r['count'] for r in reasons[:top]):,}")
+    lines = []
+    for r in reasons[:top]:
+        status = str(r["status"]) if r["status"] is not None else "no answer"
+        code = f" {r['code']}" if r["code"] else ""
+        # A server's message may hold line breaks or control characters: one clean line.
+        message = " ".join("".join(c if c.isprintable() else " " for c in r["message"]).split())
+        if len(message) > MESSAGE_WIDTH:
+            message = message[:MESSAGE_WIDTH] + "..."
+        lines.append(f"{indent}{r['count']:>{width},}  {status}{code}: {message}")
+    if len(reasons) > top:
+        lines.append(f"{indent}... and {len(reasons) - top} other reason(s){more}")
+    return lines
+
+
+def _table(rows: Sequence[tuple[str, str]], indent: str = "  ") -> list[str]:
+    width = max(len(name) for name, _ in rows)
+    return [f"{indent}{name.ljust(width)}  {value}" for name, value in rows]
+
+
 def format_summary(s: Mapping[str, Any]) -> str:
-    """The human summary: a few short lines, cron-mail friendly."""
-    lines = [
-        f"attach-runner: {s['pairs']} pairs ({s['target']}): "
-        f"{s['attached']} attached, {s['already_attached']} already attached, "
-        f"{s['failed']} failed, {s['attached_earlier']} attached earlier"
-        + (f", {s['refused_earlier']} refused earlier (skipped)" if s["refused_earlier"] else "")
-        + (f", {s['pending']} not done" if s["pending"] else ""),
+    """The human summary: a headline, a short table, the top failure reasons, the log and the
+    command to run next. Short enough for cron mail."""
+    width = len(f"{s['pairs']:,}")
+
+    def n(value: int) -> str:
+        return f"{value:>{width},}"
+
+    limit = f"limit {s['rpm']:,}/min" if s["rpm"] != "auto" else (
+        f"limit auto, learned {s['rpm_learned']:,.0f}/min" if s["rpm_learned"] else "limit auto")
+    rows: list[tuple[str, str]] = [
+        ("attached now", n(s["attached"])),
+        ("already attached", n(s["already_attached"]) + "   (the server had them)"),
+        ("attached earlier", n(s["attached_earlier"]) + "   (per the log; not sent again)"),
+        ("failed", n(s["failed"])),
     ]
-    for reason in s["failed_by_reason"][:TOP_REASONS]:
-        status = reason["status"] if reason["status"] is not None else "no answer"
-        code = f" {reason['code']}" if reason["code"] else ""
-        lines.append(f"  failed {reason['count']}: {status}{code}: {reason['message'][:160]}")
-    rest = len(s["failed_by_reason"]) - TOP_REASONS
-    if rest > 0:
-        lines.append(f"  ... and {rest} other reasons (attach-runner status shows them all)")
-    rate = f"{s['rate_per_min']:.0f}/min"
-    limit = f"limit {s['rpm']}/min" if s["rpm"] != "auto" else (
-        f"limit auto, learned {s['rpm_learned']:.0f}/min" if s["rpm_learned"] else "limit auto")
-    lines.append(
-        f"  {s['requests']} requests in {s['elapsed_s']:.1f}s ({rate}, {limit}); "
-        f"{s['checks']} checks, {s['retries']} retries, {s['throttled']} throttled (429)"
-        + (f", {s['duplicates']} repeated pairs skipped" if s["duplicates"] else "")
-    )
+    if s["refused_earlier"]:
+        rows.append(("refused earlier", n(s["refused_earlier"])
+                     + "   (skipped; --retry-failed sends them)"))
+    if s["pending"]:
+        rows.append(("not done", n(s["pending"]) + "   (the next run does them)"))
+    if s["duplicates"]:
+        rows.append(("repeated", n(s["duplicates"]) + "   (in the manifest; attached once)"))
+    rows += [
+        ("requests", f"{s['requests']:,} in {_seconds(s['elapsed_s'])}"
+                     + (f": {s['rate_per_min']:,.0f}/min" if s["elapsed_s"] >= RATE_AFTER else "")
+                     + f" ({limit})"),
+        ("", f"{s['checks']:,} checks of uncertain outcomes, {s['retries']:,} retries, "
+             f"{s['throttled']:,} throttled (429)"
+             + (f", {s['polls']:,} polls" if s["polls"] else "")),
+        ("log", s["log"]),
+        ("next", s["next"]),
+    ]
+    table = _table(rows)
+    # The reasons go right under the "failed" row.
+    reasons = reason_lines(s["failed_by_reason"], indent="      ",
+                           more=" (all of them: --json, or attach-runner status --json)")
+    lines = [_headline(s), *table[:4], *reasons, *table[4:]]
     if s["still_in_progress"]:
-        lines.append(f"  warning: {s['still_in_progress']} files were still processing when "
+        lines.append(f"  warning: {s['still_in_progress']:,} files were still processing when "
                      "--wait-timeout ran out (counted as attached)")
-    lines.append(f"  log: {s['log']}")
-    lines.append(f"  next: {s['next']}")
     return "\n".join(lines)
 
 
 def format_status(st: Mapping[str, Any]) -> str:
+    """`attach-runner status`: a small table of what the log says of the manifest's pairs."""
+    lock = (f"a run holds the log now (PID {st['locked_by']})" if st["locked_by"]
+            else "no run holds the log now")
     if not st["runs"]:
-        head = (f"{st['manifest']}: never run (no log at {st['log']}); "
-                f"{st['pairs']} pairs pending")
-        return head
+        return "\n".join([
+            f"{st['manifest']} ({st['target']}): never run; no log at {st['log']}",
+            f"  {st['pairs']:,} pairs pending; start with: attach-runner run "
+            f"{shlex.quote(st['manifest'])}"
+            + ("" if st["target"] == "assistant-files" else f" --target {st['target']}"),
+            f"  {lock}",
+        ])
+    width = len(f"{st['pairs']:,}")
+
+    def n(value: int) -> str:
+        return f"{value:>{width},}"
+
     rows = [
-        ("pairs in the manifest", st["pairs"]),
-        ("attached", st["attached"]),
-        ("already attached", st["already_attached"]),
-        ("failed", st["failed"]),
-        ("  of which refused (need --retry-failed)", st["refused"]),
-        ("uncertain (checked first next run)", st["uncertain"]),
-        ("pending", st["pending"]),
-        ("in the log but not in the manifest", st["not_in_manifest"]),
+        ("pairs", n(st["pairs"]) + "   (in the manifest, repeats once)"),
+        ("attached", n(st["attached"])),
+        ("already attached", n(st["already_attached"]) + "   (the server had them)"),
+        ("failed", n(st["failed"])
+         + (f"   ({st['refused']:,} refused: skipped unless --retry-failed)"
+            if st["refused"] else "")),
+        ("uncertain", n(st["uncertain"]) + "   (checked first by the next run)"),
+        ("pending", n(st["pending"]) + "   (never sent)"),
     ]
-    width = max(len(name) for name, _ in rows)
-    lines = [f"{st['manifest']} ({st['target']}), log {st['log']}, {st['runs']} run(s)"]
-    lines += [f"  {name.ljust(width)}  {value}" for name, value in rows]
-    for reason in st["failed_by_reason"][:TOP_REASONS]:
-        status = reason["status"] if reason["status"] is not None else "no answer"
-        code = f" {reason['code']}" if reason["code"] else ""
-        lines.append(f"  failed {reason['count']}: {status}{code}: {reason['message'][:160]}")
-    if st["locked_by"]:
-        lines.append(f"  a run holds the log now (PID {st['locked_by']})")
+    if st["not_in_manifest"]:
+        rows.append(("not in manifest", n(st["not_in_manifest"]) + "   (in the log only)"))
+    last = st.get("last_exit")
+    head = (f"{st['manifest']} ({st['target']}): log {st['log']}, {st['runs']} run(s)"
+            + (f", the last ended with exit {last}" if last is not None else ""))
+    lines = [head, *_table(rows)]
+    if st["failed_by_reason"]:
+        lines.append("  failed by reason:")
+        lines += reason_lines(st["failed_by_reason"], indent="    ",
+                              more=" (all of them: --json)")
+    lines.append(f"  {lock}")
     return "\n".join(lines)

@@ -68,6 +68,26 @@ def make_pairs(owners: int, files: int, prefix: str = "asst") -> list[tuple[str,
     return [(f"{prefix}_{o}", f"file-{o}x{f}") for o in range(owners) for f in range(files)]
 
 
+# target -> (the manifest's owner column, the owner ID prefix used in tests)
+TARGETS = {
+    "assistant-files": ("assistant_id", "asst"),
+    "vector-store-files": ("vector_store_id", "vs"),
+}
+
+
+def owner_of(target: str) -> str:
+    return TARGETS[target][0]
+
+
+def owner_kind(target: str) -> str:
+    """The sandbox's `preload` name for the target's owners."""
+    return "assistant" if target == "assistant-files" else "vector_store"
+
+
+def pairs_for(target: str, owners: int = 3, files: int = 5) -> list[tuple[str, str]]:
+    return make_pairs(owners, files, prefix=TARGETS[target][1])
+
+
 def read_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from runner.sandbox import SandboxConfig, SandboxThread
+from tests.cli import TARGETS
 
 
 @pytest.fixture(autouse=True)
@@ -34,3 +35,9 @@ def sandbox() -> Iterator[Callable[..., SandboxThread]]:
     yield start
     for thread in started:
         thread.stop()
+
+
+@pytest.fixture(params=list(TARGETS))
+def target(request: pytest.FixtureRequest) -> str:
+    """Each target in turn: `assistant-files`, `vector-store-files`."""
+    return str(request.param)

@@ -438,7 +438,7 @@ def test_bad_config_value_is_one_line(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("concurrency: 4\nrpm: [1\n", "cfg.yaml:3: not valid YAML (expected ',' or ']', but got "
+        ("concurrency: 4\nrpm: [1\n", "cfg.yaml:2: not valid YAML (expected ',' or ']', but got "
                                       "'<stream end>'); fix the file (see config.example.yaml)"),
         ("a: 1\n\tb: 2\n", "cfg.yaml:2: not valid YAML (found character '\\t' that cannot start "
                            "any token); fix the file (see config.example.yaml)"),
@@ -540,9 +540,9 @@ def test_status_json_flag() -> None:
 def test_stdin_manifest_needs_log_and_format() -> None:
     """`-` as the manifest needs --log and --format (from any source)."""
     assert usage_error(["-"]) == (
-        '--log is required when the manifest is "-" (stdin); give --log FILE for the result log')
+        '--log: required when the manifest is "-" (stdin); give --log FILE for the result log')
     assert usage_error(["-", "--log", "r.jsonl"]) == (
-        '--format is required when the manifest is "-" (stdin); give --format csv, yaml or jsonl')
+        '--format: required when the manifest is "-" (stdin); give --format csv, yaml or jsonl')
     s = resolve(["-", "--log", "r.jsonl", "--format", "jsonl"], command="failed")
     assert (s.manifest, s.log, s.format) == ("-", "r.jsonl", "jsonl")
 
@@ -585,7 +585,7 @@ def test_missing_key_says_what_to_do(environ: dict[str, str]) -> None:
     with pytest.raises(UsageError) as info:
         load_api_key(resolve(["m.csv"]), environ)
     assert str(info.value) == (
-        "OPENAI_API_KEY is not set; export your API key in it (or pass --api-key-env NAME or "
+        "OPENAI_API_KEY: not set; export your API key in it (or pass --api-key-env NAME or "
         "--api-key-file FILE)")
 
 

@@ -172,17 +172,47 @@ async def test_auto_mode_probes_with_one_request() -> None:
     assert later[-1] - later[0] >= 14 * (1.0 / (600 * SAFETY)) * 0.8
 
 
-async def test_auto_mode_without_headers_ramps_up() -> None:
-    """Auto mode with no headers starts at a modest rate and doubles while it holds us back."""
+async def test_auto_mode_without_headers_opens_at_one_per_round_trip() -> None:
+    """Auto mode with no headers opens at one request per round trip of the probe (at least
+    START_RATE)."""
     limiter = RateLimiter(None, auto=True, period=1.0)
     await limiter.acquire()
+    sent = now()
+    await asyncio.sleep(0.005)
+    round_trip = now() - sent  # the limiter's own is a little longer: it started earlier
     limiter.on_response(limit=None, remaining=None, reset=None)
-    assert limiter.rate == START_RATE
-    deadline = now() + 0.5
-    while now() < deadline:
-        await limiter.acquire()
     assert limiter.rate is not None
-    assert limiter.rate >= 4 * START_RATE
+    assert START_RATE <= limiter.rate <= max(START_RATE, 1 / round_trip)
+
+
+async def test_auto_mode_without_headers_doubles_once_a_round_trip() -> None:
+    """Slow start: no burst after the probe, then the rate doubles each round trip of answers,
+    and sleepers holding slots at the old spacing are let through at the new one."""
+    limiter = RateLimiter(None, auto=True, period=1.0)
+    round_trip = 0.02
+    grants: list[float] = []
+    left = [300]
+
+    async def worker() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await limiter.acquire()
+            grants.append(now())
+            await asyncio.sleep(round_trip)
+            limiter.on_response(limit=None, remaining=None, reset=None)
+
+    started = now()
+    await asyncio.gather(*(worker() for _ in range(32)))
+    grants.sort()
+    assert limiter.rate is not None
+    opening = 1 / round_trip  # at most: the probe's round trip is at least `round_trip`
+    # The probe alone, then the opening rate without a burst: not 31 requests at once.
+    first = grants[1]
+    assert grants[1] - grants[0] >= round_trip * 0.9
+    assert sum(1 for t in grants if first <= t < first + round_trip) <= 3
+    # Doubling once a round trip: 300 requests take a few round trips, not 300 / opening s.
+    assert now() - started < 0.5 * 300 / opening
+    assert limiter.rate >= 8 * START_RATE
 
 
 async def test_auto_mode_ceiling_and_429_stop_slow_start() -> None:

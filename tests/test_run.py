@@ -7,25 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import FAST, WRITERS, attached_counts, make_pairs, read_events, run_cli, write_csv
-
-TARGETS = {
-    "assistant-files": ("assistant_id", "asst"),
-    "vector-store-files": ("vector_store_id", "vs"),
-}
-
-
-@pytest.fixture(params=list(TARGETS))
-def target(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def owner_of(target: str) -> str:
-    return TARGETS[target][0]
-
-
-def pairs_for(target: str, owners: int = 3, files: int = 5) -> list[tuple[str, str]]:
-    return make_pairs(owners, files, prefix=TARGETS[target][1])
+from tests.cli import (
+    FAST,
+    TARGETS,
+    WRITERS,
+    attached_counts,
+    make_pairs,
+    owner_of,
+    pairs_for,
+    read_events,
+    run_cli,
+    write_csv,
+)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "yaml", "jsonl"])

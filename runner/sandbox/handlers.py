@@ -17,13 +17,20 @@ Rules a client under test can rely on (the real API's, unless said otherwise):
 - Adding a file already in a vector store answers 200 with the existing object, unchanged
   (counted in the record as a POST after attached); a file whose status is `cancelled` is
   added anew instead (processing restarts; counted in `attached` again).
-- File batches take 1 to 2,000 `file_ids` (else 400; nothing is applied when any id is
-  invalid or missing). Repeated ids in one request are added once; each repeat counts as a
-  POST after attached. A file already in the store is kept as it is (its status counts in
-  the batch's `file_counts`, and the record counts a POST after attached). A batch is
-  `in_progress` while any of its files is, then `completed` (failed files included: see
-  `file_counts.failed`), or `cancelled` once cancelled; cancelling moves its own in-progress
-  files to `cancelled`; cancelling a finished batch is a 400.
+- Vector store files end as decided when added: an id containing `fail` ends `failed`
+  (`last_error` code `invalid_file`), as does a seeded fraction `vs_fail_rate`; an id
+  containing `cancel` ends `cancelled` (`last_error` null); the rest end `completed`, each
+  after `processing_ms` in `in_progress`.
+- File batches take 1 to 2,000 `file_ids` (the body's `attributes` / `chunking_strategy`
+  apply to all), or instead 1 to 2,000 `files` objects (`file_id` plus their own
+  `attributes` / `chunking_strategy`); both at once is a 400, neither a 400 for missing
+  `file_ids`. Nothing is applied when any id is invalid or missing (a `missing` id: 404 for
+  the whole batch). Repeated ids in one request are added once; each repeat counts as a POST
+  after attached. A file already in the store is kept as it is (its status counts in the
+  batch's `file_counts`, and the record counts a POST after attached). A batch is
+  `in_progress` while any of its files is, then `completed` (failed and cancelled files
+  included: see `file_counts`), or `cancelled` once cancelled; cancelling moves its own
+  in-progress files to `cancelled`; cancelling a finished batch is a 400.
 - Lists page as OpenAI does (see state.paginate); `limit` outside 1..100, an unknown `order`
   or `filter`, or a cursor naming no object of the collection is a 400.
 - Rate limits: with `rps`, a token bucket refilled at `rps` a second holds `burst` tokens
@@ -65,9 +72,9 @@ from runner.sandbox.limits import TokenBucket, format_go_duration, retry_headers
 from runner.sandbox.parsing import (
     MISSING,
     attributes_of,
+    batch_entries_of,
     chunking_of,
     file_id_of,
-    file_ids_of,
     page_of,
     paginate_or_400,
     read_json_object,
@@ -80,6 +87,7 @@ from runner.sandbox.state import (
     VectorStore,
     VectorStoreFile,
     decide_failure,
+    decides_cancel,
     list_json,
 )
 
@@ -89,7 +97,7 @@ OWNER_KINDS = (ASSISTANT, VECTOR_STORE)
 ADMIN_PREFIX = "/__sandbox/"
 ASSISTANT_FILE_KEYS = frozenset({"file_id"})
 VS_FILE_KEYS = frozenset({"file_id", "attributes", "chunking_strategy"})
-BATCH_KEYS = frozenset({"file_ids", "attributes", "chunking_strategy"})
+BATCH_KEYS = frozenset({"file_ids", "files", "attributes", "chunking_strategy"})
 RETIRED_V1_MESSAGE = (
     "The v1 Assistants API has been retired. Please try again with the header "
     "'OpenAI-Beta: assistants=v2'; see https://platform.openai.com/docs/assistants/migration."
@@ -173,7 +181,12 @@ class SandboxApi:
                     continue
                 error = decide_failure(self.config.seed, owner, file_id, self.config.vs_fail_rate)
                 store.files[file_id] = VectorStoreFile(
-                    file_id, owner, created_at=created_at, ready_at=float("-inf"), error=error
+                    file_id,
+                    owner,
+                    created_at=created_at,
+                    ready_at=float("-inf"),
+                    error=error,
+                    ends_cancelled=decides_cancel(file_id),
                 )
             self.record.preloaded(owner, file_id)
             added += 1
@@ -366,7 +379,8 @@ class SandboxApi:
         store: VectorStore,
         file_id: str,
         now: float,
-        body: Mapping[str, Any],
+        attributes: dict[str, Any],
+        chunking_strategy: dict[str, Any],
         batch_id: str | None = None,
     ) -> VectorStoreFile:
         config = self.config
@@ -376,9 +390,10 @@ class SandboxApi:
             created_at=int(time.time()),
             ready_at=now + config.processing_ms / 1000,
             error=decide_failure(config.seed, store.id, file_id, config.vs_fail_rate),
+            ends_cancelled=decides_cancel(file_id),
             batch_id=batch_id,
-            attributes=attributes_of(body),
-            chunking_strategy=chunking_of(body),
+            attributes=attributes,
+            chunking_strategy=chunking_strategy,
         )
         store.files[file_id] = file
         self.record.attached(store.id, file_id)
@@ -440,14 +455,13 @@ class SandboxApi:
         self._take_store_token(store.id)
         body = await read_json_object(request, VS_FILE_KEYS)
         file_id = file_id_of(body)
-        attributes_of(body)
-        chunking_of(body)
+        attributes, chunking = attributes_of(body), chunking_of(body)
         now = time.monotonic()
         file = store.files.get(file_id)
         if file is not None and file.status(now) != "cancelled":
             self.record.posted_after_attached(store.id, file_id)
         else:
-            file = self._new_vs_file(store, file_id, now, body)
+            file = self._new_vs_file(store, file_id, now, attributes, chunking)
         return web.json_response(file.to_json(now))
 
     async def get_vs_file(self, request: web.Request) -> web.Response:
@@ -494,24 +508,22 @@ class SandboxApi:
         store = self._store(request)
         self._take_store_token(store.id)
         body = await read_json_object(request, BATCH_KEYS)
-        file_ids = file_ids_of(body)
-        attributes_of(body)
-        chunking_of(body)
+        entries = batch_entries_of(body)
         now = time.monotonic()
         self._batch_serial += 1
         batch = FileBatch(
             f"vsfb_{self._batch_serial:032x}",
             store.id,
             int(time.time()),
-            tuple(dict.fromkeys(file_ids)),
+            tuple(dict.fromkeys(entry.file_id for entry in entries)),
         )
         seen: set[str] = set()
-        for file_id in file_ids:
+        for file_id, attributes, chunking in entries:
             file = store.files.get(file_id)
             if file_id in seen or (file is not None and file.status(now) != "cancelled"):
                 self.record.posted_after_attached(store.id, file_id)
             else:
-                self._new_vs_file(store, file_id, now, body, batch_id=batch.id)
+                self._new_vs_file(store, file_id, now, attributes, chunking, batch_id=batch.id)
             seen.add(file_id)
         store.batches[batch.id] = batch
         return web.json_response(store.batch_to_json(batch, now))

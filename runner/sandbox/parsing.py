@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -17,6 +17,7 @@ MISSING = "missing"  # an id holding this names nothing (see handlers.py)
 MAX_BATCH_FILES = 2000
 MAX_LIST_LIMIT = 100
 ORDERS = ("asc", "desc")
+FILE_ENTRY_KEYS = frozenset({"file_id", "attributes", "chunking_strategy"})
 
 
 async def read_json_object(request: web.Request, allowed: frozenset[str] | None) -> dict[str, Any]:
@@ -60,29 +61,72 @@ def file_id_of(body: Mapping[str, Any]) -> str:
     return check_file_id("file_id", body["file_id"])
 
 
-def file_ids_of(body: Mapping[str, Any]) -> list[str]:
-    if "file_ids" not in body:
-        raise errors.missing_parameter("file_ids")
-    file_ids = body["file_ids"]
-    if not isinstance(file_ids, list):
-        raise errors.invalid_type("file_ids", "an array", file_ids)
-    if not file_ids:
+class BatchEntry(NamedTuple):
+    """One file of a batch request, with the attributes and chunking it gets."""
+
+    file_id: str
+    attributes: dict[str, Any]
+    chunking_strategy: dict[str, Any]
+
+
+def batch_entries_of(body: Mapping[str, Any]) -> list[BatchEntry]:
+    """The files of a `file_batches` body: `file_ids` (the body's `attributes` and
+    `chunking_strategy` apply to all) or `files` (objects with their own; the body's are
+    ignored), one or the other, 1 to 2,000 of them."""
+    has_ids, has_files = body.get("file_ids") is not None, body.get("files") is not None
+    if has_ids and has_files:
         raise ApiError(
             400,
-            "Invalid 'file_ids': empty array. Expected an array with minimum length 1, but got "
+            "Invalid request: 'file_ids' and 'files' are mutually exclusive; provide only one.",
+            param="files",
+        )
+    if has_files:
+        files = _sized_array(body, "files")
+        return [_file_entry(i, value) for i, value in enumerate(files)]
+    if not has_ids:
+        raise errors.missing_parameter("file_ids")
+    attributes, chunking = attributes_of(body), chunking_of(body)
+    file_ids = _sized_array(body, "file_ids")
+    return [
+        BatchEntry(check_file_id(f"file_ids[{i}]", value), attributes, chunking)
+        for i, value in enumerate(file_ids)
+    ]
+
+
+def _sized_array(body: Mapping[str, Any], param: str) -> list[Any]:
+    values = body[param]
+    if not isinstance(values, list):
+        raise errors.invalid_type(param, "an array", values)
+    if not values:
+        raise ApiError(
+            400,
+            f"Invalid '{param}': empty array. Expected an array with minimum length 1, but got "
             "an empty array instead.",
-            param="file_ids",
+            param=param,
             code="empty_array",
         )
-    if len(file_ids) > MAX_BATCH_FILES:
+    if len(values) > MAX_BATCH_FILES:
         raise ApiError(
             400,
-            f"Invalid 'file_ids': array too long. Expected an array with maximum length "
-            f"{MAX_BATCH_FILES}, but got an array with length {len(file_ids)} instead.",
-            param="file_ids",
+            f"Invalid '{param}': array too long. Expected an array with maximum length "
+            f"{MAX_BATCH_FILES}, but got an array with length {len(values)} instead.",
+            param=param,
             code="array_above_max_length",
         )
-    return [check_file_id(f"file_ids[{i}]", value) for i, value in enumerate(file_ids)]
+    return values
+
+
+def _file_entry(index: int, value: object) -> BatchEntry:
+    param = f"files[{index}]"
+    if not isinstance(value, dict):
+        raise errors.invalid_type(param, "an object", value)
+    for key in value:
+        if key not in FILE_ENTRY_KEYS:
+            raise errors.unknown_parameter(f"{param}.{key}")
+    if "file_id" not in value:
+        raise errors.missing_parameter(f"{param}.file_id")
+    file_id = check_file_id(f"{param}.file_id", value["file_id"])
+    return BatchEntry(file_id, attributes_of(value), chunking_of(value))
 
 
 def attributes_of(body: Mapping[str, Any]) -> dict[str, Any]:

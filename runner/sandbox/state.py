@@ -2,8 +2,9 @@
 JSON objects, and OpenAI's list pagination over them.
 
 A vector store file is `in_progress` for `processing_ms` after it was added, then `completed`,
-or `failed` when its outcome was decided so at creation (see `decide_failure`). Status is
-computed when read: no timers. Times: `created_at` is wall-clock Unix seconds (as the API
+or `failed` / `cancelled` when its ending was decided so at creation (see `decide_failure`,
+`decides_cancel`), or `cancelled` at once when its batch is cancelled. Status is computed when
+read: no timers. Times: `created_at` is wall-clock Unix seconds (as the API
 sends); `ready_at` is `time.monotonic()` seconds.
 """
 
@@ -50,6 +51,7 @@ class VectorStoreFile:
         "sort_key",
         "ready_at",
         "error",
+        "ends_cancelled",
         "cancelled",
         "batch_id",
         "attributes",
@@ -64,6 +66,7 @@ class VectorStoreFile:
         created_at: int,
         ready_at: float,
         error: dict[str, str] | None,
+        ends_cancelled: bool = False,
         batch_id: str | None = None,
         attributes: dict[str, Any] | None = None,
         chunking_strategy: dict[str, Any] | None = None,
@@ -73,8 +76,9 @@ class VectorStoreFile:
         self.created_at = created_at
         self.sort_key: SortKey = (created_at, file_id)
         self.ready_at = ready_at  # monotonic time processing ends
-        self.error = error  # the last_error it ends with; None: it completes
-        self.cancelled = False
+        self.error = error  # the last_error it ends with; None: it completes (or is cancelled)
+        self.ends_cancelled = ends_cancelled  # processing ends `cancelled`, not completed
+        self.cancelled = False  # cancelled now (its batch was)
         self.batch_id = batch_id  # the batch that added it, if one did
         self.attributes = attributes or {}
         self.chunking_strategy = chunking_strategy or DEFAULT_CHUNKING
@@ -84,7 +88,9 @@ class VectorStoreFile:
             return "cancelled"
         if now < self.ready_at:
             return "in_progress"
-        return "completed" if self.error is None else "failed"
+        if self.error is not None:
+            return "failed"
+        return "cancelled" if self.ends_cancelled else "completed"
 
     def to_json(self, now: float) -> dict[str, Any]:
         status = self.status(now)
@@ -172,6 +178,12 @@ def decide_failure(
                 "message": f"The file {file_id} could not be processed.",
             }
     return None
+
+
+def decides_cancel(file_id: str) -> bool:
+    """Whether a newly added file will end `cancelled` (as if the API cancelled its processing):
+    a file id containing `cancel` does, unless `decide_failure` fails it first."""
+    return "cancel" in file_id
 
 
 @dataclasses.dataclass(frozen=True)
