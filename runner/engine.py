@@ -19,9 +19,12 @@ from runner.batches import BatchRunner
 from runner.items import Item
 from runner.log import ResultLog
 from runner.resume import Plan, ResumeIndex
+from runner.targets import generic_message
 
 # In-flight requests get this long to finish after a stop (SIGINT/SIGTERM, --max-runtime).
 DRAIN_SECONDS = 10.0
+# Distinct failure reasons kept for the summary; the rest are counted together.
+MAX_REASONS = 200
 # The opening units are reordered round-robin by owner across this many (see interleave_owners).
 OPENING_LOOKAHEAD = 256
 
@@ -241,8 +244,13 @@ class Engine:
         else:
             tally.failed += 1
             err = outcome.error
-            reason = (outcome.status, err.code if err else None, err.message if err else "")
-            tally.failed_reasons[reason] = tally.failed_reasons.get(reason, 0) + 1
+            reasons = tally.failed_reasons
+            reason = (outcome.status, err.code if err else None,
+                      generic_message(err.message) if err else "")
+            if reason not in reasons and len(reasons) >= MAX_REASONS:
+                # Memory stays bounded even when every message is different.
+                reason = (None, None, "other reasons (see attach-runner status)")
+            reasons[reason] = reasons.get(reason, 0) + 1
 
     # --- the run --------------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ JSON field names are a promise (README: "The --json fields"); add fields, never 
 from __future__ import annotations
 
 import datetime
-import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from runner import __version__
 from runner.attempt import Counters
 from runner.engine import RunResult
+from runner.targets import generic_message
 
 TOP_REASONS = 5
 MESSAGE_WIDTH = 160
@@ -33,12 +33,6 @@ REFUSAL_HINTS = {
     "refused": "the API refused the run; see the log, then run again",
 }
 
-# OpenAI object IDs inside error messages ("No file found with id 'file-abc'."): replaced by
-# <id> so that one cause is one reason, not one reason per file.
-_OBJECT_ID = re.compile(
-    r"(?<![A-Za-z0-9_-])(?:file|asst|vs|vsfb|batch|thread|run|msg|org|proj|user)[-_]"
-    r"[A-Za-z0-9_-]+")
-
 Reason = tuple[int | None, str | None, str]  # (HTTP status or None, error code, message)
 
 
@@ -55,7 +49,7 @@ def group_reasons(reasons: Iterable[tuple[Reason, int]]) -> list[dict[str, Any]]
     differ only in the object IDs they name are one reason."""
     grouped: dict[Reason, int] = {}
     for (status, code, message), n in reasons:
-        key = (status, code, _OBJECT_ID.sub("<id>", message or ""))
+        key = (status, code, generic_message(message or ""))
         grouped[key] = grouped.get(key, 0) + n
     ordered = sorted(grouped.items(), key=lambda kv: (-kv[1], str(kv[0])))
     return [{"status": s, "code": c, "message": m, "count": n} for (s, c, m), n in ordered]

@@ -29,6 +29,17 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 ALREADY_PATTERN = re.compile(r"already (attached|added|in|exists)|already been added", re.I)
 
 
+# OpenAI object IDs inside error messages ("No file found with id 'file-abc'."): replaced by
+# <id> so that one cause is one reason, not one reason per file.
+_OBJECT_ID = re.compile(
+    r"(?<![A-Za-z0-9_-])(?:file|asst|vs|vsfb|batch|thread|run|msg|org|proj|user)[-_]"
+    r"[A-Za-z0-9_-]+")
+
+
+def generic_message(message: str) -> str:
+    return _OBJECT_ID.sub("<id>", message)
+
+
 class Verdict(enum.Enum):
     ATTACHED = "attached"
     ALREADY_ATTACHED = "already_attached"
