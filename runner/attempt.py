@@ -233,7 +233,8 @@ class Attempter:
                       store: str | None = None, kind: str = "request") -> Answer:
         """One HTTP request under the limiters; feeds what the answer says back to them.
         Raises NotSent, never sending, once the run is halted (before or while it waits)."""
-        if not self.halted:
+        # A slot free now is taken at once: only a wait needs the interruptible machinery.
+        if not self.halted and not (store is None and self.limiter.try_acquire()):
             await self._interruptible(self._turn(store))
         if self.halted:
             raise NotSent()

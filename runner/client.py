@@ -29,15 +29,36 @@ class TransportError(Exception):
         self.sent = sent
 
 
+_UNPARSED: Any = object()
+
+
 @dataclass(slots=True)
 class Answer:
     status: int
-    body: Any  # parsed JSON, or None when the body is not JSON
-    text: str  # the raw body, kept only when it is not JSON (for messages)
+    raw: bytes  # the body as received
     limit: int | None  # x-ratelimit-limit-requests
     remaining: int | None  # x-ratelimit-remaining-requests
     reset: float | None  # x-ratelimit-reset-requests, seconds
     retry_after: float | None  # retry-after-ms, else retry-after, seconds
+    _body: Any = _UNPARSED
+
+    @property
+    def body(self) -> Any:
+        """The body as JSON, or None when it is not JSON; parsed when first asked (a caller
+        that goes by the status alone never pays for it)."""
+        if self._body is _UNPARSED:
+            try:
+                self._body = json.loads(self.raw)
+            except ValueError:
+                self._body = None
+        return self._body
+
+    @property
+    def text(self) -> str:
+        """The raw body (its first 2,000 bytes) when it is not JSON, for messages; else ""."""
+        if self.body is None and self.raw.strip() != b"null":
+            return self.raw[:2000].decode("utf-8", "replace")
+        return ""
 
 
 def _int_header(headers: Any, name: str) -> int | None:
@@ -141,16 +162,9 @@ class ApiClient:
             raise TransportError(f"connection error: {type(exc).__name__}", sent=True) from exc
         except OSError as exc:
             raise TransportError(f"connection error: {exc.strerror or exc}", sent=True) from exc
-        parsed: Any = None
-        text = ""
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            text = raw[:2000].decode("utf-8", "replace")
         return Answer(
             status=status,
-            body=parsed,
-            text=text,
+            raw=raw,
             limit=_int_header(headers, "x-ratelimit-limit-requests"),
             remaining=_int_header(headers, "x-ratelimit-remaining-requests"),
             reset=_reset_header(headers),

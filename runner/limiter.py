@@ -156,6 +156,26 @@ class RateLimiter:
             return
         await self._wait_turn()
 
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now, without waiting: True when a request may start (as
+        `await acquire()` would have let it at once); False, taking nothing, when it must
+        `await acquire()`. Saves the awaiting machinery on the common path."""
+        if self._free:
+            return True
+        if self._probing or self._rate is None:
+            return False
+        now = asyncio.get_running_loop().time()
+        if self._pause_until > now:
+            return False
+        self._adapt(now)
+        slot = max(now, self._tat - self._tolerance)  # what _reserve(now) would take
+        if slot > now or slot < self._hold_until - _EPSILON:
+            return False
+        self._reserve(now)
+        self._grants += 1
+        self._last_grant = slot
+        return True
+
     async def _wait_turn(self) -> None:
         loop = asyncio.get_running_loop()
         while True:

@@ -323,3 +323,18 @@ async def test_keyed_limiter_pauses_one_key() -> None:
     await limiter.acquire("vs_a")
     assert now() - started >= 0.29
     assert limiter.stats()["pauses"] == 1
+
+
+async def test_try_acquire_takes_only_a_free_slot() -> None:
+    """try_acquire grants what acquire would grant at once, and takes nothing otherwise."""
+    limiter = RateLimiter(20, auto=False, period=1.0)  # no burst: 50 ms apart
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()
+    started = now()
+    await limiter.acquire()
+    waited = now() - started
+    assert 0.04 <= waited < 0.09  # one interval: the refused try took no slot
+    limiter.on_429(0.2)
+    assert not limiter.try_acquire()
+    assert not RateLimiter(None, auto=True, period=1.0).try_acquire()  # the probe: acquire's
+    assert RateLimiter(None, auto=False).try_acquire()
