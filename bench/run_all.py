@@ -237,7 +237,6 @@ def bench_limit(suite: Suite) -> None:
             wall = median([m.wall_s for m in runs])
             limited = median([m.record["rate_limited"]["requests"] / max(1, m.record["requests"])
                               for m in runs])
-            done = median([n - len(m.problems) if m.problems else n for m in runs])
             if name == "attach-runner":
                 in_run = median([summary_of(m).get("elapsed_s", m.wall_s) for m in runs])
                 suite.row("3", f"limit R={rps}, {name}", "seconds for N (in-run); 429 share",
@@ -250,7 +249,6 @@ def bench_limit(suite: Suite) -> None:
                 suite.row("3", f"limit R={rps}, SDK", "seconds; 429 share; failed pairs",
                           f"{wall:.1f} s; {limited:.1%}; {failed:,.0f} failed",
                           f"N/R = {bound:.1f} s", f"{wall / bound:.3f}", "-", "-")
-            del done
 
 
 # ---------------------------------------------------------------- 4, 5: memory, resume
