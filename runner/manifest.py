@@ -207,16 +207,10 @@ def _remove_quietly(path: str) -> None:
 
 def iter_items(source: ManifestSource, owner_column: str, group_key: str) -> Iterator[Item]:
     """Every valid pair in file order, duplicates included; ManifestError at the first bad row."""
-    for part in _parts(source, owner_column, group_key):
-        if isinstance(part, Block):
-            line = part.line
-            for owner, file_id in part.pairs:
-                yield Item(owner, file_id, line)
-                line += 1
-        elif isinstance(part, ManifestProblem):
-            raise ManifestError([part], 1)
-        else:
-            yield part
+    for row in _rows(source, owner_column, group_key):
+        if isinstance(row, ManifestProblem):
+            raise ManifestError([row], 1)
+        yield row
 
 
 def check_manifest(
