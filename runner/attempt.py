@@ -311,7 +311,7 @@ class Attempter:
                 state.uncertain = True
                 self.counters.uncertain += 1
             raise _Retry(None, ApiError("connection_error", str(exc), None)) from None
-        judgement = target.judge_attach(answer.status, answer.body, answer.text, wait=self.wait)
+        judgement = target.judge_attach(answer, wait=self.wait)
         if state.sent == 1 and self.breaker.armed and self.breaker.observe(
             item, judgement.verdict, answer.status, judgement.error
         ):
@@ -381,8 +381,7 @@ class Attempter:
             answer = await self.request_retrying("GET", path, kind="check")
         except GaveUp as exc:
             return None, exc.status
-        return self.target.judge_check(answer.status, answer.body, answer.text,
-                                       wait=self.wait), answer.status
+        return self.target.judge_check(answer, wait=self.wait), answer.status
 
     async def request_retrying(self, method: str, path: str, body: bytes | None = None, *,
                                store: str | None = None, kind: str = "request") -> Answer:
@@ -460,7 +459,7 @@ class Attempter:
                 answer = await self.request("GET", path)
             except TransportError:
                 continue  # a poll is harmless to repeat
-            judgement = self.target.judge_check(answer.status, answer.body, answer.text, wait=True)
+            judgement = self.target.judge_check(answer, wait=True)
             verdict = judgement.verdict
             if verdict is Verdict.IN_PROGRESS or verdict is Verdict.RETRY:
                 continue

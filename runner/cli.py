@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                            allow_abbrev=False)
         p.add_argument("manifest", metavar="MANIFEST", help="CSV, YAML or JSONL file, or - (stdin)")
         add_options(p, name)
-    from runner.sandbox import add_sandbox_arguments
+    from runner.sandbox.flags import add_sandbox_arguments
 
     p = sub.add_parser("sandbox", help=HELP["sandbox"], description=HELP["sandbox"],
                        epilog=EXAMPLES["sandbox"], allow_abbrev=False,

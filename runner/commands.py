@@ -23,7 +23,14 @@ from runner.items import Item
 from runner.limiter import KeyedLimiter, RateLimiter
 from runner.lock import RunLock, holder_pid
 from runner.log import ResultLog, check_log
-from runner.manifest import ManifestSource, ManifestStats, check_manifest, iter_items, open_manifest
+from runner.manifest import (
+    ManifestSource,
+    ManifestStats,
+    check_manifest,
+    iter_blocks,
+    iter_items,
+    open_manifest,
+)
 from runner.progress import Progress, is_terminal
 from runner.resume import Plan, ResumeIndex, State
 from runner.summary import (
@@ -249,7 +256,8 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
                     wait_timeout=settings.wait_timeout,
                     breaker=Breaker(manifest_owners=stats.owners))
                 engine = Engine(
-                    items=_items(source, target), pairs=stats.pairs, index=index, log=log,
+                    parts=lambda: iter_blocks(source, target.owner_column, target.group_key),
+                    pairs=stats.pairs, index=index, log=log,
                     attempter=attempter, owner_column=target.owner_column,
                     concurrency=settings.concurrency, batch_size=settings.batch_size,
                     retry_failed=settings.retry_failed, max_runtime=settings.max_runtime,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from runner.attempt import Attempter, Outcome, RunRefused
 from runner.batches import BatchRunner
 from runner.items import Item
 from runner.log import ResultLog
+from runner.manifest import Block
 from runner.resume import Plan, ResumeIndex
 from runner.targets import generic_message
 
@@ -83,6 +84,24 @@ class RunResult:
     exit_code: int = 0
 
 
+def pair_members(owner_column: str, item: Item) -> str:
+    """The pair as JSON members of a log line. IDs obey the ID rule (no character JSON must
+    escape), so they are JSON strings as they stand."""
+    return f'"{owner_column}":"{item.owner}","file_id":"{item.file_id}"'
+
+
+def plain_done_members(pair: str, outcome: Outcome) -> str | None:
+    """A `done` line's members for the common outcome (no error, no file status) without the
+    JSON encoder: the same text `json` would make. None for any other outcome."""
+    if outcome.error is not None or outcome.file_status is not None:
+        return None
+    status = "null" if outcome.status is None else str(outcome.status)
+    return (f'{pair},"outcome":"{outcome.outcome}","status":{status},'
+            f'"attempts":{outcome.attempts},"error":null,'
+            f'"retryable":{"true" if outcome.retryable else "false"},'
+            f'"uncertain":{"true" if outcome.uncertain else "false"}')
+
+
 def interleave_owners(work: Iterator[Work], lookahead: int) -> Iterator[Work]:
     """The first `lookahead` units, taken round-robin by owner, then the rest in order.
 
@@ -103,13 +122,15 @@ def interleave_owners(work: Iterator[Work], lookahead: int) -> Iterator[Work]:
     yield from work
 
 
-def iter_work(items: Iterator[Item], index: ResumeIndex, tally: Tally, *, retry_failed: bool,
-              batch_size: int) -> Iterator[Work]:
+def iter_work(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally, *,
+              retry_failed: bool, batch_size: int) -> Iterator[Work]:
     """Manifest items in order, minus what the log settles (counted in `tally`); with
-    `batch_size`, new pairs grouped per store into batches, flushed at the end."""
+    `batch_size`, new pairs grouped per store into batches, flushed at the end. `parts`:
+    items, or the manifest's blocks of pairs (manifest.iter_blocks), which a rerun that has
+    them all done skips whole."""
     pending: dict[str, list[Item]] = {}  # store -> items waiting for a full batch
     follow: dict[str, FollowBatch] = {}  # batch id -> its manifest items (followed at the end)
-    for item in items:
+    for item in _items_to_plan(parts, index, tally):
         plan, _ = index.plan(item, retry_failed=retry_failed)
         if plan is Plan.DUPLICATE:
             tally.duplicates += 1
@@ -135,11 +156,25 @@ def iter_work(items: Iterator[Item], index: ResumeIndex, tally: Tally, *, retry_
         yield NewBatch(store, group)
 
 
+def _items_to_plan(parts: Iterable[Block | Item], index: ResumeIndex,
+                   tally: Tally) -> Iterator[Item]:
+    for part in parts:
+        if isinstance(part, Item):
+            yield part
+        elif index.all_in_place(part.pairs):
+            tally.done_earlier += len(part.pairs)
+        else:
+            line = part.line
+            for owner, file_id in part.pairs:
+                yield Item(owner, file_id, line)
+                line += 1
+
+
 class Engine:
     def __init__(
         self,
         *,
-        items: Callable[[], Iterator[Item]],
+        parts: Callable[[], Iterator[Block | Item]],
         pairs: int,
         index: ResumeIndex,
         log: ResultLog,
@@ -151,7 +186,7 @@ class Engine:
         max_runtime: float | None,
         on_progress: Callable[[Engine], None] | None = None,
     ) -> None:
-        self._items = items
+        self._parts = parts
         self.index = index
         self.log = log
         self.attempter = attempter
@@ -207,35 +242,40 @@ class Engine:
                 self._refuse(RunRefused("breaker", None, None))
 
     async def _one(self, item: Item, plan: Plan) -> None:
-        owner_col = self.owner_column
         # Log "sent" before the first request: a crash after sending must leave the pair
         # uncertain (checked next run), not pending (sent blind).
-        self.log.append("sent", **{owner_col: item.owner, "file_id": item.file_id})
+        pair = pair_members(self.owner_column, item)
+        self.log.append_encoded("sent", pair)
         try:
             outcome = await self.attempter.attach(item, uncertain=plan is Plan.CHECK)
         except RunRefused as refusal:
             self.record(item, Outcome("failed", refusal.status, 1, refusal.error, retryable=True))
             raise
-        self.record(item, outcome)
+        self.record(item, outcome, pair)
 
-    def record(self, item: Item, outcome: Outcome) -> None:
-        """Write the item's `done` line and count it."""
+    def record(self, item: Item, outcome: Outcome, pair: str | None = None) -> None:
+        """Write the item's `done` line and count it. `pair`: the pair's JSON members, when
+        the caller has them (see ResultLog.append_encoded)."""
         if outcome.outcome == "failed" and self.refusal is not None and not outcome.retryable:
             # After a run-level stop, a refusal may be the run's fault, not the item's.
             outcome.retryable = True
-        fields: dict[str, Any] = {
-            self.owner_column: item.owner,
-            "file_id": item.file_id,
-            "outcome": outcome.outcome,
-            "status": outcome.status,
-            "attempts": outcome.attempts,
-            "error": outcome.error.as_log() if outcome.error else None,
-            "retryable": outcome.retryable,
-            "uncertain": outcome.uncertain,
-        }
-        if outcome.file_status is not None:
-            fields["file_status"] = outcome.file_status
-        self.log.append("done", **fields)
+        members = plain_done_members(pair, outcome) if pair is not None else None
+        if members is not None:
+            self.log.append_encoded("done", members)
+        else:
+            fields: dict[str, Any] = {
+                self.owner_column: item.owner,
+                "file_id": item.file_id,
+                "outcome": outcome.outcome,
+                "status": outcome.status,
+                "attempts": outcome.attempts,
+                "error": outcome.error.as_log() if outcome.error else None,
+                "retryable": outcome.retryable,
+                "uncertain": outcome.uncertain,
+            }
+            if outcome.file_status is not None:
+                fields["file_status"] = outcome.file_status
+            self.log.append("done", **fields)
         tally = self.tally
         if outcome.outcome == "attached":
             tally.attached += 1
@@ -262,7 +302,7 @@ class Engine:
                  if self.max_runtime else None)
         ticker = asyncio.create_task(self._tick()) if self.on_progress else None
         work = interleave_owners(
-            iter_work(self._items(), self.index, self.tally, retry_failed=self.retry_failed,
+            iter_work(self._parts(), self.index, self.tally, retry_failed=self.retry_failed,
                       batch_size=self.batch_size if self.attempter.target.supports_batches
                       else 0),
             OPENING_LOOKAHEAD)

@@ -11,8 +11,8 @@ wakes the sleepers at once: slots reserved at the old, slower spacing would hold
 Auto mode without headers ramps up like TCP's slow start: the probe's round trip sets the
 opening rate (one request per round trip, at least START_RATE), and the rate doubles each time
 an answer comes back to a request granted since the last doubling (once a round trip) if the
-run used at least half of what the rate allowed, with no burst, until a 429, a header limit or
-the user's --rpm stops it.
+run used at least half of what the rate allowed, until a 429, a header limit or the user's
+--rpm stops it.
 
 All times are `loop.time()` (monotonic). One event loop, no threads.
 """
@@ -282,8 +282,11 @@ class RateLimiter:
         burst = max(1, int(rate // BURST_SPAN))
         if self._max_burst is not None:
             burst = max(1, min(burst, self._max_burst))
-        if self._growing:
-            burst = 1  # slow start: the limit is unknown, so no burst into it
+        # Slow start keeps the same burst. B is a tenth of a second's requests, 1 until the
+        # rate passes 10/s (600 a minute); with B = 1 for good, a rate that had outgrown the
+        # demand (growth stops at twice what is used) still spaced every request: a wave of
+        # answers waited in line for slots, 2.6% of the latency benchmark. A server that
+        # limits without saying so answers 429, which ends the growth and pauses everyone.
         self._burst = burst
         self._tolerance = (burst - 1) * self._interval
 

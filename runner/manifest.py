@@ -213,6 +213,16 @@ def iter_items(source: ManifestSource, owner_column: str, group_key: str) -> Ite
         yield row
 
 
+def iter_blocks(source: ManifestSource, owner_column: str,
+                group_key: str) -> Iterator[Block | Item]:
+    """`iter_items`, with the fast path's blocks of pairs left whole (a rerun can settle a
+    block of pairs it has all done with a few set operations)."""
+    for part in _parts(source, owner_column, group_key):
+        if isinstance(part, ManifestProblem):
+            raise ManifestError([part], 1)
+        yield part
+
+
 def check_manifest(
     source: ManifestSource, owner_column: str, group_key: str, over_limit: int = 20
 ) -> ManifestStats:

@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 # Retried statuses besides every 5xx (a proxy's 520/524 are as transient as a 502).
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -68,6 +68,18 @@ class Judgement:
     file_status: str | None = None  # vector store file status, when the answer carried one
 
 
+class Reply(Protocol):
+    """An HTTP answer (client.Answer): the body is parsed only when asked for, so a 2xx that
+    needs no body (an assistant file) is judged by its status alone."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def body(self) -> Any: ...
+    @property
+    def text(self) -> str: ...
+
+
 def api_error(status: int, body: Any, text: str) -> ApiError:
     """OpenAI's error envelope, or a stand-in for a body that is not one (an HTML 502)."""
     if isinstance(body, Mapping):
@@ -98,6 +110,9 @@ def classify_error(status: int, error: ApiError) -> Verdict:
     return Verdict.REFUSED
 
 
+_ATTACHED = Judgement(Verdict.ATTACHED)
+
+
 class Target:
     """One API call family. Subclasses set the names; `path_*` build request paths."""
 
@@ -118,24 +133,26 @@ class Target:
         # IDs are checked against [A-Za-z0-9_-], so no escaping is ever needed.
         return b'{"file_id":"' + file_id.encode("ascii") + b'"}'
 
-    def judge_attach(self, status: int, body: Any, text: str, *, wait: bool) -> Judgement:
+    def judge_attach(self, answer: Reply, *, wait: bool) -> Judgement:
+        status = answer.status
         if 200 <= status < 300:
-            return self._judge_object(body, wait=wait)
-        error = api_error(status, body, text)
+            return self._judge_object(answer, wait=wait)
+        error = api_error(status, answer.body, answer.text)
         if status in (400, 409) and ALREADY_PATTERN.search(error.message):
             return Judgement(Verdict.ALREADY_ATTACHED, error)
         return Judgement(classify_error(status, error), error)
 
-    def judge_check(self, status: int, body: Any, text: str, *, wait: bool) -> Judgement:
+    def judge_check(self, answer: Reply, *, wait: bool) -> Judgement:
+        status = answer.status
         if 200 <= status < 300:
-            return self._judge_object(body, wait=wait)
-        error = api_error(status, body, text)
+            return self._judge_object(answer, wait=wait)
+        error = api_error(status, answer.body, answer.text)
         if status == 404:
             return Judgement(Verdict.ABSENT, error)
         return Judgement(classify_error(status, error), error)
 
-    def _judge_object(self, body: Any, *, wait: bool) -> Judgement:
-        return Judgement(Verdict.ATTACHED)
+    def _judge_object(self, answer: Reply, *, wait: bool) -> Judgement:
+        return _ATTACHED  # any 2xx: the file is on the assistant; its body is not needed
 
 
 class AssistantFiles(Target):
@@ -172,8 +189,8 @@ class VectorStoreFiles(Target):
     def batch_body(self, file_ids: list[str]) -> bytes:
         return json.dumps({"file_ids": file_ids}, separators=(",", ":")).encode("ascii")
 
-    def _judge_object(self, body: Any, *, wait: bool) -> Judgement:
-        return judge_vector_store_file(body, wait=wait)
+    def _judge_object(self, answer: Reply, *, wait: bool) -> Judgement:
+        return judge_vector_store_file(answer.body, wait=wait)
 
 
 def judge_vector_store_file(body: Any, *, wait: bool) -> Judgement:

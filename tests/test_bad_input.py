@@ -615,7 +615,7 @@ REPORT_LINE = re.compile(
 
 def make_a_worker_raise(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug in the engine: recording an item's outcome raises."""
-    def record(self: object, item: object, outcome: object) -> None:
+    def record(self: object, item: object, outcome: object, pair: object = None) -> None:
         raise RuntimeError("simulated bug in a worker")
 
     monkeypatch.setattr("runner.engine.Engine.record", record)

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 import runner.log
 import runner.manifest
+from runner.engine import Single, Tally, iter_work
 from runner.errors import LogError, ManifestError
 from runner.items import Item, pair_key, pair_keys
 from runner.log import ResultLog, read_log, scan_log
-from runner.manifest import ManifestSource, check_manifest, iter_items
+from runner.manifest import Block, ManifestSource, check_manifest, iter_blocks, iter_items
 from runner.resume import ResumeIndex
 
 SETTINGS = settings(
@@ -270,3 +271,65 @@ def test_a_bad_row_after_fast_blocks_is_named_by_its_line(
     with pytest.raises(ManifestError) as caught:
         check_manifest(source, "assistant_id", "assistants")
     assert caught.value.problems[0].line == 3001
+
+
+# ---------------------------------------------------------------- planning a rerun
+
+
+@SETTINGS
+@given(
+    events=st.lists(event_strategy(), max_size=40),
+    rows=st.lists(st.tuples(st.sampled_from(OWNERS), st.sampled_from(FILES)), max_size=30),
+    chunk=st.sampled_from([16, 64, 1 << 15]),
+    batch_size=st.sampled_from([0, 2]),
+    retry_failed=st.booleans(),
+)
+def test_planning_whole_blocks_plans_like_item_by_item(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+    events: list[tuple[str, dict[str, Any]]], rows: list[tuple[str, str]], chunk: int,
+    batch_size: int, retry_failed: bool,
+) -> None:
+    """A rerun skips a manifest block whose pairs the log has all done, in bulk: the same
+    work, in the same order, and the same counts as planning each item, for any log and any
+    manifest (repeats included, which turn the bulk skip off)."""
+    monkeypatch.setattr(runner.manifest, "FAST_CHUNK", chunk)
+    folder = tmp_path_factory.mktemp("plan")
+    log_path, manifest = folder / "r.jsonl", folder / "m.csv"
+    with ResultLog(str(log_path), "run-1") as log:
+        for kind, fields in events:
+            log.append(kind, **fields)
+    manifest.write_text("vector_store_id,file_id\n" + "".join(f"{o},{f}\n" for o, f in rows))
+    source = ManifestSource(str(manifest), str(manifest), "csv")
+    stats = check_manifest(source, "vector_store_id", "vector_stores")
+    plans = []
+    for parts in (iter_items(source, "vector_store_id", "vector_stores"),
+                  iter_blocks(source, "vector_store_id", "vector_stores")):
+        index = ResumeIndex("vector_store_id", expect_repeats=stats.duplicates > 0)
+        index.load_log(str(log_path), warn=lambda _: None)
+        tally = Tally(pairs=stats.pairs)
+        work = list(iter_work(parts, index, tally, retry_failed=retry_failed,
+                              batch_size=batch_size))
+        plans.append((work, tally))
+    assert plans[1] == plans[0]
+
+
+def test_a_rerun_with_every_pair_done_skips_blocks_whole(tmp_path: Path) -> None:
+    """The bulk skip is taken (no item is made) when the log has every pair of a block."""
+    pairs = [(f"asst_{i // 20:03d}", f"file-{i:05d}") for i in range(5000)]
+    manifest, log_path = tmp_path / "m.csv", tmp_path / "r.jsonl"
+    manifest.write_text("assistant_id,file_id\n" + "".join(f"{o},{f}\n" for o, f in pairs))
+    with ResultLog(str(log_path), "run-1") as log:
+        for owner, file_id in pairs[:-1]:
+            log.append("done", assistant_id=owner, file_id=file_id, outcome="attached",
+                       status=200, attempts=1, error=None, retryable=False, uncertain=False)
+    source = ManifestSource(str(manifest), str(manifest), "csv")
+    index = ResumeIndex("assistant_id", expect_repeats=False)
+    index.load_log(str(log_path), warn=lambda _: None)
+    blocks = list(iter_blocks(source, "assistant_id", "assistants"))
+    assert sum(len(b.pairs) for b in blocks if isinstance(b, Block)) == len(pairs)
+    assert sum(index.all_in_place(b.pairs) for b in blocks if isinstance(b, Block)) == len(
+        blocks) - 1  # the last block holds the one pair not done
+    tally = Tally(pairs=len(pairs))
+    work = list(iter_work(iter(blocks), index, tally, retry_failed=False, batch_size=0))
+    assert [unit.item.file_id for unit in work if isinstance(unit, Single)] == ["file-04999"]
+    assert tally.done_earlier == len(pairs) - 1

@@ -257,7 +257,7 @@ def test_a_key_with_a_line_break_is_refused_unseen(work: Path):
 
 def crash_in_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make a worker raise while it holds the key, the way a careless bug would."""
-    def record(self: Any, item: Any, outcome: Any) -> None:
+    def record(self: Any, item: Any, outcome: Any, pair: Any = None) -> None:
         raise RuntimeError(f"simulated bug; headers were {{'Authorization': 'Bearer {SENTINEL}'}}")
 
     monkeypatch.setattr("runner.engine.Engine.record", record)

@@ -8,13 +8,41 @@ limits.py    token bucket, retry-after and x-ratelimit-* headers
 faults.py    seeded 5xx, resets and slow answers
 record.py    the server's own record (its shape is documented there)
 app.py       Sandbox (in the caller's loop), SandboxThread (its own thread)
+flags.py     the `attach-runner sandbox` flags (no server import: every command declares them)
 cli.py       `attach-runner sandbox`
+
+Names are imported when first used: `runner.sandbox.flags` alone must not pull in aiohttp.web.
 """
 
-from runner.sandbox.app import Sandbox, SandboxThread
-from runner.sandbox.cli import add_sandbox_arguments, run_sandbox_command
-from runner.sandbox.config import SandboxConfig
-from runner.sandbox.record import confirm_attached_once, pair_key
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.sandbox.app import Sandbox, SandboxThread
+    from runner.sandbox.cli import run_sandbox_command
+    from runner.sandbox.config import SandboxConfig
+    from runner.sandbox.flags import add_sandbox_arguments
+    from runner.sandbox.record import confirm_attached_once, pair_key
+
+_HOMES = {
+    "Sandbox": "app",
+    "SandboxThread": "app",
+    "SandboxConfig": "config",
+    "add_sandbox_arguments": "flags",
+    "confirm_attached_once": "record",
+    "pair_key": "record",
+    "run_sandbox_command": "cli",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'runner.sandbox' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"runner.sandbox.{home}"), name)
+
 
 __all__ = [
     "Sandbox",
