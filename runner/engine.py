@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ DRAIN_SECONDS = 10.0
 MAX_REASONS = 200
 # The opening units are reordered round-robin by owner across this many (see interleave_owners).
 OPENING_LOOKAHEAD = 256
+# Vector stores: pairs held back while their store is busy, so others can go (see FreeStoresFirst).
+STORE_LOOKAHEAD = 20_000
 
 
 @dataclass(slots=True)
@@ -120,6 +123,64 @@ def interleave_owners(work: Iterator[Work], lookahead: int) -> Iterator[Work]:
             yield queue.pop()
         queues = [q for q in queues if q]
     yield from work
+
+
+def _store_of(unit: Work) -> str:
+    return unit.item.owner if isinstance(unit, Single) else unit.store
+
+
+def _size(unit: Work) -> int:
+    return 1 if isinstance(unit, Single) else len(unit.items)
+
+
+class FreeStoresFirst:
+    """The work in manifest order, except that a unit whose vector store is busy (its
+    per-store slot is not free yet) waits aside, up to `lookahead` pairs, while units of free
+    stores go first. The API allows each store 300 requests a minute: without this, a manifest
+    grouped by store (a grouped YAML manifest always is) kept every worker queueing behind one
+    store, at one store's rate, while the other stores sat idle.
+
+    Each store's own units keep their order. When every store in sight is busy (or the
+    lookahead is full), a worker gets the unit whose store frees first and waits for it there.
+    Units still held when the run stops were never sent: they stay pending for the next run."""
+
+    def __init__(self, work: Iterator[Work], ready_in: Callable[[str], float], *,
+                 lookahead: int = STORE_LOOKAHEAD) -> None:
+        self._work: Iterator[Work] | None = work
+        self._ready_in = ready_in
+        self._lookahead = lookahead
+        self._held: dict[str, deque[Work]] = {}  # busy store -> its units, in manifest order
+        self._holding = 0  # pairs in _held
+
+    def __iter__(self) -> FreeStoresFirst:
+        return self
+
+    def __next__(self) -> Work:
+        ready_in = self._ready_in
+        for store in self._held:
+            if ready_in(store) <= 0.0:
+                return self._release(store)
+        while self._work is not None and self._holding < self._lookahead:
+            unit = next(self._work, None)
+            if unit is None:
+                self._work = None
+                break
+            store = _store_of(unit)
+            if store not in self._held and ready_in(store) <= 0.0:
+                return unit
+            self._held.setdefault(store, deque()).append(unit)
+            self._holding += _size(unit)
+        if not self._held:
+            raise StopIteration
+        return self._release(min(self._held, key=ready_in))
+
+    def _release(self, store: str) -> Work:
+        queue = self._held[store]
+        unit = queue.popleft()
+        if not queue:
+            del self._held[store]
+        self._holding -= _size(unit)
+        return unit
 
 
 def iter_work(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally, *,
@@ -306,6 +367,9 @@ class Engine:
                       batch_size=self.batch_size if self.attempter.target.supports_batches
                       else 0),
             OPENING_LOOKAHEAD)
+        store_limiter = self.attempter.store_limiter
+        if store_limiter is not None:
+            work = FreeStoresFirst(work, store_limiter.ready_in)
         workers = [asyncio.create_task(self._worker(work)) for _ in range(self.concurrency)]
         try:
             await self._until_done_or_stopped(workers)

@@ -156,6 +156,17 @@ class RateLimiter:
             return
         await self._wait_turn()
 
+    def ready_in(self) -> float:
+        """Seconds until a request could start without waiting (0.0: now), as things stand:
+        for a scheduler choosing what to send next, not a promise (others may take the slot)."""
+        if self._free:
+            return 0.0
+        now = asyncio.get_running_loop().time()
+        start = self._pause_until
+        if self._rate is not None and not self._probing:
+            start = max(start, self._tat - self._tolerance)
+        return max(0.0, start - now)
+
     def try_acquire(self) -> bool:
         """Take a slot if one is free now, without waiting: True when a request may start (as
         `await acquire()` would have let it at once); False, taking nothing, when it must
@@ -455,6 +466,11 @@ class KeyedLimiter:
     async def acquire(self, key: str) -> None:
         """Wait for this key's next slot."""
         await self._limiter(key).acquire()
+
+    def ready_in(self, key: str) -> float:
+        """RateLimiter.ready_in for this key (0.0 for a key not used yet)."""
+        limiter = self._limiters.get(key)
+        return 0.0 if limiter is None else limiter.ready_in()
 
     def on_429(self, key: str, retry_after: float | None) -> None:
         """Pause this key only."""

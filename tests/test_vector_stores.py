@@ -12,12 +12,16 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from runner.engine import FreeStoresFirst, Single, Work
+from runner.items import Item
 from runner.limiter import KeyedLimiter
+from runner.resume import Plan
 from runner.sandbox import SandboxThread
 from tests.cli import FAST, attached_counts, cli_env, read_events, run_cli, write_csv
 
@@ -294,6 +298,62 @@ def test_many_stores_stay_under_the_store_limit(tmp_path: Path, sandbox, size: i
                     "file-" + event[OWNER].removeprefix("vs_")}
     else:
         assert record["by_route"]["POST attach"] == len(pairs)
+
+
+def test_a_manifest_grouped_by_store_keeps_every_store_busy(tmp_path: Path, sandbox):
+    """Per-file mode, each store's files listed together (as a grouped YAML manifest always
+    is), more of them than the opening interleave reorders: the stores are worked at once,
+    each at its own limit, not one after the other."""
+    store_rpm = 6000  # about 99 calls a second per store (the limiter's 60.5 s minute)
+    sb = sandbox(processing_ms=0, store_rpm=store_rpm)
+    pairs = store_pairs([300] * 3)
+    manifest = write_csv(tmp_path / "m.csv", pairs, OWNER)
+    res = run_cli(*run_args(sb, manifest, "--store-rpm", str(store_rpm), "--concurrency", "16",
+                            "--json"))
+    assert res.code == 0, res.err
+    record = sb.record()
+    assert attached_counts(record, pairs) == [1] * len(pairs)
+    assert record["max_store_attach_per_60s"] <= store_rpm
+    assert record["rate_limited"]["store"] == 0
+    # Every store was started before the first store was finished...
+    sent = [e[OWNER] for e in read_events(log_of(manifest)) if e["event"] == "sent"]
+    first_store_done = max(i for i, store in enumerate(sent) if store == "vs_0")
+    assert all(sent.index(f"vs_{s}") < first_store_done for s in range(3))
+    # ...so 900 files took about one store's 300 at its rate (3 s), not all 900 (9 s).
+    assert json.loads(res.out)["elapsed_s"] < 6.0
+
+
+def test_free_stores_first_keeps_each_stores_order_and_bounds_what_it_holds():
+    """Units of a busy store wait aside (at most `lookahead` pairs) while free stores' units
+    go; each unit comes out once, each store's in manifest order; when all in sight are busy,
+    the store that frees first goes."""
+    units = [Single(Item(store, f"file-{store}-{i}"), Plan.SEND)
+             for store in ("vs_a", "vs_b", "vs_c") for i in range(4)]
+    pulled = 0
+
+    def manifest() -> Iterator[Work]:
+        nonlocal pulled
+        for unit in units:
+            pulled += 1
+            yield unit
+
+    busy = {"vs_a": 5.0, "vs_b": 1.0}  # vs_c is free; vs_b frees before vs_a
+    order = FreeStoresFirst(manifest(), lambda store: busy.get(store, 0.0), lookahead=9)
+    first = [next(order) for _ in range(4)]
+    assert [u.item.file_id for u in first] == [f"file-vs_c-{i}" for i in range(4)]
+    assert pulled == 12  # vs_a's and vs_b's 8 held aside, under the lookahead of 9
+    rest = list(order)
+    assert [u.item.owner for u in rest] == ["vs_b"] * 4 + ["vs_a"] * 4
+    assert sorted(u.item.file_id for u in first + rest) == sorted(u.item.file_id for u in units)
+
+    busy = {"vs_a": 5.0, "vs_b": 5.0, "vs_c": 5.0}
+    order = FreeStoresFirst(iter(units), lambda store: busy[store], lookahead=2)
+    out = [next(order)]  # nothing free: 2 held, then the soonest (vs_a, the first in sight)
+    assert out[0].item.file_id == "file-vs_a-0"
+    out += list(order)
+    for store in ("vs_a", "vs_b", "vs_c"):
+        assert [u.item.file_id for u in out if u.item.owner == store] == [
+            f"file-{store}-{i}" for i in range(4)]
 
 
 async def test_store_limiter_leaves_slack_for_arrival_jitter():
