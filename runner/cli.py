@@ -58,6 +58,17 @@ Rerun the same command after any trouble: it resumes from the log.""",
   attach-runner demo""",
 }
 
+# The top-level --help: the commands in the order a new user meets them.
+TOP_EXAMPLES = """examples:
+  attach-runner demo                         # see it work on a local sandbox
+  attach-runner validate jobs/nightly.csv    # check a manifest; sends nothing
+  attach-runner run jobs/nightly.csv         # attach every pair
+  attach-runner run jobs/nightly.csv         # again after trouble: resumes
+  attach-runner status jobs/nightly.csv      # what the log says of each pair
+  attach-runner failed jobs/nightly.csv      # the failed pairs, as a manifest
+
+Each command has --help with its options and examples: attach-runner run --help"""
+
 HELP = {
     "run": "attach every pair of a manifest (resumes from the log)",
     "validate": "check a manifest and config; sends nothing, needs no key",
@@ -141,9 +152,9 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, allow_abbrev=False,
-                     description="Attach files to OpenAI assistants and vector stores in bulk: "
+                     description="Attach files to OpenAI assistants and vector stores in bulk:\n"
                                  "bounded, rate-limited, resumable.",
-                     epilog="Run `attach-runner demo` to see it work against a local sandbox.")
+                     epilog=TOP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     parser.commands = sub.choices

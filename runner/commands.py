@@ -7,11 +7,14 @@ import asyncio
 import csv
 import json
 import os
+import re
+import shlex
 import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from io import StringIO
 from typing import Any, TextIO
 
 from runner.attempt import Attempter, Breaker
@@ -170,33 +173,56 @@ def failed(settings: Settings, io: Io) -> int:
 # --- run --------------------------------------------------------------------------------------
 
 def dry_run(settings: Settings, io: Io) -> int:
+    """What a run would send, from the manifest and the log: one line a request (or, with
+    --json, only the counts, as one object); no key, no lock, no write, no request."""
     target, source, stats = _prepare(settings, io)
     index = _load_index(settings, target, io)
     tally = Tally(pairs=stats.pairs)
     batch_size = settings.batch_size if target.supports_batches else 0
-    sends = checks = 0
+    show = None if settings.json else io.out.write
+    counts = dict.fromkeys(("attach_requests", "batch_requests", "checks", "batches_to_follow",
+                            "pairs_to_attach", "pairs_in_batches_to_follow"), 0)
     for unit in iter_work(_items(source, target)(), index, tally,
                           retry_failed=settings.retry_failed, batch_size=batch_size):
         if isinstance(unit, Single):
             item = unit.item
             if unit.plan is Plan.CHECK:
-                checks += 1
-                io.out.write(f"GET {target.check_path(item.owner, item.file_id)}   "
-                             "(uncertain: check first, send only if absent)\n")
+                counts["checks"] += 1
+                if show:
+                    show(f"GET {target.check_path(item.owner, item.file_id)}   "
+                         "(uncertain: check first, send only if absent)\n")
             else:
-                sends += 1
-                io.out.write(f"POST {target.attach_path(item.owner)} "
-                             f"{{\"file_id\": \"{item.file_id}\"}}\n")
+                counts["attach_requests"] += 1
+                counts["pairs_to_attach"] += 1
+                if show:
+                    show(f"POST {target.attach_path(item.owner)} "
+                         f"{{\"file_id\": \"{item.file_id}\"}}\n")
         elif isinstance(unit, NewBatch):
-            sends += 1
-            io.out.write(f"POST {target.attach_path(unit.store).rsplit('/', 1)[0]}"
-                         f"/file_batches ({len(unit.items)} files)\n")
+            counts["attach_requests"] += 1
+            counts["batch_requests"] += 1
+            counts["pairs_to_attach"] += len(unit.items)
+            if show:
+                show(f"POST {target.attach_path(unit.store).rsplit('/', 1)[0]}"
+                     f"/file_batches ({len(unit.items)} files)\n")
         else:
-            io.out.write(f"follow batch {unit.batch_id} ({len(unit.items)} files)\n")
+            counts["batches_to_follow"] += 1
+            counts["pairs_in_batches_to_follow"] += len(unit.items)
+            if show:
+                show(f"follow batch {unit.batch_id} ({len(unit.items)} files)\n")
+    if settings.json:
+        report = {"dry_run": True, "exit": EXIT_OK, "target": target.name,
+                  "manifest": source.display, "log": settings.log, "pairs": stats.pairs,
+                  **counts, "attached_earlier": tally.done_earlier,
+                  "refused_earlier": tally.refused_earlier, "duplicates": stats.duplicates}
+        # Each pair is in exactly one of pairs_to_attach, checks, pairs_in_batches_to_follow,
+        # attached_earlier and refused_earlier.
+        io.out.write(json.dumps(report) + "\n")
+        return EXIT_OK
     io.out.write(
-        f"dry run: {sends} attach request(s) and {checks} check(s) would be sent; "
-        f"{tally.done_earlier} attached earlier, {tally.refused_earlier} refused earlier "
-        "(skipped without --retry-failed); nothing was sent\n")
+        f"dry run: {counts['attach_requests']} attach request(s) and {counts['checks']} "
+        f"check(s) would be sent; {tally.done_earlier} attached earlier, "
+        f"{tally.refused_earlier} refused earlier (skipped without --retry-failed); "
+        "nothing was sent\n")
     return EXIT_OK
 
 
@@ -318,7 +344,8 @@ def demo_manifest() -> str:
 
 
 def demo(make_settings: Callable[[list[str]], Settings], io: Io) -> int:
-    """Run the packaged example against an in-process sandbox with a few faults."""
+    """Run the packaged example against an in-process sandbox with a few faults, with a fresh
+    temporary log (deleted at the end: the output says so, and sends no one back to it)."""
     from runner.sandbox import Sandbox, SandboxConfig
 
     async def main() -> int:
@@ -338,16 +365,33 @@ def demo(make_settings: Callable[[list[str]], Settings], io: Io) -> int:
                 io.out.write(f"demo: sandbox at {base_url} (a few 500s/502s and dropped "
                              f"connections injected); running {stats.pairs} pairs from "
                              f"{source.display}\n\n")
-                code = await execute(settings, io, ["run", "jobs/example.yaml"], target, source,
-                                     stats, index, key)
+                io.out.flush()
+                # The summary and the status name the log: held back, to be marked temporary.
+                buffer = StringIO()
+                held = Io(out=buffer, err=io.err)
+                code = await execute(settings, held, ["demo"], target, source, stats, index,
+                                     key)
                 record = sandbox.record()
-                io.out.write("\nattach-runner status (what the log now says):\n")
-                status(settings, io, as_json=False)
+                buffer.write("\nattach-runner status (what the log now says):\n")
+                status(settings, held, as_json=False)
+                io.out.write(_mark_temporary(buffer.getvalue(), log))
         finally:
             await sandbox.stop()
         return _confirm(record, stats.pairs, code, io)
 
     return asyncio.run(main())
+
+
+# The summary's "next" row, unless it says there is nothing to do.
+_NEXT_ROW = re.compile(r"^(  next +)(?=\S)(?!nothing\b).*$", re.MULTILINE)
+
+
+def _mark_temporary(text: str, log: str) -> str:
+    """The demo's summary and status, with its log marked temporary, and a "next" command
+    that does not send the user back to that log or to the sandbox, both gone by then."""
+    text = text.replace(log, f"{log} (temporary)")
+    return _NEXT_ROW.sub(r"\1attach-runner demo   (it starts afresh: a new sandbox, a new log)",
+                         text)
 
 
 def _confirm(record: dict[str, Any], pairs: int, code: int, io: Io) -> int:
@@ -360,7 +404,9 @@ def _confirm(record: dict[str, Any], pairs: int, code: int, io: Io) -> int:
     ok = code == EXIT_OK and once == pairs and twice == 0
     io.out.write("demo: OK: every pair attached exactly once\n" if ok else
                  "demo: NOT OK: see above\n")
-    io.out.write("next: try `attach-runner validate jobs/example.csv`, or start "
+    io.out.write("demo: the sandbox and the temporary log are gone now; each demo starts "
+                 "afresh\n")
+    io.out.write(f"next: try `attach-runner validate {shlex.quote(demo_manifest())}`, or start "
                  "`attach-runner sandbox --port 8089` and point a run at it with "
                  "--base-url http://127.0.0.1:8089/v1\n")
     return EXIT_OK if ok else EXIT_FAILED

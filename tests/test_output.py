@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import struct
 import subprocess
 import sys
@@ -19,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from runner.cli import build_parser, parse
+from runner.commands import _mark_temporary
 from runner.progress import Snapshot, _Bar, bar_layout, duration, is_terminal, plain_line
+from runner.summary import format_summary
 from tests.cli import FAST, cli_env, make_pairs, run_cli, write_csv
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -292,6 +296,96 @@ def test_text_summary_shows_reasons_log_and_next_command(tmp_path: Path, sandbox
     assert lines[9].split()[:4] == ["next", "attach-runner", "failed", str(manifest)]
 
 
+# --- run --dry-run --json ---------------------------------------------------------------------
+
+def log_lines(*events: dict[str, object]) -> str:
+    """A result log holding `events` (each given the `ts` and `run` every line has)."""
+    stamp = {"ts": "2026-01-01T00:00:00.000Z", "run": "r1"}
+    return "".join(json.dumps({**event, **stamp}) + "\n" for event in events)
+
+
+def done(owner_column: str, owner: str, file_id: str, outcome: str, *, status: int = 200,
+         retryable: bool = False) -> dict[str, object]:
+    return {"event": "done", owner_column: owner, "file_id": file_id, "outcome": outcome,
+            "status": status, "attempts": 1, "error": None, "retryable": retryable,
+            "uncertain": False}
+
+
+def test_dry_run_json_is_one_object_of_counts_and_touches_nothing(tmp_path: Path, sandbox):
+    """run --dry-run --json: one JSON object (no request lines) counting what a run would do
+    from the manifest and the log: batches made and followed, checks, pairs settled earlier;
+    with no key, and no request, lock, log line or file made."""
+    sb = sandbox()
+    vs = "vector_store_id"
+    rows = [("vs_1", "file-1"), ("vs_1", "file-2"), ("vs_1", "file-3"), ("vs_2", "file-4"),
+            ("vs_2", "file-5"), ("vs_1", "file-6"), ("vs_1", "file-7"), ("vs_3", "file-8"),
+            ("vs_1", "file-6")]
+    manifest = write_csv(tmp_path / "m.csv", rows, vs)
+    log = tmp_path / "m.csv.results.jsonl"
+    log.write_text(log_lines(
+        {"event": "run-start", "manifest": "m.csv", "target": "vector-store-files", "items": 8},
+        done(vs, "vs_1", "file-1", "attached"),
+        done(vs, "vs_1", "file-2", "failed", status=404),
+        {"event": "sent", vs: "vs_1", "file_id": "file-3"},
+        {"event": "batch-sent", vs: "vs_2", "file_ids": ["file-4", "file-5"]},
+        {"event": "batch-created", vs: "vs_2", "batch_id": "vsfb_1",
+         "file_ids": ["file-4", "file-5"]}))
+    log.chmod(0o600)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    res = run_cli("run", str(manifest), "--target", "vector-store-files", "--batch-size", "2",
+                  "--base-url", sb.base_url, "--dry-run", "--json", key=None)
+    assert res.code == 0, res.err
+    assert len(res.out.splitlines()) == 1
+    report = json.loads(res.out)
+    assert report == {
+        "dry_run": True, "exit": 0, "target": "vector-store-files", "manifest": str(manifest),
+        "log": str(log), "pairs": 8,
+        "attach_requests": 2,  # file_batches: [file-6, file-7] for vs_1, [file-8] for vs_3
+        "batch_requests": 2, "checks": 1, "batches_to_follow": 1, "pairs_to_attach": 3,
+        "pairs_in_batches_to_follow": 2, "attached_earlier": 1, "refused_earlier": 1,
+        "duplicates": 1}
+    assert report["pairs"] == sum(report[k] for k in (
+        "pairs_to_attach", "checks", "pairs_in_batches_to_follow", "attached_earlier",
+        "refused_earlier"))
+    assert sb.record()["requests"] == 0
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    bad = write_csv(tmp_path / "bad.csv", [("vs 1", "file-1")], vs)
+    refused = run_cli("run", str(bad), "--target", "vector-store-files", "--dry-run", "--json",
+                      key=None)
+    assert refused.code == 2
+    assert set(refused.json()) == {"exit", "error"}
+
+
+def test_dry_run_json_counts_what_the_run_then_sends(tmp_path: Path, sandbox):
+    """The counts of --dry-run --json are the requests the real run then makes (no faults):
+    the same attach POSTs and checks, the same pairs skipped as settled earlier."""
+    sb = sandbox()
+    owner = "assistant_id"
+    pairs = [*make_pairs(2, 4), ("asst_9", "file-sent"), ("asst_9", "file-done"),
+             ("asst_9", "file-refused")]
+    manifest = write_csv(tmp_path / "m.csv", pairs)
+    log = tmp_path / "m.csv.results.jsonl"
+    log.write_text(log_lines(
+        {"event": "run-start", "manifest": "m.csv", "target": "assistant-files", "items": 11},
+        {"event": "sent", owner: "asst_9", "file_id": "file-sent"},
+        done(owner, "asst_9", "file-done", "attached"),
+        done(owner, "asst_9", "file-refused", "failed", status=400)))
+    log.chmod(0o600)
+    sb.preload("assistant", "asst_9", ["file-sent"])  # the check finds it: no POST follows
+    dry = run_cli("run", str(manifest), "--base-url", sb.base_url, "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    plan = dry.json()
+    assert sb.record()["requests"] == 0
+    assert (plan["attach_requests"], plan["checks"]) == (8, 1)
+    real = run_cli("run", str(manifest), "--base-url", sb.base_url, "--json", *FAST)
+    assert real.code == 1, real.err  # the refused pair still counts as failed
+    summary = real.json()
+    for field in ("attach_requests", "checks", "attached_earlier", "refused_earlier", "pairs"):
+        assert summary[field] == plan[field], field
+    sent = plan["attach_requests"] + plan["checks"]
+    assert summary["requests"] == sb.record()["requests"] == sent
+
+
 # --- status -------------------------------------------------------------------------------------
 
 def test_status_before_and_after_a_run(tmp_path: Path, sandbox):
@@ -321,6 +415,58 @@ def test_status_before_and_after_a_run(tmp_path: Path, sandbox):
     assert report["locked_by"] is None
 
 
+# --- the demo -----------------------------------------------------------------------------------
+
+def test_demo_sends_no_one_to_its_deleted_log(tmp_path: Path):
+    """The demo's log lives in a temporary directory deleted when it ends: wherever the output
+    names it, it is marked temporary, and the demo says so; every other path it names exists
+    afterwards, and the command it suggests next works from any directory."""
+    res = run_cli("demo", cwd=tmp_path, key=None)
+    assert res.code == 0, res.out + res.err
+    lines = res.out.splitlines()
+    [log_row] = [line for line in lines if line.split()[:1] == ["log"]]
+    log = log_row.split()[1]
+    assert log_row.endswith(f"{log} (temporary)")
+    assert not Path(log).exists()
+    assert not Path(log).parent.exists()
+    named = [line for line in lines if log in line]
+    assert len(named) == 2  # the summary and the status
+    assert all(f"{log} (temporary)" in line for line in named)
+    assert "demo: the sandbox and the temporary log are gone now; each demo starts afresh" in lines
+    paths = {word.strip("`,()") for line in lines for word in line.split()
+             if word.strip("`,(").startswith("/")}
+    others = paths - {log}
+    assert others, paths  # the manifest, at least
+    assert all(Path(p).exists() for p in others), paths
+    [suggested] = re.findall(r"^next: try `([^`]+)`", res.out, re.MULTILINE)
+    command = shlex.split(suggested)
+    assert command[:2] == ["attach-runner", "validate"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    validated = run_cli(*command[1:], cwd=elsewhere, key=None)
+    assert validated.code == 0, validated.err
+    assert "OK" in validated.out
+
+
+def test_demo_summary_points_a_failed_demo_at_a_new_demo(tmp_path: Path, sandbox):
+    """Were the demo to end with pairs not attached, its summary's "next" row would name the
+    demo again (it starts afresh), not a rerun of a log and a sandbox that are gone; a summary
+    with nothing left to do keeps its row. Checked on the real summary text of a failed run."""
+    sb = sandbox()
+    manifest = write_csv(tmp_path / "m.csv", [("asst_1", "file-1"), ("asst_2", "file-missing")])
+    res = run_cli("run", str(manifest), "--base-url", sb.base_url, "--json", *FAST)
+    assert res.code == 1, res.err
+    summary = res.json()
+    text = format_summary(summary)
+    marked = _mark_temporary(text, summary["log"]).splitlines()
+    [next_row] = [line for line in marked if line.split()[:1] == ["next"]]
+    assert next_row.split(None, 1)[1] == (
+        "attach-runner demo   (it starts afresh: a new sandbox, a new log)")
+    assert f"{summary['log']} (temporary)" in "\n".join(marked)
+    done = format_summary({**summary, "next": "nothing: every pair is attached"})
+    assert _mark_temporary(done, "/nowhere") == done
+
+
 # --- help and unknown flags ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -331,6 +477,28 @@ def test_every_command_has_help_with_examples(command: str):
     assert res.out.startswith(f"usage: attach-runner {command}")
     assert re.search(r"^examples?:$", res.out, re.MULTILINE)
     assert f"attach-runner {command}" in res.out.split("example", 1)[1]
+
+
+def test_top_level_help_has_examples_that_parse():
+    """`attach-runner --help` exits 0 with examples of demo, validate, run (and the same run
+    again, to resume), status and failed; each example is a command line the CLI accepts,
+    and the examples fit 80 columns."""
+    res = run_cli("--help")
+    assert res.code == 0, res.err
+    assert res.out.startswith("usage: attach-runner")
+    assert res.err == ""
+    examples = res.out.split("\nexamples:\n", 1)[1]
+    lines = [line for line in examples.splitlines() if line.startswith("  attach-runner ")]
+    commands = [shlex.split(line.split("#", 1)[0]) for line in lines]
+    assert [command[1] for command in commands] == [
+        "demo", "validate", "run", "run", "status", "failed"]
+    first_run, again = (line for line in lines if line.split()[1] == "run")
+    assert first_run.split("#")[0] == again.split("#")[0]
+    assert "resume" in again
+    parser = build_parser()
+    for command in commands:
+        assert parse(parser, command[1:]).command == command[1]
+    assert all(len(line) < 80 for line in examples.splitlines())
 
 
 @pytest.mark.parametrize(("args", "closest"), [

@@ -97,7 +97,8 @@ def test_commands_table_lists_every_command():
 
 def test_json_fields_are_documented(tmp_path: Path, sandbox):
     """The --json fields table lists exactly the fields a run prints (plus `error`, present
-    when a run is refused or stopped), and status --json's table exactly its fields."""
+    when a run is refused or stopped), and the status --json and run --dry-run --json tables
+    exactly theirs."""
     sb = sandbox()
     manifest = write_csv(tmp_path / "m.csv", make_pairs(1, 2))
     res = run_cli("run", str(manifest), "--base-url", sb.base_url, "--json")
@@ -105,6 +106,9 @@ def test_json_fields_are_documented(tmp_path: Path, sandbox):
     assert fields("The --json fields") == [*json.loads(res.out), "error"]
     status = run_cli("status", str(manifest), "--json")
     assert fields("status --json") == list(json.loads(status.out))
+    dry = run_cli("run", str(manifest), "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert fields("run --dry-run --json") == list(json.loads(dry.out))
 
 
 def test_demo_recording_matches_the_demo():

@@ -746,6 +746,31 @@ async def test_record_counts_peak_in_flight_and_windows(sandbox: StartSandbox, h
     assert record["requests"] == 8
 
 
+async def test_record_counts_org_and_project_headers(sandbox: StartSandbox, http: Http) -> None:
+    """Every /v1 request (refused and unknown ones too) is counted under the OpenAI-Organization
+    and OpenAI-Project values it carried, in the order first seen; absent is null, empty is "";
+    admin routes are not counted, and a reset forgets them."""
+    sb = sandbox()
+    both = {**V1, "OpenAI-Organization": "org-1", "OpenAI-Project": "proj_1"}
+    await call(http, "POST", asst(sb), {"file_id": "file-1"}, headers=both)
+    await call(http, "GET", asst(sb) + "/file-1", headers=both)
+    await call(http, "GET", asst(sb), headers=V1)
+    await call(http, "GET", asst(sb), headers={**both, "Authorization": "Bearer sk-wrong"})
+    await call(http, "GET", sb.base_url + "/nowhere", headers={"OpenAI-Project": "proj_1"})
+    await call(http, "GET", asst(sb), headers={**V1, "OpenAI-Organization": ""})
+    await call(http, "GET", sb.base_url.removesuffix("/v1") + "/__sandbox/record", headers=both)
+    record = sb.record()
+    assert record["org_project"] == [
+        {"organization": "org-1", "project": "proj_1", "requests": 3},
+        {"organization": None, "project": None, "requests": 1},
+        {"organization": None, "project": "proj_1", "requests": 1},
+        {"organization": "", "project": None, "requests": 1},
+    ]
+    assert sum(entry["requests"] for entry in record["org_project"]) == record["requests"] == 6
+    sb.reset()
+    assert sb.record()["org_project"] == []
+
+
 async def test_admin_routes(sandbox: StartSandbox, http: Http) -> None:
     """/__sandbox/ record, config, preload and reset work without a key and are not counted."""
     sb = sandbox()

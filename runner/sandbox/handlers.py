@@ -205,7 +205,13 @@ class SandboxApi:
         record = self.record
         route = self._routes.get(request.match_info.route)
         now = time.monotonic()
-        record.request_started(route.label if route else f"{request.method} unknown", now)
+        headers = request.headers
+        record.request_started(
+            route.label if route else f"{request.method} unknown",
+            now,
+            headers.get("OpenAI-Organization"),
+            headers.get("OpenAI-Project"),
+        )
         if route is not None and route.store_attach:
             record.store_attach_started(request.match_info["vector_store_id"], now)
         status = None

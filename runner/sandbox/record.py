@@ -23,6 +23,9 @@
       "store_attach_peak_per_60s": {"vs_abc": 300},        # per vector store: most attach
                                      # POSTs (files and file_batches) started within 60 s
       "max_store_attach_per_60s": 300,                     # the largest of those, 0 if none
+      "org_project": [{"organization": "org-abc", "project": "proj_1", "requests": 1234}],
+                                     # /v1 requests by the OpenAI-Organization and
+                                     # OpenAI-Project headers they carried, as "requests"
       "attached_total": 1000,        # sum of "attached" over all pairs
       "pairs": {"asst_abc/file-1": {"attached": 1, "posts_after_attached": 0,
                                     "preloaded": false}},
@@ -34,6 +37,12 @@ duplicate (or a delete and re-attach). `posts_after_attached` counts POSTs for i
 while it was already attached: the "already attached" answers, a retry after a reset-after.
 `preloaded` pairs were put in place by `preload` and are not counted in `attached`. A pair
 appears once it was attached, preloaded or POSTed again.
+
+"org_project" has one entry for each distinct (OpenAI-Organization, OpenAI-Project) pair of
+header values seen, in the order first seen; a header a request did not carry is null (an empty
+one is ""). The "requests" of its entries add up to "requests": a client that sends both headers
+on every request shows as one entry, one that never sends them as
+`{"organization": null, "project": null, ...}`.
 """
 
 from __future__ import annotations
@@ -108,9 +117,15 @@ class Record:
         self.rate_limited: Counter[str] = Counter()
         self.store_attach: dict[str, SlidingWindow] = {}
         self.pairs: dict[str, PairEntry] = {}
+        # (OpenAI-Organization, OpenAI-Project) -> requests; None: the header was absent
+        self.org_project: Counter[tuple[str | None, str | None]] = Counter()
 
-    def request_started(self, route: str, now: float) -> None:
+    def request_started(self, route: str, now: float, organization: str | None = None,
+                        project: str | None = None) -> None:
+        """A /v1 request arrived; `organization` / `project`: its OpenAI-Organization and
+        OpenAI-Project headers (None when absent)."""
         self.requests += 1
+        self.org_project[organization, project] += 1
         self.in_flight += 1
         if self.in_flight > self.peak_in_flight:
             self.peak_in_flight = self.in_flight
@@ -168,6 +183,10 @@ class Record:
             "rate_limited": {scope: self.rate_limited[scope] for scope in ("requests", "store")},
             "store_attach_peak_per_60s": store_peaks,
             "max_store_attach_per_60s": max(store_peaks.values(), default=0),
+            "org_project": [
+                {"organization": organization, "project": project, "requests": n}
+                for (organization, project), n in self.org_project.items()
+            ],
             "attached_total": sum(entry.attached for entry in self.pairs.values()),
             "pairs": {
                 key: {
