@@ -198,6 +198,7 @@ def dispatch(argv: list[str], io: commands.Io) -> int:
         return commands.demo(lambda a: _settings(build_parser(), a), io)
     settings = resolve_settings(args, command=command, environ=os.environ)
     if command == "run":
+        io.json = settings.json
         return commands.run(settings, io, argv)
     if command == "validate":
         return commands.validate(settings, io)
@@ -209,7 +210,8 @@ def dispatch(argv: list[str], io: commands.Io) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     io = commands.stdout_io()
-    wants_json = "--json" in argv and argv[:1] == ["run"]
+    # Until the settings are resolved (a bad flag or config), only the command line can say.
+    flag_json = "--json" in argv and argv[:1] == ["run"]
     debug = "--debug" in argv
     try:
         return dispatch(argv, io)
@@ -217,12 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = [one_line(line) for line in exc.lines()]
         for line in lines:
             io.err.write(f"{PROG}: error: {line}\n")
-        return _json_exit(wants_json, exc.exit_code, lines[0], io)
+        return _json_exit(flag_json, exc.exit_code, lines[0], io)
     except RunnerError as exc:
         # A path with a newline in it must not split the line.
         message = one_line(str(exc))
         io.err.write(f"{PROG}: error: {message}\n")
-        return _json_exit(wants_json, exc.exit_code, message, io)
+        return _json_exit(flag_json, exc.exit_code, message, io)
     except KeyboardInterrupt:
         io.err.write(f"{PROG}: interrupted\n")
         return 130
@@ -252,8 +254,9 @@ def _stdout_is_closed() -> bool:
     return closed
 
 
-def _json_exit(wants_json: bool, code: int, message: str, io: commands.Io) -> int:
-    if wants_json and code in (2, 3):
+def _json_exit(flag_json: bool, code: int, message: str, io: commands.Io) -> int:
+    """SPEC: with --json, exits 2 and 3 (nothing ran) still print one object."""
+    if (flag_json if io.json is None else io.json) and code in (2, 3):
         io.out.write(json.dumps({"exit": code, "error": message}) + "\n")
     return code
 

@@ -53,6 +53,9 @@ SIGNAL_EXITS = {"SIGINT": 130, "SIGTERM": 143}
 class Io:
     out: TextIO
     err: TextIO
+    # `run` with --json, once the settings are known (the flag, ATTACH_RUNNER_*, or `json: true`
+    # in a config file): exits 2 and 3 then print {"exit", "error"}. None: not known yet.
+    json: bool | None = None
 
     def warn(self, message: str) -> None:
         self.err.write(f"attach-runner: warning: {one_line(message)}\n")

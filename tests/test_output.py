@@ -22,6 +22,7 @@ import pytest
 
 from runner.cli import build_parser, parse
 from runner.commands import _mark_temporary
+from runner.lock import RunLock
 from runner.progress import Snapshot, _Bar, bar_layout, duration, is_terminal, plain_line
 from runner.summary import format_summary
 from tests.cli import FAST, cli_env, make_pairs, run_cli, write_csv
@@ -519,3 +520,25 @@ def test_unknown_flag_names_the_closest(args: list[str], closest: str):
     assert res.err.endswith(f"did you mean {closest}?\n")
     assert res.err.count("\n") == 1
     assert res.out == ""
+
+
+def test_json_from_a_config_file_also_covers_exits_2_and_3(tmp_path: Path, sandbox):
+    """`json: true` in a config file is --json: a refused manifest (exit 2) and a log held by
+    another run (exit 3) print the {"exit", "error"} object too; `--no-json` turns it off."""
+    config = tmp_path / "cfg.yaml"
+    config.write_text("json: true\n")
+    bad = write_csv(tmp_path / "bad.csv", [("asst 1", "file-1")], "assistant_id")
+    refused = run_cli("run", str(bad), "--config", str(config))
+    assert refused.code == 2
+    assert refused.json()["exit"] == 2
+    assert "bad.csv:2" in refused.json()["error"]
+    quiet = run_cli("run", str(bad), "--config", str(config), "--no-json")
+    assert (quiet.code, quiet.out) == (2, "")
+
+    sb = sandbox()
+    good = write_csv(tmp_path / "m.csv", [("asst_1", "file-1")], "assistant_id")
+    with RunLock(str(good) + ".results.jsonl"):
+        held = run_cli("run", str(good), "--config", str(config), "--base-url", sb.base_url)
+    assert held.code == 3
+    assert held.json()["exit"] == 3
+    assert sb.record()["requests"] == 0
