@@ -19,7 +19,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from runner.client import Answer, ApiClient, TransportError
+from runner.client import Answer, ApiClient, CertificateError, TransportError
 from runner.items import Item
 from runner.limiter import KeyedLimiter, RateLimiter
 from runner.targets import ApiError, Judgement, Target, Verdict, api_error, classify_error
@@ -242,7 +242,11 @@ class Attempter:
         counters.requests += 1
         if kind == "check":
             counters.checks += 1
-        answer = await self.client.request(method, path, body)
+        try:
+            answer = await self.client.request(method, path, body)
+        except CertificateError as exc:
+            # Every request would fail the same way: stop, as for a wrong key.
+            raise RunRefused("tls", None, ApiError("tls_error", str(exc), None)) from None
         counters.statuses[answer.status] = counters.statuses.get(answer.status, 0) + 1
         self.limiter.on_response(limit=answer.limit, remaining=answer.remaining, reset=answer.reset)
         if answer.status == 429 and not _is_quota(answer):

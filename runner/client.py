@@ -3,6 +3,7 @@ to ours in one place.
 
     TransportError            the request got no HTTP answer
     ├── sent=False            it never left (connect refused, DNS): safe to send again
+    │   └── CertificateError  the server's certificate fails verification: the run stops
     └── sent=True             it may have been applied (reset, timeout): check before resending
 """
 
@@ -27,6 +28,14 @@ class TransportError(Exception):
     def __init__(self, message: str, *, sent: bool) -> None:
         super().__init__(message)
         self.sent = sent
+
+
+class CertificateError(TransportError):
+    """The server's TLS certificate cannot be verified: no request can reach it, now or on a
+    retry, until the base URL or the trusted CAs change."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, sent=False)
 
 
 _UNPARSED: Any = object()
@@ -150,6 +159,11 @@ class ApiClient:
                 raw = await resp.read()
                 headers = resp.headers
                 status = resp.status
+        except aiohttp.ClientConnectorCertificateError as exc:
+            cause = exc.certificate_error
+            reason = getattr(cause, "verify_message", None) or cause
+            raise CertificateError(
+                f"cannot verify the TLS certificate of {exc.host}: {reason}") from exc
         except aiohttp.ClientConnectorError as exc:
             raise TransportError(f"cannot connect: {exc.os_error}", sent=False) from exc
         except (asyncio.TimeoutError, TimeoutError) as exc:

@@ -336,7 +336,8 @@ def _refusal_message(result: RunResult, key: ApiKey, target: Target,
     signature = " ".join(str(x) for x in breaker.signature or () if x is not None)
     return refusal_line(
         refusal.kind, key_source=key.source, other_target=target.other_target,
-        size=breaker.size, signature=signature or "?", owners=len(breaker.owners))
+        size=breaker.size, signature=signature or "?", owners=len(breaker.owners),
+        detail=refusal.error.message if refusal.error else "")
 
 
 # --- demo -------------------------------------------------------------------------------------
