@@ -293,10 +293,10 @@ class RateLimiter:
         burst = max(1, int(rate // BURST_SPAN))
         if self._max_burst is not None:
             burst = max(1, min(burst, self._max_burst))
-        # Slow start keeps the same burst. B is a tenth of a second's requests, 1 until the
-        # rate passes 10/s (600 a minute); with B = 1 for good, a rate that had outgrown the
-        # demand (growth stops at twice what is used) still spaced every request: a wave of
-        # answers waited in line for slots, 2.6% of the latency benchmark. A server that
+        # Slow start keeps the same burst: B is a tenth of a second's requests, 1 until the
+        # rate passes 10/s (600 a minute). With B = 1 for good, a headerless run whose rate had
+        # outgrown its demand (growth stops at about twice what is used) would still space
+        # every request out, and a wave of answers would wait in line for slots. A server that
         # limits without saying so answers 429, which ends the growth and pauses everyone.
         self._burst = burst
         self._tolerance = (burst - 1) * self._interval
