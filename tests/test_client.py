@@ -3,15 +3,8 @@ OpenAI-Organization / OpenAI-Project headers of a real run, as the server record
 
 from __future__ import annotations
 
-import http.server
-import json
-import ssl
-import subprocess
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
@@ -130,84 +123,3 @@ def test_org_alone_sends_no_project_header(tmp_path: Path,
     assert second["org_project"] == [
         {"organization": ORG, "project": None, "requests": second["requests"]}]
 
-
-# -- a server whose TLS certificate cannot be verified ----------------------------------------
-
-
-class _FakeApi(http.server.BaseHTTPRequestHandler):
-    """Answers every POST 200 with an assistant file, and counts the requests it got."""
-
-    requests: ClassVar[list[str]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        type(self).requests.append(self.path)
-        body = json.dumps({"id": "file-x", "object": "assistant.file", "created_at": 1,
-                           "assistant_id": "asst_x"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
-class _QuietTlsServer(http.server.ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client that refuses our certificate drops the handshake: expected here
-
-
-@pytest.fixture
-def self_signed_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """An HTTPS server on loopback with a self-signed certificate: (base URL, its cert file)."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    _FakeApi.requests = []
-    server = _QuietTlsServer(("127.0.0.1", 0), _FakeApi)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/v1", cert
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_a_certificate_that_fails_verification_stops_the_run_at_once(
-    tmp_path: Path, self_signed_server: tuple[str, Path],
-) -> None:
-    """A server whose certificate we cannot verify (a wrong host, a proxy's private CA): the
-    run stops at the first answer, exit 4, one line naming the host and what to do, and no
-    request reached the server; every pair stays for the next run, which, once the CA is
-    trusted (SSL_CERT_FILE), attaches them all."""
-    base_url, cert = self_signed_server
-    pairs = pairs_for("assistant-files", owners=4, files=10)
-    manifest = write_csv(tmp_path / "m.csv", pairs, "assistant_id")
-    started = time.monotonic()
-    refused = run_cli("run", str(manifest), "--base-url", base_url, "--max-attempts", "10",
-                      "--concurrency", "8", "--json", *FAST)
-    assert refused.code == 4, refused.err
-    assert time.monotonic() - started < 30
-    [line] = refused.err.strip().splitlines()
-    assert line.startswith("attach-runner: error: cannot verify the TLS certificate of "
-                           "127.0.0.1: self-signed certificate; "), line
-    assert "SSL_CERT_FILE" in line
-    assert refused.json()["attached"] == 0
-    assert refused.json()["requests"] <= 8  # the probe, or at most one per worker
-    assert _FakeApi.requests == []
-
-    trusted = run_cli("run", str(manifest), "--base-url", base_url, "--json", *FAST,
-                      env={"SSL_CERT_FILE": str(cert)})
-    assert trusted.code == 0, trusted.err
-    assert trusted.json()["attached"] == len(pairs)
-    assert sorted(_FakeApi.requests) == sorted(
-        f"/v1/assistants/{owner}/files" for owner, _ in pairs)

@@ -450,15 +450,21 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_tls_verification_is_on_and_ssl_cert_file_is_honoured(work: Path, certificate):
     """Against a self-signed https server the run is refused at the handshake (no request
-    reaches it, even with PYTHONHTTPSVERIFY=0); with SSL_CERT_FILE naming that certificate,
-    the same run attaches every pair."""
+    reaches it, even with PYTHONHTTPSVERIFY=0) and stops at once: exit 4, one line naming the
+    host and SSL_CERT_FILE, not a retry per pair (before: exit 1 after every pair's tries).
+    With SSL_CERT_FILE naming that certificate, the same run attaches every pair."""
     cert, key = certificate
     with HttpsSandbox(cert, key, SENTINEL) as server:
         url = f"https://127.0.0.1:{server.port}/v1"
-        res = cli(work, "run", "m.csv", "--base-url", url, "--max-attempts", "2", "--rpm",
-                  "6000", *FAST, PYTHONHTTPSVERIFY="0")
-        assert res.code == 1, res.err
-        assert "certificate verify failed" in res.out
+        res = cli(work, "run", "m.csv", "--base-url", url, "--max-attempts", "5", "--rpm",
+                  "6000", "--concurrency", "2", *FAST, PYTHONHTTPSVERIFY="0")
+        assert res.code == 4, res.err
+        [line] = res.err.strip().splitlines()
+        assert line.startswith("attach-runner: error: cannot verify the TLS certificate of "
+                               "127.0.0.1: self-signed certificate; "), line
+        assert "SSL_CERT_FILE" in line
+        assert res.out.startswith(
+            "attach-runner: stopped: the server's TLS certificate cannot be verified (")
         assert server.requests() == 0
         res = cli(work, "run", "m.csv", "--base-url", url, SSL_CERT_FILE=str(cert))
         assert res.code == 0, res.out + res.err
