@@ -2,8 +2,9 @@
 workers, the log, and the stop rules (signals, --max-runtime, run-level refusals).
 
 Memory stays flat: items are pulled one at a time from a generator by `concurrency` workers;
-nothing holds the manifest. Each worker has at most one request in flight, so the pool's size is
-the concurrency bound.
+nothing holds the manifest (for vector stores, at most STORE_LOOKAHEAD pairs wait aside while
+their store is busy: see FreeStoresFirst). Each worker has at most one request in flight, so the
+pool's size is the concurrency bound.
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ def plain_done_members(pair: str, outcome: Outcome) -> str | None:
             f'"uncertain":{"true" if outcome.uncertain else "false"}')
 
 
+def _store_of(unit: Work) -> str:
+    """The unit's owner: the assistant or vector store its requests go to."""
+    return unit.item.owner if isinstance(unit, Single) else unit.store
+
+
 def interleave_owners(work: Iterator[Work], lookahead: int) -> Iterator[Work]:
     """The first `lookahead` units, taken round-robin by owner, then the rest in order.
 
@@ -113,8 +119,7 @@ def interleave_owners(work: Iterator[Work], lookahead: int) -> Iterator[Work]:
     with 20 requests to one owner, and a wrong base URL could then burn the whole manifest."""
     head: dict[str, list[Work]] = {}
     for taken, unit in enumerate(work, 1):
-        owner = unit.item.owner if isinstance(unit, Single) else unit.store
-        head.setdefault(owner, []).append(unit)
+        head.setdefault(_store_of(unit), []).append(unit)
         if taken >= lookahead:
             break
     queues = [q[::-1] for q in head.values()]  # popped from the end: keeps each owner's order
@@ -123,10 +128,6 @@ def interleave_owners(work: Iterator[Work], lookahead: int) -> Iterator[Work]:
             yield queue.pop()
         queues = [q for q in queues if q]
     yield from work
-
-
-def _store_of(unit: Work) -> str:
-    return unit.item.owner if isinstance(unit, Single) else unit.store
 
 
 def _size(unit: Work) -> int:

@@ -147,10 +147,8 @@ def _headline(s: Mapping[str, Any]) -> str:
     not_attached = s["failed"] + s["refused_earlier"] + s["pending"]
     if code == 0:
         verdict = "every pair is attached"
-    elif code == 4 and str(s.get("error") or "").startswith("cannot verify the TLS"):
-        verdict = "stopped: the server's TLS certificate cannot be verified"
-    elif code == 4:
-        verdict = "stopped: the API refused the run"
+    elif code == 4:  # the API's refusal, or a certificate that fails: the error line says which
+        verdict = "stopped: the run was refused as a whole"
     elif code == 5:
         verdict = f"stopped at --max-runtime; {s['pending']:,} pairs not done yet"
     elif code in (130, 143):

@@ -463,8 +463,8 @@ def test_tls_verification_is_on_and_ssl_cert_file_is_honoured(work: Path, certif
         assert line.startswith("attach-runner: error: cannot verify the TLS certificate of "
                                "127.0.0.1: self-signed certificate; "), line
         assert "SSL_CERT_FILE" in line
-        assert res.out.startswith(
-            "attach-runner: stopped: the server's TLS certificate cannot be verified (")
+        assert res.out.startswith("attach-runner: stopped: the run was refused as a whole (")
+        assert "cannot verify the TLS certificate of 127.0.0.1" in res.out  # its reason
         assert server.requests() == 0
         res = cli(work, "run", "m.csv", "--base-url", url, SSL_CERT_FILE=str(cert))
         assert res.code == 0, res.out + res.err
