@@ -27,6 +27,7 @@ from runner.limiter import KeyedLimiter, RateLimiter
 from runner.lock import RunLock, holder_pid
 from runner.log import ResultLog, check_log
 from runner.manifest import (
+    Block,
     ManifestSource,
     ManifestStats,
     check_manifest,
@@ -81,6 +82,11 @@ def _load_index(settings: Settings, target: Target, io: Io) -> ResumeIndex:
 
 def _items(source: ManifestSource, target: Target) -> Callable[[], Iterator[Item]]:
     return lambda: iter_items(source, target.owner_column, target.group_key)
+
+
+def _parts(source: ManifestSource, target: Target) -> Callable[[], Iterator[Block | Item]]:
+    """What run and dry-run plan from: the manifest with its fast-path blocks left whole."""
+    return lambda: iter_blocks(source, target.owner_column, target.group_key)
 
 
 # --- validate ---------------------------------------------------------------------------------
@@ -185,7 +191,7 @@ def dry_run(settings: Settings, io: Io) -> int:
     show = None if settings.json else io.out.write
     counts = dict.fromkeys(("attach_requests", "batch_requests", "checks", "batches_to_follow",
                             "pairs_to_attach", "pairs_in_batches_to_follow"), 0)
-    for unit in iter_work(_items(source, target)(), index, tally,
+    for unit in iter_work(_parts(source, target)(), index, tally,
                           retry_failed=settings.retry_failed, batch_size=batch_size):
         if isinstance(unit, Single):
             item = unit.item
@@ -285,7 +291,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
                     wait_timeout=settings.wait_timeout,
                     breaker=Breaker(manifest_owners=stats.owners))
                 engine = Engine(
-                    parts=lambda: iter_blocks(source, target.owner_column, target.group_key),
+                    parts=_parts(source, target),
                     pairs=stats.pairs, index=index, log=log,
                     attempter=attempter, owner_column=target.owner_column,
                     concurrency=settings.concurrency, batch_size=settings.batch_size,

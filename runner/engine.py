@@ -226,10 +226,7 @@ def _items_to_plan(parts: Iterable[Block | Item], index: ResumeIndex,
         elif index.all_in_place(part.pairs):
             tally.done_earlier += len(part.pairs)
         else:
-            line = part.line
-            for owner, file_id in part.pairs:
-                yield Item(owner, file_id, line)
-                line += 1
+            yield from part.items()
 
 
 class Engine:

@@ -65,6 +65,11 @@ class Block:
     line: int
     pairs: list[tuple[str, str]]  # (owner, file_id)
 
+    def items(self) -> Iterator[Item]:
+        """The block taken apart: one Item a pair, with its line."""
+        for line, (owner, file_id) in enumerate(self.pairs, self.line):
+            yield Item(owner, file_id, line)
+
 
 Part: TypeAlias = "Block | Item | ManifestProblem"
 _OWNER_OF = itemgetter(0)
@@ -280,10 +285,7 @@ def _rows(source: ManifestSource, owner_column: str, group_key: str) -> Iterator
     """Every row, one at a time (blocks of the fast path taken apart)."""
     for part in _parts(source, owner_column, group_key):
         if isinstance(part, Block):
-            line = part.line
-            for owner, file_id in part.pairs:
-                yield Item(owner, file_id, line)
-                line += 1
+            yield from part.items()
         else:
             yield part
 
