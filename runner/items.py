@@ -12,6 +12,8 @@ from itertools import repeat
 from operator import and_, lshift, xor
 from typing import NamedTuple
 
+from runner.attributes import Options
+
 # IDs go into a URL path: nothing that could change the path or need escaping.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 ID_RULE = "IDs may hold only A-Z a-z 0-9 _ - (1 to 128 characters)"
@@ -19,11 +21,13 @@ ID_RULE = "IDs may hold only A-Z a-z 0-9 _ - (1 to 128 characters)"
 
 class Item(NamedTuple):
     """One pair to attach. `owner` is the assistant or vector store id; `line` is where the
-    pair stands in the manifest (for messages), 0 when unknown."""
+    pair stands in the manifest (for messages), 0 when unknown; `options` the pair's per-file
+    options (vector stores), None for a plain pair (nearly all: it costs nothing then)."""
 
     owner: str
     file_id: str
     line: int = 0
+    options: Options | None = None
 
 
 def is_valid_id(value: str) -> bool:

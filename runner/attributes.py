@@ -1,0 +1,89 @@
+"""Per-file options of a vector-store pair: what a manifest gives, how two sets of attributes
+compare, and the digest the log keeps of what a pair was left with.
+
+Options that are not given are not managed (SPEC): `Options.attributes is None` means "leave
+whatever the store holds"; `{}` means "no attributes". The same for `chunking_strategy`.
+
+Comparison follows SPEC's strict typing: booleans are not numbers (`true` != `1`), numbers
+compare by value (`2021` == `2021.0`), strings by code points. `canonical` spells a set in one
+way that keeps those rules (integral floats written as integers, keys sorted, no spaces), and
+`digest` is a short hash of it, kept in the log's `done` lines and the resume index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, NamedTuple, TypeAlias
+
+AttributeValue: TypeAlias = "str | int | float | bool"
+Attributes: TypeAlias = "Mapping[str, AttributeValue]"
+
+# What the API reports for a file added with {"type": "auto"} (or with no strategy).
+AUTO_STATIC = (800, 400)  # max_chunk_size_tokens, chunk_overlap_tokens
+
+
+class Options(NamedTuple):
+    """A pair's per-file options, as checked by the manifest reader. None: not given."""
+
+    attributes: Attributes | None = None
+    chunking_strategy: Mapping[str, Any] | None = None
+
+    def members(self) -> str:
+        """The options as JSON members for a request body (`,"attributes":{...}`), or ""."""
+        out = ""
+        if self.attributes is not None:
+            out += ',"attributes":' + _compact(self.attributes)
+        if self.chunking_strategy is not None:
+            out += ',"chunking_strategy":' + _compact(self.chunking_strategy)
+        return out
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _normal(value: object) -> object:
+    # bool is a subclass of int, never of float: True stays true.
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
+def canonical(attributes: Attributes | None) -> str:
+    """One spelling per set of attributes: sorted keys, no spaces, types kept, numbers by
+    value. None (the store reports no attributes) is the empty set."""
+    if not attributes:
+        return "{}"
+    normal = {key: _normal(value) for key, value in attributes.items()}
+    return json.dumps(normal, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def digest(attributes: Attributes | None) -> str:
+    """16 hex digits of BLAKE2b over `canonical`: what the log records of a pair's attributes."""
+    return hashlib.blake2b(canonical(attributes).encode("utf-8"), digest_size=8).hexdigest()
+
+
+def same_attributes(a: Attributes | None, b: Attributes | None) -> bool:
+    return canonical(a) == canonical(b)
+
+
+def chunking_matches(wanted: Mapping[str, Any] | None, reported: Any) -> bool:
+    """Whether a store's chunking strategy is what the manifest asks for (SPEC: none given
+    matches everything; `auto` matches static 800/400 or `other`)."""
+    if wanted is None:
+        return True
+    if not isinstance(reported, Mapping):
+        return True  # the answer does not say: nothing to warn about
+    kind = reported.get("type")
+    static = reported.get("static")
+    sizes = ((static.get("max_chunk_size_tokens"), static.get("chunk_overlap_tokens"))
+             if isinstance(static, Mapping) else None)
+    if wanted.get("type") == "auto":
+        return kind in ("auto", "other") or (kind == "static" and sizes == AUTO_STATIC)
+    want = wanted.get("static")
+    if not isinstance(want, Mapping) or kind != "static":
+        return False
+    return sizes == (want.get("max_chunk_size_tokens"), want.get("chunk_overlap_tokens"))
