@@ -74,10 +74,11 @@ class Sandbox:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+            await self._api.close()
 
     def record(self) -> dict[str, Any]:
         """A JSON-able snapshot of the record (shape: runner.sandbox.record)."""
-        return self._api.record.snapshot()
+        return self._api.snapshot()
 
     def update(self, **changes: Any) -> None:
         """Change config fields live, e.g. `update(fail_rate=0, quota_exhausted=True)`."""

@@ -39,16 +39,25 @@ Rules a client under test can rely on (the real API's, unless said otherwise):
   and `retry-after-ms`; every answer carries `x-ratelimit-limit-requests` (rps * 60),
   `-remaining-requests` and `-reset-requests` (time to full, as a Go duration). With
   `store_rpm`, each vector store has its own bucket (store_rpm / 60 a second, holding
-  max(1, store_rpm / 60)) taken by attach POSTs, single and file_batches alike.
+  max(1, store_rpm / 60)) taken by every write to the store: adds, file_batches, attribute
+  updates and deletes (batch cancels and all reads are not counted). Its 429 says "vector
+  store {id}" in the message and carries that store's own `x-ratelimit-limit-requests`
+  (store_rpm), `-remaining-requests` and `-reset-requests`, with `retry-after(-ms)`, not the
+  global bucket's; every other answer carries the global bucket's.
+- Late apply: a write (POST or DELETE, not a batch cancel) drawn `late_apply` is held
+  `late_apply_ms`, then goes through the rest of the pipeline and is answered. It is applied
+  even when the client has given up or aiohttp cancelled the handler meanwhile.
 - Order of checks on /v1: unknown URL (404), key (401), quota (429 `insufficient_quota`),
-  requests bucket (429), fault draw, OpenAI-Beta (400), then the route (owner 404, store
-  bucket 429, body 400, file 404, apply). `latency_ms` is slept before all of it.
+  requests bucket (429), fault draw (a late_apply hold here), OpenAI-Beta (400), then the
+  route (owner 404, store bucket 429, body 400, file 404, apply). `latency_ms` is slept
+  before all of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -61,6 +70,7 @@ from runner.sandbox.errors import ApiError
 from runner.sandbox.faults import (
     BAD_GATEWAY_HTML,
     HTTP_502,
+    LATE_APPLY,
     RESET_AFTER,
     RESET_BEFORE,
     SERVER_ERRORS,
@@ -97,6 +107,7 @@ OWNER_KINDS = (ASSISTANT, VECTOR_STORE)
 ADMIN_PREFIX = "/__sandbox/"
 ASSISTANT_FILE_KEYS = frozenset({"file_id"})
 VS_FILE_KEYS = frozenset({"file_id", "attributes", "chunking_strategy"})
+UPDATE_KEYS = frozenset({"attributes"})
 BATCH_KEYS = frozenset({"file_ids", "files", "attributes", "chunking_strategy"})
 RETIRED_V1_MESSAGE = (
     "The v1 Assistants API has been retired. Please try again with the header "
@@ -109,7 +120,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class RouteInfo(NamedTuple):
     label: str  # the record's by_route key, e.g. "POST attach"
     target: str  # ASSISTANT or VECTOR_STORE
-    store_attach: bool  # an attach POST that counts against the store's limit
+    write: bool  # adds, batches, updates, deletes: what a late_apply fault may hold
+    store_write: bool  # a write to a vector store: counts against the store's limit
 
 
 class SandboxApi:
@@ -127,6 +139,8 @@ class SandboxApi:
         self._routes: dict[object, RouteInfo] = {}  # aiohttp route -> what it is
         self._batch_serial = 0  # not reset: batch ids stay unique for the server's life
         self._request_serial = 0
+        # Held writes of late_apply faults: referenced so they are not collected mid-sleep.
+        self._late: set[asyncio.Task[web.StreamResponse]] = set()
         self.app = self._build_app()
 
     # -- steering -------------------------------------------------------------------------
@@ -212,8 +226,8 @@ class SandboxApi:
             headers.get("OpenAI-Organization"),
             headers.get("OpenAI-Project"),
         )
-        if route is not None and route.store_attach:
-            record.store_attach_started(request.match_info["vector_store_id"], now)
+        if route is not None and route.store_write:
+            record.store_write_started(request.match_info["vector_store_id"], now)
         status = None
         try:
             response = await self._serve(request, handler, route, record)
@@ -242,7 +256,7 @@ class SandboxApi:
                 raise errors.quota_exhausted()
             if self._bucket is not None:
                 self._take_request_token(record)
-            fault = self.faults.draw(request.method)
+            fault = self.faults.draw(request.method, route.write)
             if fault is not None:
                 record.fault(fault)
                 if fault in SERVER_ERRORS:
@@ -250,8 +264,9 @@ class SandboxApi:
                 if fault == RESET_BEFORE:
                     drop_connection(request)
                     return None
-            self._check_beta(request.headers.get("OpenAI-Beta"), route.target)
-            response = await handler(request)
+                if fault == LATE_APPLY:
+                    return self._finish(await self._apply_late(request, handler, route.target))
+            response = await self._apply(request, handler, route.target)
         except ApiError as error:
             response = error.response()
         if fault == RESET_AFTER:
@@ -261,12 +276,47 @@ class SandboxApi:
             await asyncio.sleep(config.slow_ms / 1000)
         return self._finish(response)
 
+    async def _apply(
+        self, request: web.Request, handler: Handler, target: str
+    ) -> web.StreamResponse:
+        """The rest of the pipeline: the OpenAI-Beta check, then the route."""
+        try:
+            self._check_beta(request.headers.get("OpenAI-Beta"), target)
+            return await handler(request)
+        except ApiError as error:
+            return error.response()
+
+    async def _apply_late(
+        self, request: web.Request, handler: Handler, target: str
+    ) -> web.StreamResponse:
+        """Hold the write `late_apply_ms`, then apply it. The apply runs in its own task and is
+        awaited through a shield: when the client gives up, aiohttp may cancel this handler,
+        but the write still lands, as the live API's did."""
+        await request.read()  # while the connection is open; cached for the route's read
+        task = asyncio.ensure_future(self._held(request, handler, target))
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+        return await asyncio.shield(task)
+
+    async def _held(
+        self, request: web.Request, handler: Handler, target: str
+    ) -> web.StreamResponse:
+        await asyncio.sleep(self.config.late_apply_ms / 1000)
+        return await self._apply(request, handler, target)
+
+    async def close(self) -> None:
+        """Cancel writes still held (the server is stopping: they are never applied)."""
+        for task in list(self._late):
+            task.cancel()
+        await asyncio.gather(*self._late, return_exceptions=True)
+
     def _finish(self, response: web.StreamResponse) -> web.StreamResponse:
         self._request_serial += 1
         headers = response.headers
         headers["x-request-id"] = f"req_{self._request_serial:032x}"
         bucket = self._bucket
-        if bucket is not None:
+        # A store's 429 carries that store's own limit headers: keep them.
+        if bucket is not None and "x-ratelimit-limit-requests" not in headers:
             now = time.monotonic()
             headers["x-ratelimit-limit-requests"] = str(self._limit_per_minute())
             headers["x-ratelimit-remaining-requests"] = str(bucket.remaining(now))
@@ -343,11 +393,17 @@ class SandboxApi:
             self._store_buckets[store_id] = bucket
         wait = bucket.take(now)
         if wait:
-            self.record.limited("store")
+            self.record.limited("store", store_id)
+            headers = {
+                **retry_headers(wait),
+                "x-ratelimit-limit-requests": str(max(1, math.floor(rpm))),
+                "x-ratelimit-remaining-requests": str(bucket.remaining(now)),
+                "x-ratelimit-reset-requests": format_go_duration(bucket.time_to_full(now)),
+            }
             raise errors.rate_limited(
                 f"Rate limit reached for file attach requests on vector store {store_id}: "
                 f"Limit {rpm:g} / min. Please try again in {format_go_duration(wait)}.",
-                retry_headers(wait),
+                headers,
             )
 
     # -- owners, bodies, pages ----------------------------------------------------------------
@@ -446,7 +502,9 @@ class SandboxApi:
     async def delete_assistant_file(self, request: web.Request) -> web.Response:
         assistant_id, files = self._assistant_files(request)
         file_id = request.match_info["file_id"]
-        if files.pop(file_id, None) is None:
+        present = files.pop(file_id, None) is not None
+        self.record.detached(assistant_id, file_id, present)
+        if not present:
             raise errors.not_found(
                 f"No file found with id '{file_id}' on assistant '{assistant_id}'."
             )
@@ -484,10 +542,30 @@ class SandboxApi:
         store = self._store(request)
         return self._file_list(store.files.values(), store, request)
 
+    async def update_vs_file(self, request: web.Request) -> web.Response:
+        store = self._store(request)
+        self._take_store_token(store.id)
+        body = await read_json_object(request, UPDATE_KEYS)
+        if "attributes" not in body:
+            raise errors.missing_parameter("attributes")
+        attributes = attributes_of(body)
+        file_id = request.match_info["file_id"]
+        file = store.files.get(file_id)
+        self.record.updated(store.id, file_id, present=file is not None)
+        if file is None:
+            raise errors.not_found(
+                f"No file found with id '{file_id}' in vector store '{store.id}'."
+            )
+        file.attributes = attributes  # the whole set is replaced; null clears it
+        return web.json_response(file.to_json(time.monotonic()))
+
     async def delete_vs_file(self, request: web.Request) -> web.Response:
         store = self._store(request)
+        self._take_store_token(store.id)
         file_id = request.match_info["file_id"]
-        if store.files.pop(file_id, None) is None:
+        present = store.files.pop(file_id, None) is not None
+        self.record.detached(store.id, file_id, present)
+        if not present:
             raise errors.not_found(
                 f"No file found with id '{file_id}' in vector store '{store.id}'."
             )
@@ -557,8 +635,18 @@ class SandboxApi:
 
     # -- admin ------------------------------------------------------------------------------
 
+    def snapshot(self) -> dict[str, Any]:
+        """The record with the stores' current content (shape: runner.sandbox.record)."""
+        now = time.monotonic()
+        data = self.record.snapshot()
+        data["vector_store_files"] = {
+            store_id: {file_id: file.state_json(now) for file_id, file in store.files.items()}
+            for store_id, store in self.stores.items()
+        }
+        return data
+
     async def admin_record(self, request: web.Request) -> web.Response:
-        return web.json_response(self.record.snapshot())
+        return web.json_response(self.snapshot())
 
     async def admin_reset(self, request: web.Request) -> web.Response:
         self.reset()
@@ -598,6 +686,7 @@ class SandboxApi:
             ("POST", store + "/files", self.attach_vs_file, "attach", VECTOR_STORE),
             ("GET", store + "/files", self.list_vs_files, "list", VECTOR_STORE),
             ("GET", store + "/files/{file_id}", self.get_vs_file, "check", VECTOR_STORE),
+            ("POST", store + "/files/{file_id}", self.update_vs_file, "update", VECTOR_STORE),
             ("DELETE", store + "/files/{file_id}", self.delete_vs_file, "file", VECTOR_STORE),
             ("POST", store + "/file_batches", self.create_batch, "batch", VECTOR_STORE),
             ("GET", batch, self.get_batch, "batch", VECTOR_STORE),
@@ -606,8 +695,11 @@ class SandboxApi:
         ]
         for method, path, handler, kind, target in api:
             route = app.router.add_route(method, path, handler)
-            store_attach = target == VECTOR_STORE and method == "POST" and kind != "batch_cancel"
-            self._routes[route] = RouteInfo(f"{method} {kind}", target, store_attach)
+            # Cancelling a batch is left out: the product never does, the limit is on writes
+            # of files.
+            write = method in ("POST", "DELETE") and kind != "batch_cancel"
+            info = RouteInfo(f"{method} {kind}", target, write, write and target == VECTOR_STORE)
+            self._routes[route] = info
         app.router.add_get(ADMIN_PREFIX + "record", self.admin_record)
         app.router.add_post(ADMIN_PREFIX + "reset", self.admin_reset)
         app.router.add_get(ADMIN_PREFIX + "config", self.admin_config)
