@@ -57,9 +57,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -81,9 +80,6 @@ from runner.sandbox.faults import (
 from runner.sandbox.limits import TokenBucket, format_go_duration, retry_headers
 from runner.sandbox.parsing import (
     MISSING,
-    attributes_of,
-    batch_entries_of,
-    chunking_of,
     file_id_of,
     page_of,
     paginate_or_400,
@@ -91,24 +87,18 @@ from runner.sandbox.parsing import (
 )
 from runner.sandbox.record import Record
 from runner.sandbox.state import (
-    VS_FILE_STATUSES,
     AssistantFile,
-    FileBatch,
     VectorStore,
-    VectorStoreFile,
-    decide_failure,
-    decides_cancel,
     list_json,
 )
+from runner.sandbox.vector_stores import VectorStoreRoutes, preload_entry
 
 ASSISTANT = "assistant"
 VECTOR_STORE = "vector_store"
 OWNER_KINDS = (ASSISTANT, VECTOR_STORE)
 ADMIN_PREFIX = "/__sandbox/"
 ASSISTANT_FILE_KEYS = frozenset({"file_id"})
-VS_FILE_KEYS = frozenset({"file_id", "attributes", "chunking_strategy"})
-UPDATE_KEYS = frozenset({"attributes"})
-BATCH_KEYS = frozenset({"file_ids", "files", "attributes", "chunking_strategy"})
+PRELOAD_KEYS = frozenset({"owner_kind", "owner", "file_ids", "files"})
 RETIRED_V1_MESSAGE = (
     "The v1 Assistants API has been retired. Please try again with the header "
     "'OpenAI-Beta: assistants=v2'; see https://platform.openai.com/docs/assistants/migration."
@@ -124,7 +114,7 @@ class RouteInfo(NamedTuple):
     store_write: bool  # a write to a vector store: counts against the store's limit
 
 
-class SandboxApi:
+class SandboxApi(VectorStoreRoutes):
     """The aiohttp application and all the state behind it. Not thread-safe: use it from the
     event loop that serves it."""
 
@@ -166,43 +156,33 @@ class SandboxApi:
         self._store_buckets.clear()
         self.faults.reseed(self.config.seed)
 
-    def preload(self, owner_kind: str, owner: str, file_ids: Sequence[str]) -> int:
-        """Put pairs in place as if attached an hour ago (vector store files already
-        processed); they are marked `preloaded` in the record, not counted in `attached`.
-        Returns how many pairs were new."""
+    def preload(
+        self, owner_kind: str, owner: str, files: Sequence[str | Mapping[str, Any]]
+    ) -> int:
+        """Put pairs in place as if added an hour ago; they are marked `preloaded` in the
+        record, not counted in `attached`. Each item is a file id, or for a vector store an
+        object (see `preload_entry`: attributes, chunking_strategy, status, last_error); a
+        pair already in place is left as it is. Returns how many pairs were new."""
         if owner_kind not in OWNER_KINDS:
             raise ValueError(
                 f"owner_kind must be 'assistant' or 'vector_store', not {owner_kind!r}"
             )
         if not isinstance(owner, str) or not owner:
             raise ValueError(f"owner must be a non-empty string, not {owner!r}")
-        if not isinstance(file_ids, (list, tuple)):
-            raise ValueError(f"file_ids must be a list of file ids, not {file_ids!r}")
-        for file_id in file_ids:
-            if not isinstance(file_id, str) or not file_id:
-                raise ValueError(f"file ids must be non-empty strings, not {file_id!r}")
+        if not isinstance(files, (list, tuple)):
+            raise ValueError(f"file_ids must be a list of file ids, not {files!r}")
+        entries = [preload_entry(item, owner_kind == VECTOR_STORE) for item in files]
         created_at = int(time.time()) - 3600
         added = 0
-        for file_id in file_ids:
+        for entry in entries:
             if owner_kind == ASSISTANT:
-                files = self.assistants.setdefault(owner, {})
-                if file_id in files:
+                held = self.assistants.setdefault(owner, {})
+                if entry.file_id in held:
                     continue
-                files[file_id] = AssistantFile(file_id, owner, created_at)
-            else:
-                store = self.stores.setdefault(owner, VectorStore(owner))
-                if file_id in store.files:
-                    continue
-                error = decide_failure(self.config.seed, owner, file_id, self.config.vs_fail_rate)
-                store.files[file_id] = VectorStoreFile(
-                    file_id,
-                    owner,
-                    created_at=created_at,
-                    ready_at=float("-inf"),
-                    error=error,
-                    ends_cancelled=decides_cancel(file_id),
-                )
-            self.record.preloaded(owner, file_id)
+                held[entry.file_id] = AssistantFile(entry.file_id, owner, created_at)
+            elif not self.preload_vs_file(owner, entry, created_at):
+                continue
+            self.record.preloaded(owner, entry.file_id)
             added += 1
         return added
 
@@ -381,31 +361,6 @@ class SandboxApi:
                 retry_headers(wait),
             )
 
-    def _take_store_token(self, store_id: str) -> None:
-        rpm = self.config.store_rpm
-        if rpm is None:
-            return
-        now = time.monotonic()
-        bucket = self._store_buckets.get(store_id)
-        if bucket is None:
-            # Smooth: holds one second's worth, so requests must come evenly spaced.
-            bucket = TokenBucket(rpm / 60, max(1.0, rpm / 60), now)
-            self._store_buckets[store_id] = bucket
-        wait = bucket.take(now)
-        if wait:
-            self.record.limited("store", store_id)
-            headers = {
-                **retry_headers(wait),
-                "x-ratelimit-limit-requests": str(max(1, math.floor(rpm))),
-                "x-ratelimit-remaining-requests": str(bucket.remaining(now)),
-                "x-ratelimit-reset-requests": format_go_duration(bucket.time_to_full(now)),
-            }
-            raise errors.rate_limited(
-                f"Rate limit reached for file attach requests on vector store {store_id}: "
-                f"Limit {rpm:g} / min. Please try again in {format_go_duration(wait)}.",
-                headers,
-            )
-
     # -- owners, bodies, pages ----------------------------------------------------------------
 
     def _assistant_files(self, request: web.Request) -> tuple[str, dict[str, AssistantFile]]:
@@ -416,50 +371,6 @@ class SandboxApi:
         if files is None:
             files = self.assistants[assistant_id] = {}
         return assistant_id, files
-
-    def _store(self, request: web.Request) -> VectorStore:
-        store_id = request.match_info["vector_store_id"]
-        if MISSING in store_id:
-            raise errors.not_found(f"No vector store found with id '{store_id}'.")
-        store = self.stores.get(store_id)
-        if store is None:
-            store = self.stores[store_id] = VectorStore(store_id)
-        return store
-
-    def _batch(self, request: web.Request) -> tuple[VectorStore, FileBatch]:
-        store = self._store(request)
-        batch_id = request.match_info["batch_id"]
-        batch = store.batches.get(batch_id)
-        if batch is None:
-            raise errors.not_found(
-                f"No file batch found with id '{batch_id}' in vector store '{store.id}'."
-            )
-        return store, batch
-
-    def _new_vs_file(
-        self,
-        store: VectorStore,
-        file_id: str,
-        now: float,
-        attributes: dict[str, Any],
-        chunking_strategy: dict[str, Any],
-        batch_id: str | None = None,
-    ) -> VectorStoreFile:
-        config = self.config
-        file = VectorStoreFile(
-            file_id,
-            store.id,
-            created_at=int(time.time()),
-            ready_at=now + config.processing_ms / 1000,
-            error=decide_failure(config.seed, store.id, file_id, config.vs_fail_rate),
-            ends_cancelled=decides_cancel(file_id),
-            batch_id=batch_id,
-            attributes=attributes,
-            chunking_strategy=chunking_strategy,
-        )
-        store.files[file_id] = file
-        self.record.attached(store.id, file_id)
-        return file
 
     # -- assistant files --------------------------------------------------------------------
 
@@ -512,127 +423,6 @@ class SandboxApi:
             {"id": file_id, "object": "assistant.file.deleted", "deleted": True}
         )
 
-    # -- vector store files -----------------------------------------------------------------
-
-    async def attach_vs_file(self, request: web.Request) -> web.Response:
-        store = self._store(request)
-        self._take_store_token(store.id)
-        body = await read_json_object(request, VS_FILE_KEYS)
-        file_id = file_id_of(body)
-        attributes, chunking = attributes_of(body), chunking_of(body)
-        now = time.monotonic()
-        file = store.files.get(file_id)
-        if file is not None and file.status(now) != "cancelled":
-            self.record.posted_after_attached(store.id, file_id)
-        else:
-            file = self._new_vs_file(store, file_id, now, attributes, chunking)
-        return web.json_response(file.to_json(now))
-
-    async def get_vs_file(self, request: web.Request) -> web.Response:
-        store = self._store(request)
-        file_id = request.match_info["file_id"]
-        file = store.files.get(file_id)
-        if file is None:
-            raise errors.not_found(
-                f"No file found with id '{file_id}' in vector store '{store.id}'."
-            )
-        return web.json_response(file.to_json(time.monotonic()))
-
-    async def list_vs_files(self, request: web.Request) -> web.Response:
-        store = self._store(request)
-        return self._file_list(store.files.values(), store, request)
-
-    async def update_vs_file(self, request: web.Request) -> web.Response:
-        store = self._store(request)
-        self._take_store_token(store.id)
-        body = await read_json_object(request, UPDATE_KEYS)
-        if "attributes" not in body:
-            raise errors.missing_parameter("attributes")
-        attributes = attributes_of(body)
-        file_id = request.match_info["file_id"]
-        file = store.files.get(file_id)
-        self.record.updated(store.id, file_id, present=file is not None)
-        if file is None:
-            raise errors.not_found(
-                f"No file found with id '{file_id}' in vector store '{store.id}'."
-            )
-        file.attributes = attributes  # the whole set is replaced; null clears it
-        return web.json_response(file.to_json(time.monotonic()))
-
-    async def delete_vs_file(self, request: web.Request) -> web.Response:
-        store = self._store(request)
-        self._take_store_token(store.id)
-        file_id = request.match_info["file_id"]
-        present = store.files.pop(file_id, None) is not None
-        self.record.detached(store.id, file_id, present)
-        if not present:
-            raise errors.not_found(
-                f"No file found with id '{file_id}' in vector store '{store.id}'."
-            )
-        return web.json_response(
-            {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
-        )
-
-    def _file_list(
-        self, files: Iterable[VectorStoreFile], store: VectorStore, request: web.Request
-    ) -> web.Response:
-        page = page_of(request.query)
-        now = time.monotonic()
-        wanted = request.query.get("filter")
-        if wanted is not None:
-            if wanted not in VS_FILE_STATUSES:
-                raise errors.invalid_value("filter", wanted, VS_FILE_STATUSES)
-            files = [file for file in files if file.status(now) == wanted]
-        items, has_more = paginate_or_400(files, page, store.files)
-        return web.json_response(list_json(items, has_more, now))
-
-    # -- file batches -----------------------------------------------------------------------
-
-    async def create_batch(self, request: web.Request) -> web.Response:
-        store = self._store(request)
-        self._take_store_token(store.id)
-        body = await read_json_object(request, BATCH_KEYS)
-        entries = batch_entries_of(body)
-        now = time.monotonic()
-        self._batch_serial += 1
-        batch = FileBatch(
-            f"vsfb_{self._batch_serial:032x}",
-            store.id,
-            int(time.time()),
-            tuple(dict.fromkeys(entry.file_id for entry in entries)),
-        )
-        seen: set[str] = set()
-        for file_id, attributes, chunking in entries:
-            file = store.files.get(file_id)
-            if file_id in seen or (file is not None and file.status(now) != "cancelled"):
-                self.record.posted_after_attached(store.id, file_id)
-            else:
-                self._new_vs_file(store, file_id, now, attributes, chunking, batch_id=batch.id)
-            seen.add(file_id)
-        store.batches[batch.id] = batch
-        return web.json_response(store.batch_to_json(batch, now))
-
-    async def get_batch(self, request: web.Request) -> web.Response:
-        store, batch = self._batch(request)
-        return web.json_response(store.batch_to_json(batch, time.monotonic()))
-
-    async def list_batch_files(self, request: web.Request) -> web.Response:
-        store, batch = self._batch(request)
-        return self._file_list(store.batch_files(batch), store, request)
-
-    async def cancel_batch(self, request: web.Request) -> web.Response:
-        store, batch = self._batch(request)
-        now = time.monotonic()
-        if not batch.cancelled:
-            status = store.batch_to_json(batch, now)["status"]
-            if status != "in_progress":
-                raise ApiError(400, f"Cannot cancel file batch {batch.id}: its status is {status}.")
-            for file in store.batch_files(batch):
-                if file.batch_id == batch.id and file.status(now) == "in_progress":
-                    file.cancelled = True
-            batch.cancelled = True
-        return web.json_response(store.batch_to_json(batch, now))
-
     # -- admin ------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -662,11 +452,15 @@ class SandboxApi:
         return web.json_response(self.config.to_dict())
 
     async def admin_preload(self, request: web.Request) -> web.Response:
-        body = await read_json_object(request, frozenset({"owner_kind", "owner", "file_ids"}))
+        """Body: `owner_kind`, `owner`, and `file_ids` (ids) and/or `files` (objects)."""
+        body = await read_json_object(request, PRELOAD_KEYS)
+        files = body.get("file_ids", [])
+        if "files" in body:
+            if not isinstance(files, list) or not isinstance(body["files"], list):
+                raise ApiError(400, "file_ids and files must be lists", param="files")
+            files = files + body["files"]
         try:
-            added = self.preload(
-                body.get("owner_kind", ""), body.get("owner", ""), body.get("file_ids", [])
-            )
+            added = self.preload(body.get("owner_kind", ""), body.get("owner", ""), files)
         except (TypeError, ValueError) as exc:
             raise ApiError(400, str(exc)) from exc
         return web.json_response({"preloaded": added})
