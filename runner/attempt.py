@@ -91,6 +91,10 @@ class NotSent(TransportError):
 
 NOT_SENT = ApiError("not_sent", "not sent: the run stopped before this pair's turn", None)
 
+# Answers to a write that may have been applied all the same: a proxy or the server failed
+# after the write reached it (SPEC: 503 and 429 are not; they refuse before applying).
+UNCERTAIN_STATUSES = frozenset({500, 502, 504})
+
 
 class GaveUp(Exception):  # noqa: N818 - an ending, reported by the caller
     """Tries ran out (or a POST became uncertain) without a lasting answer."""
@@ -100,6 +104,28 @@ class GaveUp(Exception):  # noqa: N818 - an ending, reported by the caller
         self.status = status
         self.error = error
         self.uncertain = uncertain
+
+
+class Unsettled(Exception):  # noqa: N818 - a state, handed to the engine
+    """A write whose outcome is unknown (the connection dropped or timed out after sending,
+    or a 500/502/504 answer): the server may still apply it, seconds later. SPEC's settle
+    rule: check it no sooner than `due` (loop time: when the client stopped waiting, plus
+    --settle), never resend it blind. The engine parks the item until then and does other
+    work meanwhile; `state` carries the item's tries over to the check."""
+
+    def __init__(self, due: float, state: ItemState, status: int | None,
+                 error: ApiError) -> None:
+        super().__init__(error.message)
+        self.due = due
+        self.state = state
+        self.status = status
+        self.error = error
+
+    def outcome(self) -> Outcome:
+        """The item's end when the run stops before the check: retryable and uncertain, so
+        the next run checks it first."""
+        return Outcome("failed", self.status, self.state.sent, self.error, retryable=True,
+                       uncertain=True)
 
 
 class _Retry(Exception):  # noqa: N818 - control flow inside the retry loop
@@ -113,7 +139,7 @@ class _Retry(Exception):  # noqa: N818 - control flow inside the retry loop
 
 
 @dataclass(slots=True)
-class _ItemState:
+class ItemState:
     sent: int = 0  # attach requests sent (the log's `attempts`)
     counted: int = 0  # those that use an attempt (not throttled)
     throttled: int = 0
@@ -184,6 +210,7 @@ class Attempter:
         wait: bool,
         wait_timeout: float,
         breaker: Breaker,
+        settle: float = 10.0,
     ) -> None:
         self.client = client
         self.target = target
@@ -195,6 +222,7 @@ class Attempter:
         self.wait = wait
         self.wait_timeout = wait_timeout
         self.breaker = breaker
+        self.settle = settle
         self.counters = Counters()
         self.breaker_tripped = False
         # Set when the run stops (signal, --max-runtime, refusal): start no new try; an item
@@ -272,16 +300,33 @@ class Attempter:
 
     # --- one item -------------------------------------------------------------------------
 
-    async def attach(self, item: Item, *, uncertain: bool) -> Outcome:
-        """Attach one pair; `uncertain`: the log says it may be attached, so check first."""
-        state = _ItemState(uncertain=uncertain)
+    def unsettled(self, state: ItemState, status: int | None,
+                  error: ApiError) -> Unsettled | _Retry:
+        """The write just sent may have been applied: check it after --settle seconds
+        (Unsettled). With the item's attempts used up it could not be sent again anyway:
+        it ends failed, retryable and uncertain at once (_Retry into the loop's stop), and
+        the next run checks it first."""
+        state.uncertain = True
+        self.counters.uncertain += 1
+        if state.counted >= self.max_attempts:
+            return _Retry(status, error)
+        due = asyncio.get_running_loop().time() + self.settle
+        return Unsettled(due, state, status, error)
+
+    async def attach(self, item: Item, *, uncertain: bool,
+                     state: ItemState | None = None) -> Outcome:
+        """Attach one pair; `uncertain`: the log says it may be attached, so check first.
+        `state`: the item's tries so far, when it comes back from the settle wait. Raises
+        Unsettled when a write's outcome becomes unknown."""
+        if state is None:
+            state = ItemState(uncertain=uncertain)
         try:
             return await self._try_once(item, state)
         except _Retry as exc:
             first = exc
         return await self._retry_loop(item, state, first)
 
-    async def _retry_loop(self, item: Item, state: _ItemState, first: _Retry) -> Outcome:
+    async def _retry_loop(self, item: Item, state: ItemState, first: _Retry) -> Outcome:
         pending: _Retry | None = first
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_Retry),
@@ -305,7 +350,7 @@ class Attempter:
                            uncertain=state.uncertain)
         raise AssertionError("unreachable: tenacity returns or re-raises")
 
-    async def _try_once(self, item: Item, state: _ItemState) -> Outcome:
+    async def _try_once(self, item: Item, state: ItemState) -> Outcome:
         if state.uncertain:
             settled = await self._settle(item, state)
             if settled is not None:
@@ -325,10 +370,10 @@ class Attempter:
             self.counters.attach_requests -= 1
             raise _Retry(None, NOT_SENT) from None
         except TransportError as exc:
+            error = ApiError("connection_error", str(exc), None)
             if exc.sent:
-                state.uncertain = True
-                self.counters.uncertain += 1
-            raise _Retry(None, ApiError("connection_error", str(exc), None)) from None
+                raise self.unsettled(state, None, error) from None
+            raise _Retry(None, error) from None
         judgement = target.judge_attach(answer, wait=self.wait)
         if state.sent == 1 and self.breaker.armed and self.breaker.observe(
             item, judgement.verdict, answer.status, judgement.error
@@ -336,7 +381,7 @@ class Attempter:
             self.breaker_tripped = True
         return await self._conclude(item, state, answer, judgement)
 
-    async def _conclude(self, item: Item, state: _ItemState, answer: Answer,
+    async def _conclude(self, item: Item, state: ItemState, answer: Answer,
                         judgement: Judgement) -> Outcome:
         verdict, status = judgement.verdict, answer.status
         if verdict in (Verdict.ATTACHED, Verdict.IN_PROGRESS, Verdict.FILE_FAILED) and (
@@ -365,6 +410,8 @@ class Attempter:
                 state.counted -= 1
                 state.throttled += 1
                 raise _Retry(status, judgement.error, wait=0.0)
+            if status in UNCERTAIN_STATUSES:
+                raise self.unsettled(state, status, judgement.error)
             wait = min(answer.retry_after, MAX_RETRY_AFTER) if answer.retry_after else None
             raise _Retry(status, judgement.error, wait=wait)
         # REFUSED (or ABSENT, which an attach answer never is).
@@ -381,7 +428,7 @@ class Attempter:
 
     # --- checks -----------------------------------------------------------------------------
 
-    async def _settle(self, item: Item, state: _ItemState) -> Outcome | None:
+    async def _settle(self, item: Item, state: ItemState) -> Outcome | None:
         """Check an uncertain pair. An Outcome when the check settles it (attached, or it
         cannot be answered: then never POST blind); None when it is absent: send it."""
         judgement, status = await self.check(item)
@@ -405,7 +452,7 @@ class Attempter:
             return _file_failed(judgement, 200, state.sent)
         return Outcome("failed", status, state.sent, judgement.error, retryable=False)
 
-    async def _after_check(self, item: Item, state: _ItemState) -> Outcome:
+    async def _after_check(self, item: Item, state: ItemState) -> Outcome:
         """Settle a pair that is in its store by a GET (and converge its attributes)."""
         settled = await self._settle(item, state)
         if settled is not None:
@@ -416,7 +463,7 @@ class Attempter:
 
     # --- attributes -------------------------------------------------------------------------
 
-    async def _converge(self, item: Item, state: _ItemState, judgement: Judgement,
+    async def _converge(self, item: Item, state: ItemState, judgement: Judgement,
                         ) -> Outcome | None:
         """The pair is in its store, as `judgement.obj` shows it: update its managed
         attributes when they differ (SPEC: a file added again keeps its old ones), and count
@@ -440,13 +487,13 @@ class Attempter:
 
     async def confirm(self, item: Item) -> Outcome:
         """A pair a batch put in place, whose object we have not seen: GET it and converge."""
-        return await self._after_check(item, _ItemState(sent=1))
+        return await self._after_check(item, ItemState(sent=1))
 
     async def converge_listed(self, item: Item, obj: Mapping[str, Any], ending: Outcome,
                               ) -> Outcome:
         """A pair a batch put in place, as its file list shows it: converge its attributes;
         `ending` is its outcome when nothing needs changing."""
-        state = _ItemState(sent=ending.attempts)
+        state = ItemState(sent=ending.attempts)
         failed = await self._converge(item, state, Judgement(Verdict.ATTACHED, obj=obj))
         if failed is not None:
             return failed
@@ -473,8 +520,12 @@ class Attempter:
                 "POST", target.update_path(item.owner, item.file_id), target.update_body(item),
                 store=item.owner, kind="update")
         except GaveUp as exc:
-            return Outcome("failed", exc.status, 1, exc.error, retryable=True,
-                           uncertain=exc.uncertain, op="update")
+            if exc.uncertain:
+                # counted as uncertain by request_retrying already
+                due = asyncio.get_running_loop().time() + self.settle
+                raise Unsettled(due, ItemState(sent=1, counted=1, uncertain=True), exc.status,
+                                exc.error) from None
+            return Outcome("failed", exc.status, 1, exc.error, retryable=True, op="update")
         judgement = target.judge_check(answer, wait=False)
         if judgement.verdict is Verdict.ATTACHED:
             return judgement
@@ -512,7 +563,7 @@ class Attempter:
         """A request retried on transient failures; the first answer that is not transient is
         returned whatever its status. Raises RunRefused, or GaveUp when tries run out. A POST
         whose outcome became unknown (reset after sending) is not resent: GaveUp(uncertain)."""
-        tries = _ItemState()
+        tries = ItemState()
         idempotent = method == "GET"
 
         async def once() -> Answer:
@@ -537,6 +588,10 @@ class Attempter:
                     tries.counted -= 1
                     tries.throttled += 1
                     raise _Retry(429, error, wait=0.0)
+                if not idempotent and answer.status in UNCERTAIN_STATUSES:
+                    # It may have been applied: never resent blind (see Unsettled).
+                    self.counters.uncertain += 1
+                    raise GaveUp(answer.status, error, uncertain=True)
                 wait = min(answer.retry_after, MAX_RETRY_AFTER) if answer.retry_after else None
                 raise _Retry(answer.status, error, wait=wait)
             return answer
@@ -563,7 +618,7 @@ class Attempter:
 
     # --- --wait -----------------------------------------------------------------------------
 
-    async def _wait_for_file(self, item: Item, state: _ItemState, status: int) -> Outcome:
+    async def _wait_for_file(self, item: Item, state: ItemState, status: int) -> Outcome:
         """Poll a vector store file until it leaves in_progress (1 s doubling to 10 s)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_timeout
@@ -598,7 +653,7 @@ class Attempter:
             return Outcome("failed", answer.status, state.sent, judgement.error, retryable=True)
 
 
-def _in_place(status: int | None, state: _ItemState, file_status: str | None) -> Outcome:
+def _in_place(status: int | None, state: ItemState, file_status: str | None) -> Outcome:
     """The pair is in its store: `updated` when this run set its attributes, else attached."""
     if state.updated:
         return Outcome("updated", status, state.sent, file_status=file_status, op="update")

@@ -18,7 +18,16 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from runner.attempt import POLL_FIRST, POLL_MAX, Attempter, GaveUp, Outcome, RunRefused
+from runner.attempt import (
+    POLL_FIRST,
+    POLL_MAX,
+    Attempter,
+    GaveUp,
+    ItemState,
+    Outcome,
+    RunRefused,
+    Unsettled,
+)
 from runner.items import Item
 from runner.log import ResultLog
 from runner.targets import ApiError, Judgement, VectorStoreFiles, judge_vector_store_file
@@ -30,11 +39,13 @@ NOT_SENT = ApiError("run_refused", "not sent: the run stopped before this file's
 
 class BatchRunner:
     def __init__(self, attempter: Attempter, log: ResultLog, owner_column: str,
-                 record: Callable[[Item, Outcome], None]) -> None:
+                 record: Callable[[Item, Outcome], None],
+                 park: Callable[[Item, Unsettled, float], None]) -> None:
         self.attempter = attempter
         self.log = log
         self.owner_column = owner_column
         self.record = record
+        self.park = park
 
     @property
     def target(self) -> VectorStoreFiles:
@@ -54,8 +65,12 @@ class BatchRunner:
                 "POST", target.batch_path(store), target.batch_body(items), store=store)
         except GaveUp as exc:
             if exc.uncertain:
-                # The batch may exist: settle each file by a check, never by a blind resend.
-                await self._singles(items, uncertain=True)
+                # The batch may exist, or come to exist seconds from now: settle each file
+                # by a check once --settle has passed, never by a blind resend.
+                due = asyncio.get_running_loop().time() + self.attempter.settle
+                for item in items:
+                    state = ItemState(sent=1, counted=1, uncertain=True)
+                    self.park(item, Unsettled(due, state, exc.status, exc.error), due)
             else:
                 for item in items:
                     self.record(item, Outcome("failed", exc.status, 1, exc.error, retryable=True))
@@ -93,6 +108,9 @@ class BatchRunner:
                 return
             try:
                 outcome = await attempter.attach(item, uncertain=uncertain)
+            except Unsettled as unsettled:
+                self.park(item, unsettled, unsettled.due)
+                continue
             except RunRefused as refusal:
                 self.record(item, Outcome("failed", refusal.status, 1, refusal.error,
                                           retryable=True, uncertain=uncertain))
@@ -156,11 +174,15 @@ class BatchRunner:
                 self.record(item, ending(item))
                 continue
             obj = shown.get(item.file_id) if shown is not None else None
-            if obj is None:
-                # Not in the list (or the list cannot be read): look at the file itself.
-                outcome = await self.attempter.confirm(item)
-            else:
-                outcome = await self.attempter.converge_listed(item, obj, ending(item))
+            try:
+                if obj is None:
+                    # Not in the list (or the list cannot be read): look at the file itself.
+                    outcome = await self.attempter.confirm(item)
+                else:
+                    outcome = await self.attempter.converge_listed(item, obj, ending(item))
+            except Unsettled as unsettled:  # an update whose outcome is unknown
+                self.park(item, unsettled, unsettled.due)
+                continue
             self.record(item, outcome)
 
     async def _listed(self, store: str, batch_id: str) -> dict[str, Mapping[str, Any]] | None:

@@ -11,6 +11,7 @@ import re
 import shlex
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from runner.errors import one_line, register_secret, scrub_secrets
 from runner.items import Item
 from runner.limiter import KeyedLimiter, RateLimiter
 from runner.lock import RunLock, holder_pid
-from runner.log import ResultLog, check_log
+from runner.log import ResultLog, check_log, last_timestamp
 from runner.manifest import (
     Block,
     ManifestSource,
@@ -278,10 +279,23 @@ def run(settings: Settings, io: Io, argv: Sequence[str]) -> int:
         lock.release()
 
 
+def resume_due_in(settings: Settings) -> float:
+    """Seconds from now before a pair an earlier run left uncertain may be checked (SPEC's
+    settle rule: its `sent` time plus --timeout plus --settle). The log's last line is no
+    earlier than any `sent` in it, so waiting from there is always long enough; after a
+    kill and an immediate rerun it costs at most --timeout + --settle, and a nightly rerun
+    never waits."""
+    last = last_timestamp(settings.log)
+    if last is None:
+        return 0.0
+    return max(0.0, last + settings.timeout + settings.settle - time.time())
+
+
 async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Target,
                   source: ManifestSource, stats: ManifestStats, index: ResumeIndex,
                   key: ApiKey) -> int:
     """The run itself, with the lock held and the log read."""
+    due_in = resume_due_in(settings)  # before this run writes its first line
     log = ResultLog(settings.log, uuid.uuid4().hex[:12])
     log.open()
     try:
@@ -301,14 +315,14 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
                     max_attempts=settings.max_attempts, backoff_initial=settings.backoff_initial,
                     backoff_max=settings.backoff_max, wait=settings.wait,
                     wait_timeout=settings.wait_timeout,
-                    breaker=Breaker(manifest_owners=stats.owners))
+                    breaker=Breaker(manifest_owners=stats.owners), settle=settings.settle)
                 engine = Engine(
                     parts=_parts(source, target),
                     pairs=stats.pairs, index=index, log=log,
                     attempter=attempter, owner_column=target.owner_column,
                     concurrency=settings.concurrency, batch_size=settings.batch_size,
                     retry_failed=settings.retry_failed, max_runtime=settings.max_runtime,
-                    on_progress=progress)
+                    on_progress=progress, resume_due_in=due_in)
                 result = await engine.run()
         finally:
             # Before anything else is printed: the bar ends on its own line, cursor shown.
@@ -379,7 +393,8 @@ def demo(make_settings: Callable[[list[str]], Settings], io: Io) -> int:
                 log = os.path.join(tmp, "demo.results.jsonl")
                 settings = make_settings(["run", demo_manifest(), "--log", log, "--base-url",
                                           base_url, "--api-key-env", "ATTACH_RUNNER_DEMO_KEY",
-                                          "--backoff-initial", "0.05", "--backoff-max", "0.5"])
+                                          "--backoff-initial", "0.05", "--backoff-max", "0.5",
+                                          "--settle", "1"])
                 target, source, stats = _prepare(settings, io)
                 os.environ["ATTACH_RUNNER_DEMO_KEY"] = "sk-sandbox"
                 key = load_api_key(settings, os.environ)

@@ -331,6 +331,10 @@ OPTIONS: Final[tuple[Option, ...]] = (
            kind=_whole(1, 100), default=6, default_doc="6", metavar="N"),
     Option("timeout", "seconds per request",
            kind=_seconds(0, 3600, above_low=True), default=60.0, default_doc="60", metavar="S"),
+    Option("settle", "an uncertain write is checked no sooner than S seconds after the client "
+           "stopped waiting for it (the server may apply it late)",
+           kind=_seconds(0, 3600, above_low=False), default=10.0, default_doc="10",
+           metavar="S"),
     Option("batch_size", "vector stores: 0 = one call a file; 1-2000 = file_batches",
            kind=_whole(0, 2000), default=0, default_doc="0", metavar="N"),
     _switch("wait", "vector stores: poll until files leave in_progress"),
@@ -604,6 +608,7 @@ class Settings:
     store_rpm: int
     max_attempts: int
     timeout: float
+    settle: float
     batch_size: int
     wait: bool
     wait_timeout: float

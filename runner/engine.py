@@ -10,21 +10,24 @@ pool's size is the concurrency bound.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.attempt import Attempter, Outcome, RunRefused
+from runner.attempt import Attempter, Outcome, RunRefused, Unsettled
 from runner.attributes import digest as attributes_digest
 from runner.batches import BatchRunner
 from runner.items import Item
 from runner.log import ResultLog
 from runner.manifest import Block
 from runner.resume import Plan, ResumeIndex
-from runner.targets import generic_message
+from runner.targets import ApiError, generic_message
 
+SETTLING = ApiError("not_checked", "the run stopped before this uncertain pair could be "
+                    "checked (the server may have applied its last write late)", None)
 # In-flight requests get this long to finish after a stop (SIGINT/SIGTERM, --max-runtime).
 DRAIN_SECONDS = 10.0
 # Distinct failure reasons kept for the summary; the rest are counted together.
@@ -39,6 +42,18 @@ STORE_LOOKAHEAD = 20_000
 class Single:
     item: Item
     plan: Plan
+
+
+@dataclass(order=True, slots=True)
+class Parked:
+    """An item whose last write may have been applied, waiting for its check (the settle
+    rule: see attempt.Unsettled). `unsettled` is None for a pair an earlier run left
+    uncertain: its check has not begun, and it has no `sent` line in this run yet."""
+
+    due: float  # loop time
+    serial: int  # ties keep arrival order
+    item: Item = field(compare=False)
+    unsettled: Unsettled | None = field(compare=False, default=None)
 
 
 @dataclass(slots=True)
@@ -263,6 +278,7 @@ class Engine:
         retry_failed: bool,
         max_runtime: float | None,
         on_progress: Callable[[Engine], None] | None = None,
+        resume_due_in: float = 0.0,
     ) -> None:
         self._parts = parts
         self.index = index
@@ -279,8 +295,17 @@ class Engine:
         self.refusal: RunRefused | None = None
         self._stopping = asyncio.Event()
         self._hard_stop = asyncio.Event()
-        self._batches = BatchRunner(attempter, log, owner_column, record=self.record)
+        self._batches = BatchRunner(attempter, log, owner_column, record=self.record,
+                                    park=self.park)
         self.started = 0.0
+        # Pairs an earlier run left uncertain are checked no sooner than this many seconds
+        # from the start (the log's last line plus --timeout and --settle: see commands).
+        self.resume_due_in = resume_due_in
+        self._resume_due = 0.0
+        self._parked: list[Parked] = []  # a heap, earliest due first
+        self._serial = 0
+        self._work_left = True
+        self._parked_changed = asyncio.Event()
 
     # --- stopping -----------------------------------------------------------------------------
 
@@ -301,14 +326,57 @@ class Engine:
 
     # --- workers --------------------------------------------------------------------------------
 
+    def park(self, item: Item, unsettled: Unsettled | None, due: float) -> None:
+        """Hold an item until its check may go out (the settle rule)."""
+        self._serial += 1
+        entry = Parked(due, self._serial, item, unsettled)
+        heapq.heappush(self._parked, entry)
+        if self._parked[0] is entry:
+            self._parked_changed.set()  # a waiting worker may have to wake sooner
+
+    @property
+    def settling(self) -> tuple[int, float] | None:
+        """(items waiting for their check, loop time the first is due), or None."""
+        if not self._parked:
+            return None
+        return len(self._parked), self._parked[0].due
+
+    async def _take(self, work: Iterator[Work]) -> Work | Parked | None:
+        """The next thing to do: a parked item whose time has come, else the next unit of
+        work; when the work has run out, wait for the next parked item (or a stop)."""
+        loop = asyncio.get_running_loop()
+        parked = self._parked
+        while not self._stopping.is_set():
+            if parked and parked[0].due <= loop.time():
+                return heapq.heappop(parked)
+            if self._work_left:
+                unit = next(work, None)
+                if unit is not None:
+                    return unit
+                self._work_left = False
+            if not parked:
+                return None
+            self._parked_changed.clear()
+            waits = [asyncio.ensure_future(self._stopping.wait()),
+                     asyncio.ensure_future(self._parked_changed.wait())]
+            try:
+                await asyncio.wait(waits, timeout=max(0.0, parked[0].due - loop.time()),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+        return None
+
     async def _worker(self, work: Iterator[Work]) -> None:
         stopping = self._stopping
         while not stopping.is_set():
-            unit = next(work, None)
+            unit = await self._take(work)
             if unit is None:
                 return
             try:
-                if isinstance(unit, Single):
+                if isinstance(unit, Parked):
+                    await self._check_parked(unit)
+                elif isinstance(unit, Single):
                     await self._one(unit.item, unit.plan)
                 elif isinstance(unit, NewBatch):
                     await self._batches.create(unit.store, unit.items)
@@ -320,6 +388,11 @@ class Engine:
                 self._refuse(RunRefused("breaker", None, None))
 
     async def _one(self, item: Item, plan: Plan) -> None:
+        if plan is Plan.CHECK and self._resume_due > asyncio.get_running_loop().time():
+            # Left uncertain by a run that may have ended moments ago: the server may not
+            # have applied that write yet. Check it when its time comes; go on meanwhile.
+            self.park(item, None, self._resume_due)
+            return
         # Log "sent" before the first request: a crash after sending must leave the pair
         # uncertain (checked next run), not pending (sent blind).
         pair = pair_members(self.owner_column, item)
@@ -330,11 +403,43 @@ class Engine:
                 outcome = await self.attempter.update(item)
             else:
                 outcome = await self.attempter.attach(item, uncertain=plan is Plan.CHECK)
+        except Unsettled as unsettled:
+            self.park(item, unsettled, unsettled.due)
+            return
         except RunRefused as refusal:
             self.record(item, Outcome("failed", refusal.status, 1, refusal.error, retryable=True,
                                       op=op))
             raise
         self.record(item, outcome, pair)
+
+    async def _check_parked(self, parked: Parked) -> None:
+        """A parked item's time has come: check it (GET), and send it only if absent."""
+        item, unsettled = parked.item, parked.unsettled
+        if unsettled is None:
+            self.log.append_encoded("sent", op_members("attach", pair_members(
+                self.owner_column, item)))
+        state = unsettled.state if unsettled is not None else None
+        try:
+            outcome = await self.attempter.attach(item, uncertain=True, state=state)
+        except Unsettled as again:
+            self.park(item, again, again.due)
+            return
+        except RunRefused as refusal:
+            self.record(item, Outcome("failed", refusal.status, 1, refusal.error,
+                                      retryable=True, uncertain=True))
+            raise
+        self.record(item, outcome)
+
+    def _unpark_all(self) -> None:
+        """The run stopped while items waited for their check: each ends failed, retryable
+        and uncertain (SPEC), so the next run checks it first."""
+        while self._parked:
+            parked = heapq.heappop(self._parked)
+            if parked.unsettled is not None:
+                self.record(parked.item, parked.unsettled.outcome())
+            else:
+                self.record(parked.item, Outcome(
+                    "failed", None, 0, SETTLING, retryable=True, uncertain=True))
 
     def record(self, item: Item, outcome: Outcome, pair: str | None = None) -> None:
         """Write the item's `done` line and count it. `pair`: the pair's JSON members, when
@@ -386,6 +491,7 @@ class Engine:
     async def run(self) -> RunResult:
         loop = asyncio.get_running_loop()
         self.started = loop.time()
+        self._resume_due = self.started + self.resume_due_in
         handlers = self._install_signals(loop)
         timer = (loop.call_later(self.max_runtime, self.stop, "max-runtime")
                  if self.max_runtime else None)
@@ -408,6 +514,7 @@ class Engine:
                 ticker.cancel()
             for sig in handlers:
                 loop.remove_signal_handler(sig)
+        self._unpark_all()
         if self.refusal is not None:
             self._release_breaker_items()
         return RunResult(self.tally, self.stop_reason, self.refusal, loop.time() - self.started)

@@ -16,6 +16,7 @@ never shortened.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -402,6 +403,28 @@ def _scan_chunk(path: str, chunk: bytes, before: int,
         start = at + 1
     if start < len(rows):
         yield rows[start:] if start else rows
+
+
+_TS = re.compile(rb'"ts":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z"')
+
+
+def last_timestamp(path: str) -> float | None:
+    """The `ts` of the log's last complete line, as a Unix time; None when there is none.
+    The settle rule needs when an earlier run may have sent its last write: no later than
+    this, so a check that waits from here waits long enough."""
+    try:
+        with open(path, "rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            file.seek(max(0, size - 65536))
+            tail = file.read()
+    except OSError:
+        return None
+    for line in reversed(tail.split(b"\n")[:-1]):
+        found = _TS.search(line)
+        if found is not None:
+            when = datetime.datetime.fromisoformat(found.group(1).decode())
+            return when.replace(tzinfo=datetime.timezone.utc).timestamp()
+    return None
 
 
 def _open_log(path: str) -> IO[bytes] | None:

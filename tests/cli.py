@@ -13,7 +13,7 @@ from typing import Any
 
 SANDBOX_KEY = "sk-sandbox"
 # Shrink retry waits through settings, not patches.
-FAST = ["--backoff-initial", "0.01", "--backoff-max", "0.05"]
+FAST = ["--backoff-initial", "0.01", "--backoff-max", "0.05", "--settle", "0.3"]
 
 
 @dataclass
