@@ -12,12 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import runner.log
-import runner.manifest
+import runner.manifest.fastpath
 from runner.engine import Single, Tally, iter_work
 from runner.errors import LogError, ManifestError
 from runner.items import Item, pair_key, pair_keys
 from runner.log import ResultLog, read_log, scan_log
 from runner.manifest import Block, ManifestSource, check_manifest, iter_blocks, iter_items
+from runner.manifest.csv_format import csv_rows
+from runner.manifest.jsonl_format import jsonl_rows
+from runner.manifest.reader import iter_rows
 from runner.resume import ResumeIndex
 
 SETTINGS = settings(
@@ -174,14 +177,14 @@ def test_bulk_log_scan_takes_our_lines_in_bulk(tmp_path: Path) -> None:
 def slow_parts(source: ManifestSource, owner_column: str) -> list[Item | tuple[int, str]]:
     """What the line-by-line readers say, problems as (line, message)."""
     if source.format == "csv":
-        rows = runner.manifest._csv_rows(source.display, source.path, owner_column)
+        rows = csv_rows(source.display, source.path, owner_column)
     else:
-        rows = runner.manifest._jsonl_rows(source.display, source.path, owner_column)
+        rows = jsonl_rows(source.display, source.path, owner_column)
     return [row if isinstance(row, Item) else (row.line, row.message) for row in rows]
 
 
 def fast_parts(source: ManifestSource, owner_column: str) -> list[Item | tuple[int, str]]:
-    rows = runner.manifest._rows(source, owner_column, "assistants")
+    rows = iter_rows(source, owner_column, "assistants")
     return [row if isinstance(row, Item) else (row.line, row.message) for row in rows]
 
 
@@ -205,7 +208,7 @@ def test_csv_fast_path_reads_like_the_line_reader(
     lines: list[str], chunk: int, final_newline: bool,
 ) -> None:
     """Any CSV, in chunks of any size: the same pairs and problems, on the same lines."""
-    monkeypatch.setattr(runner.manifest, "FAST_CHUNK", chunk)
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", chunk)
     path = tmp_path_factory.mktemp("csv") / "m.csv"
     text = "\n".join([header, *lines]) + ("\n" if final_newline else "")
     path.write_bytes(text.encode("utf-8"))
@@ -232,7 +235,7 @@ def test_jsonl_fast_path_reads_like_the_line_reader(
     lines: list[str], chunk: int, bom: bool,
 ) -> None:
     """Any JSONL, in chunks of any size: the same pairs and problems, on the same lines."""
-    monkeypatch.setattr(runner.manifest, "FAST_CHUNK", chunk)
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", chunk)
     path = tmp_path_factory.mktemp("jsonl") / "m.jsonl"
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + "\n".join(lines).encode("utf-8"))
     source = ManifestSource(str(path), str(path), "jsonl")
@@ -243,7 +246,7 @@ def test_check_counts_repeats_and_owners_across_blocks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Counts made in bulk: repeats within and across blocks, distinct files per owner."""
-    monkeypatch.setattr(runner.manifest, "FAST_CHUNK", 64)
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", 64)
     rows = [f"asst_{i % 3},file-{i % 7}" for i in range(60)]
     path = tmp_path / "m.csv"
     path.write_text("assistant_id,file_id\n" + "\n".join(rows) + "\n")
@@ -262,7 +265,7 @@ def test_a_bad_row_after_fast_blocks_is_named_by_its_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Thousands of plain rows, then a bad one: the problem names the right line."""
-    monkeypatch.setattr(runner.manifest, "FAST_CHUNK", 256)
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", 256)
     path = tmp_path / "m.jsonl"
     lines = [json.dumps({"assistant_id": "asst_a", "file_id": f"file-{i}"}) for i in range(3000)]
     lines.append('{"assistant_id": "asst_a", "file_id": "bad id"}')
@@ -292,7 +295,7 @@ def test_planning_whole_blocks_plans_like_item_by_item(
     """A rerun skips a manifest block whose pairs the log has all done, in bulk: the same
     work, in the same order, and the same counts as planning each item, for any log and any
     manifest (repeats included, which turn the bulk skip off)."""
-    monkeypatch.setattr(runner.manifest, "FAST_CHUNK", chunk)
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", chunk)
     folder = tmp_path_factory.mktemp("plan")
     log_path, manifest = folder / "r.jsonl", folder / "m.csv"
     with ResultLog(str(log_path), "run-1") as log:
