@@ -16,22 +16,29 @@ or runs past 1 MiB is one problem on its line, and memory stays flat however lon
     fastpath.py     plain CSV/JSONL lines taken a chunk at a time, as Blocks
     csv_format.py   jsonl_format.py   yaml_format.py   one reader a format
     reader.py       iter_items, iter_blocks: any format, stopping at the first bad row
+    options.py      per-file options (attributes, chunking_strategy), value by value
+    yaml_values.py  YAML nodes as the plain values options are checked as
+    target.py       detect_target: which target the manifest names, from its first rows
     check.py        check_manifest: every bad row named, else the counts
 """
 
-from runner.manifest.check import ManifestStats, check_manifest
+from runner.manifest.check import ManifestStats, check_manifest, options_key
 from runner.manifest.common import FORMATS, STDIN_DISPLAY, Block, ManifestSource
 from runner.manifest.reader import iter_blocks, iter_items
 from runner.manifest.source import open_manifest
+from runner.manifest.target import Detected, detect_target
 
 __all__ = [
     "FORMATS",
     "STDIN_DISPLAY",
     "Block",
+    "Detected",
     "ManifestSource",
     "ManifestStats",
     "check_manifest",
+    "detect_target",
     "iter_blocks",
     "iter_items",
     "open_manifest",
+    "options_key",
 ]

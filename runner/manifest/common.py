@@ -4,10 +4,12 @@ shown in a message."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, TypeAlias
 
+from runner.attributes import Options
 from runner.errors import ManifestProblem
 from runner.items import ID_RULE, Item, is_valid_id
 
@@ -57,16 +59,22 @@ class ManifestSource:
 
 
 
+NO_OPTIONS: tuple[Options | None, str | None] = (None, None)
+
+
 def checked_pair(display: str, line: int, owner_column: str, owner: str, file_id: str,
-                 noun: str) -> Row:
-    """The shared last step of every format: two non-empty, valid IDs make an Item."""
+                 noun: str, options: tuple[Options | None, str | None] = NO_OPTIONS) -> Row:
+    """The shared last step of every format: two non-empty, valid IDs make an Item, with the
+    options the row gives, or the problem with them (named after a problem with the IDs)."""
     for name, value in ((owner_column, owner), ("file_id", file_id)):
         if not value:
             what = f"{name} is empty; every {noun} needs {owner_column} and file_id"
             return ManifestProblem(display, line, what)
         if not is_valid_id(value):
             return ManifestProblem(display, line, invalid_id(name, value))
-    return Item(owner, file_id, line)
+    if options[1] is not None:
+        return ManifestProblem(display, line, options[1])
+    return Item(owner, file_id, line, options[0])
 
 
 def invalid_id(name: str, value: str) -> str:
@@ -78,8 +86,12 @@ def other_owner(owner_column: str) -> str | None:
     return others[0] if len(others) == 1 else None
 
 
-def wrong_target(owner_column: str, found: str, what: str) -> str:
-    """`found`, the other target's owner column, stands where `owner_column` should."""
+def wrong_target(owner_column: str, found: str, what: str, said_on: int | None = None) -> str:
+    """`found`, the other target's owner column, stands where `owner_column` should: named by
+    --target, or by the manifest itself on line `said_on`."""
+    if said_on is not None:
+        return (f'{what} names "{found}" but line {said_on} names "{owner_column}"; a manifest '
+                f"is for one target: move the {TARGET_OF[found]} pairs to a manifest of their own")
     target = TARGET_OF.get(owner_column, "this target")
     article = "an" if owner_column[:1] in "aeiou" else "a"
     needs = f'{article} "{owner_column}" column' if what == "header" else f'"{owner_column}"'
@@ -88,6 +100,11 @@ def wrong_target(owner_column: str, found: str, what: str) -> str:
         f'{what} names "{found}" but --target {target} needs {needs}; '
         f"rename the {part} or pass --target {TARGET_OF[found]}"
     )
+
+
+def both_owners(what: str) -> str:
+    return (f'{what} names both "assistant_id" and "vector_store_id"; a manifest is for one '
+            "target: keep one of them")
 
 
 def show(value: str) -> str:
@@ -133,7 +150,20 @@ def json_kind(value: object) -> str:
 
 
 class DuplicateKey(Exception):
-    pass
+    """A key repeated in one JSON object (json.loads would quietly keep the last)."""
+
+
+class NotFinite(Exception):
+    """NaN or an infinity, which json.loads accepts by default and JSON does not allow."""
+
+
+def load_json(text: str) -> Any:
+    """`json.loads`, refusing repeated keys (DuplicateKey) and NaN/Infinity (NotFinite)."""
+    return json.loads(text, object_pairs_hook=refuse_duplicates, parse_constant=_not_finite)
+
+
+def _not_finite(name: str) -> Any:
+    raise NotFinite(name)
 
 
 def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

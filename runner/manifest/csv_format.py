@@ -1,21 +1,29 @@
-"""CSV manifests: a header naming the owner column and file_id (other columns ignored), then a
-row a pair. Read as bytes a line at a time (common.read_lines), through the fast path while
-lines are plain."""
+"""CSV manifests: a header naming the owner column and file_id (other columns ignored, but
+`attributes` and `chunking_strategy`, which hold JSON), then a row a pair. Read as bytes a line
+at a time (common.read_lines), through the fast path while lines are plain."""
 
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
+from runner.attributes import Options
 from runner.errors import ManifestProblem
 from runner.manifest.common import (
     MAX_LINE_BYTES,
+    NO_OPTIONS,
     UTF8_BOM,
     Block,
+    DuplicateKey,
+    NotFinite,
     Part,
     Row,
+    both_owners,
     checked_pair,
+    load_json,
     missing_names,
     other_owner,
     read_lines,
@@ -23,6 +31,7 @@ from runner.manifest.common import (
     wrong_target,
 )
 from runner.manifest.fastpath import FAST_ID, fast_blocks, fast_text
+from runner.manifest.options import OPTION_NAMES, read_options
 
 
 def csv_parts(display: str, path: str, owner_column: str) -> Iterator[Part]:
@@ -34,7 +43,10 @@ def csv_parts(display: str, path: str, owner_column: str) -> Iterator[Part]:
         return
     owner_at, file_at = header.index(owner_column), header.index("file_id")
     other = r'[^,"\r\n]{0,1000}'  # well within csv's field limit and the line limit
-    fields = [FAST_ID if i in (owner_at, file_at) else other for i in range(len(header))]
+    # An option cell must be empty here: a line that gives options (`{}` included, which
+    # clears attributes) is the line reader's, which parses and checks them.
+    fields = [FAST_ID if i in (owner_at, file_at) else "" if name in OPTION_NAMES else other
+              for i, name in enumerate(header)]
     pattern = re.compile(r"^" + ",".join(fields) + r"\r?$", re.MULTILINE)
     for part in fast_blocks(path, len(first), 1, pattern, swap=file_at < owner_at):
         if isinstance(part, Block):
@@ -55,7 +67,6 @@ def _plain_header(first: bytes, owner_column: str) -> list[str] | None:
     return header
 
 
-
 def csv_rows(display: str, path: str, owner_column: str,
               resume: tuple[int, int, list[str]] | None = None) -> Iterator[Row]:
     """Rows line by line; `resume` = (byte offset, lines before it, header): go on from there
@@ -65,8 +76,10 @@ def csv_rows(display: str, path: str, owner_column: str,
     # strict: `"asst_1"x` or a quote left open at the end is an error, not a guess.
     reader = csv.reader(_csv_text(path, spoiled, offset, before), strict=True)
     owner_at = file_at = 0
+    options_at: list[tuple[str, int]] = []  # (name, column) of the option columns present
     if header is not None:
         owner_at, file_at = header.index(owner_column), header.index("file_id")
+        options_at = _options_at(header)
     end = before  # the last physical line the reader has consumed
     while True:
         start = end + 1
@@ -98,19 +111,50 @@ def csv_rows(display: str, path: str, owner_column: str,
                 yield ManifestProblem(display, start, problem)
                 return
             owner_at, file_at = header.index(owner_column), header.index("file_id")
+            options_at = _options_at(header)
             continue
         problem = _csv_shape_problem(row, len(header))
         if problem is not None:
             yield ManifestProblem(display, start, problem)
             continue
         owner, file_id = row[owner_at].strip(), row[file_at].strip()
-        yield checked_pair(display, start, owner_column, owner, file_id, "row")
+        options = _row_options(row, options_at, owner_column) if options_at else NO_OPTIONS
+        yield checked_pair(display, start, owner_column, owner, file_id, "row", options)
+
+
+def _options_at(header: list[str]) -> list[tuple[str, int]]:
+    return [(name, header.index(name)) for name in OPTION_NAMES if name in header]
+
+
+def _row_options(row: list[str], options_at: list[tuple[str, int]],
+                 owner_column: str) -> tuple[Options | None, str | None]:
+    """The options a row's cells give, as JSON; an empty cell gives none."""
+    given: dict[str, Any] = {}
+    for name, at in options_at:
+        cell = row[at].strip()
+        if not cell:
+            continue
+        try:
+            given[name] = load_json(cell)
+        except DuplicateKey as exc:
+            return None, (f"{name} cell names key {show(str(exc.args[0]))} twice; keep one")
+        except NotFinite as exc:
+            return None, (f"{name} cell holds {exc.args[0]}, which JSON does not allow; give a "
+                          "finite number, or a string")
+        except (ValueError, RecursionError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "unreadable"
+            example = '{""year"": 2021}' if name == "attributes" else '{""type"": ""auto""}'
+            return None, (f"{name} cell is not JSON ({reason}); write JSON in a quoted cell, "
+                          f'like "{example}"')
+    return read_options(given, owner_column)
+
 
 def _csv_text(path: str, spoiled: dict[int, str], offset: int, before: int) -> Iterator[str]:
     for number, text, problem in read_lines(path, offset, before):
         if problem is not None:
             spoiled[number] = problem
         yield text
+
 
 def _csv_error(exc: csv.Error) -> str:
     text = str(exc)
@@ -129,6 +173,7 @@ def _csv_error(exc: csv.Error) -> str:
     reason = text.splitlines()[0] if text else "unknown error"
     return f"row is not valid CSV ({reason}); fix its quoting"
 
+
 def csv_header_problem(header: list[str], owner_column: str) -> str | None:
     seen: set[str] = set()
     for name in header:
@@ -136,7 +181,9 @@ def csv_header_problem(header: list[str], owner_column: str) -> str | None:
             return f"header names {show(name)} twice; give each column its own name"
         seen.add(name)
     other = other_owner(owner_column)
-    if owner_column not in header and other is not None and other in header:
+    if other is not None and other in header:
+        if owner_column in header:
+            return both_owners("header")
         return wrong_target(owner_column, other, "header")
     missing = missing_names(header, owner_column)
     if missing:
@@ -144,6 +191,7 @@ def csv_header_problem(header: list[str], owner_column: str) -> str | None:
             f"header has no {missing} column; the header row must name {owner_column} and file_id"
         )
     return None
+
 
 def _csv_shape_problem(row: list[str], columns: int) -> str | None:
     if len(row) < columns:

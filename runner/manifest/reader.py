@@ -31,23 +31,27 @@ def iter_blocks(source: ManifestSource, owner_column: str,
         yield part
 
 
-
-def iter_rows(source: ManifestSource, owner_column: str, group_key: str) -> Iterator[Row]:
+def iter_rows(source: ManifestSource, owner_column: str, group_key: str,
+              said_on: int | None = None) -> Iterator[Row]:
     """Every row, one at a time (blocks of the fast path taken apart)."""
-    for part in iter_parts(source, owner_column, group_key):
+    for part in iter_parts(source, owner_column, group_key, said_on):
         if isinstance(part, Block):
             yield from part.items()
         else:
             yield part
 
 
-def iter_parts(source: ManifestSource, owner_column: str, group_key: str) -> Iterator[Part]:
+def iter_parts(source: ManifestSource, owner_column: str, group_key: str,
+               said_on: int | None = None) -> Iterator[Part]:
+    """Every part in file order. `said_on`: the line where the manifest named its target (not
+    --target), for the message about a row of the other target. A CSV names it in its header
+    alone, so no row of a CSV can be of the other target."""
     if source.format == "csv":
         parsed = csv_parts(source.display, source.path, owner_column)
     elif source.format == "jsonl":
-        parsed = jsonl_parts(source.display, source.path, owner_column)
+        parsed = jsonl_parts(source.display, source.path, owner_column, said_on)
     elif source.format == "yaml":
-        parsed = yaml_rows(source.display, source.path, owner_column, group_key)
+        parsed = yaml_rows(source.display, source.path, owner_column, group_key, said_on)
     else:
         shown = show(source.format)
         raise UsageError(f"{source.display}: unknown format {shown}; use csv, yaml or jsonl")
