@@ -17,6 +17,7 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 
 from runner.manifest.common import (
     GROUP_OF,
+    TARGET_OF,
     DuplicateKey,
     ManifestSource,
     NotFinite,
@@ -36,6 +37,10 @@ class Detected:
     owner_column: str
     line: int
     said: str
+
+    @property
+    def target(self) -> str:
+        return TARGET_OF[self.owner_column]
 
 
 def detect_target(source: ManifestSource) -> Detected | None:
