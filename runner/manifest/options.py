@@ -81,7 +81,8 @@ def _attributes(value: Any) -> dict[str, str | int | float | bool]:
                    f"most {MAX_KEYS}")
     out: dict[str, str | int | float | bool] = {}
     for key, item in value.items():
-        out[_key(key)] = _attribute(key, item)
+        name = _key(key)  # first: the value's message shows the key
+        out[name] = _attribute(name, item)
     return out
 
 
@@ -113,8 +114,8 @@ def _attribute(key: str, value: Any) -> str | int | float | bool:
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise _Bad(f"{name} is {_text(value)}, not a finite number; give a finite number, "
-                       "or a string")
+            raise _Bad(f"{name} is not a finite number (it reads as {_text(value)}); give a "
+                       "finite number, or a string")
         return value
     if value is None:
         raise _Bad(f"{name} is null; give it a value (a string, number or boolean), or leave "
@@ -144,8 +145,9 @@ def _chunking(value: Any) -> dict[str, Any]:
     _only(value, ("type", "static"), 'chunking_strategy of type "static"')
     static = value.get("static")
     if not isinstance(static, dict):
-        what = "missing" if "static" not in value else _kind(static)
-        raise _Bad(f'chunking_strategy "static" is {what}, not an object; write "static": '
+        what = ('has no "static"' if "static" not in value
+                else f'has "static" as {_kind(static)}, not an object')
+        raise _Bad(f'chunking_strategy of type "static" {what}; write "static": '
                    '{"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}')
     _only(static, _STATIC_KEYS, 'chunking_strategy "static"')
     size = _tokens(static, "max_chunk_size_tokens", MIN_TOKENS, MAX_TOKENS)
