@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import runner.log
 import runner.manifest.fastpath
+from runner.attributes import Options
 from runner.engine import Single, Tally, iter_work
 from runner.errors import LogError, ManifestError
 from runner.items import Item, pair_key, pair_keys
@@ -336,3 +337,41 @@ def test_a_rerun_with_every_pair_done_skips_blocks_whole(tmp_path: Path) -> None
     work = list(iter_work(iter(blocks), index, tally, retry_failed=False, batch_size=0))
     assert [unit.item.file_id for unit in work if isinstance(unit, Single)] == ["file-04999"]
     assert tally.done_earlier == len(pairs) - 1
+
+
+# ---------------------------------------------------------------- options and the fast path
+
+
+def test_csv_fast_path_leaves_option_cells_to_the_line_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An `attributes` cell of `{}` (clear them) is not an ignored column: the pair keeps its
+    options, in whichever chunk it stands; rows with empty option cells stay plain Blocks."""
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", 64)
+    rows = [f"vs_1,file-{i},," for i in range(40)]
+    rows[30] = "vs_1,file-30,{},"
+    path = tmp_path / "m.csv"
+    path.write_text("vector_store_id,file_id,attributes,chunking_strategy\n"
+                    + "\n".join(rows) + "\n")
+    source = ManifestSource(str(path), str(path), "csv")
+    parts = list(iter_blocks(source, "vector_store_id", "vector_stores"))
+    assert isinstance(parts[0], Block)  # the plain rows before it went the fast way
+    items = [item for part in parts
+             for item in (part.items() if isinstance(part, Block) else [part])]
+    assert [item.line for item in items] == list(range(2, 42))
+    assert items[30].options == Options({}, None)
+    assert all(item.options is None for item in items if item.file_id != "file-30")
+
+
+def test_plain_manifests_still_take_the_fast_path(tmp_path: Path) -> None:
+    """Plain CSV and JSONL come as Blocks (pairs only), options columns or not."""
+    csv_path, jsonl_path = tmp_path / "m.csv", tmp_path / "m.jsonl"
+    csv_path.write_text("vector_store_id,file_id,attributes\n"
+                        + "".join(f"vs_1,file-{i},\n" for i in range(500)))
+    jsonl_path.write_text("".join(json.dumps({"vector_store_id": "vs_1", "file_id": f"f-{i}"})
+                                  + "\n" for i in range(500)))
+    for path, fmt in ((csv_path, "csv"), (jsonl_path, "jsonl")):
+        parts = list(iter_blocks(ManifestSource(str(path), str(path), fmt), "vector_store_id",
+                                 "vector_stores"))
+        assert all(isinstance(part, Block) for part in parts)
+        assert sum(len(part.pairs) for part in parts if isinstance(part, Block)) == 500

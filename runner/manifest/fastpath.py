@@ -35,9 +35,12 @@ def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
         yield tail
 
 
-def fast_text(chunk: bytes) -> str | None:
-    """The chunk as text with a final newline, if the fast path may take it; else None."""
-    if b"\0" in chunk or b'"' in chunk or chunk.count(b"\r") != chunk.count(b"\r\n"):
+def fast_text(chunk: bytes, quotes: bool = False) -> str | None:
+    """The chunk as text with a final newline, if the fast path may take it; else None.
+    `quotes`: a quote may stand in it (JSONL, whose pattern places every quote itself; in CSV
+    a quote changes what the fields are)."""
+    if b"\0" in chunk or (not quotes and b'"' in chunk) or (
+            chunk.count(b"\r") != chunk.count(b"\r\n")):
         return None
     try:
         text = chunk.decode("utf-8")
@@ -47,14 +50,14 @@ def fast_text(chunk: bytes) -> str | None:
 
 
 def fast_blocks(path: str, start: int, before: int, pattern: re.Pattern[str], swap: bool,
-                 ) -> Iterator[Block | tuple[int, int]]:
+                quotes: bool = False) -> Iterator[Block | tuple[int, int]]:
     """Blocks from byte `start` on; at the first chunk not taken, (offset, lines before) to
     resume from line by line."""
     offset = start
     with open(path, "rb") as stream:
         stream.seek(start)
         for chunk in _chunks(stream):
-            text = fast_text(chunk)
+            text = fast_text(chunk, quotes)
             pairs = pattern.findall(text) if text is not None else []
             if text is None or len(pairs) != text.count("\n") or len(chunk) > FAST_CHUNK * 2:
                 yield offset, before

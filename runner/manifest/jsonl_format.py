@@ -41,7 +41,8 @@ def jsonl_parts(display: str, path: str, owner_column: str,
         rf'{space}"file_id"{space}:{space}"{FAST_ID}"{space}\}}{space}\r?$', re.MULTILINE)
     with open(path, "rb") as stream:
         bom = stream.read(len(UTF8_BOM)) == UTF8_BOM
-    for part in fast_blocks(path, len(UTF8_BOM) if bom else 0, 0, pattern, swap=False):
+    start = len(UTF8_BOM) if bom else 0
+    for part in fast_blocks(path, start, 0, pattern, swap=False, quotes=True):
         if isinstance(part, Block):
             yield part
         else:
