@@ -20,9 +20,9 @@ from typing import Any, TextIO
 
 from runner.attempt import Attempter, Breaker
 from runner.client import ApiClient
-from runner.config import ApiKey, Settings, load_api_key
+from runner.config import ApiKey, Settings, check_for_target, load_api_key
 from runner.engine import Engine, NewBatch, RunResult, Single, Tally, iter_work
-from runner.errors import one_line, register_secret, scrub_secrets
+from runner.errors import UsageError, one_line, register_secret, scrub_secrets
 from runner.items import Item
 from runner.limiter import KeyedLimiter, RateLimiter
 from runner.lock import RunLock, holder_pid
@@ -32,6 +32,7 @@ from runner.manifest import (
     ManifestSource,
     ManifestStats,
     check_manifest,
+    detect_target,
     iter_blocks,
     iter_items,
     open_manifest,
@@ -65,14 +66,39 @@ class Io:
 
 
 def _prepare(settings: Settings, io: Io) -> tuple[Target, ManifestSource, ManifestStats]:
-    """Open and check the whole manifest before anything is sent (ManifestError: exit 2)."""
-    target = get_target(settings.target)
+    """Open the manifest, settle the target and check the whole manifest before anything is
+    sent (ManifestError, UsageError: exit 2)."""
     source = open_manifest(settings.manifest, settings.format)
-    stats = check_manifest(source, target.owner_column, target.group_key)
+    target, said_on = resolve_target(settings, source)
+    check_for_target(settings, target.name)
+    stats = check_manifest(source, target.owner_column, target.group_key, said_on=said_on)
     if stats.duplicates:
         io.warn(f"{source.display}: {stats.duplicates} repeated pair(s) in the manifest; "
                 "each pair is attached once")
     return target, source, stats
+
+
+def resolve_target(settings: Settings, source: ManifestSource) -> tuple[Target, int | None]:
+    """The target the manifest names (SPEC "Which target"), and the line that names it; the
+    one --target or `target:` gives where the manifest cannot say. One that contradicts the
+    manifest is refused, naming both."""
+    detected = detect_target(source)
+    given = settings.target
+    if detected is None:
+        # Nothing names an owner: an empty manifest (any target reads it as empty), or one
+        # whose rows the check refuses anyway; vector stores are what is left to attach to.
+        return get_target(given or "vector-store-files"), None
+    said = detected.target
+    if given is not None and given != said:
+        if settings.sources.get("target") == "config":
+            where = settings.named("target").rsplit(": ", 1)[0]
+            named, drop = f"target: {given} in {where}", "remove target: from the config file"
+        else:
+            named, drop = f"--target {given}", "drop --target"
+        raise UsageError(f"{source.display}:{detected.line}: {detected.said}, so the manifest "
+                         f"is for {said}, but {named} says otherwise; {drop} (the manifest "
+                         f"says which), or give a manifest for {given}")
+    return get_target(said), detected.line
 
 
 def _load_index(settings: Settings, target: Target, io: Io) -> ResumeIndex:
@@ -167,11 +193,16 @@ def status(settings: Settings, io: Io, *, as_json: bool) -> int:
 
 
 def failed(settings: Settings, io: Io) -> int:
-    """The failed pairs of the manifest as CSV (extra columns are ignored when fed back)."""
+    """The failed pairs of the manifest as CSV (extra columns are ignored when fed back); on
+    vector stores with each pair's options, as JSON cells, so the output reads back as a
+    manifest with the same options."""
     target, source, _ = _prepare(settings, io)
     index = _load_index(settings, target, io)
     writer = csv.writer(io.out, lineterminator="\n")
-    writer.writerow([target.owner_column, "file_id", "status", "code", "message", "retryable"])
+    with_options = target.supports_batches  # vector stores: the target with per-file options
+    option_columns = ["attributes", "chunking_strategy"] if with_options else []
+    writer.writerow([target.owner_column, "file_id", "status", "code", "message", "retryable",
+                     *option_columns])
     for item in _items(source, target)():
         plan, raw = index.plan(item, retry_failed=False)
         if plan is Plan.DUPLICATE or raw not in (State.FAILED_RETRYABLE, State.FAILED_UNCERTAIN,
@@ -179,10 +210,21 @@ def failed(settings: Settings, io: Io) -> int:
             continue
         info = index.failed_info(item)
         err = info.error if info and info.error else {}
+        options = item.options
+        cells = ([_json_cell(options.attributes if options else None),
+                  _json_cell(options.chunking_strategy if options else None)]
+                 if with_options else [])
         writer.writerow([item.owner, item.file_id, info.status if info else "",
                          _text(err.get("code")) or "", _text(err.get("message")) or "",
-                         "true" if info and info.retryable else "false"])
+                         "true" if info and info.retryable else "false", *cells])
     return EXIT_OK
+
+
+def _json_cell(value: Any) -> str:
+    """An option as a manifest's CSV cell: JSON, or empty when the pair does not give it."""
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
 
 
 # --- run --------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import re
 import shlex
 import stat
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -294,9 +294,9 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("config", "YAML config file",
            kind=_path(no_stdin="stdin may hold the manifest"), default=None, default_doc="none",
            commands=_EVERY, metavar="FILE", in_config=False),
-    Option("target", "which call: assistant-files or vector-store-files",
-           kind=_choice(TARGETS, "target"), default="assistant-files",
-           default_doc="assistant-files", commands=_EVERY, metavar="T"),
+    Option("target", "which call: assistant-files or vector-store-files; needed only where "
+           "the manifest cannot say", kind=_choice(TARGETS, "target"), default=None,
+           default_doc="from the manifest", commands=_EVERY, metavar="T"),
     Option("format", "manifest format: csv, yaml or jsonl; required when the manifest is -",
            kind=_choice(FORMATS, "format"), default=None, default_doc="by extension",
            commands=_EVERY, metavar="F"),
@@ -595,7 +595,7 @@ class Settings:
     command: str
     manifest: str
     config: str | None
-    target: str
+    target: str | None  # as given (flag or config file); None: read from the manifest
     format: str | None
     log: str
     base_url: str
@@ -622,6 +622,12 @@ class Settings:
     backoff_initial: float
     backoff_max: float
     sources: Mapping[str, str]  # setting -> "flag" | "env" | "config" | "default"
+    # setting -> where its value was given, for messages: "--batch-size", "cfg.yaml:3: wait"
+    wheres: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def named(self, name: str) -> str:
+        """Where a setting was given, for a message; its flag when not recorded."""
+        return self.wheres.get(name) or "--" + name.replace("_", "-")
 
 
 def _resolve_one(option: Option, args: argparse.Namespace, environ: Mapping[str, str],
@@ -689,15 +695,22 @@ def resolve_settings(args: argparse.Namespace, *, command: str,
     if manifest == STDIN and values["format"] is None:
         raise UsageError('--format: required when the manifest is "-" (stdin); '
                          "give --format csv, yaml or jsonl")
-    if command in ("run", "validate") and values["target"] == "assistant-files":
-        for name, what in (("batch_size", "batches exist only for vector stores"),
-                           ("wait", "waiting for processing applies only to vector stores")):
-            if values[name]:
-                error = ConfigError if sources[name] == "config" else UsageError
-                raise error(f"{wheres[name]}: {what}; remove it or give "
-                            "--target vector-store-files")
     return Settings(command=command, manifest=manifest,
-                    sources=MappingProxyType(sources), **values)
+                    sources=MappingProxyType(sources), wheres=MappingProxyType(wheres), **values)
+
+
+def check_for_target(settings: Settings, target: str) -> None:
+    """What `run` and `validate` refuse once the target is known (from --target or from the
+    manifest): settings that only vector stores have. The error names where each was given."""
+    if settings.command not in ("run", "validate") or target != "assistant-files":
+        return
+    for name, what in (("batch_size", "batches exist only for vector stores"),
+                       ("wait", "waiting for processing applies only to vector stores")):
+        if getattr(settings, name):
+            error = ConfigError if settings.sources.get(name) == "config" else UsageError
+            fix = ("give --target vector-store-files" if settings.target is not None
+                   else "attach to vector stores (a vector_store_id manifest)")
+            raise error(f"{settings.named(name)}: {what}; remove it or {fix}")
 
 
 # ----------------------------------------------------------------------------- the key

@@ -117,6 +117,9 @@ KEY_FLAG = ("the API key is never given on the command line; export it in OPENAI
             "name its variable with --api-key-env NAME, or its file with --api-key-file FILE)")
 HTTP_ONLY_LOOPBACK = "plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost)"
 JSONL_EXAMPLE = 'write one object a line, like {"assistant_id": "asst_abc", "file_id": "file-1"}'
+# Where nothing in the manifest names its target, its messages speak of vector stores.
+JSONL_EXAMPLE_VS = ('write one object a line, like {"vector_store_id": "vs_abc", '
+                    '"file_id": "file-1"}')
 
 
 def bad(name: str, expect: str, *extra: str) -> Case:
@@ -163,10 +166,11 @@ CASES: dict[str, Case] = {
     "csv-no-file-id-column": bad(
         "csv-no-file-id-column.csv",
         '1: header has no "file_id" column; the header row must name assistant_id and file_id'),
-    "csv-other-targets-column": bad(
+    "csv-target-contradicts-manifest": bad(
         "csv-wrong-target-column.csv",
-        '1: header names "vector_store_id" but --target assistant-files needs an "assistant_id" '
-        "column; rename the column or pass --target vector-store-files"),
+        '1: header names "vector_store_id", so the manifest is for vector-store-files, but '
+        "--target assistant-files says otherwise; drop --target (the manifest says which), or "
+        "give a manifest for assistant-files", "--target", "assistant-files"),
     "csv-extra-unquoted-comma": bad(
         "csv-extra-field.csv",
         "2: row has 3 fields but the header has 2; quote a value that holds a comma, or name "
@@ -185,10 +189,11 @@ CASES: dict[str, Case] = {
     # ------------------------------------------------------------------ YAML manifests
     "yaml-a-list": bad(
         "yaml-list.yaml",
-        '1: manifest is a list; put it under "items:", or group files under "assistants:"'),
+        '1: manifest is a list; put it under "items:", or group files under "vector_stores:"'),
     "yaml-a-scalar": bad(
         "yaml-scalar.yaml",
-        '1: manifest is a single value, not a mapping; start it with "items:" or "assistants:"'),
+        '1: manifest is a single value, not a mapping; start it with "items:" or '
+        '"vector_stores:"'),
     "yaml-grouped-with-non-list": bad(
         "yaml-grouped-not-list.yaml",
         '2: files of "asst_1" are a string, not a list; write asst_1: [file-1, file-2]'),
@@ -205,16 +210,17 @@ CASES: dict[str, Case] = {
         "'<stream end>'; fix the YAML on this line"),
     "yaml-unknown-top-key": bad(
         "yaml-unknown-top-key.yaml",
-        '1: unknown key "itemz" at the top of the manifest; use "items:" or "assistants:"'),
-    "yaml-other-targets-group": bad(
+        '1: unknown key "itemz" at the top of the manifest; use "items:" or "vector_stores:"'),
+    "yaml-target-contradicts-manifest": bad(
         "yaml-wrong-group.yaml",
-        '1: "vector_stores:" groups files for --target vector-store-files, but --target '
-        'assistant-files needs "assistants:"; rename the key or pass --target vector-store-files'),
+        '1: "vector_stores:" key, so the manifest is for vector-store-files, but --target '
+        "assistant-files says otherwise; drop --target (the manifest says which), or give a "
+        "manifest for assistant-files", "--target", "assistant-files"),
     "yaml-number-as-id": bad(
         "yaml-number-id.yaml", '2: file_id is a number, not a string; quote it: "123"'),
     "yaml-items-not-a-list": bad(
         "yaml-items-not-list.yaml",
-        '2: "items:" is a mapping, not a list; write "- {assistant_id: asst_abc, file_id: '
+        '2: "items:" is a mapping, not a list; write "- {vector_store_id: vs_abc, file_id: '
         'file-1}" lines'),
     "yaml-two-documents": bad(
         "yaml-two-documents.yaml",
@@ -228,7 +234,7 @@ CASES: dict[str, Case] = {
     "jsonl-trailing-comma": bad(
         "jsonl-trailing-comma.jsonl",
         "1: line is not valid JSON (Expecting property name enclosed in double quotes at column "
-        f"48); {JSONL_EXAMPLE}"),
+        f"48); {JSONL_EXAMPLE_VS}"),
     "jsonl-array-line": bad(
         "jsonl-array-line.jsonl", f"2: line is not a JSON object (it is a list); {JSONL_EXAMPLE}"),
     "jsonl-non-string-id": bad(
@@ -284,8 +290,8 @@ CASES: dict[str, Case] = {
         "config-not-utf8.yaml", "1: not UTF-8 text; save the config file as UTF-8"),
     "config-batches-for-assistants": config(
         "config-batch-for-assistants.yaml",
-        "1: batch_size: batches exist only for vector stores; remove it or give --target "
-        "vector-store-files"),
+        "1: batch_size: batches exist only for vector stores; remove it or attach to vector "
+        "stores (a vector_store_id manifest)"),
     "config-holds-api-key": Case(
         ("m.csv", "--config", "cfg.yaml"),
         "cfg.yaml:2: an API key does not belong in a config file; put it in the OPENAI_API_KEY "
@@ -342,7 +348,7 @@ CASES: dict[str, Case] = {
         expect="--batch-size: 2001 is out of range; give 0 to 2000"),
     "flag-wait-for-assistants": flag(
         "--wait", expect="--wait: waiting for processing applies only to vector stores; remove it "
-                         "or give --target vector-store-files"),
+                         "or attach to vector stores (a vector_store_id manifest)"),
     "flag-target-typo-suggests": flag(
         "--target", "assistant", expect='--target: unknown target "assistant"; did you mean '
                                         '"assistant-files"?'),

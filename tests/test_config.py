@@ -20,6 +20,7 @@ from runner.config import (
     ApiKey,
     Settings,
     add_options,
+    check_for_target,
     load_api_key,
     resolve_settings,
 )
@@ -78,7 +79,7 @@ def test_defaults_are_the_specs() -> None:
     """With no flag, variable or file, every setting has SPEC's default and source "default"."""
     s = resolve(["jobs/nightly.csv"])
     assert (s.command, s.manifest, s.config) == ("run", "jobs/nightly.csv", None)
-    assert s.target == "assistant-files"
+    assert s.target is None  # from the manifest
     assert s.format is None
     assert s.log == "jobs/nightly.csv.results.jsonl"
     assert s.base_url == "https://api.openai.com/v1"
@@ -102,7 +103,8 @@ def test_every_option_has_its_flag_and_config_key() -> None:
         assert option.flag[2:].replace("-", "_") == option.name
         assert option.help
     assert set(names) - set(CONFIG_KEYS) == {"config"}
-    assert set(names) | {"command", "manifest", "sources"} == set(Settings.__dataclass_fields__)
+    assert set(names) | {"command", "manifest", "sources", "wheres"} == set(
+        Settings.__dataclass_fields__)
 
 
 def test_readers_take_only_their_flags() -> None:
@@ -426,8 +428,6 @@ def test_config_cannot_name_a_config() -> None:
                        "resume); give a file path"),
         ("log: 2024-13-45\n", "cfg.yaml:1: log: the value is not valid for its YAML type; put "
                               "it in quotes if it is text"),
-        ("batch_size: 10\n", "cfg.yaml:1: batch_size: batches exist only for vector stores; "
-                             "remove it or give --target vector-store-files"),
     ],
 )
 def test_bad_config_value_is_one_line(text: str, message: str) -> None:
@@ -548,12 +548,36 @@ def test_stdin_manifest_needs_log_and_format() -> None:
 
 
 def test_wait_needs_vector_stores() -> None:
-    """--wait with assistant files is refused; with vector stores it is taken."""
-    assert usage_error(["m.csv", "--wait"]) == (
-        "--wait: waiting for processing applies only to vector stores; remove it or give "
-        "--target vector-store-files")
+    """--wait with assistant files is refused once the target is known; with vector stores it
+    is taken. The target may come from the manifest (no --target), so the check waits for it."""
+    s = resolve(["m.csv", "--wait"])
+    with pytest.raises(UsageError) as info:
+        check_for_target(s, "assistant-files")
+    assert str(info.value) == (
+        "--wait: waiting for processing applies only to vector stores; remove it or attach to "
+        "vector stores (a vector_store_id manifest)")
+    with pytest.raises(UsageError) as info:
+        check_for_target(resolve(["m.csv", "--wait", "--target", "assistant-files"]),
+                         "assistant-files")
+    assert str(info.value).endswith("remove it or give --target vector-store-files")
     s = resolve(["m.csv", "--wait", "--target", "vector-store-files", "--wait-timeout", "30"])
+    check_for_target(s, "vector-store-files")
     assert (s.wait, s.wait_timeout) == (True, 30.0)
+
+
+def test_batches_for_assistants_name_the_config_line() -> None:
+    """batch_size from a config file, on a manifest of assistants: the file and line are named
+    (a ConfigError), as they were when the target was a setting."""
+    write("cfg.yaml", "rpm: 60\nbatch_size: 10\n")
+    s = resolve(["m.csv", "--config", "cfg.yaml"])
+    with pytest.raises(ConfigError) as info:
+        check_for_target(s, "assistant-files")
+    assert str(info.value) == (
+        "cfg.yaml:2: batch_size: batches exist only for vector stores; remove it or attach to "
+        "vector stores (a vector_store_id manifest)")
+    check_for_target(s, "vector-store-files")  # taken there
+    check_for_target(resolve(["m.csv", "--config", "cfg.yaml"], command="status"),
+                     "assistant-files")  # status does not use it
 
 
 # ----------------------------------------------------------------------------- the API key

@@ -12,12 +12,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import runner.log
-import runner.manifest
+import runner.manifest.fastpath
+from runner.attributes import Options
 from runner.engine import Single, Tally, iter_work
 from runner.errors import LogError, ManifestError
 from runner.items import Item, pair_key, pair_keys
 from runner.log import ResultLog, read_log, scan_log
 from runner.manifest import Block, ManifestSource, check_manifest, iter_blocks, iter_items
+from runner.manifest.csv_format import csv_rows
+from runner.manifest.jsonl_format import jsonl_rows
+from runner.manifest.reader import iter_rows
 from runner.resume import ResumeIndex
 
 SETTINGS = settings(
@@ -174,14 +178,14 @@ def test_bulk_log_scan_takes_our_lines_in_bulk(tmp_path: Path) -> None:
 def slow_parts(source: ManifestSource, owner_column: str) -> list[Item | tuple[int, str]]:
     """What the line-by-line readers say, problems as (line, message)."""
     if source.format == "csv":
-        rows = runner.manifest._csv_rows(source.display, source.path, owner_column)
+        rows = csv_rows(source.display, source.path, owner_column)
     else:
-        rows = runner.manifest._jsonl_rows(source.display, source.path, owner_column)
+        rows = jsonl_rows(source.display, source.path, owner_column)
     return [row if isinstance(row, Item) else (row.line, row.message) for row in rows]
 
 
 def fast_parts(source: ManifestSource, owner_column: str) -> list[Item | tuple[int, str]]:
-    rows = runner.manifest._rows(source, owner_column, "assistants")
+    rows = iter_rows(source, owner_column, "assistants")
     return [row if isinstance(row, Item) else (row.line, row.message) for row in rows]
 
 
@@ -205,7 +209,7 @@ def test_csv_fast_path_reads_like_the_line_reader(
     lines: list[str], chunk: int, final_newline: bool,
 ) -> None:
     """Any CSV, in chunks of any size: the same pairs and problems, on the same lines."""
-    monkeypatch.setattr(runner.manifest, "FAST_CHUNK", chunk)
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", chunk)
     path = tmp_path_factory.mktemp("csv") / "m.csv"
     text = "\n".join([header, *lines]) + ("\n" if final_newline else "")
     path.write_bytes(text.encode("utf-8"))
@@ -232,7 +236,7 @@ def test_jsonl_fast_path_reads_like_the_line_reader(
     lines: list[str], chunk: int, bom: bool,
 ) -> None:
     """Any JSONL, in chunks of any size: the same pairs and problems, on the same lines."""
-    monkeypatch.setattr(runner.manifest, "FAST_CHUNK", chunk)
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", chunk)
     path = tmp_path_factory.mktemp("jsonl") / "m.jsonl"
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + "\n".join(lines).encode("utf-8"))
     source = ManifestSource(str(path), str(path), "jsonl")
@@ -243,7 +247,7 @@ def test_check_counts_repeats_and_owners_across_blocks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Counts made in bulk: repeats within and across blocks, distinct files per owner."""
-    monkeypatch.setattr(runner.manifest, "FAST_CHUNK", 64)
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", 64)
     rows = [f"asst_{i % 3},file-{i % 7}" for i in range(60)]
     path = tmp_path / "m.csv"
     path.write_text("assistant_id,file_id\n" + "\n".join(rows) + "\n")
@@ -262,7 +266,7 @@ def test_a_bad_row_after_fast_blocks_is_named_by_its_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Thousands of plain rows, then a bad one: the problem names the right line."""
-    monkeypatch.setattr(runner.manifest, "FAST_CHUNK", 256)
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", 256)
     path = tmp_path / "m.jsonl"
     lines = [json.dumps({"assistant_id": "asst_a", "file_id": f"file-{i}"}) for i in range(3000)]
     lines.append('{"assistant_id": "asst_a", "file_id": "bad id"}')
@@ -292,7 +296,7 @@ def test_planning_whole_blocks_plans_like_item_by_item(
     """A rerun skips a manifest block whose pairs the log has all done, in bulk: the same
     work, in the same order, and the same counts as planning each item, for any log and any
     manifest (repeats included, which turn the bulk skip off)."""
-    monkeypatch.setattr(runner.manifest, "FAST_CHUNK", chunk)
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", chunk)
     folder = tmp_path_factory.mktemp("plan")
     log_path, manifest = folder / "r.jsonl", folder / "m.csv"
     with ResultLog(str(log_path), "run-1") as log:
@@ -333,3 +337,41 @@ def test_a_rerun_with_every_pair_done_skips_blocks_whole(tmp_path: Path) -> None
     work = list(iter_work(iter(blocks), index, tally, retry_failed=False, batch_size=0))
     assert [unit.item.file_id for unit in work if isinstance(unit, Single)] == ["file-04999"]
     assert tally.done_earlier == len(pairs) - 1
+
+
+# ---------------------------------------------------------------- options and the fast path
+
+
+def test_csv_fast_path_leaves_option_cells_to_the_line_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An `attributes` cell of `{}` (clear them) is not an ignored column: the pair keeps its
+    options, in whichever chunk it stands; rows with empty option cells stay plain Blocks."""
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", 64)
+    rows = [f"vs_1,file-{i},," for i in range(40)]
+    rows[30] = "vs_1,file-30,{},"
+    path = tmp_path / "m.csv"
+    path.write_text("vector_store_id,file_id,attributes,chunking_strategy\n"
+                    + "\n".join(rows) + "\n")
+    source = ManifestSource(str(path), str(path), "csv")
+    parts = list(iter_blocks(source, "vector_store_id", "vector_stores"))
+    assert isinstance(parts[0], Block)  # the plain rows before it went the fast way
+    items = [item for part in parts
+             for item in (part.items() if isinstance(part, Block) else [part])]
+    assert [item.line for item in items] == list(range(2, 42))
+    assert items[30].options == Options({}, None)
+    assert all(item.options is None for item in items if item.file_id != "file-30")
+
+
+def test_plain_manifests_still_take_the_fast_path(tmp_path: Path) -> None:
+    """Plain CSV and JSONL come as Blocks (pairs only), options columns or not."""
+    csv_path, jsonl_path = tmp_path / "m.csv", tmp_path / "m.jsonl"
+    csv_path.write_text("vector_store_id,file_id,attributes\n"
+                        + "".join(f"vs_1,file-{i},\n" for i in range(500)))
+    jsonl_path.write_text("".join(json.dumps({"vector_store_id": "vs_1", "file_id": f"f-{i}"})
+                                  + "\n" for i in range(500)))
+    for path, fmt in ((csv_path, "csv"), (jsonl_path, "jsonl")):
+        parts = list(iter_blocks(ManifestSource(str(path), str(path), fmt), "vector_store_id",
+                                 "vector_stores"))
+        assert all(isinstance(part, Block) for part in parts)
+        assert sum(len(part.pairs) for part in parts if isinstance(part, Block)) == 500

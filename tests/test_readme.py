@@ -72,7 +72,8 @@ def test_configuration_table_matches_config_example():
     assert list(rows) == list(example) == list(CONFIG_KEYS)
     for key, value in example.items():
         if value is None:
-            assert rows[key] in ("none", "by extension", "<manifest>.results.jsonl"), key
+            assert rows[key] in ("none", "by extension", "<manifest>.results.jsonl",
+                                 "from the manifest"), key
         elif isinstance(value, bool):
             assert rows[key] == ("on" if value else "off"), key
         else:

@@ -1,0 +1,104 @@
+"""JSONL manifests: one JSON object a line, `{"assistant_id": ..., "file_id": ...}`. Read as
+bytes a line at a time (common.read_lines), through the fast path while lines are plain."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from runner.errors import ManifestProblem
+from runner.manifest.common import (
+    EXAMPLE_OF,
+    UTF8_BOM,
+    Block,
+    DuplicateKey,
+    NotFinite,
+    Part,
+    Row,
+    both_owners,
+    checked_pair,
+    json_kind,
+    load_json,
+    missing_names,
+    not_a_string,
+    other_owner,
+    read_lines,
+    show,
+    wrong_target,
+)
+from runner.manifest.fastpath import FAST_ID, fast_blocks
+from runner.manifest.options import read_options
+
+
+def jsonl_parts(display: str, path: str, owner_column: str,
+                said_on: int | None = None) -> Iterator[Part]:
+    # Only an object of exactly the two IDs is taken: one with options is the line reader's.
+    space = r"[ \t]*"
+    pattern = re.compile(
+        rf'^{space}\{{{space}"{re.escape(owner_column)}"{space}:{space}"{FAST_ID}"{space},'
+        rf'{space}"file_id"{space}:{space}"{FAST_ID}"{space}\}}{space}\r?$', re.MULTILINE)
+    with open(path, "rb") as stream:
+        bom = stream.read(len(UTF8_BOM)) == UTF8_BOM
+    start = len(UTF8_BOM) if bom else 0
+    for part in fast_blocks(path, start, 0, pattern, swap=False, quotes=True):
+        if isinstance(part, Block):
+            yield part
+        else:
+            yield from jsonl_rows(display, path, owner_column, *part, said_on=said_on)
+
+
+def jsonl_rows(display: str, path: str, owner_column: str, offset: int = 0,
+               before: int = 0, *, said_on: int | None = None) -> Iterator[Row]:
+    for number, text, problem in read_lines(path, offset, before):
+        if problem is None and text.strip():
+            problem, obj = _jsonl_object(text, owner_column)
+            if obj is not None:
+                yield _jsonl_pair(display, number, owner_column, obj, said_on)
+        if problem is not None:
+            yield ManifestProblem(display, number, problem)
+
+
+def _jsonl_object(text: str, owner_column: str) -> tuple[str | None, dict[str, Any] | None]:
+    example = f'{{"{owner_column}": "{EXAMPLE_OF.get(owner_column, "...")}", "file_id": "file-1"}}'
+    try:
+        value = load_json(text)
+    except DuplicateKey as exc:
+        return f"key {show(str(exc.args[0]))} appears twice in one object; keep one", None
+    except NotFinite as exc:
+        return (f"line holds {exc.args[0]}, which JSON does not allow; give a finite number, "
+                "or a string"), None
+    except json.JSONDecodeError as exc:
+        what = f"line is not valid JSON ({exc.msg} at column {exc.colno})"
+    except RecursionError:
+        what = "line is nested too deeply to read"
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        what = f"line is not valid JSON ({str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
+    else:
+        if isinstance(value, dict):
+            return None, value
+        what = f"line is not a JSON object (it is {json_kind(value)})"
+    return f"{what}; write one object a line, like {example}", None
+
+
+def _jsonl_pair(display: str, line: int, owner_column: str, obj: dict[str, Any],
+                said_on: int | None) -> Row:
+    other = other_owner(owner_column)
+    if other is not None and other in obj:
+        what = (both_owners("object") if owner_column in obj
+                else wrong_target(owner_column, other, "object", said_on))
+        return ManifestProblem(display, line, what)
+    missing = missing_names(obj, owner_column)
+    if missing:
+        what = f"object has no {missing}; every object needs {owner_column} and file_id"
+        return ManifestProblem(display, line, what)
+    values: list[str] = []
+    for name in (owner_column, "file_id"):
+        value = obj[name]
+        if value is not None and not isinstance(value, str):
+            what = not_a_string(name, json_kind(value), json.dumps(value))
+            return ManifestProblem(display, line, what)
+        values.append(value or "")
+    options = read_options(obj, owner_column)
+    return checked_pair(display, line, owner_column, values[0], values[1], "object", options)

@@ -1,0 +1,62 @@
+"""Reading a manifest of any format: one stream of rows, or of parts (the fast path's Blocks
+left whole); the format readers never raise on bad input, these stop at the first bad row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from runner.errors import ManifestError, ManifestProblem, UsageError
+from runner.items import Item
+from runner.manifest.common import Block, ManifestSource, Part, Row, show
+from runner.manifest.csv_format import csv_parts
+from runner.manifest.jsonl_format import jsonl_parts
+from runner.manifest.yaml_format import yaml_rows
+
+
+def iter_items(source: ManifestSource, owner_column: str, group_key: str) -> Iterator[Item]:
+    """Every valid pair in file order, duplicates included; ManifestError at the first bad row."""
+    for row in iter_rows(source, owner_column, group_key):
+        if isinstance(row, ManifestProblem):
+            raise ManifestError([row], 1)
+        yield row
+
+
+def iter_blocks(source: ManifestSource, owner_column: str,
+                group_key: str) -> Iterator[Block | Item]:
+    """`iter_items`, with the fast path's blocks of pairs left whole (a rerun can settle a
+    block of pairs it has all done with a few set operations)."""
+    for part in iter_parts(source, owner_column, group_key):
+        if isinstance(part, ManifestProblem):
+            raise ManifestError([part], 1)
+        yield part
+
+
+def iter_rows(source: ManifestSource, owner_column: str, group_key: str,
+              said_on: int | None = None) -> Iterator[Row]:
+    """Every row, one at a time (blocks of the fast path taken apart)."""
+    for part in iter_parts(source, owner_column, group_key, said_on):
+        if isinstance(part, Block):
+            yield from part.items()
+        else:
+            yield part
+
+
+def iter_parts(source: ManifestSource, owner_column: str, group_key: str,
+               said_on: int | None = None) -> Iterator[Part]:
+    """Every part in file order. `said_on`: the line where the manifest named its target (not
+    --target), for the message about a row of the other target. A CSV names it in its header
+    alone, so no row of a CSV can be of the other target."""
+    if source.format == "csv":
+        parsed = csv_parts(source.display, source.path, owner_column)
+    elif source.format == "jsonl":
+        parsed = jsonl_parts(source.display, source.path, owner_column, said_on)
+    elif source.format == "yaml":
+        parsed = yaml_rows(source.display, source.path, owner_column, group_key, said_on)
+    else:
+        shown = show(source.format)
+        raise UsageError(f"{source.display}: unknown format {shown}; use csv, yaml or jsonl")
+    try:
+        yield from parsed
+    except OSError as exc:  # the file vanished or the disk failed between open and read
+        reason = exc.strerror or exc
+        raise UsageError(f"{source.display}: cannot be read ({reason}); check the file") from None
