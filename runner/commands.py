@@ -323,14 +323,18 @@ def run(settings: Settings, io: Io, argv: Sequence[str]) -> int:
 
 def resume_due_in(settings: Settings) -> float:
     """Seconds from now before a pair an earlier run left uncertain may be checked (SPEC's
-    settle rule: its `sent` time plus --timeout plus --settle). The log's last line is no
-    earlier than any `sent` in it, so waiting from there is always long enough; after a
-    kill and an immediate rerun it costs at most --timeout + --settle, and a nightly rerun
-    never waits."""
+    settle rule: no sooner than --settle after the client stopped waiting for its write).
+    The log's last line bounds that moment: a run that ended normally (`run-end`) had given
+    up on every write before writing it; a run that was killed may have sent a write just
+    before its last line and waited up to --timeout for it. So a nightly rerun never waits,
+    and a rerun straight after a kill waits at most --timeout + --settle for those checks
+    (its other work goes on meanwhile)."""
     last = last_timestamp(settings.log)
     if last is None:
         return 0.0
-    return max(0.0, last + settings.timeout + settings.settle - time.time())
+    when, ended = last
+    waited = 0.0 if ended else settings.timeout
+    return max(0.0, when + waited + settings.settle - time.time())
 
 
 async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Target,

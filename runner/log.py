@@ -408,10 +408,11 @@ def _scan_chunk(path: str, chunk: bytes, before: int,
 _TS = re.compile(rb'"ts":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z"')
 
 
-def last_timestamp(path: str) -> float | None:
-    """The `ts` of the log's last complete line, as a Unix time; None when there is none.
-    The settle rule needs when an earlier run may have sent its last write: no later than
-    this, so a check that waits from here waits long enough."""
+def last_timestamp(path: str) -> tuple[float, bool] | None:
+    """The `ts` of the log's last complete line, as a Unix time, and whether that line is a
+    `run-end` (the run ended normally: every request it sent had been answered or given up
+    on by then); None when there is none. The settle rule needs to know when an earlier run
+    may have sent its last write: no later than this."""
     try:
         with open(path, "rb") as file:
             size = file.seek(0, os.SEEK_END)
@@ -423,7 +424,8 @@ def last_timestamp(path: str) -> float | None:
         found = _TS.search(line)
         if found is not None:
             when = datetime.datetime.fromisoformat(found.group(1).decode())
-            return when.replace(tzinfo=datetime.timezone.utc).timestamp()
+            ended = line.startswith(b'{"event":"run-end"')
+            return when.replace(tzinfo=datetime.timezone.utc).timestamp(), ended
     return None
 
 

@@ -42,6 +42,8 @@ class Snapshot:
     failed: int
     retried: int  # requests sent again after a transient failure
     paused_until: float | None  # wall-clock time (time.time()) a 429 pause ends, while paused
+    # (pairs waiting for the check of an uncertain write, wall-clock time the first is due)
+    settling: tuple[int, float] | None = None
 
     @property
     def eta(self) -> float | None:
@@ -78,6 +80,18 @@ def pause_text(snap: Snapshot, now: float) -> str:
     return f"paused by 429 until {clock} ({duration(snap.paused_until - now + 0.999)})"
 
 
+def settle_text(snap: Snapshot, now: float) -> str:
+    """`3 uncertain: checked from 14:03:07 (8s)`: pairs whose last write may still be applied
+    by the server, waiting out --settle before their check; empty when none."""
+    if snap.settling is None:
+        return ""
+    count, due = snap.settling
+    if due <= now:
+        return f"{count:,} uncertain: checking"
+    clock = time.strftime("%H:%M:%S", time.localtime(due))
+    return f"{count:,} uncertain: checked from {clock} ({duration(due - now + 0.999)})"
+
+
 def notes_text(snap: Snapshot) -> str:
     parts = []
     if snap.failed:
@@ -95,7 +109,7 @@ def plain_line(snap: Snapshot, now: float) -> str:
             f"{rate_text(snap.rate)}")
     if snap.eta is not None:
         line += f", ETA {duration(snap.eta)}"
-    for extra in (notes_text(snap), pause_text(snap, now)):
+    for extra in (notes_text(snap), pause_text(snap, now), settle_text(snap, now)):
         if extra:
             line += f"; {extra}"
     return line
@@ -123,14 +137,15 @@ class Meter:
     def read(self, engine: Engine) -> Snapshot:
         now = time.monotonic()
         tally = engine.tally
-        settled = tally.attached + tally.already_attached + tally.failed
+        settled = tally.attached + tally.already_attached + tally.updated + tally.failed
         paused = engine.attempter.limiter.paused_until
-        until = None
-        if paused is not None:
-            until = time.time() + paused - asyncio.get_running_loop().time()
+        to_wall = time.time() - asyncio.get_running_loop().time()
+        until = paused + to_wall if paused is not None else None
+        settling = engine.settling
         return Snapshot(elapsed=now - self.started, done=tally.handled, total=tally.pairs,
                         rate=self.rate(now, settled), failed=tally.failed,
-                        retried=engine.attempter.counters.retries, paused_until=until)
+                        retried=engine.attempter.counters.retries, paused_until=until,
+                        settling=(settling[0], settling[1] + to_wall) if settling else None)
 
 
 def is_terminal(stream: TextIO) -> bool:
@@ -172,6 +187,9 @@ def bar_layout(snap: Snapshot, now: float, width: int) -> tuple[bool, int, list[
     paused = pause_text(snap, now)
     if paused:
         parts.append(BarPart(paused, keep=9, style="bold yellow"))
+    settling = settle_text(snap, now)
+    if settling:
+        parts.append(BarPart(settling, keep=4, style="yellow"))
     room = width - 1  # the last column would wrap the line on some terminals
     label = True
 
