@@ -321,7 +321,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
            kind=_path(refuse_keys=False), default=None, default_doc="none", metavar="FILE",
            relative_to_config=True),
     Option("concurrency", "requests in flight at most (1-1024)",
-           kind=_whole(1, 1024), default=16, default_doc="16", metavar="N"),
+           kind=_whole(1, 1024), default=256, default_doc="256", metavar="N"),
     Option("rpm", "requests per minute at most, every request counted; auto: learn the limit",
            kind=_whole(1, 1_000_000, words=("auto",)), default=None, default_doc="auto",
            metavar="N"),

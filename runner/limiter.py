@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import re
 
-SAFETY = 0.97  # aim this far under the header's limit: our clock and the server's windows differ
+SAFETY = 0.99  # aim this far under the header's limit: our clock and the server's windows differ
 START_RATE = 60.0  # per period: slow start opens at 1/s in production, then doubles
 DROP = 0.7  # a burst of 429s multiplies the rate by this
 RECOVERY_STEP = 0.05  # fraction of the pre-drop rate won back per clean window
@@ -472,9 +472,21 @@ class KeyedLimiter:
         limiter = self._limiters.get(key)
         return 0.0 if limiter is None else limiter.ready_in()
 
+    @property
+    def rpm(self) -> float:
+        """The per-key limit given (--store-rpm)."""
+        return self._rpm
+
     def on_429(self, key: str, retry_after: float | None) -> None:
         """Pause this key only."""
         self._limiter(key).on_429(retry_after)
+
+    def on_response(self, key: str, *, limit: int | None, remaining: int | None,
+                    reset: float | None) -> None:
+        """Headers that describe this key's own limit (a store's 429): they pace this key only.
+        Call after `on_429`, so the drop starts from the old rate and climbs back only to
+        what the header allows (a drop after learning the limit would go below it)."""
+        self._limiter(key).on_response(limit=limit, remaining=remaining, reset=reset)
 
     def stats(self) -> dict[str, float]:
         """The per-key counters, summed."""
