@@ -83,6 +83,22 @@ def error_of(answer: Answer) -> dict[str, Any]:
     return error
 
 
+def pair(**counts: Any) -> dict[str, Any]:
+    """A record "pairs" entry: zeros (not preloaded) but for `counts`."""
+    entry: dict[str, Any] = {
+        "attached": 0,
+        "posts_after_attached": 0,
+        "preloaded": False,
+        "updated": 0,
+        "updates_when_absent": 0,
+        "detached": 0,
+        "deletes_when_absent": 0,
+    }
+    unknown = set(counts) - set(entry)
+    assert not unknown, unknown
+    return {**entry, **counts}
+
+
 def asst(sb: SandboxThread, assistant_id: str = "asst_1") -> str:
     return f"{sb.base_url}/assistants/{assistant_id}/files"
 
@@ -108,11 +124,7 @@ async def test_attach_assistant_file_answers_the_object(sandbox: StartSandbox, h
     }
     assert before <= answer.body["created_at"] <= time.time()
     record = sb.record()
-    assert record["pairs"]["asst_1/file-1"] == {
-        "attached": 1,
-        "posts_after_attached": 0,
-        "preloaded": False,
-    }
+    assert record["pairs"]["asst_1/file-1"] == pair(attached=1)
     assert record["by_route"] == {"POST attach": 1}
     assert record["by_status"] == {"200": 1}
 
@@ -173,11 +185,7 @@ async def test_already_attached_to_assistant_is_400_and_recorded(
         "param": None,
         "code": None,
     }
-    assert sb.record()["pairs"]["asst_1/file-1"] == {
-        "attached": 1,
-        "posts_after_attached": 1,
-        "preloaded": False,
-    }
+    assert sb.record()["pairs"]["asst_1/file-1"] == pair(attached=1, posts_after_attached=1)
 
 
 # -- auth, beta header, quota, bodies, URLs ---------------------------------------------------
@@ -466,11 +474,7 @@ async def test_file_already_in_store_answers_the_existing_object(
     again = await call(http, "POST", store(sb) + "/files", {"file_id": "file-1"}, headers=V2)
     assert again.status == 200
     assert again.body == first.body
-    assert sb.record()["pairs"]["vs_1/file-1"] == {
-        "attached": 1,
-        "posts_after_attached": 1,
-        "preloaded": False,
-    }
+    assert sb.record()["pairs"]["vs_1/file-1"] == pair(attached=1, posts_after_attached=1)
 
 
 async def test_batch_counts_files_and_lists_the_failed(sandbox: StartSandbox, http: Http) -> None:
@@ -547,8 +551,8 @@ async def test_batch_keeps_files_already_in_store(sandbox: StartSandbox, http: H
     batch = (await call(http, "POST", store(sb) + "/file_batches", body, headers=V2)).body
     assert batch["file_counts"]["total"] == 2
     pairs = sb.record()["pairs"]
-    assert pairs["vs_1/file-1"] == {"attached": 1, "posts_after_attached": 1, "preloaded": False}
-    assert pairs["vs_1/file-2"] == {"attached": 1, "posts_after_attached": 1, "preloaded": False}
+    assert pairs["vs_1/file-1"] == pair(attached=1, posts_after_attached=1)
+    assert pairs["vs_1/file-2"] == pair(attached=1, posts_after_attached=1)
 
 
 async def test_batch_cancel(sandbox: StartSandbox, http: Http) -> None:
@@ -694,11 +698,7 @@ async def test_reset_after_attaches_then_drops_the_connection(
     assert "already attached" in error_of(again)["message"]
     record = sb.record()
     assert record["faults"]["reset_after"] == 1
-    assert record["pairs"]["asst_1/file-1"] == {
-        "attached": 1,
-        "posts_after_attached": 1,
-        "preloaded": False,
-    }
+    assert record["pairs"]["asst_1/file-1"] == pair(attached=1, posts_after_attached=1)
 
 
 async def test_slow_answer_outlives_the_client_timeout_but_applies(
@@ -788,11 +788,7 @@ async def test_admin_routes(sandbox: StartSandbox, http: Http) -> None:
     record = (await call(http, "GET", admin + "/record", headers={})).body
     assert record == sb.record()
     assert record["requests"] == 1
-    assert record["pairs"]["asst_1/file-1"] == {
-        "attached": 0,
-        "posts_after_attached": 1,
-        "preloaded": True,
-    }
+    assert record["pairs"]["asst_1/file-1"] == pair(posts_after_attached=1, preloaded=True)
     assert record["pairs"]["asst_1/file-2"]["preloaded"] is True
 
     config = await call(http, "POST", admin + "/config", {"quota_exhausted": True}, headers={})
@@ -844,10 +840,10 @@ def test_confirm_attached_once_names_each_problem() -> None:
     """confirm_attached_once accepts one attach or a preload and names every other count."""
     record = {
         "pairs": {
-            "a/1": {"attached": 1, "posts_after_attached": 3, "preloaded": False},
-            "a/2": {"attached": 0, "posts_after_attached": 1, "preloaded": True},
-            "a/3": {"attached": 2, "posts_after_attached": 0, "preloaded": False},
-            "a/4": {"attached": 1, "posts_after_attached": 0, "preloaded": True},
+            "a/1": pair(attached=1, posts_after_attached=3),
+            "a/2": pair(posts_after_attached=1, preloaded=True),
+            "a/3": pair(attached=2),
+            "a/4": pair(attached=1, preloaded=True),
         }
     }
     pairs = [("a", "1"), ("a", "2"), ("a", "3"), ("a", "4"), ("a", "5")]

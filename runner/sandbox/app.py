@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from aiohttp import web
 
@@ -17,6 +17,7 @@ from runner.sandbox.config import SandboxConfig
 from runner.sandbox.handlers import SandboxApi
 
 T = TypeVar("T")
+PreloadItem: TypeAlias = "str | Mapping[str, Any]"  # a file id, or a file with its state
 
 # At stop, in-flight handlers (a slow fault's sleep, say) get this long, then are cancelled.
 SHUTDOWN_TIMEOUT = 0.5
@@ -74,18 +75,21 @@ class Sandbox:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+            await self._api.close()
 
     def record(self) -> dict[str, Any]:
         """A JSON-able snapshot of the record (shape: runner.sandbox.record)."""
-        return self._api.record.snapshot()
+        return self._api.snapshot()
 
     def update(self, **changes: Any) -> None:
         """Change config fields live, e.g. `update(fail_rate=0, quota_exhausted=True)`."""
         self._api.update(changes)
 
-    def preload(self, owner_kind: str, owner: str, file_ids: Iterable[str]) -> int:
+    def preload(self, owner_kind: str, owner: str, file_ids: Iterable[PreloadItem]) -> int:
         """Put pairs in place as if attached earlier (`owner_kind`: "assistant" or
-        "vector_store"); returns how many were new."""
+        "vector_store"); returns how many were new. An item is a file id or, for a vector
+        store, `{"file_id", "attributes"?, "chunking_strategy"?, "status"?, "last_error"?}`
+        (see runner.sandbox.vector_stores.preload_entry)."""
         return self._api.preload(owner_kind, owner, _id_list(file_ids))
 
     def reset(self) -> None:
@@ -160,7 +164,7 @@ class SandboxThread:
     def update(self, **changes: Any) -> None:
         self._call(lambda: self._sandbox.update(**changes))
 
-    def preload(self, owner_kind: str, owner: str, file_ids: Iterable[str]) -> int:
+    def preload(self, owner_kind: str, owner: str, file_ids: Iterable[PreloadItem]) -> int:
         ids = _id_list(file_ids)
         return self._call(lambda: self._sandbox.preload(owner_kind, owner, ids))
 
@@ -196,7 +200,7 @@ class SandboxThread:
             self._loop = None
 
 
-def _id_list(file_ids: Iterable[str]) -> list[str]:
+def _id_list(file_ids: Iterable[PreloadItem]) -> list[PreloadItem]:
     if isinstance(file_ids, str):
         raise ValueError(f"file_ids must be a list of file ids, not the string {file_ids!r}")
     return list(file_ids)

@@ -37,6 +37,8 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
             reset_after_rate=args.reset_after_rate,
             slow_rate=args.slow_rate,
             slow_ms=args.slow_ms,
+            late_apply_rate=args.late_apply_rate,
+            late_apply_ms=args.late_apply_ms,
             processing_ms=args.processing_ms,
             vs_fail_rate=args.vs_fail_rate,
             retire_v1=args.retire_v1,

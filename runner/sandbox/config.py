@@ -1,7 +1,8 @@
 """SandboxConfig: every knob of the sandbox, with its defaults and its checks.
 
 All times are in milliseconds (`*_ms`), all rates are fractions in [0, 1] (`*_rate`), `rps`
-is requests per second and `store_rpm` attach requests per minute per vector store.
+is requests per second and `store_rpm` writes (adds, batches, updates, deletes) per minute per
+vector store.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-FAULT_RATE_FIELDS = ("fail_rate", "reset_before_rate", "reset_after_rate", "slow_rate")
+FAULT_RATE_FIELDS = (
+    "fail_rate",
+    "reset_before_rate",
+    "reset_after_rate",
+    "slow_rate",
+    "late_apply_rate",
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,6 +42,8 @@ class SandboxConfig:
     reset_after_rate: float = 0
     slow_rate: float = 0
     slow_ms: float = 2000
+    late_apply_rate: float = 0
+    late_apply_ms: float = 3000
     processing_ms: float = 200
     vs_fail_rate: float = 0
     retire_v1: bool = False
@@ -48,7 +57,7 @@ class SandboxConfig:
         _check_number("rps", self.rps, minimum=0, optional=True, exclusive=True)
         _check_number("burst", self.burst, minimum=1, optional=True)
         _check_number("store_rpm", self.store_rpm, minimum=0, optional=True, exclusive=True)
-        for name in ("latency_ms", "slow_ms", "processing_ms"):
+        for name in ("latency_ms", "slow_ms", "late_apply_ms", "processing_ms"):
             _check_number(name, getattr(self, name), minimum=0)
         for name in (*FAULT_RATE_FIELDS, "vs_fail_rate"):
             _check_number(name, getattr(self, name), minimum=0, maximum=1)

@@ -8,10 +8,14 @@ stacked in this order (they must sum to <= 1):
     reset_before_rate  drop the connection (TCP RST) before the request is applied
     reset_after_rate   apply the request, then drop the connection without an answer
     slow_rate          apply the request, then wait `slow_ms` before answering
+    late_apply_rate    writes only: hold the request `late_apply_ms`, then apply it and answer,
+                       even when the client has given up meanwhile (the live API was seen
+                       applying a request seconds after its client timed out)
 
 Only /v1 API routes are eligible, and only methods in `fault_methods` (None: all). Requests
-refused earlier (401, quota, 429, unknown URL) draw nothing. With the same seed and the same
-sequence of requests the same faults happen.
+refused earlier (401, quota, 429, unknown URL) draw nothing. A read whose roll lands on
+late_apply gets no fault: every eligible request rolls once, so reads and writes keep one
+sequence. With the same seed and the same sequence of requests the same faults happen.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ HTTP_503 = "http_503"
 RESET_BEFORE = "reset_before"
 RESET_AFTER = "reset_after"
 SLOW = "slow"
-FAULT_KINDS = (HTTP_500, HTTP_502, HTTP_503, RESET_BEFORE, RESET_AFTER, SLOW)
+LATE_APPLY = "late_apply"
+FAULT_KINDS = (HTTP_500, HTTP_502, HTTP_503, RESET_BEFORE, RESET_AFTER, SLOW, LATE_APPLY)
 
 SERVER_ERRORS = (HTTP_500, HTTP_502, HTTP_503)
 
@@ -62,6 +67,7 @@ class FaultInjector:
             (config.reset_before_rate, RESET_BEFORE),
             (config.reset_after_rate, RESET_AFTER),
             (config.slow_rate, SLOW),
+            (config.late_apply_rate, LATE_APPLY),
         ):
             if rate > 0:
                 cumulative += rate
@@ -74,8 +80,9 @@ class FaultInjector:
     def reseed(self, seed: int) -> None:
         self._rng.seed(seed)
 
-    def draw(self, method: str) -> str | None:
-        """The fault kind for this request (one of FAULT_KINDS), or None."""
+    def draw(self, method: str, write: bool) -> str | None:
+        """The fault kind for this request (one of FAULT_KINDS), or None; `write`: the request
+        changes state (only writes can be late-applied)."""
         if not self._any or (self._methods is not None and method not in self._methods):
             return None
         roll = self._rng.random()
@@ -83,6 +90,8 @@ class FaultInjector:
             if roll < threshold:
                 if kind == "fail":
                     return self._rng.choice(SERVER_ERRORS)
+                if kind == LATE_APPLY and not write:
+                    return None
                 return kind
         return None
 

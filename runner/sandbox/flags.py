@@ -26,7 +26,8 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         "--store-rpm",
         type=_positive,
         default=None,
-        help="attach requests a minute per vector store (default: unlimited; OpenAI: 300)",
+        help="writes a minute per vector store: adds, batches, updates, deletes "
+        "(default: unlimited; OpenAI: 300)",
     )
     add("--latency-ms", type=_non_negative, default=0, help="added to every answer")
     add("--seed", type=int, default=0, help="seed of the fault draws (default 0)")
@@ -45,6 +46,18 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--slow-rate", type=_fraction, default=0, help="fraction applied, then answered late")
     add("--slow-ms", type=_non_negative, default=2000, help="delay of a slow answer")
+    add(
+        "--late-apply-rate",
+        type=_fraction,
+        default=0,
+        help="fraction of writes held --late-apply-ms, then applied even if the client left",
+    )
+    add(
+        "--late-apply-ms",
+        type=_non_negative,
+        default=3000,
+        help="how long a late-applied write is held (default 3000)",
+    )
     add(
         "--processing-ms",
         type=_non_negative,

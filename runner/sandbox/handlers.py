@@ -39,10 +39,18 @@ Rules a client under test can rely on (the real API's, unless said otherwise):
   and `retry-after-ms`; every answer carries `x-ratelimit-limit-requests` (rps * 60),
   `-remaining-requests` and `-reset-requests` (time to full, as a Go duration). With
   `store_rpm`, each vector store has its own bucket (store_rpm / 60 a second, holding
-  max(1, store_rpm / 60)) taken by attach POSTs, single and file_batches alike.
+  max(1, store_rpm / 60)) taken by every write to the store: adds, file_batches, attribute
+  updates and deletes (batch cancels and all reads are not counted). Its 429 says "vector
+  store {id}" in the message and carries that store's own `x-ratelimit-limit-requests`
+  (store_rpm), `-remaining-requests` and `-reset-requests`, with `retry-after(-ms)`, not the
+  global bucket's; every other answer carries the global bucket's.
+- Late apply: a write (POST or DELETE, not a batch cancel) drawn `late_apply` is held
+  `late_apply_ms`, then goes through the rest of the pipeline and is answered. It is applied
+  even when the client has given up or aiohttp cancelled the handler meanwhile.
 - Order of checks on /v1: unknown URL (404), key (401), quota (429 `insufficient_quota`),
-  requests bucket (429), fault draw, OpenAI-Beta (400), then the route (owner 404, store
-  bucket 429, body 400, file 404, apply). `latency_ms` is slept before all of it.
+  requests bucket (429), fault draw (a late_apply hold here), OpenAI-Beta (400), then the
+  route (owner 404, store bucket 429, body 400, file 404, apply). `latency_ms` is slept
+  before all of it.
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -61,6 +69,7 @@ from runner.sandbox.errors import ApiError
 from runner.sandbox.faults import (
     BAD_GATEWAY_HTML,
     HTTP_502,
+    LATE_APPLY,
     RESET_AFTER,
     RESET_BEFORE,
     SERVER_ERRORS,
@@ -71,9 +80,6 @@ from runner.sandbox.faults import (
 from runner.sandbox.limits import TokenBucket, format_go_duration, retry_headers
 from runner.sandbox.parsing import (
     MISSING,
-    attributes_of,
-    batch_entries_of,
-    chunking_of,
     file_id_of,
     page_of,
     paginate_or_400,
@@ -81,23 +87,18 @@ from runner.sandbox.parsing import (
 )
 from runner.sandbox.record import Record
 from runner.sandbox.state import (
-    VS_FILE_STATUSES,
     AssistantFile,
-    FileBatch,
     VectorStore,
-    VectorStoreFile,
-    decide_failure,
-    decides_cancel,
     list_json,
 )
+from runner.sandbox.vector_stores import VectorStoreRoutes, preload_entry
 
 ASSISTANT = "assistant"
 VECTOR_STORE = "vector_store"
 OWNER_KINDS = (ASSISTANT, VECTOR_STORE)
 ADMIN_PREFIX = "/__sandbox/"
 ASSISTANT_FILE_KEYS = frozenset({"file_id"})
-VS_FILE_KEYS = frozenset({"file_id", "attributes", "chunking_strategy"})
-BATCH_KEYS = frozenset({"file_ids", "files", "attributes", "chunking_strategy"})
+PRELOAD_KEYS = frozenset({"owner_kind", "owner", "file_ids", "files"})
 RETIRED_V1_MESSAGE = (
     "The v1 Assistants API has been retired. Please try again with the header "
     "'OpenAI-Beta: assistants=v2'; see https://platform.openai.com/docs/assistants/migration."
@@ -109,10 +110,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class RouteInfo(NamedTuple):
     label: str  # the record's by_route key, e.g. "POST attach"
     target: str  # ASSISTANT or VECTOR_STORE
-    store_attach: bool  # an attach POST that counts against the store's limit
+    write: bool  # adds, batches, updates, deletes: what a late_apply fault may hold
+    store_write: bool  # a write to a vector store: counts against the store's limit
 
 
-class SandboxApi:
+class SandboxApi(VectorStoreRoutes):
     """The aiohttp application and all the state behind it. Not thread-safe: use it from the
     event loop that serves it."""
 
@@ -127,6 +129,8 @@ class SandboxApi:
         self._routes: dict[object, RouteInfo] = {}  # aiohttp route -> what it is
         self._batch_serial = 0  # not reset: batch ids stay unique for the server's life
         self._request_serial = 0
+        # Held writes of late_apply faults: referenced so they are not collected mid-sleep.
+        self._late: set[asyncio.Task[web.StreamResponse]] = set()
         self.app = self._build_app()
 
     # -- steering -------------------------------------------------------------------------
@@ -152,43 +156,33 @@ class SandboxApi:
         self._store_buckets.clear()
         self.faults.reseed(self.config.seed)
 
-    def preload(self, owner_kind: str, owner: str, file_ids: Sequence[str]) -> int:
-        """Put pairs in place as if attached an hour ago (vector store files already
-        processed); they are marked `preloaded` in the record, not counted in `attached`.
-        Returns how many pairs were new."""
+    def preload(
+        self, owner_kind: str, owner: str, files: Sequence[str | Mapping[str, Any]]
+    ) -> int:
+        """Put pairs in place as if added an hour ago; they are marked `preloaded` in the
+        record, not counted in `attached`. Each item is a file id, or for a vector store an
+        object (see `preload_entry`: attributes, chunking_strategy, status, last_error); a
+        pair already in place is left as it is. Returns how many pairs were new."""
         if owner_kind not in OWNER_KINDS:
             raise ValueError(
                 f"owner_kind must be 'assistant' or 'vector_store', not {owner_kind!r}"
             )
         if not isinstance(owner, str) or not owner:
             raise ValueError(f"owner must be a non-empty string, not {owner!r}")
-        if not isinstance(file_ids, (list, tuple)):
-            raise ValueError(f"file_ids must be a list of file ids, not {file_ids!r}")
-        for file_id in file_ids:
-            if not isinstance(file_id, str) or not file_id:
-                raise ValueError(f"file ids must be non-empty strings, not {file_id!r}")
+        if not isinstance(files, (list, tuple)):
+            raise ValueError(f"file_ids must be a list of file ids, not {files!r}")
+        entries = [preload_entry(item, owner_kind == VECTOR_STORE) for item in files]
         created_at = int(time.time()) - 3600
         added = 0
-        for file_id in file_ids:
+        for entry in entries:
             if owner_kind == ASSISTANT:
-                files = self.assistants.setdefault(owner, {})
-                if file_id in files:
+                held = self.assistants.setdefault(owner, {})
+                if entry.file_id in held:
                     continue
-                files[file_id] = AssistantFile(file_id, owner, created_at)
-            else:
-                store = self.stores.setdefault(owner, VectorStore(owner))
-                if file_id in store.files:
-                    continue
-                error = decide_failure(self.config.seed, owner, file_id, self.config.vs_fail_rate)
-                store.files[file_id] = VectorStoreFile(
-                    file_id,
-                    owner,
-                    created_at=created_at,
-                    ready_at=float("-inf"),
-                    error=error,
-                    ends_cancelled=decides_cancel(file_id),
-                )
-            self.record.preloaded(owner, file_id)
+                held[entry.file_id] = AssistantFile(entry.file_id, owner, created_at)
+            elif not self.preload_vs_file(owner, entry, created_at):
+                continue
+            self.record.preloaded(owner, entry.file_id)
             added += 1
         return added
 
@@ -212,8 +206,8 @@ class SandboxApi:
             headers.get("OpenAI-Organization"),
             headers.get("OpenAI-Project"),
         )
-        if route is not None and route.store_attach:
-            record.store_attach_started(request.match_info["vector_store_id"], now)
+        if route is not None and route.store_write:
+            record.store_write_started(request.match_info["vector_store_id"], now)
         status = None
         try:
             response = await self._serve(request, handler, route, record)
@@ -242,7 +236,7 @@ class SandboxApi:
                 raise errors.quota_exhausted()
             if self._bucket is not None:
                 self._take_request_token(record)
-            fault = self.faults.draw(request.method)
+            fault = self.faults.draw(request.method, route.write)
             if fault is not None:
                 record.fault(fault)
                 if fault in SERVER_ERRORS:
@@ -250,8 +244,9 @@ class SandboxApi:
                 if fault == RESET_BEFORE:
                     drop_connection(request)
                     return None
-            self._check_beta(request.headers.get("OpenAI-Beta"), route.target)
-            response = await handler(request)
+                if fault == LATE_APPLY:
+                    return self._finish(await self._apply_late(request, handler, route.target))
+            response = await self._apply(request, handler, route.target)
         except ApiError as error:
             response = error.response()
         if fault == RESET_AFTER:
@@ -261,12 +256,47 @@ class SandboxApi:
             await asyncio.sleep(config.slow_ms / 1000)
         return self._finish(response)
 
+    async def _apply(
+        self, request: web.Request, handler: Handler, target: str
+    ) -> web.StreamResponse:
+        """The rest of the pipeline: the OpenAI-Beta check, then the route."""
+        try:
+            self._check_beta(request.headers.get("OpenAI-Beta"), target)
+            return await handler(request)
+        except ApiError as error:
+            return error.response()
+
+    async def _apply_late(
+        self, request: web.Request, handler: Handler, target: str
+    ) -> web.StreamResponse:
+        """Hold the write `late_apply_ms`, then apply it. The apply runs in its own task and is
+        awaited through a shield: when the client gives up, aiohttp may cancel this handler,
+        but the write still lands, as the live API's did."""
+        await request.read()  # while the connection is open; cached for the route's read
+        task = asyncio.ensure_future(self._held(request, handler, target))
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+        return await asyncio.shield(task)
+
+    async def _held(
+        self, request: web.Request, handler: Handler, target: str
+    ) -> web.StreamResponse:
+        await asyncio.sleep(self.config.late_apply_ms / 1000)
+        return await self._apply(request, handler, target)
+
+    async def close(self) -> None:
+        """Cancel writes still held (the server is stopping: they are never applied)."""
+        for task in list(self._late):
+            task.cancel()
+        await asyncio.gather(*self._late, return_exceptions=True)
+
     def _finish(self, response: web.StreamResponse) -> web.StreamResponse:
         self._request_serial += 1
         headers = response.headers
         headers["x-request-id"] = f"req_{self._request_serial:032x}"
         bucket = self._bucket
-        if bucket is not None:
+        # A store's 429 carries that store's own limit headers: keep them.
+        if bucket is not None and "x-ratelimit-limit-requests" not in headers:
             now = time.monotonic()
             headers["x-ratelimit-limit-requests"] = str(self._limit_per_minute())
             headers["x-ratelimit-remaining-requests"] = str(bucket.remaining(now))
@@ -331,25 +361,6 @@ class SandboxApi:
                 retry_headers(wait),
             )
 
-    def _take_store_token(self, store_id: str) -> None:
-        rpm = self.config.store_rpm
-        if rpm is None:
-            return
-        now = time.monotonic()
-        bucket = self._store_buckets.get(store_id)
-        if bucket is None:
-            # Smooth: holds one second's worth, so requests must come evenly spaced.
-            bucket = TokenBucket(rpm / 60, max(1.0, rpm / 60), now)
-            self._store_buckets[store_id] = bucket
-        wait = bucket.take(now)
-        if wait:
-            self.record.limited("store")
-            raise errors.rate_limited(
-                f"Rate limit reached for file attach requests on vector store {store_id}: "
-                f"Limit {rpm:g} / min. Please try again in {format_go_duration(wait)}.",
-                retry_headers(wait),
-            )
-
     # -- owners, bodies, pages ----------------------------------------------------------------
 
     def _assistant_files(self, request: web.Request) -> tuple[str, dict[str, AssistantFile]]:
@@ -360,50 +371,6 @@ class SandboxApi:
         if files is None:
             files = self.assistants[assistant_id] = {}
         return assistant_id, files
-
-    def _store(self, request: web.Request) -> VectorStore:
-        store_id = request.match_info["vector_store_id"]
-        if MISSING in store_id:
-            raise errors.not_found(f"No vector store found with id '{store_id}'.")
-        store = self.stores.get(store_id)
-        if store is None:
-            store = self.stores[store_id] = VectorStore(store_id)
-        return store
-
-    def _batch(self, request: web.Request) -> tuple[VectorStore, FileBatch]:
-        store = self._store(request)
-        batch_id = request.match_info["batch_id"]
-        batch = store.batches.get(batch_id)
-        if batch is None:
-            raise errors.not_found(
-                f"No file batch found with id '{batch_id}' in vector store '{store.id}'."
-            )
-        return store, batch
-
-    def _new_vs_file(
-        self,
-        store: VectorStore,
-        file_id: str,
-        now: float,
-        attributes: dict[str, Any],
-        chunking_strategy: dict[str, Any],
-        batch_id: str | None = None,
-    ) -> VectorStoreFile:
-        config = self.config
-        file = VectorStoreFile(
-            file_id,
-            store.id,
-            created_at=int(time.time()),
-            ready_at=now + config.processing_ms / 1000,
-            error=decide_failure(config.seed, store.id, file_id, config.vs_fail_rate),
-            ends_cancelled=decides_cancel(file_id),
-            batch_id=batch_id,
-            attributes=attributes,
-            chunking_strategy=chunking_strategy,
-        )
-        store.files[file_id] = file
-        self.record.attached(store.id, file_id)
-        return file
 
     # -- assistant files --------------------------------------------------------------------
 
@@ -446,7 +413,9 @@ class SandboxApi:
     async def delete_assistant_file(self, request: web.Request) -> web.Response:
         assistant_id, files = self._assistant_files(request)
         file_id = request.match_info["file_id"]
-        if files.pop(file_id, None) is None:
+        present = files.pop(file_id, None) is not None
+        self.record.detached(assistant_id, file_id, present)
+        if not present:
             raise errors.not_found(
                 f"No file found with id '{file_id}' on assistant '{assistant_id}'."
             )
@@ -454,111 +423,20 @@ class SandboxApi:
             {"id": file_id, "object": "assistant.file.deleted", "deleted": True}
         )
 
-    # -- vector store files -----------------------------------------------------------------
-
-    async def attach_vs_file(self, request: web.Request) -> web.Response:
-        store = self._store(request)
-        self._take_store_token(store.id)
-        body = await read_json_object(request, VS_FILE_KEYS)
-        file_id = file_id_of(body)
-        attributes, chunking = attributes_of(body), chunking_of(body)
-        now = time.monotonic()
-        file = store.files.get(file_id)
-        if file is not None and file.status(now) != "cancelled":
-            self.record.posted_after_attached(store.id, file_id)
-        else:
-            file = self._new_vs_file(store, file_id, now, attributes, chunking)
-        return web.json_response(file.to_json(now))
-
-    async def get_vs_file(self, request: web.Request) -> web.Response:
-        store = self._store(request)
-        file_id = request.match_info["file_id"]
-        file = store.files.get(file_id)
-        if file is None:
-            raise errors.not_found(
-                f"No file found with id '{file_id}' in vector store '{store.id}'."
-            )
-        return web.json_response(file.to_json(time.monotonic()))
-
-    async def list_vs_files(self, request: web.Request) -> web.Response:
-        store = self._store(request)
-        return self._file_list(store.files.values(), store, request)
-
-    async def delete_vs_file(self, request: web.Request) -> web.Response:
-        store = self._store(request)
-        file_id = request.match_info["file_id"]
-        if store.files.pop(file_id, None) is None:
-            raise errors.not_found(
-                f"No file found with id '{file_id}' in vector store '{store.id}'."
-            )
-        return web.json_response(
-            {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
-        )
-
-    def _file_list(
-        self, files: Iterable[VectorStoreFile], store: VectorStore, request: web.Request
-    ) -> web.Response:
-        page = page_of(request.query)
-        now = time.monotonic()
-        wanted = request.query.get("filter")
-        if wanted is not None:
-            if wanted not in VS_FILE_STATUSES:
-                raise errors.invalid_value("filter", wanted, VS_FILE_STATUSES)
-            files = [file for file in files if file.status(now) == wanted]
-        items, has_more = paginate_or_400(files, page, store.files)
-        return web.json_response(list_json(items, has_more, now))
-
-    # -- file batches -----------------------------------------------------------------------
-
-    async def create_batch(self, request: web.Request) -> web.Response:
-        store = self._store(request)
-        self._take_store_token(store.id)
-        body = await read_json_object(request, BATCH_KEYS)
-        entries = batch_entries_of(body)
-        now = time.monotonic()
-        self._batch_serial += 1
-        batch = FileBatch(
-            f"vsfb_{self._batch_serial:032x}",
-            store.id,
-            int(time.time()),
-            tuple(dict.fromkeys(entry.file_id for entry in entries)),
-        )
-        seen: set[str] = set()
-        for file_id, attributes, chunking in entries:
-            file = store.files.get(file_id)
-            if file_id in seen or (file is not None and file.status(now) != "cancelled"):
-                self.record.posted_after_attached(store.id, file_id)
-            else:
-                self._new_vs_file(store, file_id, now, attributes, chunking, batch_id=batch.id)
-            seen.add(file_id)
-        store.batches[batch.id] = batch
-        return web.json_response(store.batch_to_json(batch, now))
-
-    async def get_batch(self, request: web.Request) -> web.Response:
-        store, batch = self._batch(request)
-        return web.json_response(store.batch_to_json(batch, time.monotonic()))
-
-    async def list_batch_files(self, request: web.Request) -> web.Response:
-        store, batch = self._batch(request)
-        return self._file_list(store.batch_files(batch), store, request)
-
-    async def cancel_batch(self, request: web.Request) -> web.Response:
-        store, batch = self._batch(request)
-        now = time.monotonic()
-        if not batch.cancelled:
-            status = store.batch_to_json(batch, now)["status"]
-            if status != "in_progress":
-                raise ApiError(400, f"Cannot cancel file batch {batch.id}: its status is {status}.")
-            for file in store.batch_files(batch):
-                if file.batch_id == batch.id and file.status(now) == "in_progress":
-                    file.cancelled = True
-            batch.cancelled = True
-        return web.json_response(store.batch_to_json(batch, now))
-
     # -- admin ------------------------------------------------------------------------------
 
+    def snapshot(self) -> dict[str, Any]:
+        """The record with the stores' current content (shape: runner.sandbox.record)."""
+        now = time.monotonic()
+        data = self.record.snapshot()
+        data["vector_store_files"] = {
+            store_id: {file_id: file.state_json(now) for file_id, file in store.files.items()}
+            for store_id, store in self.stores.items()
+        }
+        return data
+
     async def admin_record(self, request: web.Request) -> web.Response:
-        return web.json_response(self.record.snapshot())
+        return web.json_response(self.snapshot())
 
     async def admin_reset(self, request: web.Request) -> web.Response:
         self.reset()
@@ -574,11 +452,15 @@ class SandboxApi:
         return web.json_response(self.config.to_dict())
 
     async def admin_preload(self, request: web.Request) -> web.Response:
-        body = await read_json_object(request, frozenset({"owner_kind", "owner", "file_ids"}))
+        """Body: `owner_kind`, `owner`, and `file_ids` (ids) and/or `files` (objects)."""
+        body = await read_json_object(request, PRELOAD_KEYS)
+        files = body.get("file_ids", [])
+        if "files" in body:
+            if not isinstance(files, list) or not isinstance(body["files"], list):
+                raise ApiError(400, "file_ids and files must be lists", param="files")
+            files = files + body["files"]
         try:
-            added = self.preload(
-                body.get("owner_kind", ""), body.get("owner", ""), body.get("file_ids", [])
-            )
+            added = self.preload(body.get("owner_kind", ""), body.get("owner", ""), files)
         except (TypeError, ValueError) as exc:
             raise ApiError(400, str(exc)) from exc
         return web.json_response({"preloaded": added})
@@ -598,6 +480,7 @@ class SandboxApi:
             ("POST", store + "/files", self.attach_vs_file, "attach", VECTOR_STORE),
             ("GET", store + "/files", self.list_vs_files, "list", VECTOR_STORE),
             ("GET", store + "/files/{file_id}", self.get_vs_file, "check", VECTOR_STORE),
+            ("POST", store + "/files/{file_id}", self.update_vs_file, "update", VECTOR_STORE),
             ("DELETE", store + "/files/{file_id}", self.delete_vs_file, "file", VECTOR_STORE),
             ("POST", store + "/file_batches", self.create_batch, "batch", VECTOR_STORE),
             ("GET", batch, self.get_batch, "batch", VECTOR_STORE),
@@ -606,8 +489,11 @@ class SandboxApi:
         ]
         for method, path, handler, kind, target in api:
             route = app.router.add_route(method, path, handler)
-            store_attach = target == VECTOR_STORE and method == "POST" and kind != "batch_cancel"
-            self._routes[route] = RouteInfo(f"{method} {kind}", target, store_attach)
+            # Cancelling a batch is left out: the product never does, the limit is on writes
+            # of files.
+            write = method in ("POST", "DELETE") and kind != "batch_cancel"
+            info = RouteInfo(f"{method} {kind}", target, write, write and target == VECTOR_STORE)
+            self._routes[route] = info
         app.router.add_get(ADMIN_PREFIX + "record", self.admin_record)
         app.router.add_post(ADMIN_PREFIX + "reset", self.admin_reset)
         app.router.add_get(ADMIN_PREFIX + "config", self.admin_config)

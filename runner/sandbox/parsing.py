@@ -18,6 +18,11 @@ MAX_BATCH_FILES = 2000
 MAX_LIST_LIMIT = 100
 ORDERS = ("asc", "desc")
 FILE_ENTRY_KEYS = frozenset({"file_id", "attributes", "chunking_strategy"})
+MAX_ATTRIBUTES = 16  # keys
+MAX_ATTRIBUTE_KEY = 64  # characters
+MAX_ATTRIBUTE_VALUE = 512  # characters of a string value
+MIN_CHUNK_TOKENS = 100
+MAX_CHUNK_TOKENS = 4096
 
 
 async def read_json_object(request: web.Request, allowed: frozenset[str] | None) -> dict[str, Any]:
@@ -126,30 +131,128 @@ def _file_entry(index: int, value: object) -> BatchEntry:
     if "file_id" not in value:
         raise errors.missing_parameter(f"{param}.file_id")
     file_id = check_file_id(f"{param}.file_id", value["file_id"])
-    return BatchEntry(file_id, attributes_of(value), chunking_of(value))
+    return BatchEntry(
+        file_id,
+        attributes_of(value, f"{param}.attributes"),
+        chunking_of(value, f"{param}.chunking_strategy"),
+    )
 
 
-def attributes_of(body: Mapping[str, Any]) -> dict[str, Any]:
+def attributes_of(body: Mapping[str, Any], param: str = "attributes") -> dict[str, Any]:
+    """The attributes a body sets, checked as the API checks them: at most 16 keys of at most
+    64 characters, each value a string (at most 512 characters), a number or a boolean.
+    Absent or null: none. `param` is the field's path, as the error names it."""
     attributes = body.get("attributes")
     if attributes is None:
         return {}
     if not isinstance(attributes, dict):
-        raise errors.invalid_type("attributes", "an object", attributes)
-    return attributes
+        raise errors.invalid_type(param, "an object", attributes)
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise ApiError(
+            400,
+            f"Invalid '{param}': too many properties. Expected an object with at most "
+            f"{MAX_ATTRIBUTES} properties, but got an object with {len(attributes)} properties "
+            "instead.",
+            param=param,
+            code="object_above_max_properties",
+        )
+    for key, value in attributes.items():
+        _check_attribute(param, key, value)
+    return dict(attributes)
 
 
-def chunking_of(body: Mapping[str, Any]) -> dict[str, Any]:
+def _check_attribute(param: str, key: str, value: object) -> None:
+    if len(key) > MAX_ATTRIBUTE_KEY:
+        raise ApiError(
+            400,
+            f"Invalid '{param}': key '{key[:20]}...' is too long. Expected keys with maximum "
+            f"length {MAX_ATTRIBUTE_KEY}, but got a key with length {len(key)} instead.",
+            param=param,
+            code="string_above_max_length",
+        )
+    field = f"{param}.{key}"
+    # bool is an int: both are numbers or booleans, which the API takes alike.
+    if not isinstance(value, (str, int, float)):
+        raise errors.invalid_type(field, "a string, a number or a boolean", value)
+    if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_VALUE:
+        raise ApiError(
+            400,
+            f"Invalid '{field}': string too long. Expected a string with maximum length "
+            f"{MAX_ATTRIBUTE_VALUE}, but got a string with length {len(value)} instead.",
+            param=field,
+            code="string_above_max_length",
+        )
+
+
+def chunking_of(body: Mapping[str, Any], param: str = "chunking_strategy") -> dict[str, Any]:
+    """The chunking strategy as a file reports it: `auto` (or none) is the API's static
+    800/400; a static one must have 100 <= max_chunk_size_tokens <= 4096 and
+    0 <= chunk_overlap_tokens <= max_chunk_size_tokens / 2."""
     strategy = body.get("chunking_strategy")
     if strategy is None:
         return DEFAULT_CHUNKING
     if not isinstance(strategy, dict):
-        raise errors.invalid_type("chunking_strategy", "an object", strategy)
+        raise errors.invalid_type(param, "an object", strategy)
     kind = strategy.get("type")
     if kind == "auto":
+        _only_keys(strategy, param, frozenset({"type"}))
         return DEFAULT_CHUNKING
-    if kind == "static" and isinstance(strategy.get("static"), dict):
-        return {"type": "static", "static": strategy["static"]}
-    raise errors.invalid_value("chunking_strategy.type", kind, ("auto", "static"))
+    if kind != "static":
+        raise errors.invalid_value(f"{param}.type", kind, ("auto", "static"))
+    _only_keys(strategy, param, frozenset({"type", "static"}))
+    if "static" not in strategy:
+        raise errors.missing_parameter(f"{param}.static")
+    static = strategy["static"]
+    if not isinstance(static, dict):
+        raise errors.invalid_type(f"{param}.static", "an object", static)
+    return {"type": "static", "static": _static_sizes(f"{param}.static", static)}
+
+
+def _static_sizes(param: str, static: Mapping[str, Any]) -> dict[str, int]:
+    _only_keys(static, param, frozenset({"max_chunk_size_tokens", "chunk_overlap_tokens"}))
+    size = _integer(static, f"{param}.max_chunk_size_tokens", MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS)
+    overlap = _integer(static, f"{param}.chunk_overlap_tokens", 0, None)
+    if overlap > size / 2:
+        raise ApiError(
+            400,
+            f"Invalid '{param}.chunk_overlap_tokens': chunk_overlap_tokens must not exceed half "
+            f"of max_chunk_size_tokens ({size // 2}), but got {overlap} instead.",
+            param=f"{param}.chunk_overlap_tokens",
+            code="invalid_value",
+        )
+    return {"max_chunk_size_tokens": size, "chunk_overlap_tokens": overlap}
+
+
+def _integer(body: Mapping[str, Any], param: str, minimum: int, maximum: int | None) -> int:
+    name = param.rpartition(".")[2]
+    if name not in body:
+        raise errors.missing_parameter(param)
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise errors.invalid_type(param, "an integer", value)
+    if value < minimum:
+        raise ApiError(
+            400,
+            f"Invalid '{param}': integer below minimum value. Expected a value >= {minimum}, "
+            f"but got {value} instead.",
+            param=param,
+            code="integer_below_min_value",
+        )
+    if maximum is not None and value > maximum:
+        raise ApiError(
+            400,
+            f"Invalid '{param}': integer above maximum value. Expected a value <= {maximum}, "
+            f"but got {value} instead.",
+            param=param,
+            code="integer_above_max_value",
+        )
+    return value
+
+
+def _only_keys(body: Mapping[str, Any], param: str, allowed: frozenset[str]) -> None:
+    for key in body:
+        if key not in allowed:
+            raise errors.unknown_parameter(f"{param}.{key}")
 
 
 def page_of(query: Mapping[str, str]) -> Page:

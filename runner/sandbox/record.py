@@ -18,25 +18,44 @@
                    "DELETE file": 0, "POST unknown": 0},   # requests received by
                                      # method and route kind, as "requests"; only kinds seen
       "faults": {"http_500": 1, "http_502": 4, "http_503": 2,
-                 "reset_before": 3, "reset_after": 2, "slow": 1},
-      "rate_limited": {"requests": 30, "store": 0},        # 429s of `rps` / of `store_rpm`
-      "store_attach_peak_per_60s": {"vs_abc": 300},        # per vector store: most attach
-                                     # POSTs (files and file_batches) started within 60 s
+                 "reset_before": 3, "reset_after": 2, "slow": 1, "late_apply": 0},
+      "rate_limited": {"requests": 30, "store": 2},        # 429s of `rps` / of `store_rpm`
+      "rate_limited_by_store": {"vs_abc": 2},              # the store 429s, by store
+      "store_attach_peak_per_60s": {"vs_abc": 300},        # per vector store: most writes
+                                     # (adds, file_batches, updates, deletes) started within
+                                     # 60 s: what `store_rpm` limits
       "max_store_attach_per_60s": 300,                     # the largest of those, 0 if none
       "org_project": [{"organization": "org-abc", "project": "proj_1", "requests": 1234}],
                                      # /v1 requests by the OpenAI-Organization and
                                      # OpenAI-Project headers they carried, as "requests"
       "attached_total": 1000,        # sum of "attached" over all pairs
-      "pairs": {"asst_abc/file-1": {"attached": 1, "posts_after_attached": 0,
-                                    "preloaded": false}},
+      "pairs": {"vs_abc/file-1": {"attached": 1, "posts_after_attached": 0,
+                                  "preloaded": false, "updated": 1, "updates_when_absent": 0,
+                                  "detached": 0, "deletes_when_absent": 0}},
+      "vector_store_files": {"vs_abc": {"file-1": {"status": "completed",
+                                                   "attributes": {"lang": "en"},
+                                                   "chunking_strategy": {"type": "static",
+                                                       "static": {"max_chunk_size_tokens": 800,
+                                                                  "chunk_overlap_tokens": 400}},
+                                                   "last_error": null}}},
     }
 
 A pair's key is `f"{owner}/{file_id}"` (see `pair_key`); owner is the assistant or vector store
 id. `attached` counts the POSTs (single or in a batch) that attached it: 1 is right, 2 a
 duplicate (or a delete and re-attach). `posts_after_attached` counts POSTs for it that came
 while it was already attached: the "already attached" answers, a retry after a reset-after.
-`preloaded` pairs were put in place by `preload` and are not counted in `attached`. A pair
-appears once it was attached, preloaded or POSTed again.
+`preloaded` pairs were put in place by `preload` and are not counted in `attached`. `updated`
+counts attribute updates applied to it (`POST /vector_stores/{id}/files/{file_id}`), whether or
+not they changed anything; `updates_when_absent` the updates answered 404 because it was not in
+the store. `detached` counts DELETEs that removed it; `deletes_when_absent` DELETEs answered 404
+because it was not there (a second detach, a retry after a delete that landed). A pair appears
+once any of these happened to it.
+
+"vector_store_files" is the stores' content now, not a count: every file in every vector store
+(preloaded ones included, deleted ones gone) with its status at the time of the snapshot, its
+current attributes, the chunking_strategy it reports and its last_error (null unless failed).
+It is not part of `Record` itself (the state is the server's): `SandboxApi.snapshot()` adds it,
+and a reset empties it with the rest.
 
 "org_project" has one entry for each distinct (OpenAI-Organization, OpenAI-Project) pair of
 header values seen, in the order first seen; a header a request did not carry is null (an empty
@@ -94,12 +113,27 @@ class SlidingWindow:
 
 
 class PairEntry:
-    __slots__ = ("attached", "posts_after_attached", "preloaded")
+    __slots__ = (
+        "attached",
+        "posts_after_attached",
+        "preloaded",
+        "updated",
+        "updates_when_absent",
+        "detached",
+        "deletes_when_absent",
+    )
 
     def __init__(self) -> None:
         self.attached = 0
         self.posts_after_attached = 0
         self.preloaded = False
+        self.updated = 0
+        self.updates_when_absent = 0
+        self.detached = 0
+        self.deletes_when_absent = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class Record:
@@ -115,7 +149,8 @@ class Record:
         self.by_route: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.rate_limited: Counter[str] = Counter()
-        self.store_attach: dict[str, SlidingWindow] = {}
+        self.store_limited: Counter[str] = Counter()  # store id -> its 429s
+        self.store_writes: dict[str, SlidingWindow] = {}
         self.pairs: dict[str, PairEntry] = {}
         # (OpenAI-Organization, OpenAI-Project) -> requests; None: the header was absent
         self.org_project: Counter[tuple[str | None, str | None]] = Counter()
@@ -139,18 +174,21 @@ class Record:
         if status is not None:
             self.by_status[status] += 1
 
-    def store_attach_started(self, store_id: str, now: float) -> None:
-        window = self.store_attach.get(store_id)
+    def store_write_started(self, store_id: str, now: float) -> None:
+        """A write to a vector store arrived (counted before any check, as the limit is)."""
+        window = self.store_writes.get(store_id)
         if window is None:
-            window = self.store_attach[store_id] = SlidingWindow(60.0)
+            window = self.store_writes[store_id] = SlidingWindow(60.0)
         window.add(now)
 
     def fault(self, kind: str) -> None:
         self.faults[kind] += 1
 
-    def limited(self, scope: str) -> None:
-        """A 429 of the global limit (`requests`) or of a store's (`store`)."""
+    def limited(self, scope: str, store_id: str | None = None) -> None:
+        """A 429 of the global limit (`requests`) or of a store's (`store`, naming it)."""
         self.rate_limited[scope] += 1
+        if store_id is not None:
+            self.store_limited[store_id] += 1
 
     def _pair(self, owner: str, file_id: str) -> PairEntry:
         key = pair_key(owner, file_id)
@@ -168,9 +206,23 @@ class Record:
     def preloaded(self, owner: str, file_id: str) -> None:
         self._pair(owner, file_id).preloaded = True
 
+    def updated(self, owner: str, file_id: str, present: bool) -> None:
+        entry = self._pair(owner, file_id)
+        if present:
+            entry.updated += 1
+        else:
+            entry.updates_when_absent += 1
+
+    def detached(self, owner: str, file_id: str, present: bool) -> None:
+        entry = self._pair(owner, file_id)
+        if present:
+            entry.detached += 1
+        else:
+            entry.deletes_when_absent += 1
+
     def snapshot(self) -> dict[str, Any]:
         """The record as plain JSON-able data (shape in the module docstring)."""
-        store_peaks = {store: window.peak for store, window in self.store_attach.items()}
+        store_peaks = {store: window.peak for store, window in self.store_writes.items()}
         return {
             "requests": self.requests,
             "in_flight": self.in_flight,
@@ -181,6 +233,7 @@ class Record:
             "by_route": dict(self.by_route),
             "faults": {kind: self.faults[kind] for kind in FAULT_KINDS},
             "rate_limited": {scope: self.rate_limited[scope] for scope in ("requests", "store")},
+            "rate_limited_by_store": dict(self.store_limited),
             "store_attach_peak_per_60s": store_peaks,
             "max_store_attach_per_60s": max(store_peaks.values(), default=0),
             "org_project": [
@@ -188,12 +241,5 @@ class Record:
                 for (organization, project), n in self.org_project.items()
             ],
             "attached_total": sum(entry.attached for entry in self.pairs.values()),
-            "pairs": {
-                key: {
-                    "attached": entry.attached,
-                    "posts_after_attached": entry.posts_after_attached,
-                    "preloaded": entry.preloaded,
-                }
-                for key, entry in self.pairs.items()
-            },
+            "pairs": {key: entry.to_json() for key, entry in self.pairs.items()},
         }

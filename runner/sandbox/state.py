@@ -92,6 +92,16 @@ class VectorStoreFile:
             return "failed"
         return "cancelled" if self.ends_cancelled else "completed"
 
+    def state_json(self, now: float) -> dict[str, Any]:
+        """What the record shows of it (see record.py)."""
+        status = self.status(now)
+        return {
+            "status": status,
+            "attributes": self.attributes,
+            "chunking_strategy": self.chunking_strategy,
+            "last_error": self.error if status == "failed" else None,
+        }
+
     def to_json(self, now: float) -> dict[str, Any]:
         status = self.status(now)
         return {
