@@ -224,13 +224,21 @@ class Attempter:
             await self._interruptible(asyncio.sleep(seconds))
 
     async def _turn(self, store: str | None) -> None:
+        stores = self.store_limiter
+        # The per-store slot first: it can be far off, and a request must leave in its own
+        # global slot, not after it (or it would crowd the next window). Taken before the
+        # opening window too, so that the store looks busy at once and the engine hands the
+        # next workers other stores' pairs (FreeStoresFirst) instead of queueing them here.
+        if store is not None and stores is not None:
+            await stores.acquire(store)
         if not self.window.open:
             await self.window.acquire()  # until the first 2xx: see runner/opening.py
-        # The per-store slot first: it can be far off, and a request must leave in its own
-        # global slot, not after it (or it would crowd the next window).
-        if store is not None and self.store_limiter is not None:
-            await self.store_limiter.acquire(store)
         await self.limiter.acquire()
+        # Waits since the store's slot (the window, slow start, a 429 pause) may have made it
+        # late: late requests leave at the store's rate, not bunched (KeyedLimiter.space).
+        if store is not None and stores is not None and await stores.space(store):
+            while self.limiter.paused_until is not None:  # a 429 pause began meanwhile
+                await self.limiter.acquire()
 
     # --- requests -------------------------------------------------------------------------
 

@@ -136,6 +136,11 @@ class RateLimiter:
         return self._rate
 
     @property
+    def interval(self) -> float:
+        """Seconds between two requests at the current rate (0.0: unlimited or probing)."""
+        return self._interval
+
+    @property
     def paused_until(self) -> float | None:
         """Loop time the 429 pause ends, while one is active (for the progress bar)."""
         until = self._pause_until
@@ -438,6 +443,11 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 # Per-key slack on the period: OpenAI's per-store limit (300 a minute) is counted by the server.
 KEY_SLACK = 1 / 120
+# Late requests leave at most this far under one interval apart: a hair of slack, so that a
+# request on time in its slot does not wait for one that left a hair late (loop jitter), and
+# a backlog still drains at no more than 1/0.995 of the key's rate (a store's bucket of 5 at
+# 300 a minute absorbs that for a backlog of 1,000).
+SPACING_SLACK = 0.995
 
 
 class KeyedLimiter:
@@ -449,12 +459,13 @@ class KeyedLimiter:
     that much late (0.5 s in a minute) still never put `rpm + 1` in one `period` window.
     """
 
-    __slots__ = ("_rpm", "_period", "_limiters")
+    __slots__ = ("_rpm", "_period", "_limiters", "_departed")
 
     def __init__(self, rpm: float, *, period: float = 60.0) -> None:
         self._rpm = rpm
         self._period = period
         self._limiters: dict[str, RateLimiter] = {}
+        self._departed: dict[str, float] = {}  # key -> when its last request left (or will)
 
     def _limiter(self, key: str) -> RateLimiter:
         limiter = self._limiters.get(key)
@@ -466,6 +477,26 @@ class KeyedLimiter:
     async def acquire(self, key: str) -> None:
         """Wait for this key's next slot."""
         await self._limiter(key).acquire()
+
+    async def space(self, key: str) -> bool:
+        """Call after the run's own slot, as the request leaves: one interval of this key's
+        after its last request left, or at once. True when it had to wait.
+
+        A key's slot is a time: a request that waited past it for the run's slot (slow start,
+        a 429 pause) would else leave bunched with the key's next requests, and a backlog
+        would catch up faster than the key's rate; a store's bucket answers both with 429s.
+        So late requests go out at the key's rate, never faster (SPACING_SLACK aside)."""
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            return False
+        now = asyncio.get_running_loop().time()
+        due = self._departed.get(key, 0.0) + limiter.interval * SPACING_SLACK
+        # Claimed before sleeping, so that the next late one queues behind this one.
+        self._departed[key] = max(now, due)
+        if now >= due:
+            return False
+        await asyncio.sleep(due - now)
+        return True
 
     def ready_in(self, key: str) -> float:
         """RateLimiter.ready_in for this key (0.0 for a key not used yet)."""
