@@ -13,18 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from runner.attributes import chunking_matches, same_attributes
 from runner.client import Answer, ApiClient, CertificateError, TransportError
 from runner.items import Item
 from runner.limiter import KeyedLimiter, RateLimiter
 from runner.opening import OpeningWindow
 from runner.store_limits import binds_store
-from runner.targets import ApiError, Judgement, Target, Verdict, api_error, classify_error
+from runner.targets import (
+    ApiError,
+    Judgement,
+    Target,
+    VectorStoreFiles,
+    Verdict,
+    api_error,
+    classify_error,
+)
 
 # A 429 storm must not hold one item forever: after this many throttled tries it ends failed
 # (retryable) and the next run picks it up.
@@ -39,13 +48,14 @@ POLL_FIRST, POLL_MAX = 1.0, 10.0
 class Outcome:
     """An item's end, as its `done` line says it."""
 
-    outcome: str  # attached | already_attached | failed
+    outcome: str  # attached | already_attached | updated | failed
     status: int | None
     attempts: int
     error: ApiError | None = None
     retryable: bool = False
     uncertain: bool = False
     file_status: str | None = None  # vector store file status, when known
+    op: str = "attach"  # the operation the pair's last request made: attach | update
 
 
 @dataclass(slots=True)
@@ -58,6 +68,9 @@ class Counters:
     throttled: int = 0  # 429 answers (other than quota)
     uncertain: int = 0  # times a request's outcome became unknown (reset or timeout after sending)
     still_in_progress: int = 0  # --wait gave up while a file was still processing
+    updates: int = 0  # attribute updates sent (POST .../files/{file_id})
+    chunking_mismatch: int = 0  # files found in their store with another chunking strategy
+    chunking_examples: list[str] = field(default_factory=list)  # a few of them, for the warning
     statuses: dict[int, int] = field(default_factory=dict)
 
 
@@ -108,6 +121,7 @@ class _ItemState:
     throttled: int = 0
     uncertain: bool = False
     checks_done: int = 0
+    updated: bool = False  # the pair's attributes were updated to the manifest's
 
 
 class Breaker:
@@ -332,7 +346,7 @@ class Attempter:
         store = item.owner if target.supports_batches else None
         try:
             answer = await self.request("POST", target.attach_path(item.owner),
-                                        target.attach_body(item.file_id), store=store)
+                                        target.attach_body(item), store=store)
         except NotSent:
             # It never left: not an attempt. The stopped run ends the item retryable.
             state.sent -= 1
@@ -354,9 +368,18 @@ class Attempter:
     async def _conclude(self, item: Item, state: _ItemState, answer: Answer,
                         judgement: Judgement) -> Outcome:
         verdict, status = judgement.verdict, answer.status
+        if verdict in (Verdict.ATTACHED, Verdict.IN_PROGRESS, Verdict.FILE_FAILED) and (
+                item.options is not None):
+            converged = await self._converge(item, state, judgement)
+            if converged is not None:
+                return converged
         if verdict is Verdict.ATTACHED:
-            return Outcome("attached", status, state.sent, file_status=judgement.file_status)
+            return _in_place(status, state, judgement.file_status)
         if verdict is Verdict.ALREADY_ATTACHED:
+            if _manages_attributes(item) and self.target.supports_batches:
+                # "Already in the store" without the object: look, so that its attributes
+                # can be compared (and updated) like those of a 200.
+                return await self._after_check(item, state)
             return Outcome("already_attached", status, state.sent, judgement.error)
         if verdict is Verdict.IN_PROGRESS:
             return await self._wait_for_file(item, state, status)
@@ -399,13 +422,110 @@ class Attempter:
         verdict = judgement.verdict
         if verdict is Verdict.ABSENT:
             return None
+        if item.options is not None and verdict is not Verdict.RUN_REFUSED:
+            converged = await self._converge(item, state, judgement)
+            if converged is not None:
+                return converged
         if verdict is Verdict.ATTACHED:
-            return Outcome("attached", 200, state.sent, file_status=judgement.file_status)
+            return _in_place(200, state, judgement.file_status)
         if verdict is Verdict.IN_PROGRESS:
             return await self._wait_for_file(item, state, 200)
         if verdict is Verdict.FILE_FAILED:
             return _file_failed(judgement, 200, state.sent)
         return Outcome("failed", status, state.sent, judgement.error, retryable=False)
+
+    async def _after_check(self, item: Item, state: _ItemState) -> Outcome:
+        """Settle a pair that is in its store by a GET (and converge its attributes)."""
+        settled = await self._settle(item, state)
+        if settled is not None:
+            return settled
+        # Absent after all (removed meanwhile): not ours to re-add blind in this answer.
+        error = ApiError("not_found", "the file was not in the store when checked", None)
+        return Outcome("failed", 404, state.sent, error, retryable=True)
+
+    # --- attributes -------------------------------------------------------------------------
+
+    async def _converge(self, item: Item, state: _ItemState, judgement: Judgement,
+                        ) -> Outcome | None:
+        """The pair is in its store, as `judgement.obj` shows it: update its managed
+        attributes when they differ (SPEC: a file added again keeps its old ones), and count
+        a chunking strategy that does not match (it cannot change in place). None when all
+        is well (or the update went through: `state.updated`); an Outcome when the update
+        failed."""
+        options = item.options
+        obj = judgement.obj
+        if options is None or obj is None:
+            return None
+        if not chunking_matches(options.chunking_strategy, obj.get("chunking_strategy")):
+            self.note_chunking_mismatch(item)
+        if options.attributes is None or same_attributes(options.attributes,
+                                                         obj.get("attributes")):
+            return None
+        result = await self.send_update(item)
+        if isinstance(result, Outcome):
+            return result
+        state.updated = True
+        return None
+
+    async def confirm(self, item: Item) -> Outcome:
+        """A pair a batch put in place, whose object we have not seen: GET it and converge."""
+        return await self._after_check(item, _ItemState(sent=1))
+
+    async def converge_listed(self, item: Item, obj: Mapping[str, Any], ending: Outcome,
+                              ) -> Outcome:
+        """A pair a batch put in place, as its file list shows it: converge its attributes;
+        `ending` is its outcome when nothing needs changing."""
+        state = _ItemState(sent=ending.attempts)
+        failed = await self._converge(item, state, Judgement(Verdict.ATTACHED, obj=obj))
+        if failed is not None:
+            return failed
+        if state.updated:
+            return Outcome("updated", ending.status, ending.attempts,
+                           file_status=ending.file_status, op="update")
+        return ending
+
+    def note_chunking_mismatch(self, item: Item) -> None:
+        counters = self.counters
+        counters.chunking_mismatch += 1
+        if len(counters.chunking_examples) < 3:
+            counters.chunking_examples.append(f"{item.owner}/{item.file_id}")
+
+    async def send_update(self, item: Item) -> Judgement | Outcome:
+        """One attributes update (retried like a check; a dropped connection after sending
+        leaves it uncertain, for a check, never a blind resend). The file object on success;
+        an Outcome when it failed."""
+        target = self.target
+        assert isinstance(target, VectorStoreFiles)
+        self.counters.updates += 1
+        try:
+            answer = await self.request_retrying(
+                "POST", target.update_path(item.owner, item.file_id), target.update_body(item),
+                store=item.owner, kind="update")
+        except GaveUp as exc:
+            return Outcome("failed", exc.status, 1, exc.error, retryable=True,
+                           uncertain=exc.uncertain, op="update")
+        judgement = target.judge_check(answer, wait=False)
+        if judgement.verdict is Verdict.ATTACHED:
+            return judgement
+        if judgement.verdict is Verdict.RUN_REFUSED:
+            raise RunRefused(_refusal_kind(answer.status, judgement.error), answer.status,
+                             judgement.error)
+        return Outcome("failed", answer.status, 1, judgement.error,
+                       retryable=judgement.verdict is not Verdict.REFUSED, op="update")
+
+    async def update(self, item: Item) -> Outcome:
+        """A pair the log has in place, whose managed attributes the manifest has changed:
+        one update. A file no longer in its store (404) is added again, with its options."""
+        result = await self.send_update(item)
+        if isinstance(result, Judgement):
+            if item.options is not None and not chunking_matches(
+                    item.options.chunking_strategy, (result.obj or {}).get("chunking_strategy")):
+                self.note_chunking_mismatch(item)
+            return Outcome("updated", 200, 1, file_status=result.file_status, op="update")
+        if result.status == 404:
+            # Gone from its store (or the store is gone: then the add is refused too).
+            return await self.attach(item, uncertain=False)
+        return result
 
     async def check(self, item: Item) -> tuple[Judgement | None, int | None]:
         """GET the pair, retried like any request. (None, last status) if it cannot be answered."""
@@ -482,7 +602,7 @@ class Attempter:
             remaining = deadline - loop.time()
             if remaining <= 0 or self.halted:
                 self.counters.still_in_progress += 1
-                return Outcome("attached", status, state.sent, file_status="in_progress")
+                return _in_place(status, state, "in_progress")
             await self.pause(min(interval, remaining))
             if self.halted:
                 continue
@@ -497,7 +617,7 @@ class Attempter:
             if verdict is Verdict.IN_PROGRESS or verdict is Verdict.RETRY:
                 continue
             if verdict is Verdict.ATTACHED:
-                return Outcome("attached", status, state.sent, file_status=judgement.file_status)
+                return _in_place(status, state, judgement.file_status)
             if verdict is Verdict.FILE_FAILED:
                 return _file_failed(judgement, answer.status, state.sent)
             if verdict is Verdict.RUN_REFUSED:
@@ -505,6 +625,17 @@ class Attempter:
                                  judgement.error)
             # 404 while waiting: someone removed it. Report, don't guess.
             return Outcome("failed", answer.status, state.sent, judgement.error, retryable=True)
+
+
+def _in_place(status: int | None, state: _ItemState, file_status: str | None) -> Outcome:
+    """The pair is in its store: `updated` when this run set its attributes, else attached."""
+    if state.updated:
+        return Outcome("updated", status, state.sent, file_status=file_status, op="update")
+    return Outcome("attached", status, state.sent, file_status=file_status)
+
+
+def _manages_attributes(item: Item) -> bool:
+    return item.options is not None and item.options.attributes is not None
 
 
 def _file_failed(judgement: Judgement, status: int | None, attempts: int) -> Outcome:

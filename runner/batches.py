@@ -15,7 +15,7 @@ then are those listed (`GET .../files?filter=failed`, 100 a page) to name them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from runner.attempt import POLL_FIRST, POLL_MAX, Attempter, GaveUp, Outcome, RunRefused
@@ -46,11 +46,12 @@ class BatchRunner:
         """Create a batch for `items` (one store) and see it through."""
         target = self.target
         file_ids = [i.file_id for i in items]
-        self.log.append("batch-sent", **{self.owner_column: store, "file_ids": file_ids})
+        self.log.append("batch-sent", op="attach", **{self.owner_column: store,
+                                                       "file_ids": file_ids})
         self.attempter.counters.attach_requests += 1
         try:
             answer = await self.attempter.request_retrying(
-                "POST", target.batch_path(store), target.batch_body(file_ids), store=store)
+                "POST", target.batch_path(store), target.batch_body(items), store=store)
         except GaveUp as exc:
             if exc.uncertain:
                 # The batch may exist: settle each file by a check, never by a blind resend.
@@ -75,8 +76,8 @@ class BatchRunner:
             # Applied, but the answer does not say as what: settle each file by a check.
             await self._singles(items, uncertain=True)
             return
-        self.log.append("batch-created", **{self.owner_column: store, "batch_id": batch_id,
-                                            "file_ids": file_ids})
+        self.log.append("batch-created", op="attach", **{
+            self.owner_column: store, "batch_id": batch_id, "file_ids": file_ids})
         await self._finish(store, batch_id, items, answer.status, body)
 
     async def follow(self, store: str, batch_id: str, items: list[Item]) -> None:
@@ -111,8 +112,9 @@ class BatchRunner:
         in_progress and fail the files that ended failed or cancelled."""
         if not self.attempter.wait:
             file_status = body.get("status") if isinstance(body, dict) else None
-            for item in items:
-                self.record(item, Outcome("attached", status, 1, file_status=file_status))
+            await self._record_in_place(
+                store, batch_id, items,
+                lambda item: Outcome("attached", status, 1, file_status=file_status))
             return
         batch: Mapping[str, Any] | None = body if isinstance(body, dict) else None
         if batch is None or batch.get("status") == "in_progress":
@@ -122,18 +124,53 @@ class BatchRunner:
             # The batch cannot be read (gone, or no answer): each file is settled by a check.
             await self._singles(items, uncertain=True)
             return
+        in_place: list[Item] = []
         for item in items:
             judgement = ends.get(item.file_id)
-            if judgement is None:
-                self.record(item, Outcome("attached", status, 1, file_status="completed"))
-            elif judgement.file_status == "in_progress":
-                self.attempter.counters.still_in_progress += 1
-                self.record(item, Outcome("attached", status, 1, file_status="in_progress"))
+            if judgement is None or judgement.file_status == "in_progress":
+                in_place.append(item)
             else:
                 # SPEC: a file that ends `failed` is not retryable; one `cancelled` is.
                 self.record(item, Outcome("failed", status, 1, judgement.error,
                                           retryable=judgement.file_status == "cancelled",
                                           file_status=judgement.file_status))
+
+        def ending(item: Item) -> Outcome:
+            judgement = ends.get(item.file_id)
+            if judgement is None:
+                return Outcome("attached", status, 1, file_status="completed")
+            self.attempter.counters.still_in_progress += 1
+            return Outcome("attached", status, 1, file_status="in_progress")
+
+        await self._record_in_place(store, batch_id, in_place, ending)
+
+    async def _record_in_place(self, store: str, batch_id: str, items: list[Item],
+                               ending: Callable[[Item], Outcome]) -> None:
+        """Record the files a batch put in place. Files with per-file options are compared
+        first with what the batch's file list shows (SPEC: a file the store already held
+        keeps its old attributes): those that differ get one update each."""
+        managed = [item for item in items if item.options is not None]
+        shown = await self._listed(store, batch_id) if managed else {}
+        for item in items:
+            if item.options is None:
+                self.record(item, ending(item))
+                continue
+            obj = shown.get(item.file_id) if shown is not None else None
+            if obj is None:
+                # Not in the list (or the list cannot be read): look at the file itself.
+                outcome = await self.attempter.confirm(item)
+            else:
+                outcome = await self.attempter.converge_listed(item, obj, ending(item))
+            self.record(item, outcome)
+
+    async def _listed(self, store: str, batch_id: str) -> dict[str, Mapping[str, Any]] | None:
+        """Every file object of a batch, by file id (None if a page cannot be read)."""
+        found: dict[str, Mapping[str, Any]] = {}
+        async for obj in self._pages(store, batch_id, None):
+            if obj is None:
+                return None
+            found[obj["id"]] = obj
+        return found
 
     async def _poll(self, store: str, batch_id: str, last: Mapping[str, Any] | None,
                     ) -> Mapping[str, Any] | None:
@@ -191,26 +228,39 @@ class BatchRunner:
                           ) -> dict[str, Judgement] | None:
         """The batch's files in one status, page by page (None if a page cannot be read)."""
         found: dict[str, Judgement] = {}
+        async for obj in self._pages(store, batch_id, file_status):
+            if obj is None:
+                return None
+            found[obj["id"]] = judge_vector_store_file(obj, wait=True)
+        return found
+
+    async def _pages(self, store: str, batch_id: str, file_status: str | None,
+                     ) -> AsyncIterator[Mapping[str, Any] | None]:
+        """The batch's file objects (in one status, or all), page by page; a final None
+        when a page cannot be read."""
         base = f"{self.target.batch_path(store)}/{batch_id}/files"
         after: str | None = None
         while True:
-            query = f"?filter={file_status}&limit={LIST_PAGE}&order=asc"
+            query = f"?filter={file_status}&" if file_status is not None else "?"
+            query += f"limit={LIST_PAGE}&order=asc"
             if after:
                 query += f"&after={after}"
             self.attempter.counters.polls += 1
             try:
                 answer = await self.attempter.request_retrying("GET", base + query, kind="poll")
             except GaveUp:
-                return None
+                yield None
+                return
             body: Any = answer.body
             data = body.get("data") if isinstance(body, dict) else None
             if answer.status != 200 or not isinstance(data, list):
-                return None
+                yield None
+                return
             for obj in data:
                 if isinstance(obj, dict) and isinstance(obj.get("id"), str):
-                    found[obj["id"]] = judge_vector_store_file(obj, wait=True)
+                    yield obj
             # The SDK's cursor: the last object's id, while the list says it has more.
             last = data[-1].get("id") if data and isinstance(data[-1], dict) else None
             if not body.get("has_more") or not isinstance(last, str):
-                return found
+                return
             after = last

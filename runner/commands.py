@@ -44,7 +44,7 @@ from runner.summary import (
     group_reasons,
     refusal_line,
 )
-from runner.targets import Target, get_target
+from runner.targets import Target, VectorStoreFiles, get_target
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_RUNTIME = 0, 1, 4, 5
 SIGNAL_EXITS = {"SIGINT": 130, "SIGTERM": 143}
@@ -116,15 +116,19 @@ def _text(value: Any) -> str | None:
 def status_report(settings: Settings, io: Io) -> dict[str, Any]:
     target, source, stats = _prepare(settings, io)
     index = _load_index(settings, target, io)
-    counts = {"attached": 0, "already_attached": 0, "failed": 0, "refused": 0, "uncertain": 0,
-              "pending": 0}
+    counts = {"attached": 0, "already_attached": 0, "updated": 0, "failed": 0, "refused": 0,
+              "uncertain": 0, "pending": 0}
+    to_update = 0
     reasons: dict[tuple[Any, Any, Any], int] = {}
     for item in _items(source, target)():
         plan, raw = index.plan(item, retry_failed=False)
         if plan is Plan.DUPLICATE:
             continue
+        to_update += plan is Plan.UPDATE
         if raw is None:
             counts["pending"] += 1
+        elif raw == State.ATTACHED and index.was_updated(item):
+            counts["updated"] += 1
         elif raw == State.ATTACHED:
             counts["attached"] += 1
         elif raw == State.ALREADY_ATTACHED:
@@ -148,6 +152,7 @@ def status_report(settings: Settings, io: Io) -> dict[str, Any]:
         "pairs": stats.pairs,
         **counts,
         "not_in_manifest": sum(1 for _ in index.unseen()),
+        "to_update": to_update,
         "failed_by_reason": group_reasons(reasons.items()),
         "locked_by": holder_pid(settings.log),
         "last_exit": index.last_run_end.get("exit") if index.last_run_end else None,
@@ -189,8 +194,9 @@ def dry_run(settings: Settings, io: Io) -> int:
     tally = Tally(pairs=stats.pairs)
     batch_size = settings.batch_size if target.supports_batches else 0
     show = None if settings.json else io.out.write
-    counts = dict.fromkeys(("attach_requests", "batch_requests", "checks", "batches_to_follow",
-                            "pairs_to_attach", "pairs_in_batches_to_follow"), 0)
+    counts = dict.fromkeys(("attach_requests", "batch_requests", "checks", "updates",
+                            "batches_to_follow", "pairs_to_attach",
+                            "pairs_in_batches_to_follow"), 0)
     for unit in iter_work(_parts(source, target)(), index, tally,
                           retry_failed=settings.retry_failed, batch_size=batch_size):
         if isinstance(unit, Single):
@@ -200,12 +206,17 @@ def dry_run(settings: Settings, io: Io) -> int:
                 if show:
                     show(f"GET {target.check_path(item.owner, item.file_id)}   "
                          "(uncertain: check first, send only if absent)\n")
+            elif unit.plan is Plan.UPDATE and isinstance(target, VectorStoreFiles):
+                counts["updates"] += 1
+                if show:
+                    show(f"POST {target.update_path(item.owner, item.file_id)} "
+                         f"{target.update_body(item).decode()}   (attributes changed)\n")
             else:
                 counts["attach_requests"] += 1
                 counts["pairs_to_attach"] += 1
                 if show:
                     show(f"POST {target.attach_path(item.owner)} "
-                         f"{{\"file_id\": \"{item.file_id}\"}}\n")
+                         f"{target.attach_body(item).decode()}\n")
         elif isinstance(unit, NewBatch):
             counts["attach_requests"] += 1
             counts["batch_requests"] += 1
@@ -223,13 +234,14 @@ def dry_run(settings: Settings, io: Io) -> int:
                   "manifest": source.display, "log": settings.log, "pairs": stats.pairs,
                   **counts, "attached_earlier": tally.done_earlier,
                   "refused_earlier": tally.refused_earlier, "duplicates": stats.duplicates}
-        # Each pair is in exactly one of pairs_to_attach, checks, pairs_in_batches_to_follow,
-        # attached_earlier and refused_earlier.
+        # Each pair is in exactly one of pairs_to_attach, checks, updates,
+        # pairs_in_batches_to_follow, attached_earlier and refused_earlier.
         io.out.write(json.dumps(report) + "\n")
         return EXIT_OK
     io.out.write(
-        f"dry run: {counts['attach_requests']} attach request(s) and {counts['checks']} "
-        f"check(s) would be sent; {tally.done_earlier} attached earlier, "
+        f"dry run: {counts['attach_requests']} attach request(s), {counts['updates']} "
+        f"update(s) and {counts['checks']} check(s) would be sent; "
+        f"{tally.done_earlier} attached earlier, "
         f"{tally.refused_earlier} refused earlier (skipped without --retry-failed); "
         "nothing was sent\n")
     return EXIT_OK

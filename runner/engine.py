@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.attempt import Attempter, Outcome, RunRefused
+from runner.attributes import digest as attributes_digest
 from runner.batches import BatchRunner
 from runner.items import Item
 from runner.log import ResultLog
@@ -63,6 +64,7 @@ class Tally:
     pairs: int = 0
     attached: int = 0
     already_attached: int = 0
+    updated: int = 0
     failed: int = 0
     done_earlier: int = 0
     refused_earlier: int = 0
@@ -71,8 +73,8 @@ class Tally:
 
     @property
     def handled(self) -> int:
-        return (self.attached + self.already_attached + self.failed + self.done_earlier
-                + self.refused_earlier)
+        return (self.attached + self.already_attached + self.updated + self.failed
+                + self.done_earlier + self.refused_earlier)
 
     @property
     def pending(self) -> int:
@@ -94,16 +96,33 @@ def pair_members(owner_column: str, item: Item) -> str:
     return f'"{owner_column}":"{item.owner}","file_id":"{item.file_id}"'
 
 
-def plain_done_members(pair: str, outcome: Outcome) -> str | None:
+def op_members(op: str, pair: str) -> str:
+    """A pair line's `op` and pair members, in the log's key order."""
+    return f'"op":"{op}",{pair}'
+
+
+def plain_done_members(pair: str, outcome: Outcome, digest: str | None = None) -> str | None:
     """A `done` line's members for the common outcome (no error, no file status) without the
     JSON encoder: the same text `json` would make. None for any other outcome."""
     if outcome.error is not None or outcome.file_status is not None:
         return None
     status = "null" if outcome.status is None else str(outcome.status)
-    return (f'{pair},"outcome":"{outcome.outcome}","status":{status},'
+    return (f'"op":"{outcome.op}",{pair},"outcome":"{outcome.outcome}","status":{status},'
             f'"attempts":{outcome.attempts},"error":null,'
             f'"retryable":{"true" if outcome.retryable else "false"},'
-            f'"uncertain":{"true" if outcome.uncertain else "false"}')
+            f'"uncertain":{"true" if outcome.uncertain else "false"}'
+            + (f',"attributes_digest":"{digest}"' if digest is not None else ""))
+
+
+IN_PLACE = frozenset({"attached", "already_attached", "updated"})
+
+
+def recorded_digest(item: Item, outcome: Outcome) -> str | None:
+    """SPEC: a done line that leaves managed attributes in place records their digest."""
+    options = item.options
+    if options is None or options.attributes is None or outcome.outcome not in IN_PLACE:
+        return None
+    return attributes_digest(options.attributes)
 
 
 def _store_of(unit: Work) -> str:
@@ -304,11 +323,16 @@ class Engine:
         # Log "sent" before the first request: a crash after sending must leave the pair
         # uncertain (checked next run), not pending (sent blind).
         pair = pair_members(self.owner_column, item)
-        self.log.append_encoded("sent", pair)
+        op = "update" if plan is Plan.UPDATE else "attach"
+        self.log.append_encoded("sent", op_members(op, pair))
         try:
-            outcome = await self.attempter.attach(item, uncertain=plan is Plan.CHECK)
+            if plan is Plan.UPDATE:
+                outcome = await self.attempter.update(item)
+            else:
+                outcome = await self.attempter.attach(item, uncertain=plan is Plan.CHECK)
         except RunRefused as refusal:
-            self.record(item, Outcome("failed", refusal.status, 1, refusal.error, retryable=True))
+            self.record(item, Outcome("failed", refusal.status, 1, refusal.error, retryable=True,
+                                      op=op))
             raise
         self.record(item, outcome, pair)
 
@@ -318,11 +342,13 @@ class Engine:
         if outcome.outcome == "failed" and self.refusal is not None and not outcome.retryable:
             # After a run-level stop, a refusal may be the run's fault, not the item's.
             outcome.retryable = True
-        members = plain_done_members(pair, outcome) if pair is not None else None
+        digest = recorded_digest(item, outcome)
+        members = plain_done_members(pair, outcome, digest) if pair is not None else None
         if members is not None:
             self.log.append_encoded("done", members)
         else:
             fields: dict[str, Any] = {
+                "op": outcome.op,
                 self.owner_column: item.owner,
                 "file_id": item.file_id,
                 "outcome": outcome.outcome,
@@ -334,12 +360,16 @@ class Engine:
             }
             if outcome.file_status is not None:
                 fields["file_status"] = outcome.file_status
+            if digest is not None:
+                fields["attributes_digest"] = digest
             self.log.append("done", **fields)
         tally = self.tally
         if outcome.outcome == "attached":
             tally.attached += 1
         elif outcome.outcome == "already_attached":
             tally.already_attached += 1
+        elif outcome.outcome == "updated":
+            tally.updated += 1
         else:
             tally.failed += 1
             err = outcome.error
@@ -413,7 +443,8 @@ class Engine:
             return
         for item in breaker.items:
             self.log.append("done", **{
-                self.owner_column: item.owner, "file_id": item.file_id, "outcome": "failed",
+                "op": "attach", self.owner_column: item.owner, "file_id": item.file_id,
+                "outcome": "failed",
                 "status": breaker.signature[0] if breaker.signature else None, "attempts": 1,
                 "error": {"type": "run_refused",
                           "message": "stopped: the first answers were all the same refusal",

@@ -334,27 +334,34 @@ SCAN_CHUNK = 1 << 18  # bytes read at a time by scan_log
 
 
 def _fast_pattern(owner_column: str) -> re.Pattern[str]:
-    """A whole line: "sent", or "done" (group 1) in place; else any other line (group 5)."""
-    head = r'\{"event":"(?:sent|(done))","ts":"' + _TEXT + r'","run":"' + _TEXT + r'","'
+    """A whole line: "sent", or "done" (group 1) in place; else any other line (group 6).
+    `op` is attach or update (or absent: an older log's line, which means attach)."""
+    head = r'\{"event":"(?:sent|(done))","ts":"' + _TEXT + r'","run":"' + _TEXT + r'",'
+    head += r'(?:"op":"(?:attach|update)",)?"'
     head += re.escape(owner_column) + r'":"' + _ID + r'","file_id":"' + _ID + r'"'
-    # Only when group 1 (done) matched: the outcome fields, in the writer's order.
-    done = (r'(?(1),"outcome":"(attached|already_attached)","status":(?:[1-5][0-9][0-9]|null),'
+    # Only when group 1 (done) matched: the outcome fields, in the writer's order, and the
+    # digest of the managed attributes the pair was left with (group 5), if any.
+    done = (r'(?(1),"outcome":"(attached|already_attached|updated)",'
+            r'"status":(?:[1-5][0-9][0-9]|null),'
             r'"attempts":[0-9]{1,9},"error":null,"retryable":(?:true|false),'
-            r'"uncertain":(?:true|false)(?:,"file_status":"[a-z_]{1,32}")?)')
+            r'"uncertain":(?:true|false)(?:,"file_status":"[a-z_]{1,32}")?'
+            r'(?:,"attributes_digest":"([0-9a-f]{16})")?)')
     return re.compile(r"^" + head + done + r"\}$|^(.+)$", re.MULTILINE)
 
 
 _PATTERNS: dict[str, re.Pattern[str]] = {}
 
-FastRow = tuple[str, str, str, str, str]  # "done" or "" (sent), owner, file_id, outcome, ""
+# "done" or "" (sent), owner, file_id, outcome or "", attributes digest or "", "" (the other
+# line's text, empty for a fast row)
+FastRow = tuple[str, str, str, str, str, str]
 
 
 def scan_log(path: str, owner_column: str, *,
              warn: Callable[[str], None]) -> Iterator[list[FastRow] | dict[str, Any]]:
     """`read_log` for the resume index, fast: the same events with the same checks, in order,
     but runs of the common lines ("sent", and "done" attached or already_attached with no
-    error, for `owner_column`) come as lists of ("done" or "", owner, file_id, outcome or "",
-    "") tuples of str, matched in bulk by one regular expression instead of parsed line by
+    error, for `owner_column`) come as lists of FastRow tuples of str
+    matched in bulk by one regular expression instead of parsed line by
     line; every other event comes as read_log's dict."""
     pattern = _PATTERNS.get(owner_column)
     if pattern is None:
@@ -385,12 +392,12 @@ def _scan_chunk(path: str, chunk: bytes, before: int,
         for offset, line in enumerate(chunk.split(b"\n")[:-1]):
             yield _event(path, before + offset + 1, line + b"\n")
         return
-    # Each line is one row, in order: rows with group 5 are the other lines.
+    # Each line is one row, in order: rows with group 6 are the other lines.
     start = 0
-    for at in [i for i, row in enumerate(rows) if row[4]]:
+    for at in [i for i, row in enumerate(rows) if row[5]]:
         if at > start:
             yield rows[start:at]
-        line = rows[at][4].encode("utf-8", "surrogateescape") + b"\n"
+        line = rows[at][5].encode("utf-8", "surrogateescape") + b"\n"
         yield _event(path, before + at + 1, line)
         start = at + 1
     if start < len(rows):

@@ -20,6 +20,7 @@ from itertools import compress, repeat
 from operator import itemgetter
 from typing import Any
 
+from runner.attributes import digest
 from runner.items import Item, pair_key, pair_keys, pin_mmap_threshold
 from runner.log import FastRow, scan_log
 
@@ -38,14 +39,19 @@ class State(enum.IntEnum):
 
 DONE_STATES = frozenset({State.ATTACHED, State.ALREADY_ATTACHED})
 
-# A fast log row's (done, outcome) -> its state: see log.scan_log.
+# A fast log row's (done, outcome) -> its state: see log.scan_log. `updated` leaves the pair
+# attached (and marked in ResumeIndex.updated).
 _FAST_STATE = {
     ("", ""): int(State.SENT),
     ("done", "attached"): int(State.ATTACHED),
     ("done", "already_attached"): int(State.ALREADY_ATTACHED),
+    ("done", "updated"): int(State.ATTACHED),
 }
 _PAIR_OF = itemgetter(1, 2)
-_STATE_OF = itemgetter(0, 3)
+_STATE_OF = itemgetter(0, 3, 4)  # (done, outcome, digest)
+_KIND_OF = itemgetter(0, 1)  # of a _STATE_OF triple: (done, outcome)
+_OUTCOME_OF = itemgetter(1)
+_DIGEST_OF = itemgetter(2)
 _DONE_OF = itemgetter(0)
 _IS_ATTACHED = int(State.ATTACHED).__eq__
 _IS_ALREADY = int(State.ALREADY_ATTACHED).__eq__
@@ -60,6 +66,7 @@ class Plan(enum.Enum):
     CHECK = "check"  # uncertain: GET the pair before sending it again
     FOLLOW = "follow"  # a created batch holds it
     DONE = "done"  # attached earlier
+    UPDATE = "update"  # attached earlier, with other managed attributes than the manifest's
     SKIP_REFUSED = "skip_refused"  # refused earlier; needs --retry-failed
     DUPLICATE = "duplicate"  # met earlier in this manifest
 
@@ -82,6 +89,7 @@ class ResumeIndex:
 
     owner_column: str
     attached: set[int] = field(default_factory=set)  # State.ATTACHED
+    updated: set[int] = field(default_factory=set)  # of `attached`: those whose outcome was updated
     already: set[int] = field(default_factory=set)  # State.ALREADY_ATTACHED
     states: dict[int, int] = field(default_factory=dict)  # pair_key -> other State (| SEEN)
     seen_in_place: set[int] = field(default_factory=set)  # pairs in place the manifest named
@@ -91,6 +99,9 @@ class ResumeIndex:
     expect_repeats: bool = True
     failed: dict[int, FailedInfo] = field(default_factory=dict)
     batch_of: dict[int, str] = field(default_factory=dict)  # pair -> batch id (State.BATCH)
+    # pair -> digest (64-bit int) of the managed attributes its last in-place `done` recorded;
+    # only pairs whose manifest manages attributes have one, so a plain log costs nothing here.
+    digests: dict[int, int] = field(default_factory=dict)
     # batch id -> (store, file ids)
     batch_files: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     runs: int = 0
@@ -111,7 +122,9 @@ class ResumeIndex:
         # "done" a few lines on): half the keys to make.
         last = dict(zip(map(_PAIR_OF, rows), map(_STATE_OF, rows), strict=True))
         keys = pair_keys(list(last))
-        codes = list(map(_FAST_STATE.__getitem__, last.values()))
+        words = list(last.values())
+        codes = list(map(_FAST_STATE.__getitem__, map(_KIND_OF, words)))
+        self._load_fast_extras(keys, words)
         attached = list(compress(keys, map(_IS_ATTACHED, codes)))
         already = list(compress(keys, map(_IS_ALREADY, codes)))
         sent = list(compress(keys, map(_IS_SENT, codes)))
@@ -135,6 +148,22 @@ class ResumeIndex:
                 del self.failed[key]
             for key in done & self.batch_of.keys():
                 del self.batch_of[key]
+
+    def _load_fast_extras(self, keys: list[int], words: list[tuple[str, str, str]]) -> None:
+        """The digests and `updated` marks of a fast run (each pair's last word in it)."""
+        digests = self.digests
+        with_digest = list(map(bool, map(_DIGEST_OF, words)))
+        if digests or any(with_digest):
+            for key, (done, _, digest) in zip(keys, words, strict=True):
+                if digest:
+                    digests[key] = int(digest, 16)
+                elif done or key in digests:  # a sent line, or in place without one
+                    digests.pop(key, None)
+        updated = list(map("updated".__eq__, map(_OUTCOME_OF, words)))
+        if self.updated or any(updated):
+            marked = set(compress(keys, updated))
+            self.updated.difference_update(set(keys) - marked)
+            self.updated.update(marked)
 
     def _set(self, key: int, state: State) -> None:
         """The log's new last word on a pair."""
@@ -163,7 +192,8 @@ class ResumeIndex:
                     continue  # written for the other target: not this manifest's pairs
                 key = pair_key(owner, fid)
                 outcome = ev.get("outcome")
-                if outcome == "attached":
+                self._note_extras(key, ev)
+                if outcome in ("attached", "updated"):
                     self._set(key, State.ATTACHED)
                     failed.pop(key, None)
                 elif outcome == "already_attached":
@@ -188,13 +218,30 @@ class ResumeIndex:
             elif kind == "sent":
                 owner, fid = ev.get(owner_col), ev.get("file_id")
                 if isinstance(owner, str) and isinstance(fid, str):
-                    self._set(pair_key(owner, fid), State.SENT)
+                    key = pair_key(owner, fid)
+                    self._set(key, State.SENT)
+                    self._note_extras(key, ev)
             elif kind in ("batch-sent", "batch-created"):
                 self._load_batch(ev, created=kind == "batch-created")
             elif kind == "run-start":
                 self.runs += 1
             elif kind == "run-end":
                 self.last_run_end = ev
+
+    def _note_extras(self, key: int, ev: Mapping[str, Any]) -> None:
+        """A done line's attributes digest and `updated` mark (a sent line clears both)."""
+        digest = ev.get("attributes_digest") if ev.get("event") == "done" else None
+        if isinstance(digest, str) and len(digest) == 16:
+            try:
+                self.digests[key] = int(digest, 16)
+            except ValueError:
+                self.digests.pop(key, None)
+        else:
+            self.digests.pop(key, None)
+        if ev.get("outcome") == "updated" and ev.get("event") == "done":
+            self.updated.add(key)
+        else:
+            self.updated.discard(key)
 
     def _load_batch(self, ev: Mapping[str, Any], *, created: bool) -> None:
         store, fids = ev.get(self.owner_column), ev.get("file_ids")
@@ -219,9 +266,9 @@ class ResumeIndex:
         `expect_repeats` False, only pairs the log knows are marked)."""
         key = pair_key(item.owner, item.file_id)
         if key in self.attached:
-            return self._in_place(key, State.ATTACHED)
+            return self._in_place(key, State.ATTACHED, item)
         if key in self.already:
-            return self._in_place(key, State.ALREADY_ATTACHED)
+            return self._in_place(key, State.ALREADY_ATTACHED, item)
         states = self.states
         raw = states.get(key)
         if raw is not None and raw & SEEN:
@@ -250,16 +297,26 @@ class ResumeIndex:
             return True
         return self.already.issuperset(set(keys).difference(self.attached))
 
-    def _in_place(self, key: int, state: State) -> tuple[Plan, int | None]:
+    def _in_place(self, key: int, state: State, item: Item) -> tuple[Plan, int | None]:
         if self.expect_repeats:
             seen = self.seen_in_place
             if key in seen:
                 return Plan.DUPLICATE, state
             seen.add(key)
+        options = item.options
+        if options is not None and options.attributes is not None and (
+                self.digests.get(key) != int(digest(options.attributes), 16)):
+            # SPEC: managed attributes that differ from the recorded digest (or a line that
+            # recorded none) get exactly one update; the file is not added again.
+            return Plan.UPDATE, state
         return Plan.DONE, state
 
     def batch_for(self, item: Item) -> str | None:
         return self.batch_of.get(pair_key(item.owner, item.file_id))
+
+    def was_updated(self, item: Item) -> bool:
+        """Whether the log's last word on an attached pair was `updated`."""
+        return pair_key(item.owner, item.file_id) in self.updated
 
     def failed_info(self, item: Item) -> FailedInfo | None:
         return self.failed.get(pair_key(item.owner, item.file_id))

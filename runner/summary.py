@@ -87,7 +87,7 @@ def build_summary(result: RunResult, counters: Counters, *, target: str, manifes
     reasons = group_reasons(tally.failed_reasons.items())
     refused_now = sum(r["count"] for r in reasons if _is_refusal(r["status"]))
     elapsed = max(result.elapsed, 1e-9)
-    settled = tally.attached + tally.already_attached + tally.failed
+    settled = tally.attached + tally.already_attached + tally.updated + tally.failed
     summary: dict[str, Any] = {
         "exit": exit_code,
         "target": target,
@@ -96,6 +96,7 @@ def build_summary(result: RunResult, counters: Counters, *, target: str, manifes
         "pairs": tally.pairs,
         "attached": tally.attached,
         "already_attached": tally.already_attached,
+        "updated": tally.updated,
         "failed": tally.failed,
         "attached_earlier": tally.done_earlier,
         "refused_earlier": tally.refused_earlier,
@@ -110,6 +111,8 @@ def build_summary(result: RunResult, counters: Counters, *, target: str, manifes
         "throttled": counters.throttled,
         "uncertain": counters.uncertain,
         "still_in_progress": counters.still_in_progress,
+        "update_requests": counters.updates,
+        "chunking_mismatch": counters.chunking_mismatch,
         "by_status": {str(s): n for s, n in sorted(counters.statuses.items())},
         "elapsed_s": round(result.elapsed, 3),
         "rate_per_min": round(counters.requests / elapsed * 60, 1),
@@ -197,9 +200,15 @@ def format_summary(s: Mapping[str, Any]) -> str:
     rows: list[tuple[str, str]] = [
         ("attached now", n(s["attached"])),
         ("already attached", n(s["already_attached"]) + "   (the server had them)"),
+    ]
+    if s["updated"]:
+        rows.append(("updated", n(s["updated"])
+                     + "   (in place; attributes set to the manifest's)"))
+    rows += [
         ("attached earlier", n(s["attached_earlier"]) + "   (per the log; not sent again)"),
         ("failed", n(s["failed"])),
     ]
+    at_failed = len(rows)
     if s["refused_earlier"]:
         rows.append(("refused earlier", n(s["refused_earlier"])
                      + "   (skipped; --retry-failed sends them)"))
@@ -221,10 +230,14 @@ def format_summary(s: Mapping[str, Any]) -> str:
     # The reasons go right under the "failed" row.
     reasons = reason_lines(s["failed_by_reason"], indent="      ",
                            more=" (all of them: --json, or attach-runner status --json)")
-    lines = [_headline(s), *table[:4], *reasons, *table[4:]]
+    lines = [_headline(s), *table[:at_failed], *reasons, *table[at_failed:]]
     if s["still_in_progress"]:
         lines.append(f"  warning: {s['still_in_progress']:,} files were still processing when "
                      "--wait-timeout ran out (counted as attached)")
+    if s["chunking_mismatch"]:
+        lines.append(f"  warning: {s['chunking_mismatch']:,} files are in their store with "
+                     "another chunking strategy than the manifest's (chunking cannot change in "
+                     "place; detach and add them again to change it)")
     return "\n".join(lines)
 
 
@@ -249,6 +262,8 @@ def format_status(st: Mapping[str, Any]) -> str:
         ("pairs", n(st["pairs"]) + "   (in the manifest, repeats once)"),
         ("attached", n(st["attached"])),
         ("already attached", n(st["already_attached"]) + "   (the server had them)"),
+        *([("updated", n(st["updated"]) + "   (attributes set to the manifest's)")]
+          if st["updated"] else []),
         ("failed", n(st["failed"])
          + (f"   ({st['refused']:,} refused: skipped unless --retry-failed)"
             if st["refused"] else "")),

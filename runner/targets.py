@@ -21,6 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from runner.attributes import canonical
+from runner.items import Item
+
 # Retried statuses besides every 5xx (a proxy's 520/524 are as transient as a 502).
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -66,6 +69,7 @@ class Judgement:
     verdict: Verdict
     error: ApiError | None = None
     file_status: str | None = None  # vector store file status, when the answer carried one
+    obj: Mapping[str, Any] | None = None  # the vector store file object the answer carried
 
 
 class Reply(Protocol):
@@ -129,9 +133,11 @@ class Target:
     def check_path(self, owner: str, file_id: str) -> str:
         raise NotImplementedError
 
-    def attach_body(self, file_id: str) -> bytes:
+    def attach_body(self, item: Item) -> bytes:
         # IDs are checked against [A-Za-z0-9_-], so no escaping is ever needed.
-        return b'{"file_id":"' + file_id.encode("ascii") + b'"}'
+        if item.options is None:
+            return b'{"file_id":"' + item.file_id.encode("ascii") + b'"}'
+        return ('{"file_id":"' + item.file_id + '"' + item.options.members() + "}").encode()
 
     def judge_attach(self, answer: Reply, *, wait: bool) -> Judgement:
         status = answer.status
@@ -186,8 +192,24 @@ class VectorStoreFiles(Target):
     def batch_path(self, owner: str) -> str:
         return f"/vector_stores/{owner}/file_batches"
 
-    def batch_body(self, file_ids: list[str]) -> bytes:
-        return json.dumps({"file_ids": file_ids}, separators=(",", ":")).encode("ascii")
+    def update_path(self, owner: str, file_id: str) -> str:
+        return f"/vector_stores/{owner}/files/{file_id}"
+
+    def update_body(self, item: Item) -> bytes:
+        assert item.options is not None
+        assert item.options.attributes is not None
+        return ('{"attributes":' + canonical(item.options.attributes) + "}").encode()
+
+    def batch_body(self, items: list[Item]) -> bytes:
+        """`file_ids` for plain files; `files` (each with its own options) when any file of
+        the batch has options, so that each keeps its own (the live API's two shapes)."""
+        if all(item.options is None for item in items):
+            file_ids = [item.file_id for item in items]
+            return json.dumps({"file_ids": file_ids}, separators=(",", ":")).encode("ascii")
+        files = ",".join('{"file_id":"' + item.file_id + '"'
+                         + (item.options.members() if item.options else "") + "}"
+                         for item in items)
+        return ('{"files":[' + files + "]}").encode()
 
     def _judge_object(self, answer: Reply, *, wait: bool) -> Judgement:
         return judge_vector_store_file(answer.body, wait=wait)
@@ -195,19 +217,20 @@ class VectorStoreFiles(Target):
 
 def judge_vector_store_file(body: Any, *, wait: bool) -> Judgement:
     """A vector_store.file object: in the store in any status is attached, unless we --wait."""
-    status = body.get("status") if isinstance(body, Mapping) else None
+    obj = body if isinstance(body, Mapping) else None
+    status = obj.get("status") if obj is not None else None
     status = status if isinstance(status, str) else None
     if not wait or status in (None, "completed"):
-        return Judgement(Verdict.ATTACHED, file_status=status)
+        return Judgement(Verdict.ATTACHED, file_status=status, obj=obj)
     if status == "in_progress":
-        return Judgement(Verdict.IN_PROGRESS, file_status=status)
+        return Judgement(Verdict.IN_PROGRESS, file_status=status, obj=obj)
     last = body.get("last_error") if isinstance(body, Mapping) else None
     if isinstance(last, Mapping):
         error = ApiError(type="file_" + status, message=str(last.get("message") or status),
                          code=str(last["code"]) if last.get("code") else None)
     else:
         error = ApiError(type="file_" + status, message=f"the file ended {status}", code=None)
-    return Judgement(Verdict.FILE_FAILED, error, file_status=status)
+    return Judgement(Verdict.FILE_FAILED, error, file_status=status, obj=obj)
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (AssistantFiles(), VectorStoreFiles())}

@@ -1,11 +1,13 @@
 """The sandbox: a local stand-in of OpenAI's assistant-file and vector-store-file API.
 
 config.py    SandboxConfig: every knob, defaults and checks
-handlers.py  the routes, the per-request pipeline, the documented rules
+handlers.py  the per-request pipeline, assistant and admin routes, the documented rules
+vector_stores.py  the vector-store routes, the per-store write limit, preloading a store
+parsing.py   request bodies and list queries, checked as the API checks them
 state.py     assistant files, vector store files, batches; pagination
 errors.py    OpenAI's error envelope and messages
 limits.py    token bucket, retry-after and x-ratelimit-* headers
-faults.py    seeded 5xx, resets and slow answers
+faults.py    seeded 5xx, resets, slow answers and late-applied writes
 record.py    the server's own record (its shape is documented there)
 app.py       Sandbox (in the caller's loop), SandboxThread (its own thread)
 flags.py     the `attach-runner sandbox` flags (no server import: every command declares them)

@@ -14,9 +14,23 @@ Rules a client under test can rely on (the real API's, unless said otherwise):
   `invalid_request_error`, param "file_id", code null. Attaching a file already attached to
   that assistant gets 400 "The file F is already attached to assistant A." (code null): the
   already-attached check comes before the limit.
-- Adding a file already in a vector store answers 200 with the existing object, unchanged
-  (counted in the record as a POST after attached); a file whose status is `cancelled` is
-  added anew instead (processing restarts; counted in `attached` again).
+- Adding a file already in a vector store answers 200 with the existing object, unchanged:
+  its attributes and chunking stay as they were (counted in the record as a POST after
+  attached); a file whose status is `cancelled` is added anew instead (processing restarts;
+  counted in `attached` again).
+- Attributes (adds, batches, updates): an object of at most 16 keys, each at most 64
+  characters, each value a string of at most 512 characters, a number or a boolean; null or
+  absent means none. Anything else is a 400 `invalid_request_error` whose `param` is the
+  field's path (`attributes`, `attributes.KEY`, `files[3].attributes.KEY`).
+- Chunking: `auto` or none is reported as the live API reports it, `static` 800 / 400; a
+  `static` strategy needs `max_chunk_size_tokens` 100..4096 and `chunk_overlap_tokens`
+  0..half of it, and is reported as given; another `type` or a missing or extra field is a
+  400 naming the field.
+- `POST /vector_stores/{id}/files/{file_id}` `{"attributes": ...}` (required; nothing else)
+  replaces the file's whole attribute set (null clears it), keeps its chunking and status,
+  and answers the vector_store.file object; 404 for a file not in the store. Every file
+  object (add, retrieve, update, store and batch lists) carries `attributes` and
+  `chunking_strategy`.
 - Vector store files end as decided when added: an id containing `fail` ends `failed`
   (`last_error` code `invalid_file`), as does a seeded fraction `vs_fail_rate`; an id
   containing `cancel` ends `cancelled` (`last_error` null); the rest end `completed`, each

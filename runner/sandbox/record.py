@@ -15,10 +15,11 @@
                                      # a dropped connection has no status (see "faults")
       "by_route": {"POST attach": 1000, "GET check": 12, "POST batch": 3, "GET batch": 9,
                    "GET batch_files": 2, "POST batch_cancel": 0, "GET list": 1,
-                   "DELETE file": 0, "POST unknown": 0},   # requests received by
+                   "POST update": 0, "DELETE file": 0, "POST unknown": 0},   # received by
                                      # method and route kind, as "requests"; only kinds seen
       "faults": {"http_500": 1, "http_502": 4, "http_503": 2,
-                 "reset_before": 3, "reset_after": 2, "slow": 1, "late_apply": 0},
+                 "reset_before": 3, "reset_after": 2, "slow": 1, "late_apply": 1},
+                                     # late_apply only once a write was held
       "rate_limited": {"requests": 30, "store": 2},        # 429s of `rps` / of `store_rpm`
       "rate_limited_by_store": {"vs_abc": 2},              # the store 429s, by store
       "store_attach_peak_per_60s": {"vs_abc": 300},        # per vector store: most writes
@@ -70,7 +71,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from runner.sandbox.faults import FAULT_KINDS
+from runner.sandbox.faults import FAULT_KINDS, LATE_APPLY
 
 
 def pair_key(owner: str, file_id: str) -> str:
@@ -220,6 +221,14 @@ class Record:
         else:
             entry.deletes_when_absent += 1
 
+    def _faults(self) -> dict[str, int]:
+        counts = {kind: self.faults[kind] for kind in FAULT_KINDS if kind != LATE_APPLY}
+        # Only once one happened: readers that check "every kind of fault happened" over
+        # the older kinds keep working.
+        if self.faults[LATE_APPLY]:
+            counts[LATE_APPLY] = self.faults[LATE_APPLY]
+        return counts
+
     def snapshot(self) -> dict[str, Any]:
         """The record as plain JSON-able data (shape in the module docstring)."""
         store_peaks = {store: window.peak for store, window in self.store_writes.items()}
@@ -231,7 +240,7 @@ class Record:
             "peak_per_60s": self.per_60s.peak,
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
             "by_route": dict(self.by_route),
-            "faults": {kind: self.faults[kind] for kind in FAULT_KINDS},
+            "faults": self._faults(),
             "rate_limited": {scope: self.rate_limited[scope] for scope in ("requests", "store")},
             "rate_limited_by_store": dict(self.store_limited),
             "store_attach_peak_per_60s": store_peaks,
