@@ -198,7 +198,7 @@ class Attempter:
         self.wait_timeout = wait_timeout
         self.breaker = breaker
         self.counters = Counters()
-        self.window = OpeningWindow()
+        self.window = OpeningWindow(opened=not limiter.auto)
         self.breaker_tripped = False
         # Set when the run stops (signal, --max-runtime, refusal): start no new try; an item
         # that would retry ends failed and retryable instead, for the next run.

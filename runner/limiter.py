@@ -80,7 +80,7 @@ class RateLimiter:
 
     # fmt: off
     __slots__ = (
-        "_period", "_ceiling", "_max_burst",  # settings
+        "_period", "_ceiling", "_max_burst", "_auto",  # settings
         "_rate", "_interval", "_tolerance", "_burst", "_tat", "_epoch", "_free",  # GCRA
         "_pause_until", "_drop_guard_until", "_hold_interval", "_hold_until",  # trouble
         "_target", "_recover_to", "_step", "_growing", "_limited", "_window_end",  # adapting
@@ -98,6 +98,7 @@ class RateLimiter:
         self._period = period
         self._ceiling = rpm  # never above the user's rpm, whatever the headers say
         self._max_burst = max_burst
+        self._auto = auto
         self._rate: float | None = None  # requests per period now; None: unlimited or probing
         self._interval = 0.0  # emission interval T = period / rate
         self._tolerance = 0.0  # (B - 1) * T: how far ahead of its TAT a request may start
@@ -134,6 +135,11 @@ class RateLimiter:
     def rate(self) -> float | None:
         """Requests per period now (None: unlimited, or auto mode still probing)."""
         return self._rate
+
+    @property
+    def auto(self) -> bool:
+        """Whether the limit is learned (--rpm auto) rather than given."""
+        return self._auto
 
     @property
     def interval(self) -> float:

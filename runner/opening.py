@@ -7,8 +7,10 @@ until the first 2xx answer, requests in flight are held to 1 + the answers so fa
 slow start (one more per answer: the window doubles once a round trip). When the breaker trips
 on its 20th answer at most 2 x 19 + 1 = 39 requests have left (SPEC: at most 40 with default
 settings). The first 2xx opens the window for good: from then on the rate limiter paces the run
-and `--concurrency` is the only cap. A server that answers nothing for PATIENCE seconds (a hung
-first request) lets one more out per PATIENCE, as the rate limiter's probe does.
+and `--concurrency` is the only cap. Only an unknown limit (`--rpm auto`, the default) opens
+this way: a run told its rate opens at that rate, as it always did. A server that answers
+nothing for PATIENCE seconds (a hung first request) lets one more out per PATIENCE, as the rate
+limiter's probe does.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ class OpeningWindow:
 
     __slots__ = ("open", "_in_flight", "_allowed", "_waiters", "_timer")
 
-    def __init__(self) -> None:
-        self.open = False  # a 2xx came: no limit from here on (checked on the hot path)
+    def __init__(self, *, opened: bool = False) -> None:
+        self.open = opened  # a 2xx came: no limit from here on (checked on the hot path)
         self._in_flight = 0  # slots taken and not given back
         self._allowed = 1  # 1 + answers + silent periods
         # Waiting acquirers in arrival order; a granted future already holds its slot.
