@@ -7,9 +7,10 @@ the log; then the bare loop (bench/bare.py) runs the same manifest against a fre
 the same round trip and no limit, at the in-flight count attach-runner reached (the sandbox's
 `peak_in_flight`): what that many requests in flight can carry at that round trip, so a
 `bare of limit` at or above 1 says the in-flight count was not what held attach-runner back.
-(The bare loop has no pacer: against the limit itself it only measures the sandbox's burst.) Each pair of runs is repeated --rounds times; medians are printed as a
-Markdown table for bench/RESULTS.md. Every run ends with the sandbox's record checked (each
-pair attached exactly once).
+(The bare loop has no pacer: against the limit itself it only measures the sandbox's burst.)
+Each pair of runs is repeated --rounds times; medians are printed as a Markdown table for
+bench/RESULTS.md. Every run ends with the sandbox's record checked (each pair attached exactly
+once).
 
     python bench/reach.py                       # the sweep and the 50/s burst 5 case, ~12 min
     python bench/reach.py --rounds 1 --seconds 3 --only sweep
