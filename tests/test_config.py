@@ -414,7 +414,7 @@ def test_config_cannot_name_a_config() -> None:
         ("timeout:\n  a: 1\n", "cfg.yaml:2: timeout: got a mapping; give a number of seconds "
                                "above 0 and at most 3600"),
         ("concurrency:\n", "cfg.yaml:1: concurrency: empty; give 1 to 1024 (or remove the line "
-                           "for the default, 16)"),
+                           "for the default, 256)"),
         ("wait: yes\n", 'cfg.yaml:1: wait: "yes" is not true or false; give true or false'),
         ("wait: 1\n", 'cfg.yaml:1: wait: "1" is not true or false; give true or false'),
         ("wait: 'true'\n",
