@@ -172,6 +172,11 @@ def bench_overhead(suite: Suite) -> None:
         "bare": bare_argv(manifest),
         "attach-runner": [*runner_run(manifest, Path("{log}"))],
         "attach-runner --rpm 1000000": [*runner_run(manifest, Path("{log}"), "--rpm", "1000000")],
+        # Issue 13: the default --concurrency (256 workers, most of them idle here) must not
+        # cost what the 64 of the rows above do not.
+        "attach-runner, default concurrency": runner_argv(
+            "run", str(manifest), "--log", "{log}", "--base-url", "{base_url}", "--no-progress",
+            "--json"),
     }
     if suite.sdk:
         clients["sdk"] = sdk_argv(manifest)
@@ -179,7 +184,8 @@ def bench_overhead(suite: Suite) -> None:
     results = alternate(suite, "overhead", n, clients)
     bare = results["bare"]
     sandbox_busy = median([m.server_cpu_s / m.wall_s for m in bare])
-    for name in ("attach-runner", "attach-runner --rpm 1000000"):
+    for name in ("attach-runner", "attach-runner --rpm 1000000",
+                 "attach-runner, default concurrency"):
         runs = results[name]
         ratio = paired_ratio(runs, bare, n)
         suite.row("1", f"overhead, {name}", "pairs/s, whole process", f"{rate(runs, n):,.0f}",

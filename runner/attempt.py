@@ -23,6 +23,8 @@ from runner.attributes import chunking_matches, same_attributes
 from runner.client import Answer, ApiClient, CertificateError, TransportError
 from runner.items import Item
 from runner.limiter import KeyedLimiter, RateLimiter
+from runner.opening import OpeningWindow
+from runner.store_limits import binds_store
 from runner.targets import (
     ApiError,
     Judgement,
@@ -224,6 +226,7 @@ class Attempter:
         self.breaker = breaker
         self.settle = settle
         self.counters = Counters()
+        self.window = OpeningWindow(opened=not limiter.auto)
         self.breaker_tripped = False
         # Set when the run stops (signal, --max-runtime, refusal): start no new try; an item
         # that would retry ends failed and retryable instead, for the next run.
@@ -263,11 +266,21 @@ class Attempter:
             await self._interruptible(asyncio.sleep(seconds))
 
     async def _turn(self, store: str | None) -> None:
+        stores = self.store_limiter
         # The per-store slot first: it can be far off, and a request must leave in its own
-        # global slot, not after it (or it would crowd the next window).
-        if store is not None and self.store_limiter is not None:
-            await self.store_limiter.acquire(store)
+        # global slot, not after it (or it would crowd the next window). Taken before the
+        # opening window too, so that the store looks busy at once and the engine hands the
+        # next workers other stores' pairs (FreeStoresFirst) instead of queueing them here.
+        if store is not None and stores is not None:
+            await stores.acquire(store)
+        if not self.window.open:
+            await self.window.acquire()  # until the first 2xx: see runner/opening.py
         await self.limiter.acquire()
+        # Waits since the store's slot (the window, slow start, a 429 pause) may have made it
+        # late: late requests leave at the store's rate, not bunched (KeyedLimiter.space).
+        if store is not None and stores is not None and await stores.space(store):
+            while self.limiter.paused_until is not None:  # a 429 pause began meanwhile
+                await self.limiter.acquire()
 
     # --- requests -------------------------------------------------------------------------
 
@@ -275,27 +288,43 @@ class Attempter:
                       store: str | None = None, kind: str = "request") -> Answer:
         """One HTTP request under the limiters; feeds what the answer says back to them.
         Raises NotSent, never sending, once the run is halted (before or while it waits)."""
+        window = self.window
         # A slot free now is taken at once: only a wait needs the interruptible machinery.
-        if not self.halted and not (store is None and self.limiter.try_acquire()):
+        if not self.halted and not (store is None and window.open and self.limiter.try_acquire()):
             await self._interruptible(self._turn(store))
         if self.halted:
             raise NotSent()
+        held = not window.open  # _turn took a slot of the opening window: give it back
         counters = self.counters
         counters.requests += 1
         if kind == "check":
             counters.checks += 1
         try:
             answer = await self.client.request(method, path, body)
-        except CertificateError as exc:
-            # Every request would fail the same way: stop, as for a wrong key.
-            raise RunRefused("tls", None, ApiError("tls_error", str(exc), None)) from None
+        except BaseException as exc:
+            if held:
+                window.release(ok=False)
+            if isinstance(exc, CertificateError):
+                # Every request would fail the same way: stop, as for a wrong key.
+                raise RunRefused("tls", None, ApiError("tls_error", str(exc), None)) from None
+            raise
+        if held:
+            window.release(ok=200 <= answer.status < 300)
         counters.statuses[answer.status] = counters.statuses.get(answer.status, 0) + 1
-        self.limiter.on_response(limit=answer.limit, remaining=answer.remaining, reset=answer.reset)
         if answer.status == 429 and not _is_quota(answer):
             counters.throttled += 1
+            stores = self.store_limiter
+            if store is not None and stores is not None and binds_store(answer, store, stores.rpm):
+                # The store's own limit: it slows that store, not the run (store_limits.py).
+                stores.on_429(store, answer.retry_after)
+                stores.on_response(store, limit=answer.limit, remaining=answer.remaining,
+                                   reset=answer.reset)
+                return answer
+            self.limiter.on_response(limit=answer.limit, remaining=answer.remaining,
+                                     reset=answer.reset)
             self.limiter.on_429(answer.retry_after)
-            if store is not None and self.store_limiter is not None:
-                self.store_limiter.on_429(store, answer.retry_after)
+            return answer
+        self.limiter.on_response(limit=answer.limit, remaining=answer.remaining, reset=answer.reset)
         return answer
 
     # --- one item -------------------------------------------------------------------------

@@ -34,6 +34,13 @@ TARGETS: Final = ("assistant-files", "vector-store-files")
 FORMATS: Final = ("csv", "yaml", "jsonl")
 DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
 DEFAULT_API_KEY_ENV: Final = "OPENAI_API_KEY"
+# A cap, not the pace: the rate limiter keeps a run at the API's limit, and a run needs about
+# limit x round trip requests in flight to reach it (Little's law: 100/s at 1 s answers is 100;
+# 16, the old default, carried at most 16/s there). 256 covers limits up to 256/s at 1 s round
+# trips while its sockets stay well under a cron `ulimit -n` of 1024 (SPEC: at most 256). Idle
+# workers cost nothing measurable (bench/RESULTS.md, "Reaching the limit by default"); the
+# opening window (runner/opening.py) keeps a wrong base URL within the breaker's 40 requests.
+DEFAULT_CONCURRENCY: Final = 256
 STDIN: Final = "-"
 
 _RUN: Final = frozenset({"run"})
@@ -321,7 +328,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
            kind=_path(refuse_keys=False), default=None, default_doc="none", metavar="FILE",
            relative_to_config=True),
     Option("concurrency", "requests in flight at most (1-1024)",
-           kind=_whole(1, 1024), default=16, default_doc="16", metavar="N"),
+           kind=_whole(1, 1024), default=DEFAULT_CONCURRENCY,
+           default_doc=str(DEFAULT_CONCURRENCY), metavar="N"),
     Option("rpm", "requests per minute at most, every request counted; auto: learn the limit",
            kind=_whole(1, 1_000_000, words=("auto",)), default=None, default_doc="auto",
            metavar="N"),

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import re
 
-SAFETY = 0.97  # aim this far under the header's limit: our clock and the server's windows differ
+SAFETY = 0.99  # aim this far under the header's limit: our clock and the server's windows differ
 START_RATE = 60.0  # per period: slow start opens at 1/s in production, then doubles
 DROP = 0.7  # a burst of 429s multiplies the rate by this
 RECOVERY_STEP = 0.05  # fraction of the pre-drop rate won back per clean window
@@ -80,7 +80,7 @@ class RateLimiter:
 
     # fmt: off
     __slots__ = (
-        "_period", "_ceiling", "_max_burst",  # settings
+        "_period", "_ceiling", "_max_burst", "_auto",  # settings
         "_rate", "_interval", "_tolerance", "_burst", "_tat", "_epoch", "_free",  # GCRA
         "_pause_until", "_drop_guard_until", "_hold_interval", "_hold_until",  # trouble
         "_target", "_recover_to", "_step", "_growing", "_limited", "_window_end",  # adapting
@@ -98,6 +98,7 @@ class RateLimiter:
         self._period = period
         self._ceiling = rpm  # never above the user's rpm, whatever the headers say
         self._max_burst = max_burst
+        self._auto = auto
         self._rate: float | None = None  # requests per period now; None: unlimited or probing
         self._interval = 0.0  # emission interval T = period / rate
         self._tolerance = 0.0  # (B - 1) * T: how far ahead of its TAT a request may start
@@ -134,6 +135,16 @@ class RateLimiter:
     def rate(self) -> float | None:
         """Requests per period now (None: unlimited, or auto mode still probing)."""
         return self._rate
+
+    @property
+    def auto(self) -> bool:
+        """Whether the limit is learned (--rpm auto) rather than given."""
+        return self._auto
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two requests at the current rate (0.0: unlimited or probing)."""
+        return self._interval
 
     @property
     def paused_until(self) -> float | None:
@@ -438,6 +449,11 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 # Per-key slack on the period: OpenAI's per-store limit (300 a minute) is counted by the server.
 KEY_SLACK = 1 / 120
+# Late requests leave at most this far under one interval apart: a hair of slack, so that a
+# request on time in its slot does not wait for one that left a hair late (loop jitter), and
+# a backlog still drains at no more than 1/0.995 of the key's rate (a store's bucket of 5 at
+# 300 a minute absorbs that for a backlog of 1,000).
+SPACING_SLACK = 0.995
 
 
 class KeyedLimiter:
@@ -449,12 +465,13 @@ class KeyedLimiter:
     that much late (0.5 s in a minute) still never put `rpm + 1` in one `period` window.
     """
 
-    __slots__ = ("_rpm", "_period", "_limiters")
+    __slots__ = ("_rpm", "_period", "_limiters", "_departed")
 
     def __init__(self, rpm: float, *, period: float = 60.0) -> None:
         self._rpm = rpm
         self._period = period
         self._limiters: dict[str, RateLimiter] = {}
+        self._departed: dict[str, float] = {}  # key -> when its last request left (or will)
 
     def _limiter(self, key: str) -> RateLimiter:
         limiter = self._limiters.get(key)
@@ -467,14 +484,46 @@ class KeyedLimiter:
         """Wait for this key's next slot."""
         await self._limiter(key).acquire()
 
+    async def space(self, key: str) -> bool:
+        """Call after the run's own slot, as the request leaves: one interval of this key's
+        after its last request left, or at once. True when it had to wait.
+
+        A key's slot is a time: a request that waited past it for the run's slot (slow start,
+        a 429 pause) would else leave bunched with the key's next requests, and a backlog
+        would catch up faster than the key's rate; a store's bucket answers both with 429s.
+        So late requests go out at the key's rate, never faster (SPACING_SLACK aside)."""
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            return False
+        now = asyncio.get_running_loop().time()
+        due = self._departed.get(key, 0.0) + limiter.interval * SPACING_SLACK
+        # Claimed before sleeping, so that the next late one queues behind this one.
+        self._departed[key] = max(now, due)
+        if now >= due:
+            return False
+        await asyncio.sleep(due - now)
+        return True
+
     def ready_in(self, key: str) -> float:
         """RateLimiter.ready_in for this key (0.0 for a key not used yet)."""
         limiter = self._limiters.get(key)
         return 0.0 if limiter is None else limiter.ready_in()
 
+    @property
+    def rpm(self) -> float:
+        """The per-key limit given (--store-rpm)."""
+        return self._rpm
+
     def on_429(self, key: str, retry_after: float | None) -> None:
         """Pause this key only."""
         self._limiter(key).on_429(retry_after)
+
+    def on_response(self, key: str, *, limit: int | None, remaining: int | None,
+                    reset: float | None) -> None:
+        """Headers that describe this key's own limit (a store's 429): they pace this key only.
+        Call after `on_429`, so the drop starts from the old rate and climbs back only to
+        what the header allows (a drop after learning the limit would go below it)."""
+        self._limiter(key).on_response(limit=limit, remaining=remaining, reset=reset)
 
     def stats(self) -> dict[str, float]:
         """The per-key counters, summed."""

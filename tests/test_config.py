@@ -85,7 +85,7 @@ def test_defaults_are_the_specs() -> None:
     assert s.base_url == "https://api.openai.com/v1"
     assert (s.org, s.project, s.api_key_file) == (None, None, None)
     assert s.api_key_env == "OPENAI_API_KEY"
-    assert (s.concurrency, s.rpm, s.store_rpm, s.max_attempts) == (16, None, 300, 6)
+    assert (s.concurrency, s.rpm, s.store_rpm, s.max_attempts) == (256, None, 300, 6)
     assert (s.timeout, s.batch_size, s.wait, s.wait_timeout) == (60.0, 0, False, 900.0)
     assert s.max_runtime is None
     flags = (s.retry_failed, s.dry_run, s.json, s.quiet, s.no_progress, s.debug)
@@ -189,7 +189,7 @@ def test_empty_env_var_counts_as_unset() -> None:
 def test_only_the_named_env_vars_are_read() -> None:
     """No other setting reads the environment (OPENAI_CONCURRENCY is nothing)."""
     s = resolve(["m.csv"], env={"OPENAI_CONCURRENCY": "3", "CONCURRENCY": "3"})
-    assert s.concurrency == 16
+    assert s.concurrency == 256
 
 
 # ----------------------------------------------------------------------------- flag, env errors
@@ -416,7 +416,7 @@ def test_config_cannot_name_a_config() -> None:
         ("timeout:\n  a: 1\n", "cfg.yaml:2: timeout: got a mapping; give a number of seconds "
                                "above 0 and at most 3600"),
         ("concurrency:\n", "cfg.yaml:1: concurrency: empty; give 1 to 1024 (or remove the line "
-                           "for the default, 16)"),
+                           "for the default, 256)"),
         ("wait: yes\n", 'cfg.yaml:1: wait: "yes" is not true or false; give true or false'),
         ("wait: 1\n", 'cfg.yaml:1: wait: "1" is not true or false; give true or false'),
         ("wait: 'true'\n",
@@ -511,7 +511,7 @@ def test_readers_ignore_run_only_values(command: str) -> None:
                       "target: vector-store-files\n")
     s = resolve(["m.csv", "--config", "cfg.yaml"], command=command,
                 env={"OPENAI_BASE_URL": "notaurl"})
-    assert (s.log, s.target, s.concurrency) == ("r.jsonl", "vector-store-files", 16)
+    assert (s.log, s.target, s.concurrency) == ("r.jsonl", "vector-store-files", 256)
     assert s.sources["concurrency"] == "default"
 
 

@@ -8,15 +8,21 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from runner.client import Answer
 from runner.limiter import (
     DROP,
+    KEY_SLACK,
     PROBE_PATIENCE,
     SAFETY,
+    SPACING_SLACK,
     START_RATE,
     KeyedLimiter,
     RateLimiter,
     parse_go_duration,
 )
+from runner.opening import PATIENCE as OPENING_PATIENCE
+from runner.opening import OpeningWindow
+from runner.store_limits import binds_store
 
 
 def now() -> float:
@@ -338,3 +344,118 @@ async def test_try_acquire_takes_only_a_free_slot() -> None:
     assert not limiter.try_acquire()
     assert not RateLimiter(None, auto=True, period=1.0).try_acquire()  # the probe: acquire's
     assert RateLimiter(None, auto=False).try_acquire()
+
+
+# --- the opening window, a store's own 429, late store requests -------------------------------
+
+async def test_opening_window_lets_one_more_out_per_answer_until_a_success() -> None:
+    """Before any 2xx, in flight <= 1 + answers; the first 2xx lifts the limit."""
+    window = OpeningWindow()
+    granted: list[int] = []
+
+    async def take(i: int) -> None:
+        await window.acquire()
+        granted.append(i)
+
+    tasks = [asyncio.create_task(take(i)) for i in range(10)]
+    await asyncio.sleep(0.01)
+    assert granted == [0]
+    window.release(ok=False)  # a refusal: one answer, so two may be out
+    await asyncio.sleep(0.01)
+    assert granted == [0, 1, 2]
+    window.release(ok=False)
+    await asyncio.sleep(0.01)
+    assert len(granted) == 5  # 2 answers: 3 in flight (1 + 2 answers), 5 granted in all
+    window.release(ok=True)
+    await asyncio.gather(*tasks)
+    assert sorted(granted) == list(range(10))
+    assert window.open
+
+
+async def test_opening_window_bounds_a_refused_opening_to_40() -> None:
+    """All answers refusals: when the 20th comes, at most 39 requests have left."""
+    window = OpeningWindow()
+    sent = answered = 0
+    tripped = asyncio.Event()
+
+    async def request() -> None:
+        nonlocal sent, answered
+        await window.acquire()
+        if tripped.is_set():
+            return
+        sent += 1
+        await asyncio.sleep(0.002)
+        answered += 1
+        if answered == 20:
+            tripped.set()
+        window.release(ok=False)
+
+    tasks = [asyncio.create_task(request()) for _ in range(256)]
+    await asyncio.wait_for(tripped.wait(), 5)
+    assert sent <= 40
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_opening_window_frees_one_more_when_nothing_answers() -> None:
+    """A first request that never reports lets the next one out after PATIENCE."""
+    window = OpeningWindow()
+    await window.acquire()
+    started = time.monotonic()
+    await asyncio.wait_for(window.acquire(), OPENING_PATIENCE + 1)
+    assert OPENING_PATIENCE - 0.1 <= time.monotonic() - started <= OPENING_PATIENCE + 0.5
+
+
+def _answer(status: int, raw: bytes, limit: int | None) -> Answer:
+    return Answer(status=status, raw=raw, limit=limit, remaining=0, reset=0.2, retry_after=0.2)
+
+
+@pytest.mark.parametrize(
+    ("raw", "limit", "store", "mine"),
+    [
+        (b'{"error": {"message": "Rate limit reached on vector store vs_abc: Limit 300"}}',
+         10_000, "vs_abc", True),  # named, whatever the header
+        (b'{"error": {"message": "Rate limit reached on vector store vs_abcd"}}', 10_000,
+         "vs_abc", False),  # another store's name is not this one's
+        (b'{"error": {"message": "Rate limit reached for requests in organization"}}', 300,
+         "vs_abc", True),  # a limit at --store-rpm binds a store
+        (b'{"error": {"message": "Rate limit reached for requests in organization"}}', 10_000,
+         "vs_abc", False),  # the run's limit
+        (b"<html>429</html>", None, "vs_abc", False),
+    ],
+)
+def test_binds_store(raw: bytes, limit: int | None, store: str, mine: bool) -> None:
+    """A 429 is the store's when it names the store or its limit is at or under --store-rpm."""
+    assert binds_store(_answer(429, raw, limit), store, 300) is mine
+
+
+async def test_keyed_limiter_header_limit_slows_that_key_only() -> None:
+    """A store's own headers (limit 60 per period) slow that store, not another one."""
+    limiter = KeyedLimiter(120, period=1.0)
+    limiter.on_429("a", 0.0)
+    limiter.on_response("a", limit=60, remaining=None, reset=None)
+    a = await grant_times(lambda: limiter.acquire("a"), 20, 4)
+    b = await grant_times(lambda: limiter.acquire("b"), 20, 4)
+    assert busiest(a, 1.0) <= 60 * 1.0 + 1
+    assert max(a) - min(a) >= 19 / 60 - 0.02  # at most 60 a second: 19 intervals of 1/60 s
+    assert max(b) - min(b) < 19 / 60  # b kept its 120
+
+
+async def test_keyed_limiter_spaces_late_requests_at_the_key_rate() -> None:
+    """Requests that got their key's slots, then waited (a global pause), leave one key
+    interval apart, not bunched."""
+    limiter = KeyedLimiter(20, period=1.0)  # one every ~50 ms
+    for _ in range(5):
+        await limiter.acquire("a")
+    await asyncio.sleep(0.3)  # every slot is now in the past
+    left: list[float] = []
+
+    async def leave() -> None:
+        await limiter.space("a")
+        left.append(now())
+
+    await asyncio.gather(*(leave() for _ in range(5)))
+    gaps = [b - a for a, b in zip(sorted(left), sorted(left)[1:], strict=False)]
+    interval = (1.0 + 1.0 * KEY_SLACK) / 20
+    assert min(gaps) >= interval * SPACING_SLACK - 0.005, gaps
