@@ -405,7 +405,8 @@ def _scan_chunk(path: str, chunk: bytes, before: int,
         yield rows[start:] if start else rows
 
 
-_TS = re.compile(rb'"ts":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z"')
+_TS = re.compile(rb'"ts"\s*:\s*"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{3}|\.\d{6})?)Z"')
+_RUN_END = re.compile(rb'^\{\s*"event"\s*:\s*"run-end"')
 
 
 def last_timestamp(path: str) -> tuple[float, bool] | None:
@@ -424,7 +425,7 @@ def last_timestamp(path: str) -> tuple[float, bool] | None:
         found = _TS.search(line)
         if found is not None:
             when = datetime.datetime.fromisoformat(found.group(1).decode())
-            ended = line.startswith(b'{"event":"run-end"')
+            ended = _RUN_END.match(line) is not None
             return when.replace(tzinfo=datetime.timezone.utc).timestamp(), ended
     return None
 
