@@ -22,7 +22,7 @@ from runner.attempt import Attempter, Breaker
 from runner.client import ApiClient
 from runner.config import ApiKey, Settings, check_for_target, load_api_key
 from runner.engine import Engine, NewBatch, RunResult, Single, Tally, iter_work
-from runner.errors import UsageError, one_line, register_secret, scrub_secrets
+from runner.errors import LogError, UsageError, one_line, register_secret, scrub_secrets
 from runner.items import Item
 from runner.limiter import KeyedLimiter, RateLimiter
 from runner.lock import RunLock, holder_pid
@@ -290,7 +290,12 @@ def dry_run(settings: Settings, io: Io) -> int:
     return EXIT_OK
 
 
+EXIT_USAGE = 2
+
+
 def exit_code_for(result: RunResult) -> int:
+    if result.stop == "log-write":  # SPEC: 2 wins over everything but 70
+        return EXIT_USAGE
     if result.refusal is not None:
         return EXIT_REFUSED
     if result.stop in SIGNAL_EXITS:
@@ -342,6 +347,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
                   key: ApiKey) -> int:
     """The run itself, with the lock held and the log read."""
     due_in = resume_due_in(settings)  # before this run writes its first line
+    engine: Engine | None = None
     log = ResultLog(settings.log, uuid.uuid4().hex[:12])
     log.open()
     try:
@@ -379,6 +385,8 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
         if result.stop in SIGNAL_EXITS or result.stop == "max-runtime":
             error = (f"stopped by {result.stop}" if result.stop != "max-runtime"
                      else f"stopped at --max-runtime {settings.max_runtime:g}s")
+        if engine.log_error is not None:
+            error = f"{engine.log_error}; the run stopped sending at once"
         summary = build_summary(
             result, attempter.counters, target=target.name, manifest=source.display,
             log=settings.log, rpm=settings.rpm, learned_rpm=limiter.rate, exit_code=code,
@@ -387,10 +395,15 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
                                           "attached_earlier", "refused_earlier", "pending",
                                           "duplicates", "requests", "checks", "retries",
                                           "throttled", "uncertain")}
-        log.append("run-end", counts=counts, interrupted=summary["interrupted"], exit=code)
+        if engine.log_error is None:
+            log.append("run-end", counts=counts, interrupted=summary["interrupted"], exit=code)
     finally:
-        log.close()
-    if error and result.refusal is not None:
+        try:
+            log.close()
+        except LogError:
+            if engine is None or engine.log_error is None:
+                raise
+    if error and (result.refusal is not None or engine.log_error is not None):
         io.err.write(f"attach-runner: error: {error}\n")
     elif error:
         io.warn(f"{error}; run the same command again to finish")

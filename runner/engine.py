@@ -20,6 +20,7 @@ from typing import Any
 from runner.attempt import Attempter, Outcome, RunRefused, Unsettled
 from runner.attributes import digest as attributes_digest
 from runner.batches import BatchRunner
+from runner.errors import LogError
 from runner.items import Item
 from runner.log import ResultLog
 from runner.manifest import Block
@@ -293,6 +294,8 @@ class Engine:
         self.tally = Tally(pairs=pairs)
         self.stop_reason: str | None = None
         self.refusal: RunRefused | None = None
+        # The log could not be written (a full disk): the run stopped sending at once.
+        self.log_error: LogError | None = None
         self._stopping = asyncio.Event()
         self._hard_stop = asyncio.Event()
         self._batches = BatchRunner(attempter, log, owner_column, record=self.record,
@@ -318,6 +321,14 @@ class Engine:
         self.stop_reason = reason
         self.attempter.halt()
         self._stopping.set()
+
+    def _log_failed(self, error: LogError) -> None:
+        """A line could not be written: send nothing more (SPEC: exit 2, `log-write`). What
+        is already in the log stays true: a pair whose `done` was lost keeps its `sent`, so
+        the next run checks it before sending anything."""
+        if self.log_error is None:
+            self.log_error = error
+        self.stop("log-write")
 
     def _refuse(self, refusal: RunRefused) -> None:
         if self.refusal is None:
@@ -384,6 +395,8 @@ class Engine:
                     await self._batches.follow(unit.store, unit.batch_id, unit.items)
             except RunRefused as refusal:
                 self._refuse(refusal)
+            except LogError as error:
+                self._log_failed(error)
             if self.attempter.breaker_tripped and self.refusal is None:
                 self._refuse(RunRefused("breaker", None, None))
 
@@ -447,6 +460,15 @@ class Engine:
         if outcome.outcome == "failed" and self.refusal is not None and not outcome.retryable:
             # After a run-level stop, a refusal may be the run's fault, not the item's.
             outcome.retryable = True
+        try:
+            self._write_done(item, outcome, pair)
+        except LogError as error:
+            self._log_failed(error)
+        self._count(outcome)
+
+    def _write_done(self, item: Item, outcome: Outcome, pair: str | None) -> None:
+        if self.log_error is not None:
+            return  # the log is failing: the pair keeps its `sent`, and is checked next run
         digest = recorded_digest(item, outcome)
         members = plain_done_members(pair, outcome, digest) if pair is not None else None
         if members is not None:
@@ -468,6 +490,8 @@ class Engine:
             if digest is not None:
                 fields["attributes_digest"] = digest
             self.log.append("done", **fields)
+
+    def _count(self, outcome: Outcome) -> None:
         tally = self.tally
         if outcome.outcome == "attached":
             tally.attached += 1
@@ -515,8 +539,11 @@ class Engine:
             for sig in handlers:
                 loop.remove_signal_handler(sig)
         self._unpark_all()
-        if self.refusal is not None:
-            self._release_breaker_items()
+        if self.refusal is not None and self.log_error is None:
+            try:
+                self._release_breaker_items()
+            except LogError as error:
+                self._log_failed(error)
         return RunResult(self.tally, self.stop_reason, self.refusal, loop.time() - self.started)
 
     async def _until_done_or_stopped(self, workers: list[asyncio.Task[None]]) -> None:

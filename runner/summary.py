@@ -70,6 +70,9 @@ def next_step(exit_code: int, *, manifest: str, argv: Sequence[str], retryable_f
         rerun += "   (with the same manifest on stdin)"
     if exit_code == 0:
         return "nothing: every pair is attached"
+    if exit_code == 2:
+        return (f"{rerun}   (once the log's disk has room, or with another --log: the run "
+                "resumes from what was written)")
     if exit_code in (4, 5, 130, 143):
         return f"{rerun}   (the same command resumes where this run stopped)"
     if refused and not retryable_failed:
@@ -150,6 +153,8 @@ def _headline(s: Mapping[str, Any]) -> str:
     not_attached = s["failed"] + s["refused_earlier"] + s["pending"]
     if code == 0:
         verdict = "every pair is attached"
+    elif code == 2:
+        verdict = "stopped: the log could not be written"
     elif code == 4:  # the API's refusal, or a certificate that fails: the error line says which
         verdict = "stopped: the run was refused as a whole"
     elif code == 5:
