@@ -13,27 +13,36 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from runner.attributes import chunking_matches, same_attributes
+from runner.breaker import Breaker
 from runner.client import Answer, ApiClient, CertificateError, TransportError
 from runner.items import Item
 from runner.limiter import KeyedLimiter, RateLimiter
 from runner.opening import OpeningWindow
-from runner.store_limits import binds_store
-from runner.targets import (
-    ApiError,
-    Judgement,
-    Target,
-    VectorStoreFiles,
-    Verdict,
-    api_error,
-    classify_error,
+from runner.outcomes import (
+    NOT_SENT,
+    UNCERTAIN_STATUSES,
+    Counters,
+    GaveUp,
+    ItemState,
+    NotSent,
+    Outcome,
+    RunRefused,
+    Unsettled,
+    file_failed,
+    in_place,
+    refusal_kind,
 )
+from runner.store_limits import binds_store
+from runner.targets import ApiError, Judgement, Target, Verdict, api_error, classify_error
+from runner.update import Updater, manages_attributes
+
+__all__ = ["Attempter", "Breaker", "Counters", "GaveUp", "ItemState", "Outcome", "RunRefused",
+           "Unsettled"]
 
 # A 429 storm must not hold one item forever: after this many throttled tries it ends failed
 # (retryable) and the next run picks it up.
@@ -44,92 +53,6 @@ MAX_RETRY_AFTER = 120.0
 POLL_FIRST, POLL_MAX = 1.0, 10.0
 
 
-@dataclass(slots=True)
-class Outcome:
-    """An item's end, as its `done` line says it."""
-
-    outcome: str  # attached | already_attached | updated | failed
-    status: int | None
-    attempts: int
-    error: ApiError | None = None
-    retryable: bool = False
-    uncertain: bool = False
-    file_status: str | None = None  # vector store file status, when known
-    op: str = "attach"  # the operation the pair's last request made: attach | update
-
-
-@dataclass(slots=True)
-class Counters:
-    requests: int = 0
-    attach_requests: int = 0
-    checks: int = 0  # GET requests made to settle an uncertain outcome
-    polls: int = 0  # GET requests made while waiting (--wait)
-    retries: int = 0  # requests sent again after a transient failure
-    throttled: int = 0  # 429 answers (other than quota)
-    uncertain: int = 0  # times a request's outcome became unknown (reset or timeout after sending)
-    still_in_progress: int = 0  # --wait gave up while a file was still processing
-    updates: int = 0  # attribute updates sent (POST .../files/{file_id})
-    chunking_mismatch: int = 0  # files found in their store with another chunking strategy
-    chunking_examples: list[str] = field(default_factory=list)  # a few of them, for the warning
-    statuses: dict[int, int] = field(default_factory=dict)
-
-
-class RunRefused(Exception):  # noqa: N818 - a stop, not an error of ours
-    """The API refused the run as a whole (401, quota, invalid_beta, or the breaker)."""
-
-    def __init__(self, kind: str, status: int | None, error: ApiError | None) -> None:
-        super().__init__(kind)
-        self.kind = kind
-        self.status = status
-        self.error = error
-
-
-class NotSent(TransportError):
-    """The run stopped while this request waited for its turn: it never left."""
-
-    def __init__(self) -> None:
-        super().__init__("not sent: the run stopped first", sent=False)
-
-
-NOT_SENT = ApiError("not_sent", "not sent: the run stopped before this pair's turn", None)
-
-# Answers to a write that may have been applied all the same: a proxy or the server failed
-# after the write reached it (SPEC: 503 and 429 are not; they refuse before applying).
-UNCERTAIN_STATUSES = frozenset({500, 502, 504})
-
-
-class GaveUp(Exception):  # noqa: N818 - an ending, reported by the caller
-    """Tries ran out (or a POST became uncertain) without a lasting answer."""
-
-    def __init__(self, status: int | None, error: ApiError, *, uncertain: bool) -> None:
-        super().__init__(error.message)
-        self.status = status
-        self.error = error
-        self.uncertain = uncertain
-
-
-class Unsettled(Exception):  # noqa: N818 - a state, handed to the engine
-    """A write whose outcome is unknown (the connection dropped or timed out after sending,
-    or a 500/502/504 answer): the server may still apply it, seconds later. SPEC's settle
-    rule: check it no sooner than `due` (loop time: when the client stopped waiting, plus
-    --settle), never resend it blind. The engine parks the item until then and does other
-    work meanwhile; `state` carries the item's tries over to the check."""
-
-    def __init__(self, due: float, state: ItemState, status: int | None,
-                 error: ApiError) -> None:
-        super().__init__(error.message)
-        self.due = due
-        self.state = state
-        self.status = status
-        self.error = error
-
-    def outcome(self) -> Outcome:
-        """The item's end when the run stops before the check: retryable and uncertain, so
-        the next run checks it first."""
-        return Outcome("failed", self.status, self.state.sent, self.error, retryable=True,
-                       uncertain=True)
-
-
 class _Retry(Exception):  # noqa: N818 - control flow inside the retry loop
     """A transient failure: try again after a backoff (`wait` overrides it, e.g. 0 after a 429)."""
 
@@ -138,64 +61,6 @@ class _Retry(Exception):  # noqa: N818 - control flow inside the retry loop
         self.status = status
         self.error = error
         self.wait = wait
-
-
-@dataclass(slots=True)
-class ItemState:
-    sent: int = 0  # attach requests sent (the log's `attempts`)
-    counted: int = 0  # those that use an attempt (not throttled)
-    throttled: int = 0
-    uncertain: bool = False
-    checks_done: int = 0
-    updated: bool = False  # the pair's attributes were updated to the manifest's
-
-
-class Breaker:
-    """Stops a run whose first answers are all one permanent refusal (a wrong base URL, say).
-
-    Trips when the first `size` answers to first attach requests are all the same refusal
-    (status and code), with no success, spanning at least `min_owners` owners (or every owner
-    the manifest has, if fewer). Disarmed for good by any other answer. When the first `size`
-    answers name too few owners (the opening is interleaved by owner, so only a manifest
-    with few owners in its first 256 pairs), it keeps watching up to `limit` answers, then
-    disarms: a bounded cost, never a whole manifest."""
-
-    def __init__(self, *, size: int = 20, min_owners: int = 3, manifest_owners: int,
-                 limit: int = 100) -> None:
-        self.size = size
-        self.limit = limit
-        self.need_owners = max(1, min(min_owners, manifest_owners))
-        self.armed = True
-        self.signature: tuple[int | None, str | None] | None = None
-        self.owners: set[str] = set()
-        self.seen = 0
-        self.items: list[Item] = []  # the refused items of the window (re-logged retryable)
-
-    def observe(self, item: Item, verdict: Verdict, status: int | None, error: ApiError | None,
-                ) -> bool:
-        """Record a first attach answer; True when the breaker trips."""
-        if not self.armed:
-            return False
-        if verdict is not Verdict.REFUSED:
-            self.armed = False
-            return False
-        sig = (status, error.code if error else None)
-        if self.signature is None:
-            self.signature = sig
-        elif sig != self.signature:
-            self.armed = False
-            return False
-        self.seen += 1
-        self.items.append(item)
-        if len(self.owners) < self.need_owners:
-            self.owners.add(item.owner)
-        if self.seen >= self.size and len(self.owners) >= self.need_owners:
-            self.armed = False
-            return True
-        if self.seen >= self.limit:
-            self.armed = False
-            self.items.clear()
-        return False
 
 
 class Attempter:
@@ -226,6 +91,7 @@ class Attempter:
         self.breaker = breaker
         self.settle = settle
         self.counters = Counters()
+        self.updater = Updater(self)
         self.window = OpeningWindow(opened=not limiter.auto)
         self.breaker_tripped = False
         # Set when the run stops (signal, --max-runtime, refusal): start no new try; an item
@@ -415,13 +281,13 @@ class Attempter:
         verdict, status = judgement.verdict, answer.status
         if verdict in (Verdict.ATTACHED, Verdict.IN_PROGRESS, Verdict.FILE_FAILED) and (
                 item.options is not None):
-            converged = await self._converge(item, state, judgement)
+            converged = await self.updater.converge(item, state, judgement)
             if converged is not None:
                 return converged
         if verdict is Verdict.ATTACHED:
-            return _in_place(status, state, judgement.file_status)
+            return in_place(status, state, judgement.file_status)
         if verdict is Verdict.ALREADY_ATTACHED:
-            if _manages_attributes(item) and self.target.supports_batches:
+            if manages_attributes(item) and self.target.supports_batches:
                 # "Already in the store" without the object: look, so that its attributes
                 # can be compared (and updated) like those of a 200.
                 return await self._after_check(item, state)
@@ -429,9 +295,9 @@ class Attempter:
         if verdict is Verdict.IN_PROGRESS:
             return await self._wait_for_file(item, state, status)
         if verdict is Verdict.FILE_FAILED:
-            return _file_failed(judgement, status, state.sent)
+            return file_failed(judgement, status, state.sent)
         if verdict is Verdict.RUN_REFUSED:
-            raise RunRefused(_refusal_kind(status, judgement.error), status, judgement.error)
+            raise RunRefused(refusal_kind(status, judgement.error), status, judgement.error)
         if verdict is Verdict.RETRY:
             assert judgement.error is not None
             if status == 429:
@@ -470,15 +336,15 @@ class Attempter:
         if verdict is Verdict.ABSENT:
             return None
         if item.options is not None and verdict is not Verdict.RUN_REFUSED:
-            converged = await self._converge(item, state, judgement)
+            converged = await self.updater.converge(item, state, judgement)
             if converged is not None:
                 return converged
         if verdict is Verdict.ATTACHED:
-            return _in_place(200, state, judgement.file_status)
+            return in_place(200, state, judgement.file_status)
         if verdict is Verdict.IN_PROGRESS:
             return await self._wait_for_file(item, state, 200)
         if verdict is Verdict.FILE_FAILED:
-            return _file_failed(judgement, 200, state.sent)
+            return file_failed(judgement, 200, state.sent)
         return Outcome("failed", status, state.sent, judgement.error, retryable=False)
 
     async def _after_check(self, item: Item, state: ItemState) -> Outcome:
@@ -490,93 +356,9 @@ class Attempter:
         error = ApiError("not_found", "the file was not in the store when checked", None)
         return Outcome("failed", 404, state.sent, error, retryable=True)
 
-    # --- attributes -------------------------------------------------------------------------
-
-    async def _converge(self, item: Item, state: ItemState, judgement: Judgement,
-                        ) -> Outcome | None:
-        """The pair is in its store, as `judgement.obj` shows it: update its managed
-        attributes when they differ (SPEC: a file added again keeps its old ones), and count
-        a chunking strategy that does not match (it cannot change in place). None when all
-        is well (or the update went through: `state.updated`); an Outcome when the update
-        failed."""
-        options = item.options
-        obj = judgement.obj
-        if options is None or obj is None:
-            return None
-        if not chunking_matches(options.chunking_strategy, obj.get("chunking_strategy")):
-            self.note_chunking_mismatch(item)
-        if options.attributes is None or same_attributes(options.attributes,
-                                                         obj.get("attributes")):
-            return None
-        result = await self.send_update(item)
-        if isinstance(result, Outcome):
-            return result
-        state.updated = True
-        return None
-
     async def confirm(self, item: Item) -> Outcome:
         """A pair a batch put in place, whose object we have not seen: GET it and converge."""
         return await self._after_check(item, ItemState(sent=1))
-
-    async def converge_listed(self, item: Item, obj: Mapping[str, Any], ending: Outcome,
-                              ) -> Outcome:
-        """A pair a batch put in place, as its file list shows it: converge its attributes;
-        `ending` is its outcome when nothing needs changing."""
-        state = ItemState(sent=ending.attempts)
-        failed = await self._converge(item, state, Judgement(Verdict.ATTACHED, obj=obj))
-        if failed is not None:
-            return failed
-        if state.updated:
-            return Outcome("updated", ending.status, ending.attempts,
-                           file_status=ending.file_status, op="update")
-        return ending
-
-    def note_chunking_mismatch(self, item: Item) -> None:
-        counters = self.counters
-        counters.chunking_mismatch += 1
-        if len(counters.chunking_examples) < 3:
-            counters.chunking_examples.append(f"{item.owner}/{item.file_id}")
-
-    async def send_update(self, item: Item) -> Judgement | Outcome:
-        """One attributes update (retried like a check; a dropped connection after sending
-        leaves it uncertain, for a check, never a blind resend). The file object on success;
-        an Outcome when it failed."""
-        target = self.target
-        assert isinstance(target, VectorStoreFiles)
-        self.counters.updates += 1
-        try:
-            answer = await self.request_retrying(
-                "POST", target.update_path(item.owner, item.file_id), target.update_body(item),
-                store=item.owner, kind="update")
-        except GaveUp as exc:
-            if exc.uncertain:
-                # counted as uncertain by request_retrying already
-                due = asyncio.get_running_loop().time() + self.settle
-                raise Unsettled(due, ItemState(sent=1, counted=1, uncertain=True), exc.status,
-                                exc.error) from None
-            return Outcome("failed", exc.status, 1, exc.error, retryable=True, op="update")
-        judgement = target.judge_check(answer, wait=False)
-        if judgement.verdict is Verdict.ATTACHED:
-            return judgement
-        if judgement.verdict is Verdict.RUN_REFUSED:
-            raise RunRefused(_refusal_kind(answer.status, judgement.error), answer.status,
-                             judgement.error)
-        return Outcome("failed", answer.status, 1, judgement.error,
-                       retryable=judgement.verdict is not Verdict.REFUSED, op="update")
-
-    async def update(self, item: Item) -> Outcome:
-        """A pair the log has in place, whose managed attributes the manifest has changed:
-        one update. A file no longer in its store (404) is added again, with its options."""
-        result = await self.send_update(item)
-        if isinstance(result, Judgement):
-            if item.options is not None and not chunking_matches(
-                    item.options.chunking_strategy, (result.obj or {}).get("chunking_strategy")):
-                self.note_chunking_mismatch(item)
-            return Outcome("updated", 200, 1, file_status=result.file_status, op="update")
-        if result.status == 404:
-            # Gone from its store (or the store is gone: then the add is refused too).
-            return await self.attach(item, uncertain=False)
-        return result
 
     async def check(self, item: Item) -> tuple[Judgement | None, int | None]:
         """GET the pair, retried like any request. (None, last status) if it cannot be answered."""
@@ -611,7 +393,7 @@ class Attempter:
             error = api_error(answer.status, answer.body, answer.text)
             verdict = classify_error(answer.status, error)
             if verdict is Verdict.RUN_REFUSED:
-                raise RunRefused(_refusal_kind(answer.status, error), answer.status, error)
+                raise RunRefused(refusal_kind(answer.status, error), answer.status, error)
             if verdict is Verdict.RETRY:
                 if answer.status == 429:
                     tries.counted -= 1
@@ -657,7 +439,7 @@ class Attempter:
             remaining = deadline - loop.time()
             if remaining <= 0 or self.halted:
                 self.counters.still_in_progress += 1
-                return _in_place(status, state, "in_progress")
+                return in_place(status, state, "in_progress")
             await self.pause(min(interval, remaining))
             if self.halted:
                 continue
@@ -672,32 +454,14 @@ class Attempter:
             if verdict is Verdict.IN_PROGRESS or verdict is Verdict.RETRY:
                 continue
             if verdict is Verdict.ATTACHED:
-                return _in_place(status, state, judgement.file_status)
+                return in_place(status, state, judgement.file_status)
             if verdict is Verdict.FILE_FAILED:
-                return _file_failed(judgement, answer.status, state.sent)
+                return file_failed(judgement, answer.status, state.sent)
             if verdict is Verdict.RUN_REFUSED:
-                raise RunRefused(_refusal_kind(answer.status, judgement.error), answer.status,
+                raise RunRefused(refusal_kind(answer.status, judgement.error), answer.status,
                                  judgement.error)
             # 404 while waiting: someone removed it. Report, don't guess.
             return Outcome("failed", answer.status, state.sent, judgement.error, retryable=True)
-
-
-def _in_place(status: int | None, state: ItemState, file_status: str | None) -> Outcome:
-    """The pair is in its store: `updated` when this run set its attributes, else attached."""
-    if state.updated:
-        return Outcome("updated", status, state.sent, file_status=file_status, op="update")
-    return Outcome("attached", status, state.sent, file_status=file_status)
-
-
-def _manages_attributes(item: Item) -> bool:
-    return item.options is not None and item.options.attributes is not None
-
-
-def _file_failed(judgement: Judgement, status: int | None, attempts: int) -> Outcome:
-    # SPEC: a file that ends `failed` is not retryable; one that ends `cancelled` is.
-    return Outcome("failed", status, attempts, judgement.error,
-                   retryable=judgement.file_status == "cancelled",
-                   file_status=judgement.file_status)
 
 
 def _uncancel(task: asyncio.Task[Any]) -> int:
@@ -714,13 +478,3 @@ def _is_quota(answer: Answer) -> bool:
         if isinstance(err, dict):
             return "insufficient_quota" in (err.get("code"), err.get("type"))
     return False
-
-
-def _refusal_kind(status: int | None, error: ApiError | None) -> str:
-    if status == 401:
-        return "auth"
-    if error is not None and error.code == "insufficient_quota":
-        return "quota"
-    if error is not None and error.code == "invalid_beta":
-        return "beta"
-    return "refused"

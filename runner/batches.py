@@ -179,7 +179,7 @@ class BatchRunner:
                     # Not in the list (or the list cannot be read): look at the file itself.
                     outcome = await self.attempter.confirm(item)
                 else:
-                    outcome = await self.attempter.converge_listed(item, obj, ending(item))
+                    outcome = await self.attempter.updater.converge_listed(item, obj, ending(item))
             except Unsettled as unsettled:  # an update whose outcome is unknown
                 self.park(item, unsettled, unsettled.due)
                 continue

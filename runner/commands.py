@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from runner.attempt import Attempter, Breaker
 from runner.client import ApiClient
 from runner.config import ApiKey, Settings, check_for_target, load_api_key
-from runner.engine import Engine, NewBatch, RunResult, Single, Tally, iter_work
+from runner.engine import Engine, RunResult, Tally
 from runner.errors import LogError, UsageError, one_line, register_secret, scrub_secrets
 from runner.items import Item
 from runner.limiter import KeyedLimiter, RateLimiter
@@ -47,6 +47,7 @@ from runner.summary import (
     refusal_line,
 )
 from runner.targets import Target, VectorStoreFiles, get_target
+from runner.work import NewBatch, Single, iter_work
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_RUNTIME = 0, 1, 4, 5
 SIGNAL_EXITS = {"SIGINT": 130, "SIGTERM": 143}

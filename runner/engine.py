@@ -10,10 +10,8 @@ pool's size is the concurrency bound.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import signal
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +23,17 @@ from runner.items import Item
 from runner.log import ResultLog
 from runner.manifest import Block
 from runner.resume import Plan, ResumeIndex
+from runner.settle import Parked, SettleQueue
 from runner.targets import ApiError, generic_message
+from runner.work import (
+    OPENING_LOOKAHEAD,
+    FreeStoresFirst,
+    NewBatch,
+    Single,
+    Work,
+    interleave_owners,
+    iter_work,
+)
 
 SETTLING = ApiError("not_checked", "the run stopped before this uncertain pair could be "
                     "checked (the server may have applied its last write late)", None)
@@ -33,44 +41,6 @@ SETTLING = ApiError("not_checked", "the run stopped before this uncertain pair c
 DRAIN_SECONDS = 10.0
 # Distinct failure reasons kept for the summary; the rest are counted together.
 MAX_REASONS = 200
-# The opening units are reordered round-robin by owner across this many (see interleave_owners).
-OPENING_LOOKAHEAD = 256
-# Vector stores: pairs held back while their store is busy, so others can go (see FreeStoresFirst).
-STORE_LOOKAHEAD = 20_000
-
-
-@dataclass(slots=True)
-class Single:
-    item: Item
-    plan: Plan
-
-
-@dataclass(order=True, slots=True)
-class Parked:
-    """An item whose last write may have been applied, waiting for its check (the settle
-    rule: see attempt.Unsettled). `unsettled` is None for a pair an earlier run left
-    uncertain: its check has not begun, and it has no `sent` line in this run yet."""
-
-    due: float  # loop time
-    serial: int  # ties keep arrival order
-    item: Item = field(compare=False)
-    unsettled: Unsettled | None = field(compare=False, default=None)
-
-
-@dataclass(slots=True)
-class NewBatch:
-    store: str
-    items: list[Item]
-
-
-@dataclass(slots=True)
-class FollowBatch:
-    store: str
-    batch_id: str
-    items: list[Item]
-
-
-Work = Single | NewBatch | FollowBatch
 
 
 @dataclass
@@ -141,129 +111,6 @@ def recorded_digest(item: Item, outcome: Outcome) -> str | None:
     return attributes_digest(options.attributes)
 
 
-def _store_of(unit: Work) -> str:
-    """The unit's owner: the assistant or vector store its requests go to."""
-    return unit.item.owner if isinstance(unit, Single) else unit.store
-
-
-def interleave_owners(work: Iterator[Work], lookahead: int) -> Iterator[Work]:
-    """The first `lookahead` units, taken round-robin by owner, then the rest in order.
-
-    A run's first answers decide the breaker (SPEC: the first 20 answers must span 3 owners
-    before a uniform refusal stops the run). A manifest sorted by owner would otherwise open
-    with 20 requests to one owner, and a wrong base URL could then burn the whole manifest."""
-    head: dict[str, list[Work]] = {}
-    for taken, unit in enumerate(work, 1):
-        head.setdefault(_store_of(unit), []).append(unit)
-        if taken >= lookahead:
-            break
-    queues = [q[::-1] for q in head.values()]  # popped from the end: keeps each owner's order
-    while queues:
-        for queue in queues:
-            yield queue.pop()
-        queues = [q for q in queues if q]
-    yield from work
-
-
-def _size(unit: Work) -> int:
-    return 1 if isinstance(unit, Single) else len(unit.items)
-
-
-class FreeStoresFirst:
-    """The work in manifest order, except that a unit whose vector store is busy (its
-    per-store slot is not free yet) waits aside, up to `lookahead` pairs, while units of free
-    stores go first. The API allows each store 300 requests a minute: without this, a manifest
-    grouped by store (a grouped YAML manifest always is) kept every worker queueing behind one
-    store, at one store's rate, while the other stores sat idle.
-
-    Each store's own units keep their order. When every store in sight is busy (or the
-    lookahead is full), a worker gets the unit whose store frees first and waits for it there.
-    Units still held when the run stops were never sent: they stay pending for the next run."""
-
-    def __init__(self, work: Iterator[Work], ready_in: Callable[[str], float], *,
-                 lookahead: int = STORE_LOOKAHEAD) -> None:
-        self._work: Iterator[Work] | None = work
-        self._ready_in = ready_in
-        self._lookahead = lookahead
-        self._held: dict[str, deque[Work]] = {}  # busy store -> its units, in manifest order
-        self._holding = 0  # pairs in _held
-
-    def __iter__(self) -> FreeStoresFirst:
-        return self
-
-    def __next__(self) -> Work:
-        ready_in = self._ready_in
-        for store in self._held:
-            if ready_in(store) <= 0.0:
-                return self._release(store)
-        while self._work is not None and self._holding < self._lookahead:
-            unit = next(self._work, None)
-            if unit is None:
-                self._work = None
-                break
-            store = _store_of(unit)
-            if store not in self._held and ready_in(store) <= 0.0:
-                return unit
-            self._held.setdefault(store, deque()).append(unit)
-            self._holding += _size(unit)
-        if not self._held:
-            raise StopIteration
-        return self._release(min(self._held, key=ready_in))
-
-    def _release(self, store: str) -> Work:
-        queue = self._held[store]
-        unit = queue.popleft()
-        if not queue:
-            del self._held[store]
-        self._holding -= _size(unit)
-        return unit
-
-
-def iter_work(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally, *,
-              retry_failed: bool, batch_size: int) -> Iterator[Work]:
-    """Manifest items in order, minus what the log settles (counted in `tally`); with
-    `batch_size`, new pairs grouped per store into batches, flushed at the end. `parts`:
-    items, or the manifest's blocks of pairs (manifest.iter_blocks), which a rerun that has
-    them all done skips whole."""
-    pending: dict[str, list[Item]] = {}  # store -> items waiting for a full batch
-    follow: dict[str, FollowBatch] = {}  # batch id -> its manifest items (followed at the end)
-    for item in _items_to_plan(parts, index, tally):
-        plan, _ = index.plan(item, retry_failed=retry_failed)
-        if plan is Plan.DUPLICATE:
-            tally.duplicates += 1
-        elif plan is Plan.DONE:
-            tally.done_earlier += 1
-        elif plan is Plan.SKIP_REFUSED:
-            tally.refused_earlier += 1
-        elif plan is Plan.FOLLOW and (batch_id := index.batch_for(item)) is not None:
-            unit = follow.get(batch_id)
-            if unit is None:
-                unit = follow[batch_id] = FollowBatch(item.owner, batch_id, [])
-            unit.items.append(item)
-        elif batch_size > 0 and plan is Plan.SEND:
-            group = pending.setdefault(item.owner, [])
-            group.append(item)
-            if len(group) >= batch_size:
-                del pending[item.owner]
-                yield NewBatch(item.owner, group)
-        else:
-            yield Single(item, Plan.CHECK if plan is Plan.FOLLOW else plan)
-    yield from follow.values()
-    for store, group in pending.items():
-        yield NewBatch(store, group)
-
-
-def _items_to_plan(parts: Iterable[Block | Item], index: ResumeIndex,
-                   tally: Tally) -> Iterator[Item]:
-    for part in parts:
-        if isinstance(part, Item):
-            yield part
-        elif index.all_in_place(part.pairs):
-            tally.done_earlier += len(part.pairs)
-        else:
-            yield from part.items()
-
-
 class Engine:
     def __init__(
         self,
@@ -298,17 +145,14 @@ class Engine:
         self.log_error: LogError | None = None
         self._stopping = asyncio.Event()
         self._hard_stop = asyncio.Event()
+        self.settle_queue = SettleQueue(self._stopping)
         self._batches = BatchRunner(attempter, log, owner_column, record=self.record,
-                                    park=self.park)
+                                    park=self.settle_queue.park)
         self.started = 0.0
         # Pairs an earlier run left uncertain are checked no sooner than this many seconds
         # from the start (the log's last line plus --timeout and --settle: see commands).
         self.resume_due_in = resume_due_in
         self._resume_due = 0.0
-        self._parked: list[Parked] = []  # a heap, earliest due first
-        self._serial = 0
-        self._work_left = True
-        self._parked_changed = asyncio.Event()
 
     # --- stopping -----------------------------------------------------------------------------
 
@@ -337,51 +181,10 @@ class Engine:
 
     # --- workers --------------------------------------------------------------------------------
 
-    def park(self, item: Item, unsettled: Unsettled | None, due: float) -> None:
-        """Hold an item until its check may go out (the settle rule)."""
-        self._serial += 1
-        entry = Parked(due, self._serial, item, unsettled)
-        heapq.heappush(self._parked, entry)
-        if self._parked[0] is entry:
-            self._parked_changed.set()  # a waiting worker may have to wake sooner
-
-    @property
-    def settling(self) -> tuple[int, float] | None:
-        """(items waiting for their check, loop time the first is due), or None."""
-        if not self._parked:
-            return None
-        return len(self._parked), self._parked[0].due
-
-    async def _take(self, work: Iterator[Work]) -> Work | Parked | None:
-        """The next thing to do: a parked item whose time has come, else the next unit of
-        work; when the work has run out, wait for the next parked item (or a stop)."""
-        loop = asyncio.get_running_loop()
-        parked = self._parked
-        while not self._stopping.is_set():
-            if parked and parked[0].due <= loop.time():
-                return heapq.heappop(parked)
-            if self._work_left:
-                unit = next(work, None)
-                if unit is not None:
-                    return unit
-                self._work_left = False
-            if not parked:
-                return None
-            self._parked_changed.clear()
-            waits = [asyncio.ensure_future(self._stopping.wait()),
-                     asyncio.ensure_future(self._parked_changed.wait())]
-            try:
-                await asyncio.wait(waits, timeout=max(0.0, parked[0].due - loop.time()),
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiting in waits:
-                    waiting.cancel()
-        return None
-
     async def _worker(self, work: Iterator[Work]) -> None:
         stopping = self._stopping
         while not stopping.is_set():
-            unit = await self._take(work)
+            unit = await self.settle_queue.take(work)
             if unit is None:
                 return
             try:
@@ -404,7 +207,7 @@ class Engine:
         if plan is Plan.CHECK and self._resume_due > asyncio.get_running_loop().time():
             # Left uncertain by a run that may have ended moments ago: the server may not
             # have applied that write yet. Check it when its time comes; go on meanwhile.
-            self.park(item, None, self._resume_due)
+            self.settle_queue.park(item, None, self._resume_due)
             return
         # Log "sent" before the first request: a crash after sending must leave the pair
         # uncertain (checked next run), not pending (sent blind).
@@ -413,11 +216,11 @@ class Engine:
         self.log.append_encoded("sent", op_members(op, pair))
         try:
             if plan is Plan.UPDATE:
-                outcome = await self.attempter.update(item)
+                outcome = await self.attempter.updater.update(item)
             else:
                 outcome = await self.attempter.attach(item, uncertain=plan is Plan.CHECK)
         except Unsettled as unsettled:
-            self.park(item, unsettled, unsettled.due)
+            self.settle_queue.park(item, unsettled, unsettled.due)
             return
         except RunRefused as refusal:
             self.record(item, Outcome("failed", refusal.status, 1, refusal.error, retryable=True,
@@ -435,7 +238,7 @@ class Engine:
         try:
             outcome = await self.attempter.attach(item, uncertain=True, state=state)
         except Unsettled as again:
-            self.park(item, again, again.due)
+            self.settle_queue.park(item, again, again.due)
             return
         except RunRefused as refusal:
             self.record(item, Outcome("failed", refusal.status, 1, refusal.error,
@@ -446,8 +249,7 @@ class Engine:
     def _unpark_all(self) -> None:
         """The run stopped while items waited for their check: each ends failed, retryable
         and uncertain (SPEC), so the next run checks it first."""
-        while self._parked:
-            parked = heapq.heappop(self._parked)
+        for parked in self.settle_queue.drain():
             if parked.unsettled is not None:
                 self.record(parked.item, parked.unsettled.outcome())
             else:

@@ -141,7 +141,7 @@ class Meter:
         paused = engine.attempter.limiter.paused_until
         to_wall = time.time() - asyncio.get_running_loop().time()
         until = paused + to_wall if paused is not None else None
-        settling = engine.settling
+        settling = engine.settle_queue.settling
         return Snapshot(elapsed=now - self.started, done=tally.handled, total=tally.pairs,
                         rate=self.rate(now, settled), failed=tally.failed,
                         retried=engine.attempter.counters.retries, paused_until=until,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import runner.log
 import runner.manifest.fastpath
 from runner.attributes import Options
-from runner.engine import Single, Tally, iter_work
+from runner.engine import Tally
 from runner.errors import LogError, ManifestError
 from runner.items import Item, pair_key, pair_keys
 from runner.log import ResultLog, read_log, scan_log
@@ -23,6 +23,7 @@ from runner.manifest.csv_format import csv_rows
 from runner.manifest.jsonl_format import jsonl_rows
 from runner.manifest.reader import iter_rows
 from runner.resume import ResumeIndex
+from runner.work import Single, iter_work
 
 SETTINGS = settings(
     deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture]

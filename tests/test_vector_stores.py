@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from runner.engine import FreeStoresFirst, Single, Work
 from runner.items import Item
 from runner.limiter import KeyedLimiter
 from runner.resume import Plan
 from runner.sandbox import SandboxThread
+from runner.work import FreeStoresFirst, Single, Work
 from tests.cli import FAST, attached_counts, cli_env, read_events, run_cli, write_csv
 
 TARGET = ["--target", "vector-store-files"]
