@@ -587,27 +587,7 @@ def test_streaming_memory_is_flat(tmp_path: Path, fmt: str) -> None:
     assert peak < 1 << 20, f"peak {peak} bytes for a {path.stat().st_size}-byte file"
 
 
-# ---------------------------------------------------------------- example jobs
-
-
-def test_example_manifests_agree() -> None:
-    """jobs/ examples are valid, hold the same 12 pairs, and the packaged copy is identical."""
-    jobs = ROOT / "jobs"
-    assert (jobs / "example.yaml").read_bytes() == (ROOT / "runner/data/example.yaml").read_bytes()
-    example = open_manifest(str(jobs / "example.yaml"), None)
-    expected = [(i.owner, i.file_id) for i in iter_items(example, *ASSISTANTS)]
-    assert len(expected) == 12
-    assert len({owner for owner, _ in expected}) == 3
-    for name in ("example.csv", "example.jsonl"):
-        src = open_manifest(str(jobs / name), None)
-        assert check_manifest(src, *ASSISTANTS).pairs == 12
-        assert [(i.owner, i.file_id) for i in iter_items(src, *ASSISTANTS)] == expected
-    stores = open_manifest(str(jobs / "vector-stores.yaml"), None)
-    assert check_manifest(stores, *VECTOR_STORES).pairs > 0
-    for path in jobs.iterdir():
-        text = path.read_text().lower()
-        assert "missing" not in text
-        assert "fail" not in text
+# The examples in jobs/ and the demo's packaged manifest: tests/test_demo.py.
 
 
 # ---------------------------------------------------------------- properties
