@@ -37,14 +37,14 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a C tool killed by a closed pipe r
 EXAMPLES = {
     "run": """examples:
   attach-runner run jobs/nightly.csv
-  attach-runner run jobs/stores.yaml --target vector-store-files --batch-size 500 --wait
+  attach-runner run jobs/stores.yaml --batch-size 500 --wait
   attach-runner run jobs/nightly.csv --rpm 3000 --concurrency 32 --json
   generate-pairs | attach-runner run - --format jsonl --log nightly.results.jsonl
 
 Rerun the same command after any trouble: it resumes from the log.""",
     "validate": """examples:
   attach-runner validate jobs/nightly.csv
-  attach-runner validate jobs/stores.yaml --target vector-store-files""",
+  attach-runner validate jobs/stores.yaml""",
     "status": """examples:
   attach-runner status jobs/nightly.csv
   attach-runner status jobs/nightly.csv --json""",

@@ -393,7 +393,8 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
             result, attempter.counters, target=target.name, manifest=source.display,
             log=settings.log, rpm=settings.rpm, learned_rpm=limiter.rate, exit_code=code,
             argv=argv, error=error, run_id=log.run_id)
-        counts = {k: summary[k] for k in ("pairs", "attached", "already_attached", "failed",
+        counts = {k: summary[k] for k in ("pairs", "attached", "already_attached", "updated",
+                                          "failed", "update_requests",
                                           "attached_earlier", "refused_earlier", "pending",
                                           "duplicates", "requests", "checks", "retries",
                                           "throttled", "uncertain")}
@@ -413,6 +414,12 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
         # On stderr, so --quiet and --json keep it (SPEC: "counts as attached, with a warning").
         io.warn(f"{summary['still_in_progress']} file(s) were still processing when "
                 f"--wait-timeout {settings.wait_timeout:g}s ran out; counted as attached")
+    if summary["chunking_mismatch"]:
+        # On stderr too, so --quiet and --json keep it (SPEC: a warning, not a re-add).
+        examples = ", ".join(attempter.counters.chunking_examples)
+        io.warn(f"{summary['chunking_mismatch']} file(s) are in their store with another "
+                f"chunking strategy than the manifest's (e.g. {examples}); chunking cannot "
+                "change in place: detach and add them again to change it")
     if settings.json:
         io.out.write(json.dumps(summary) + "\n")
     elif not settings.quiet:

@@ -254,8 +254,7 @@ def format_status(st: Mapping[str, Any]) -> str:
         return "\n".join([
             f"{st['manifest']} ({st['target']}): never run; no log at {st['log']}",
             f"  {st['pairs']:,} pairs pending; start with: attach-runner run "
-            f"{shlex.quote(st['manifest'])}"
-            + ("" if st["target"] == "assistant-files" else f" --target {st['target']}"),
+            f"{shlex.quote(st['manifest'])}",
             f"  {lock}",
         ])
     width = len(f"{st['pairs']:,}")
