@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import itemgetter
@@ -133,11 +133,19 @@ class ResumeIndex:
         last = dict(zip(map(_PAIR_OF, rows), rows, strict=True))
         keys = ascii_pair_keys(list(last))
         words = list(last.values())
-        codes = list(map(_FAST_STATE.__getitem__, map(_OUTCOME_OF, words)))
-        self._load_fast_extras(keys, words, codes)
-        attached = list(compress(keys, map(_IS_ATTACHED, codes)))
-        already = list(compress(keys, map(_IS_ALREADY, codes)))
-        sent = list(compress(keys, map(_IS_SENT, codes)))
+        outcomes = list(map(_OUTCOME_OF, words))
+        attached: list[int]
+        already: list[int] = []
+        sent: list[int] = []
+        if outcomes.count(b"attached") == len(outcomes):  # a finished run's lines: all done
+            self._load_fast_extras(keys, words, ())
+            attached = keys
+        else:
+            codes = list(map(_FAST_STATE.__getitem__, outcomes))
+            self._load_fast_extras(keys, words, codes)
+            attached = list(compress(keys, map(_IS_ATTACHED, codes)))
+            already = list(compress(keys, map(_IS_ALREADY, codes)))
+            sent = list(compress(keys, map(_IS_SENT, codes)))
         self.attached.update(attached)
         if self.already:
             self.already.difference_update(attached)
@@ -160,8 +168,10 @@ class ResumeIndex:
             for key in done & self.batch_of.keys():
                 del self.batch_of[key]
 
-    def _load_fast_extras(self, keys: list[int], words: list[FastRow], codes: list[int]) -> None:
-        """The digests and `updated` marks of a fast run (each pair's last word in it)."""
+    def _load_fast_extras(self, keys: list[int], words: list[FastRow],
+                          codes: Sequence[int]) -> None:
+        """The digests and `updated` marks of a fast run (each pair's last word in it; `codes`
+        their states, empty when all are attached)."""
         digests = self.digests
         if digests or any(map(_DIGEST_OF, words)):
             for key, digest in zip(keys, map(_DIGEST_OF, words), strict=True):
