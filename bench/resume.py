@@ -99,6 +99,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--forms", default="compact,spaced")
     parser.add_argument("--data", default=str(BENCH_DIR / ".data"))
+    parser.add_argument("--before", default=None, help=(
+        "a directory holding an older `runner` package (git archive COMMIT runner | tar -x "
+        "-C DIR): its reruns are measured too, in the same rounds"))
     args = parser.parse_args(argv)
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
@@ -110,17 +113,22 @@ def main(argv: list[str]) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     print(f"{machine()}\n{started:%Y-%m-%d %H:%M} UTC, {args.pairs:,} pairs, "
           f"rounds {args.rounds}", flush=True)
-    clients = [(form, who) for form in forms for who in ("attach-runner", "floor")]
+    whos = ["attach-runner", "floor"] + (["before"] if args.before else [])
+    clients = [(form, who) for form in forms for who in whos]
     runs: dict[tuple[str, str], list[Measured]] = {c: [] for c in clients}
     for round_no in range(args.rounds):
         turn = round_no % len(clients)
         for form, who in clients[turn:] + clients[:turn]:
             log = logs[form]
+            rerun = ["run", str(manifest.resolve()), "--log", "{log}", "--base-url",
+                     "http://127.0.0.1:9/v1", "--no-progress", "--json"]
+            if who != "floor":
+                rerun[3] = str(fresh_copy(log).resolve())
             if who == "attach-runner":
-                copy = fresh_copy(log)
-                measured = run_timed(runner_argv(
-                    "run", str(manifest), "--log", str(copy), "--base-url",
-                    "http://127.0.0.1:9/v1", "--no-progress", "--json"))
+                measured = run_timed(runner_argv(*rerun))
+            elif who == "before":  # the older package first on the path, from elsewhere
+                measured = run_timed(["env", f"PYTHONPATH={Path(args.before).resolve()}",
+                                      PYTHON, "-m", "runner", *rerun], cwd=Path(args.before))
             else:
                 measured = run_timed([PYTHON, str(BENCH_DIR / "floor.py"), str(manifest),
                                       str(log)])
@@ -131,6 +139,12 @@ def main(argv: list[str]) -> int:
                 print(measured.stderr[-1000:], file=sys.stderr)
     print("\n| log form | attach-runner | peak RSS | floor.py | floor RSS | ratio (median of "
           "per-round) |\n|---|---|---|---|---|---|")
+    if args.before:
+        forms = [*forms, *(f"{form} (before)" for form in forms)]
+        for form in list(runs):
+            if form[1] == "before":
+                runs[(f"{form[0]} (before)", "attach-runner")] = runs[form]
+                runs[(f"{form[0]} (before)", "floor")] = runs[(form[0], "floor")]
     result: dict[str, dict[str, float]] = {}
     for form in forms:
         ours, floor = runs[(form, "attach-runner")], runs[(form, "floor")]
