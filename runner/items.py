@@ -55,6 +55,21 @@ def pair_keys(pairs: Sequence[tuple[str, str]]) -> list[int]:
     return list(map(xor, highs, map(and_, map(hash, map(_SEP.join, pairs)), repeat(_LOW))))
 
 
+_BSEP = _SEP.encode()
+# CPython hashes an ASCII str and its bytes alike (the same SipHash of the same bytes), so an
+# ASCII pair's key can be made from the bytes a log was read as; elsewhere, decode first.
+_BYTES_HASH_LIKE_STR = hash(b"asst_1\0file-1") == hash("asst_1\0file-1") and hash(
+    (b"asst_1", b"file-1")) == hash(("asst_1", "file-1"))
+
+
+def ascii_pair_keys(pairs: Sequence[tuple[bytes, bytes]]) -> list[int]:
+    """`pair_keys` of pairs of ASCII bytes: the keys of the same pairs as str, undecoded."""
+    if not _BYTES_HASH_LIKE_STR:
+        return pair_keys([(owner.decode(), file_id.decode()) for owner, file_id in pairs])
+    highs = map(lshift, map(hash, pairs), repeat(26))
+    return list(map(xor, highs, map(and_, map(hash, map(_BSEP.join, pairs)), repeat(_LOW))))
+
+
 @functools.cache
 def pin_mmap_threshold() -> None:
     """Keep glibc from holding on to the old tables of a big set or dict.

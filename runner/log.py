@@ -22,7 +22,9 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from itertools import compress
+from operator import itemgetter
 from types import TracebackType
 from typing import IO, Any
 
@@ -327,82 +329,109 @@ def read_log(path: str, *, warn: Callable[[str], None]) -> Iterator[dict[str, An
 
 # One line the writer makes for every pair, in its fixed key order, as a regular expression
 # that only ever matches valid JSON (IDs, ASCII strings without escapes, numbers, literals):
-# "sent", and "done" for a pair in place (attached or already_attached, no error). A log is
-# nearly all such lines; scan_log hands them over in bulk, unparsed by json.
-_TEXT = r'[\x20\x21\x23-\x5b\x5d-\x7e]*'  # a JSON string's inside: printable ASCII, no " or \\
-_ID = r"([A-Za-z0-9_-]{1,128})"
+# "sent", and "done" for a pair in place (attached, already_attached or updated, no error). A
+# log is nearly all such lines; scan_log hands them over in bulk, unparsed by json. The same
+# lines as `json.dumps` writes them with its default separators (", " and ": ": a log rewritten
+# by a script) have a pattern of their own: one pattern admitting both costs a third more on
+# our own lines. Every other spacing is still read, by json.
+_TEXT = rb'[\x20\x21\x23-\x5b\x5d-\x7e]*'  # a JSON string's inside: printable ASCII, no " or \\
+_ID = rb"([A-Za-z0-9_-]{1,128})"
+_COUNT = rb"(?:0|[1-9][0-9]{0,8})"  # JSON has no leading zeros
 SCAN_CHUNK = 1 << 18  # bytes read at a time by scan_log
+_SPACED = b'{"event": '  # how every line json.dumps writes by default starts
 
 
-def _fast_pattern(owner_column: str) -> re.Pattern[str]:
-    """A whole line: "sent", or "done" (group 1) in place; else any other line (group 6).
-    `op` is attach or update (or absent: an older log's line, which means attach)."""
-    head = r'\{"event":"(?:sent|(done))","ts":"' + _TEXT + r'","run":"' + _TEXT + r'",'
-    head += r'(?:"op":"(?:attach|update)",)?"'
-    head += re.escape(owner_column) + r'":"' + _ID + r'","file_id":"' + _ID + r'"'
+def _fast_pattern(owner_column: str, *, spaced: bool = False) -> re.Pattern[bytes]:
+    """A whole line: "sent", or "done" (group 1) in place; else any other line (group 6, with
+    its newline).
+    `op` is attach or update (or absent: an older log's line, which means attach). With
+    `spaced`, the line as json.dumps writes it by default: ", " between members, ": " in them."""
+    sep, colon = (b", ", b": ") if spaced else (b",", b":")
+
+    def member(name: bytes, value: bytes) -> bytes:
+        return b'"' + name + b'"' + colon + value
+
+    owner = re.escape(owner_column.encode())
+    head = sep.join([
+        b"\\{" + member(b"event", b'"(?:sent|(done))"'),
+        member(b"ts", b'"' + _TEXT + b'"'),
+        member(b"run", b'"' + _TEXT + b'"'),
+        b"(?:" + member(b"op", b'"(?:attach|update)"') + sep + b")?"
+        + member(owner, b'"' + _ID + b'"'),
+        member(b"file_id", b'"' + _ID + b'"'),
+    ])
     # Only when group 1 (done) matched: the outcome fields, in the writer's order, and the
     # digest of the managed attributes the pair was left with (group 5), if any.
-    done = (r'(?(1),"outcome":"(attached|already_attached|updated)",'
-            r'"status":(?:[1-5][0-9][0-9]|null),'
-            r'"attempts":[0-9]{1,9},"error":null,"retryable":(?:true|false),'
-            r'"uncertain":(?:true|false)(?:,"file_status":"[a-z_]{1,32}")?'
-            r'(?:,"attributes_digest":"([0-9a-f]{16})")?)')
-    return re.compile(r"^" + head + done + r"\}$|^(.+)$", re.MULTILINE)
+    done = b"(?(1)" + sep + sep.join([
+        member(b"outcome", b'"(attached|already_attached|updated)"'),
+        member(b"status", b"(?:[1-5][0-9][0-9]|null)"),
+        member(b"attempts", _COUNT),
+        member(b"error", b"null"),
+        member(b"retryable", b"(?:true|false)"),
+        member(b"uncertain", b"(?:true|false)"),
+    ]) + b"(?:" + sep + member(b"file_status", b'"[a-z_]{1,32}"') + b")?"
+    done += b"(?:" + sep + member(b"attributes_digest", b'"([0-9a-f]{16})"') + b")?)"
+    # Any other line, even an empty one, is group 6 with its newline: one row a line, always.
+    return re.compile(b"^" + head + done + rb"\}$|^(.*\n)", re.MULTILINE)
 
 
-_PATTERNS: dict[str, re.Pattern[str]] = {}
+_PATTERNS: dict[str, tuple[re.Pattern[bytes], re.Pattern[bytes]]] = {}
 
-# "done" or "" (sent), owner, file_id, outcome or "", attributes digest or "", "" (the other
-# line's text, empty for a fast row)
-FastRow = tuple[str, str, str, str, str, str]
+# "done" or b"" (sent), owner, file_id, outcome or b"" (sent), attributes digest or b"", b""
+# (the other line's bytes with its newline; empty for a fast row). All as read: ASCII bytes.
+FastRow = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
+_OTHER_OF = itemgetter(5)
 
 
 def scan_log(path: str, owner_column: str, *,
              warn: Callable[[str], None]) -> Iterator[list[FastRow] | dict[str, Any]]:
     """`read_log` for the resume index, fast: the same events with the same checks, in order,
-    but runs of the common lines ("sent", and "done" attached or already_attached with no
-    error, for `owner_column`) come as lists of FastRow tuples of str
-    matched in bulk by one regular expression instead of parsed line by
+    but runs of the common lines ("sent", and "done" in place with no error, for
+    `owner_column`, compact or spaced as json.dumps spaces them) come as lists of FastRow
+    tuples of bytes matched in bulk by one regular expression instead of parsed line by
     line; every other event comes as read_log's dict."""
-    pattern = _PATTERNS.get(owner_column)
-    if pattern is None:
-        pattern = _PATTERNS[owner_column] = _fast_pattern(owner_column)
+    patterns = _PATTERNS.get(owner_column)
+    if patterns is None:
+        patterns = _PATTERNS[owner_column] = (
+            _fast_pattern(owner_column), _fast_pattern(owner_column, spaced=True))
     file = _open_log(path)
     if file is None:
         return
     with file:
+        fd = file.fileno()
         before = 0  # lines before the chunk
-        tail = b""
-        while block := file.read(SCAN_CHUNK):
-            block = tail + block if tail else block
+        offset = 0  # of the chunk in the file
+        size = SCAN_CHUNK
+        while block := os.pread(fd, size, offset):
+            # Whole lines only, matched in place (endpos: no copy); the next read starts at
+            # the first byte after them.
             cut = block.rfind(b"\n") + 1
-            chunk, tail = block[:cut], block[cut:]
-            if chunk:
-                yield from _scan_chunk(path, chunk, before, pattern)
-                before += chunk.count(b"\n")
-        if tail:
-            _torn_tail(path, before + 1, tail, warn)
+            if not cut:
+                if len(block) < size:  # no newline before the end: the torn last line
+                    _torn_tail(path, before + 1, block, warn)
+                    return
+                size *= 2  # a line longer than a chunk
+                continue
+            # The chunk's first line says which form its lines are in (a line in the other
+            # form is taken as any other line: by json).
+            pattern = patterns[block.startswith(_SPACED)]
+            before += yield from _scan_chunk(path, pattern.findall(block, 0, cut), before)
+            offset += cut
+            size = SCAN_CHUNK
 
 
-def _scan_chunk(path: str, chunk: bytes, before: int,
-                pattern: re.Pattern[str]) -> Iterator[list[FastRow] | dict[str, Any]]:
-    # surrogateescape: a line that is not UTF-8 stays intact for _event to refuse it.
-    rows: list[FastRow] = pattern.findall(chunk.decode("utf-8", "surrogateescape"))
-    if len(rows) != chunk.count(b"\n"):
-        # A line matched nothing (an empty one): read this chunk line by line.
-        for offset, line in enumerate(chunk.split(b"\n")[:-1]):
-            yield _event(path, before + offset + 1, line + b"\n")
-        return
-    # Each line is one row, in order: rows with group 6 are the other lines.
+def _scan_chunk(path: str, rows: list[FastRow], before: int,
+                ) -> Generator[list[FastRow] | dict[str, Any], None, int]:
+    """The parts of a chunk's rows (one a line), in order; returns how many lines it held."""
     start = 0
-    for at in [i for i, row in enumerate(rows) if row[5]]:
+    for at in compress(range(len(rows)), map(_OTHER_OF, rows)):  # the other lines
         if at > start:
             yield rows[start:at]
-        line = rows[at][5].encode("utf-8", "surrogateescape") + b"\n"
-        yield _event(path, before + at + 1, line)
+        yield _event(path, before + at + 1, rows[at][5])
         start = at + 1
     if start < len(rows):
         yield rows[start:] if start else rows
+    return len(rows)
 
 
 _TS = re.compile(rb'"ts"\s*:\s*"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{3}|\.\d{6})?)Z"')
