@@ -238,7 +238,7 @@ def test_kill_9_mid_run_then_rerun_converges_without_doing_anything_twice(
         tmp_path: Path, sandbox, batch: str):
     """kill -9 at random moments (batches with per-file options, and single POSTs), then
     reruns to exit 0: converged, nothing added twice, no update sent twice for one change."""
-    sb = sandbox(latency_ms=15, seed=5)
+    sb = sandbox(latency_ms=40, seed=5)  # a run takes ~1.5 s: the kills land mid-run
     rng = random.Random(int(batch) + 11)
     stale = [{"file_id": f"file-0x{f}", "attributes": {"lang": "old"}} for f in range(0, 40, 4)]
     sb.preload("vector_store", "vs_0", stale)
@@ -246,14 +246,15 @@ def test_kill_9_mid_run_then_rerun_converges_without_doing_anything_twice(
                        for s in range(3) for f in range(40)]
     manifest = write_manifest(tmp_path / "m.csv", "csv", rows)
     args = [sys.executable, "-m", "runner", *args_for(manifest, sb.base_url, "--batch-size",
-                                                      batch, "--concurrency", "4")]
+                                                      batch, "--concurrency", "4",
+                                                      "--timeout", "2")]
     for _ in range(3):
         proc = subprocess.Popen(args, env=cli_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.3, 1.2))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    final = run_cli(*args_for(manifest, sb.base_url, "--batch-size", batch))
+    final = run_cli(*args[3:])
     assert final.code == 0, final.err
     record = sb.record()
     assert_converged(record, rows)

@@ -663,7 +663,8 @@ def test_a_crash_in_a_worker_is_one_line_and_a_private_report(tmp_path: Path, sa
     assert "RuntimeError: simulated bug in a worker" in text
     assert sb.record()["requests"] >= 1
     monkeypatch.undo()
-    res = run_cli("run", "m.csv", "--base-url", sb.base_url, cwd=tmp_path)
+    res = run_cli("run", "m.csv", "--base-url", sb.base_url, "--timeout", "2", "--settle", "0.3",
+                  cwd=tmp_path)  # a crashed run's uncertain pairs wait --timeout + --settle
     assert res.code == 0, res.err
     assert all(p["attached"] == 1 for p in sb.record()["pairs"].values())
 

@@ -69,6 +69,7 @@ def test_a_full_disk_stops_the_run_with_exit_2_and_a_summary(tmp_path: Path, san
         log = folder / "m.log"
         args = ["run", str(manifest), "--log", str(log), "--base-url", sb.base_url, "--json",
                 "--batch-size", batch, "--concurrency", "4", "--no-progress", "--timeout", "2",
+                "--store-rpm", "60000",
                 *FAST]
         proc = subprocess.run([sys.executable, "-m", "runner", *args], env=cli_env(),
                               capture_output=True, text=True, timeout=120, preexec_fn=limit)

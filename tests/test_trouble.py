@@ -160,7 +160,9 @@ def test_sigkill_at_random_moments_then_reruns_attach_each_pair_once(
     pairs = pairs_for(target, 15, 20)
     manifest = write_csv(tmp_path / "m.csv", pairs, owner_of(target))
     log = log_of(manifest)
-    args = run_args(manifest, target, sb.base_url, "--concurrency", "8")
+    # --timeout 3: a rerun checks a killed run's uncertain pairs --timeout + --settle after
+    # its last line (the settle rule), not the default 60 s + 0.3 s.
+    args = run_args(manifest, target, sb.base_url, "--concurrency", "8", "--timeout", "3")
     rng = random.Random(1125)
     kills = torn = 0
     while kills < 6:
@@ -458,7 +460,7 @@ def test_second_run_on_a_busy_log_exits_3_at_once_and_sends_nothing(tmp_path: Pa
         first.kill()
         first.communicate()
     slow.update(latency_ms=0)
-    third = run_cli(*run_args(manifest, "assistant-files", slow.base_url))
+    third = run_cli(*run_args(manifest, "assistant-files", slow.base_url, "--timeout", "3"))
     assert third.code == 0, third.err
     assert confirm_attached_once(slow.record(), pairs) == []
 
