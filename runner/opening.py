@@ -1,10 +1,11 @@
 """The opening window: how many requests may be in flight before the run's first success.
 
 The default `--concurrency` is high (256) so that pacing, not the worker pool, decides the rate
-when answers are slow (see runner/config/options.py). A high cap must not let a run that has heard nothing but
-refusals (a wrong base URL) fire hundreds of requests before the breaker's 20 answers are in. So
-until the first 2xx answer, requests in flight are held to 1 + the answers so far, like TCP's
-slow start (one more per answer: the window doubles once a round trip). When the breaker trips
+when answers are slow (see runner/config/options.py). A high cap must not let a run that has
+heard nothing but refusals (a wrong base URL) fire hundreds of requests before the breaker's
+20 answers are in. So until the first 2xx answer, requests in flight are held to 1 + the
+answers so far, like TCP's slow start (one more per answer: the window doubles once a round
+trip). When the breaker trips
 on its 20th answer at most 2 x 19 + 1 = 39 requests have left (SPEC: at most 40 with default
 settings). The first 2xx opens the window for good: from then on the rate limiter paces the run
 and `--concurrency` is the only cap. Only an unknown limit (`--rpm auto`, the default) opens
