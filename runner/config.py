@@ -29,7 +29,7 @@ import yaml
 
 from runner.errors import ConfigError, UsageError
 
-COMMANDS: Final = ("run", "validate", "status", "failed")
+COMMANDS: Final = ("run", "detach", "validate", "status", "failed")
 TARGETS: Final = ("assistant-files", "vector-store-files")
 FORMATS: Final = ("csv", "yaml", "jsonl")
 DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
@@ -43,7 +43,7 @@ DEFAULT_API_KEY_ENV: Final = "OPENAI_API_KEY"
 DEFAULT_CONCURRENCY: Final = 256
 STDIN: Final = "-"
 
-_RUN: Final = frozenset({"run"})
+_RUN: Final = frozenset({"run", "detach"})  # the commands that send: run's settings
 _EVERY: Final = frozenset(COMMANDS)
 
 MAX_CONFIG_BYTES: Final = 1 << 20
@@ -354,7 +354,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
            metavar="S"),
     _switch("retry_failed", "also resend items the API refused"),
     _switch("dry_run", "print what would be sent; no key, no lock, no write, no request"),
-    _switch("json", "one JSON object on stdout at the end", frozenset({"run", "status"})),
+    _switch("json", "one JSON object on stdout at the end",
+            frozenset({"run", "detach", "status"})),
     _switch("quiet", "no summary text and no periodic lines"),
     _switch("no_progress", "no progress bar and no periodic lines"),
     _switch("debug", "tracebacks for unexpected errors (never the key)"),
