@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
 from runner.client import Answer
 from runner.errors import UsageError
@@ -26,9 +26,6 @@ from runner.operation import Operation
 from runner.outcomes import GaveUp, ItemState, Outcome, RunRefused, Unsettled, refusal_kind
 from runner.resume import Plan, ResumeIndex
 from runner.targets import ApiError, Verdict, api_error, classify_error
-
-if TYPE_CHECKING:
-    from runner.attempt import Attempter
 
 OP = "detach"
 CHECK_FAILED = ApiError("check_failed", "could not check whether the pair is still attached",
@@ -41,9 +38,6 @@ class Detacher(Operation):
     """Detaches for one run's attempter (its limiters, retries, counters and settle rule)."""
 
     name = OP
-
-    def __init__(self, attempter: Attempter) -> None:
-        self.attempter = attempter
 
     @staticmethod
     def plan(index: ResumeIndex, item: Item, *, retry_failed: bool,
@@ -158,7 +152,8 @@ def refuse_detach_rows(source: ManifestSource) -> None:
                 if "op" not in header:
                     return
                 at = header.index("op")
-                lines = ((n, row[at].strip()) for n, row in enumerate(rows, 2) if len(row) > at)
+                lines: Iterator[tuple[int, str | None]] = (
+                    (n, row[at].strip()) for n, row in enumerate(rows, 2) if len(row) > at)
             else:
                 lines = ((n, _jsonl_op(line)) for n, line in enumerate(stream, 1)
                          if '"op"' in line)

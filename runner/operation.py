@@ -25,6 +25,9 @@ class Operation:
     batches: ClassVar[bool] = False
     skips_blocks: ClassVar[bool] = False
 
+    def __init__(self, attempter: Attempter) -> None:
+        self.attempter = attempter
+
     @staticmethod
     def plan(index: ResumeIndex, item: Item, *, retry_failed: bool,
              ) -> tuple[Plan, int | None]:
@@ -49,9 +52,6 @@ class Attach(Operation):
     name = "attach"
     batches = True
     skips_blocks = True
-
-    def __init__(self, attempter: Attempter) -> None:
-        self.attempter = attempter
 
     @staticmethod
     def plan(index: ResumeIndex, item: Item, *, retry_failed: bool,

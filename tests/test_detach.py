@@ -75,7 +75,8 @@ def test_detach_half_of_an_attached_manifest(tmp_path: Path, sandbox, target: st
     st = status_of(out, target)
     assert (st["detached"], st["pending"], st["failed"]) == (len(half), 0, 0)
     text = run_cli("detach", str(out), "--target", target, "--base-url", sb.base_url)
-    assert text.code == 0 and "every pair is detached" in text.out
+    assert text.code == 0
+    assert "every pair is detached" in text.out
 
 
 def test_dry_run_lists_the_deletes(tmp_path: Path, sandbox):
@@ -143,7 +144,8 @@ def test_a_missing_store_is_refused_not_already_detached(tmp_path: Path, sandbox
     res = run_cli(*args("detach", manifest, target, sb.base_url))
     assert res.code == 1, res.err
     summary = res.json()
-    assert summary["already_detached"] == 1 and summary["failed"] == 1
+    assert summary["already_detached"] == 1
+    assert summary["failed"] == 1
     assert summary["failed_by_reason"][0]["status"] == 404
     done = {e["vector_store_id"]: e for e in read_events(Path(f"{manifest}.results.jsonl"))
             if e["event"] == "done"}
@@ -176,16 +178,19 @@ def test_attach_detach_attach_does_what_it_says(tmp_path: Path, sandbox, target:
     n = len(pairs)
     manifest = write_csv(tmp_path / "m.csv", pairs, TARGETS[target][0])
     first = run_cli(*args("run", manifest, target, sb.base_url))
-    assert first.code == 0 and first.json()["attached"] == n, first.err
+    assert first.code == 0, first.err
+    assert first.json()["attached"] == n
     assert held(sb, target, pairs) == pairs
     assert status_of(manifest, target)["attached"] == n
     out = run_cli(*args("detach", manifest, target, sb.base_url))
-    assert out.code == 0 and out.json()["detached"] == n, out.err
+    assert out.code == 0, out.err
+    assert out.json()["detached"] == n
     assert held(sb, target, pairs) == []
     st = status_of(manifest, target)
     assert (st["attached"], st["detached"]) == (0, n)
     back = run_cli(*args("run", manifest, target, sb.base_url))
-    assert back.code == 0 and back.json()["attached"] == n, back.err
+    assert back.code == 0, back.err
+    assert back.json()["attached"] == n
     assert held(sb, target, pairs) == pairs
     assert all(entry(sb, p)["attached"] == 2 and entry(sb, p)["detached"] == 1 for p in pairs)
     st = status_of(manifest, target)
@@ -212,8 +217,10 @@ def test_failed_after_a_detach_writes_op_and_run_refuses_it(tmp_path: Path, sand
     before = sb.record()["requests"]
     res = run_cli(*args("run", retry, target, sb.base_url))
     assert res.code == 2
-    assert len(res.err.splitlines()) == 1 and "attach-runner detach" in res.err
+    assert len(res.err.splitlines()) == 1
+    assert "attach-runner detach" in res.err
     assert sb.record()["requests"] == before
     # the same CSV is what `detach` takes
     again = run_cli(*args("detach", retry, target, sb.base_url, "--retry-failed"))
-    assert again.code == 1 and again.json()["failed"] == 2
+    assert again.code == 1
+    assert again.json()["failed"] == 2
