@@ -80,7 +80,8 @@ def _prepare(settings: Settings, io: Io) -> tuple[Target, ManifestSource, Manife
         refuse_detach_rows(source)
     if stats.duplicates:
         io.warn(f"{source.display}: {stats.duplicates} repeated pair(s) in the manifest; "
-                "each pair is attached once")
+                f"each pair is {'detached' if settings.command == 'detach' else 'attached'} "
+                "once")
     return target, source, stats
 
 
@@ -424,7 +425,8 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
             if progress is not None:
                 progress.close()
         code = exit_code_for(result)
-        error = _refusal_message(result, key, target, attempter) if result.refusal else None
+        error = (_refusal_message(result, key, target, attempter, engine.operation.name)
+                 if result.refusal else None)
         if result.stop in SIGNAL_EXITS or result.stop == "max-runtime":
             error = (f"stopped by {result.stop}" if result.stop != "max-runtime"
                      else f"stopped at --max-runtime {settings.max_runtime:g}s")
@@ -472,7 +474,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
 
 
 def _refusal_message(result: RunResult, key: ApiKey, target: Target,
-                     attempter: Attempter) -> str:
+                     attempter: Attempter, engine_op: str = "attach") -> str:
     refusal = result.refusal
     assert refusal is not None
     breaker = attempter.breaker
@@ -480,6 +482,7 @@ def _refusal_message(result: RunResult, key: ApiKey, target: Target,
     return refusal_line(
         refusal.kind, key_source=key.source, other_target=target.other_target,
         size=breaker.size, signature=signature or "?", owners=len(breaker.owners),
+        op=engine_op,
         detail=refusal.error.message if refusal.error else "")
 
 

@@ -27,7 +27,7 @@ REFUSAL_HINTS = {
              "plan and billing at platform.openai.com, then run again",
     "beta": "the API no longer serves this API version (400 invalid_beta); Assistants v1 is "
             "retired: use --target {other_target}",
-    "breaker": "the first {size} attach requests were all refused the same way ({signature}) "
+    "breaker": "the first {size} {op} requests were all refused the same way ({signature}) "
                "across {owners} owner(s), so the run stopped; check --base-url and the IDs, "
                "then run again",
     "tls": "{detail}; nothing can be sent to that server: check --base-url, or if a proxy or "
