@@ -224,3 +224,30 @@ def test_failed_after_a_detach_writes_op_and_run_refuses_it(tmp_path: Path, sand
     again = run_cli(*args("detach", retry, target, sb.base_url, "--retry-failed"))
     assert again.code == 1
     assert again.json()["failed"] == 2
+
+
+def test_a_detach_left_uncertain_by_a_killed_run_is_checked_first(tmp_path: Path, sandbox):
+    """A log whose last word on two pairs is a detach `sent` (a run killed mid-DELETE): the
+    rerun GETs each first; the one still there is DELETEd once, the one gone is detached
+    without a DELETE."""
+    target = "vector-store-files"
+    sb = sandbox()
+    sb.preload("vector_store", "vs_1", ["file-there"])
+    pairs = [("vs_1", "file-there"), ("vs_1", "file-gone")]
+    manifest = write_csv(tmp_path / "m.csv", pairs, "vector_store_id")
+    log = Path(f"{manifest}.results.jsonl")
+    stamp = {"ts": "2026-01-01T00:00:00.000Z", "run": "r1"}
+    log.write_text("".join(json.dumps({"event": "sent", "op": "detach", "vector_store_id": o,
+                                       "file_id": f, **stamp}) + "\n" for o, f in pairs))
+    log.chmod(0o600)
+    dry = run_cli("detach", str(manifest), "--dry-run", "--json", key=None)
+    assert dry.json()["checks"] == 2
+    res = run_cli(*args("detach", manifest, target, sb.base_url))
+    assert res.code == 0, res.err
+    assert res.json()["detached"] == 2
+    assert res.json()["checks"] == 2
+    record = sb.record()
+    assert record["by_route"]["GET check"] == 2
+    assert record["by_route"]["DELETE file"] == 1
+    assert record["pairs"]["vs_1/file-there"]["detached"] == 1
+    assert held(sb, target, pairs) == []
