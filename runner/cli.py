@@ -42,6 +42,13 @@ EXAMPLES = {
   generate-pairs | attach-runner run - --format jsonl --log nightly.results.jsonl
 
 Rerun the same command after any trouble: it resumes from the log.""",
+    "detach": """examples:
+  attach-runner detach jobs/withdrawn.csv
+  attach-runner detach jobs/withdrawn.csv --dry-run
+  attach-runner detach jobs/withdrawn.csv --json --log nightly.results.jsonl
+
+Each pair's file is taken out of its vector store (or assistant); the file object stays.
+Rerun the same command after any trouble: it resumes from the log.""",
     "validate": """examples:
   attach-runner validate jobs/nightly.csv
   attach-runner validate jobs/stores.yaml""",
@@ -66,11 +73,13 @@ TOP_EXAMPLES = """examples:
   attach-runner run jobs/nightly.csv         # again after trouble: resumes
   attach-runner status jobs/nightly.csv      # what the log says of each pair
   attach-runner failed jobs/nightly.csv      # the failed pairs, as a manifest
+  attach-runner detach jobs/withdrawn.csv    # take pairs out (the files stay)
 
 Each command has --help with its options and examples: attach-runner run --help"""
 
 HELP = {
     "run": "attach every pair of a manifest (resumes from the log)",
+    "detach": "take each pair's file out of its owner; the file object stays",
     "validate": "check a manifest and config; sends nothing, needs no key",
     "status": "what the log says of a manifest's pairs",
     "failed": "the failed pairs as a CSV manifest on stdout",
@@ -158,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     parser.commands = sub.choices
-    for name in ("run", "validate", "status", "failed"):
+    for name in ("run", "detach", "validate", "status", "failed"):
         p = sub.add_parser(name, help=HELP[name], description=HELP[name], epilog=EXAMPLES[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter,
                            allow_abbrev=False)
@@ -197,7 +206,7 @@ def dispatch(argv: list[str], io: commands.Io) -> int:
     if command == "demo":
         return commands.demo(lambda a: _settings(build_parser(), a), io)
     settings = resolve_settings(args, command=command, environ=os.environ)
-    if command == "run":
+    if command in ("run", "detach"):
         io.json = settings.json
         return commands.run(settings, io, argv)
     if command == "validate":
@@ -211,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     io = commands.stdout_io()
     # Until the settings are resolved (a bad flag or config), only the command line can say.
-    flag_json = "--json" in argv and argv[:1] == ["run"]
+    flag_json = "--json" in argv and argv[:1] in (["run"], ["detach"])
     debug = "--debug" in argv
     try:
         return dispatch(argv, io)

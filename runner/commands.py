@@ -23,6 +23,7 @@ from runner.attempt import Attempter, Breaker
 from runner.attributes import same_attributes
 from runner.client import ApiClient
 from runner.config import ApiKey, Settings, check_for_target, load_api_key
+from runner.detach import Detacher, refuse_detach_rows
 from runner.engine import Engine, RunResult, Tally
 from runner.errors import LogError, UsageError, one_line, register_secret, scrub_secrets
 from runner.items import Item
@@ -39,6 +40,7 @@ from runner.manifest import (
     iter_items,
     open_manifest,
 )
+from runner.operation import Attach, Operation
 from runner.progress import Progress, is_terminal
 from runner.resume import Plan, ResumeIndex, State
 from runner.summary import (
@@ -75,9 +77,12 @@ def _prepare(settings: Settings, io: Io) -> tuple[Target, ManifestSource, Manife
     target, said_on = resolve_target(settings, source)
     check_for_target(settings, target.name)
     stats = check_manifest(source, target.owner_column, target.group_key, said_on=said_on)
+    if settings.command == "run":
+        refuse_detach_rows(source)
     if stats.duplicates:
         io.warn(f"{source.display}: {stats.duplicates} repeated pair(s) in the manifest; "
-                "each pair is attached once")
+                f"each pair is {'detached' if settings.command == 'detach' else 'attached'} "
+                "once")
     return target, source, stats
 
 
@@ -150,8 +155,8 @@ def _text(value: Any) -> str | None:
 def status_report(settings: Settings, io: Io) -> dict[str, Any]:
     target, source, stats = _prepare(settings, io)
     index = _load_index(settings, target, io)
-    counts = {"attached": 0, "already_attached": 0, "updated": 0, "failed": 0, "refused": 0,
-              "uncertain": 0, "pending": 0}
+    counts = {"attached": 0, "already_attached": 0, "updated": 0, "detached": 0,
+              "already_detached": 0, "failed": 0, "refused": 0, "uncertain": 0, "pending": 0}
     to_update = 0
     reasons: dict[tuple[Any, Any, Any], int] = {}
     for item in _items(source, target)():
@@ -167,6 +172,10 @@ def status_report(settings: Settings, io: Io) -> dict[str, Any]:
             counts["attached"] += 1
         elif raw == State.ALREADY_ATTACHED:
             counts["already_attached"] += 1
+        elif raw == State.DETACHED:
+            counts["detached"] += 1
+        elif raw == State.ALREADY_DETACHED:
+            counts["already_detached"] += 1
         elif raw in (State.SENT, State.BATCH):
             counts["uncertain"] += 1
         else:
@@ -208,8 +217,10 @@ def failed(settings: Settings, io: Io) -> int:
     writer = csv.writer(io.out, lineterminator="\n")
     with_options = target.supports_batches  # vector stores: the target with per-file options
     option_columns = ["attributes", "chunking_strategy"] if with_options else []
+    # `op`: what the failed pair's last request did; `run` refuses a row whose op is detach
+    # (SPEC), so this CSV never feeds `run` a pair to take out.
     writer.writerow([target.owner_column, "file_id", "status", "code", "message", "retryable",
-                     *option_columns])
+                     *option_columns, "op"])
     for item in _items(source, target)():
         plan, raw = index.plan(item, retry_failed=False)
         if plan is Plan.DUPLICATE or raw not in (State.FAILED_RETRYABLE, State.FAILED_UNCERTAIN,
@@ -223,8 +234,14 @@ def failed(settings: Settings, io: Io) -> int:
                  if with_options else [])
         writer.writerow([item.owner, item.file_id, info.status if info else "",
                          _text(err.get("code")) or "", _text(err.get("message")) or "",
-                         "true" if info and info.retryable else "false", *cells])
+                         "true" if info and info.retryable else "false", *cells,
+                         _failed_op(info.op if info else "attach")])
     return EXIT_OK
+
+
+def _failed_op(op: str) -> str:
+    """An update that failed is finished by `run`, as an attach is."""
+    return "detach" if op == "detach" else "attach"
 
 
 def _json_cell(value: Any) -> str:
@@ -242,16 +259,28 @@ def dry_run(settings: Settings, io: Io) -> int:
     target, source, stats = _prepare(settings, io)
     index = _load_index(settings, target, io)
     tally = Tally(pairs=stats.pairs)
-    batch_size = settings.batch_size if target.supports_batches else 0
+    operation = operation_class(settings)
+    detach = operation is Detacher
+    batch_size = settings.batch_size if target.supports_batches and operation.batches else 0
     show = None if settings.json else io.out.write
     counts = dict.fromkeys(("attach_requests", "batch_requests", "checks", "updates",
-                            "batches_to_follow", "pairs_to_attach",
+                            "detaches", "batches_to_follow", "pairs_to_attach",
                             "pairs_in_batches_to_follow"), 0)
     for unit in iter_work(_parts(source, target)(), index, tally,
-                          retry_failed=settings.retry_failed, batch_size=batch_size):
+                          retry_failed=settings.retry_failed, batch_size=batch_size,
+                          operation=operation):
         if isinstance(unit, Single):
             item = unit.item
-            if unit.plan is Plan.CHECK:
+            if detach and unit.plan is Plan.CHECK:
+                counts["checks"] += 1
+                if show:
+                    show(f"GET {target.check_path(item.owner, item.file_id)}   "
+                         "(uncertain: check first, DELETE only if still there)\n")
+            elif detach:
+                counts["detaches"] += 1
+                if show:
+                    show(f"DELETE {target.detach_path(item.owner, item.file_id)}\n")
+            elif unit.plan is Plan.CHECK:
                 counts["checks"] += 1
                 if show:
                     show(f"GET {target.check_path(item.owner, item.file_id)}   "
@@ -282,11 +311,18 @@ def dry_run(settings: Settings, io: Io) -> int:
     if settings.json:
         report = {"dry_run": True, "exit": EXIT_OK, "target": target.name,
                   "manifest": source.display, "log": settings.log, "pairs": stats.pairs,
-                  **counts, "attached_earlier": tally.done_earlier,
+                  **counts, "attached_earlier": 0 if detach else tally.done_earlier,
+                  "detached_earlier": tally.done_earlier if detach else 0,
                   "refused_earlier": tally.refused_earlier, "duplicates": stats.duplicates}
         # Each pair is in exactly one of pairs_to_attach, checks, updates,
         # pairs_in_batches_to_follow, attached_earlier and refused_earlier.
         io.out.write(json.dumps(report) + "\n")
+        return EXIT_OK
+    if detach:
+        io.out.write(
+            f"dry run: {counts['detaches']} DELETE(s) and {counts['checks']} check(s) would "
+            f"be sent; {tally.done_earlier} detached earlier, {tally.refused_earlier} refused "
+            "earlier (skipped without --retry-failed); nothing was sent\n")
         return EXIT_OK
     io.out.write(
         f"dry run: {counts['attach_requests']} attach request(s), {counts['updates']} "
@@ -298,6 +334,11 @@ def dry_run(settings: Settings, io: Io) -> int:
 
 
 EXIT_USAGE = 2
+
+
+def operation_class(settings: Settings) -> type[Operation]:
+    """The run's operation, chosen by the command: `detach` detaches, `run` attaches."""
+    return Detacher if settings.command == "detach" else Attach
 
 
 def exit_code_for(result: RunResult) -> int:
@@ -381,14 +422,16 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
                     attempter=attempter, owner_column=target.owner_column,
                     concurrency=settings.concurrency, batch_size=settings.batch_size,
                     retry_failed=settings.retry_failed, max_runtime=settings.max_runtime,
-                    on_progress=progress, resume_due_in=due_in)
+                    on_progress=progress, resume_due_in=due_in,
+                    operation=operation_class(settings)(attempter))
                 result = await engine.run()
         finally:
             # Before anything else is printed: the bar ends on its own line, cursor shown.
             if progress is not None:
                 progress.close()
         code = exit_code_for(result)
-        error = _refusal_message(result, key, target, attempter) if result.refusal else None
+        error = (_refusal_message(result, key, target, attempter, engine.operation.name)
+                 if result.refusal else None)
         if result.stop in SIGNAL_EXITS or result.stop == "max-runtime":
             error = (f"stopped by {result.stop}" if result.stop != "max-runtime"
                      else f"stopped at --max-runtime {settings.max_runtime:g}s")
@@ -397,10 +440,12 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
         summary = build_summary(
             result, attempter.counters, target=target.name, manifest=source.display,
             log=settings.log, rpm=settings.rpm, learned_rpm=limiter.rate, exit_code=code,
-            argv=argv, error=error, run_id=log.run_id)
+            argv=argv, error=error, run_id=log.run_id, op=engine.operation.name)
         counts = {k: summary[k] for k in ("pairs", "attached", "already_attached", "updated",
+                                          "detached", "already_detached",
                                           "failed", "update_requests",
-                                          "attached_earlier", "refused_earlier", "pending",
+                                          "attached_earlier", "detached_earlier",
+                                          "refused_earlier", "pending",
                                           "duplicates", "requests", "checks", "retries",
                                           "throttled", "uncertain")}
         if engine.log_error is None:
@@ -434,7 +479,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
 
 
 def _refusal_message(result: RunResult, key: ApiKey, target: Target,
-                     attempter: Attempter) -> str:
+                     attempter: Attempter, engine_op: str = "attach") -> str:
     refusal = result.refusal
     assert refusal is not None
     breaker = attempter.breaker
@@ -442,6 +487,7 @@ def _refusal_message(result: RunResult, key: ApiKey, target: Target,
     return refusal_line(
         refusal.kind, key_source=key.source, other_target=target.other_target,
         size=breaker.size, signature=signature or "?", owners=len(breaker.owners),
+        op=engine_op,
         detail=refusal.error.message if refusal.error else "")
 
 

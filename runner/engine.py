@@ -22,6 +22,7 @@ from runner.errors import LogError
 from runner.items import Item
 from runner.log import ResultLog
 from runner.manifest import Block
+from runner.operation import Attach, Operation
 from runner.resume import Plan, ResumeIndex
 from runner.settle import Parked, SettleQueue
 from runner.targets import ApiError, generic_message
@@ -51,16 +52,18 @@ class Tally:
     attached: int = 0
     already_attached: int = 0
     updated: int = 0
+    detached: int = 0
+    already_detached: int = 0
     failed: int = 0
-    done_earlier: int = 0
+    done_earlier: int = 0  # per the log: attached earlier (run), detached earlier (detach)
     refused_earlier: int = 0
     duplicates: int = 0
     failed_reasons: dict[tuple[int | None, str | None, str], int] = field(default_factory=dict)
 
     @property
     def handled(self) -> int:
-        return (self.attached + self.already_attached + self.updated + self.failed
-                + self.done_earlier + self.refused_earlier)
+        return (self.attached + self.already_attached + self.updated + self.detached
+                + self.already_detached + self.failed + self.done_earlier + self.refused_earlier)
 
     @property
     def pending(self) -> int:
@@ -127,8 +130,11 @@ class Engine:
         max_runtime: float | None,
         on_progress: Callable[[Engine], None] | None = None,
         resume_due_in: float = 0.0,
+        operation: Operation | None = None,
     ) -> None:
         self._parts = parts
+        # What the run does to each pair (attach by default): see runner/operation.py.
+        self.operation = operation if operation is not None else Attach(attempter)
         self.index = index
         self.log = log
         self.attempter = attempter
@@ -212,13 +218,10 @@ class Engine:
         # Log "sent" before the first request: a crash after sending must leave the pair
         # uncertain (checked next run), not pending (sent blind).
         pair = pair_members(self.owner_column, item)
-        op = "update" if plan is Plan.UPDATE else "attach"
+        op = self.operation.op_of(plan)
         self.log.append_encoded("sent", op_members(op, pair))
         try:
-            if plan is Plan.UPDATE:
-                outcome = await self.attempter.updater.update(item)
-            else:
-                outcome = await self.attempter.attach(item, uncertain=plan is Plan.CHECK)
+            outcome = await self.operation.start(item, plan)
         except Unsettled as unsettled:
             self.settle_queue.park(item, unsettled, unsettled.due)
             return
@@ -231,18 +234,19 @@ class Engine:
     async def _check_parked(self, parked: Parked) -> None:
         """A parked item's time has come: check it (GET), and send it only if absent."""
         item, unsettled = parked.item, parked.unsettled
+        op = self.operation.name
         if unsettled is None:
-            self.log.append_encoded("sent", op_members("attach", pair_members(
+            self.log.append_encoded("sent", op_members(op, pair_members(
                 self.owner_column, item)))
         state = unsettled.state if unsettled is not None else None
         try:
-            outcome = await self.attempter.attach(item, uncertain=True, state=state)
+            outcome = await self.operation.settle(item, state)
         except Unsettled as again:
             self.settle_queue.park(item, again, again.due)
             return
         except RunRefused as refusal:
             self.record(item, Outcome("failed", refusal.status, 1, refusal.error,
-                                      retryable=True, uncertain=True))
+                                      retryable=True, uncertain=True, op=op))
             raise
         self.record(item, outcome)
 
@@ -254,7 +258,8 @@ class Engine:
                 self.record(parked.item, parked.unsettled.outcome())
             else:
                 self.record(parked.item, Outcome(
-                    "failed", None, 0, SETTLING, retryable=True, uncertain=True))
+                    "failed", None, 0, SETTLING, retryable=True, uncertain=True,
+                    op=self.operation.name))
 
     def record(self, item: Item, outcome: Outcome, pair: str | None = None) -> None:
         """Write the item's `done` line and count it. `pair`: the pair's JSON members, when
@@ -301,6 +306,10 @@ class Engine:
             tally.already_attached += 1
         elif outcome.outcome == "updated":
             tally.updated += 1
+        elif outcome.outcome == "detached":
+            tally.detached += 1
+        elif outcome.outcome == "already_detached":
+            tally.already_detached += 1
         else:
             tally.failed += 1
             err = outcome.error
@@ -322,10 +331,11 @@ class Engine:
         timer = (loop.call_later(self.max_runtime, self.stop, "max-runtime")
                  if self.max_runtime else None)
         ticker = asyncio.create_task(self._tick()) if self.on_progress else None
+        operation = self.operation
+        batches = operation.batches and self.attempter.target.supports_batches
         work = interleave_owners(
             iter_work(self._parts(), self.index, self.tally, retry_failed=self.retry_failed,
-                      batch_size=self.batch_size if self.attempter.target.supports_batches
-                      else 0),
+                      batch_size=self.batch_size if batches else 0, operation=operation),
             OPENING_LOOKAHEAD)
         store_limiter = self.attempter.store_limiter
         if store_limiter is not None:
@@ -379,7 +389,8 @@ class Engine:
             return
         for item in breaker.items:
             self.log.append("done", **{
-                "op": "attach", self.owner_column: item.owner, "file_id": item.file_id,
+                "op": self.operation.name, self.owner_column: item.owner,
+                "file_id": item.file_id,
                 "outcome": "failed",
                 "status": breaker.signature[0] if breaker.signature else None, "attempts": 1,
                 "error": {"type": "run_refused",

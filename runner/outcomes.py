@@ -1,6 +1,6 @@
 """What an item's attempts come to: its outcome (the `done` line), the run's counters, and
 the endings that leave the attempt loop (a run-level refusal, tries run out, a write whose
-outcome is unknown). Shared by every operation (attach, update) and by the engine."""
+outcome is unknown). Shared by every operation (attach, update, detach) and by the engine."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from runner.targets import ApiError, Judgement
 class Outcome:
     """An item's end, as its `done` line says it."""
 
-    outcome: str  # attached | already_attached | updated | failed
+    outcome: str  # attached | already_attached | updated | detached | already_detached | failed
     status: int | None
     attempts: int
     error: ApiError | None = None
     retryable: bool = False
     uncertain: bool = False
     file_status: str | None = None  # vector store file status, when known
-    op: str = "attach"  # the operation the pair's last request made: attach | update
+    op: str = "attach"  # the operation the pair's last request made: attach | update | detach
 
 
 @dataclass(slots=True)
@@ -82,18 +82,19 @@ class Unsettled(Exception):  # noqa: N818 - a state, handed to the engine
     work meanwhile; `state` carries the item's tries over to the check."""
 
     def __init__(self, due: float, state: ItemState, status: int | None,
-                 error: ApiError) -> None:
+                 error: ApiError, op: str = "attach") -> None:
         super().__init__(error.message)
         self.due = due
         self.state = state
         self.status = status
         self.error = error
+        self.op = op
 
     def outcome(self) -> Outcome:
         """The item's end when the run stops before the check: retryable and uncertain, so
         the next run checks it first."""
         return Outcome("failed", self.status, self.state.sent, self.error, retryable=True,
-                       uncertain=True)
+                       uncertain=True, op=self.op)
 
 
 @dataclass(slots=True)

@@ -36,9 +36,12 @@ class State(enum.IntEnum):
     REFUSED = 5  # failed, retryable: false
     SENT = 6  # "sent" with no "done" after it: uncertain
     BATCH = 7  # in a created batch whose outcome was never written: follow the batch
+    DETACHED = 8  # taken out of its owner (detach)
+    ALREADY_DETACHED = 9  # not there when detached: nothing to remove
 
 
 DONE_STATES = frozenset({State.ATTACHED, State.ALREADY_ATTACHED})
+DETACHED_STATES = frozenset({int(State.DETACHED), int(State.ALREADY_DETACHED)})
 
 # A fast log row's outcome (empty for "sent") -> its state: see log.scan_log. `updated` leaves
 # the pair attached (and marked in ResumeIndex.updated): its own code here, ATTACHED after.
@@ -80,6 +83,7 @@ class FailedInfo:
     error: Mapping[str, Any] | None
     retryable: bool
     uncertain: bool
+    op: str = "attach"  # the operation of the failed `done` line
 
 
 @dataclass
@@ -218,6 +222,12 @@ class ResumeIndex:
                 elif outcome == "already_attached":
                     self._set(key, State.ALREADY_ATTACHED)
                     failed.pop(key, None)
+                elif outcome == "detached":
+                    self._set(key, State.DETACHED)
+                    failed.pop(key, None)
+                elif outcome == "already_detached":
+                    self._set(key, State.ALREADY_DETACHED)
+                    failed.pop(key, None)
                 else:
                     retryable = bool(ev.get("retryable"))
                     uncertain = bool(ev.get("uncertain"))
@@ -229,9 +239,11 @@ class ResumeIndex:
                         self._set(key, State.FAILED_RETRYABLE)
                     status = ev.get("status")
                     error = ev.get("error")
+                    op = ev.get("op")
                     failed[key] = FailedInfo(
                         owner, fid, status if isinstance(status, int) else None,
                         error if isinstance(error, Mapping) else None, retryable, uncertain,
+                        op if isinstance(op, str) else "attach",
                     )
                 self.batch_of.pop(key, None)
             elif kind == "sent":
@@ -298,12 +310,55 @@ class ResumeIndex:
             return Plan.SEND, None
         states[key] = raw | SEEN
         if raw == State.REFUSED:
+            if self._refused_by_other(key, "attach"):
+                return Plan.SEND, raw
             return (Plan.SEND if retry_failed else Plan.SKIP_REFUSED), raw
         if raw in (State.SENT, State.FAILED_UNCERTAIN):
             return Plan.CHECK, raw
         if raw == State.BATCH:
             return Plan.FOLLOW, raw
+        # Failed and retryable, or detached (attach -> detach -> attach does what it says).
         return Plan.SEND, raw
+
+    def plan_detach(self, item: Item, *, retry_failed: bool) -> tuple[Plan, int | None]:
+        """plan() for `detach`: a pair whose last word is detached or already detached is
+        DONE; one the log has in place (or never sent) is sent (DELETE); an uncertain one
+        (a write of any op may have landed, or a batch holds it) is checked first."""
+        key = pair_key(item.owner, item.file_id)
+        in_place = (State.ATTACHED if key in self.attached
+                    else State.ALREADY_ATTACHED if key in self.already else None)
+        if in_place is not None:
+            if self.expect_repeats:
+                if key in self.seen_in_place:
+                    return Plan.DUPLICATE, in_place
+                self.seen_in_place.add(key)
+            return Plan.SEND, in_place
+        states = self.states
+        raw = states.get(key)
+        if raw is not None and raw & SEEN:
+            return Plan.DUPLICATE, raw & ~SEEN or None
+        if raw is None:
+            if self.expect_repeats:
+                states[key] = SEEN
+            return Plan.SEND, None
+        states[key] = raw | SEEN
+        if raw in DETACHED_STATES:
+            return Plan.DONE, raw
+        if raw == State.REFUSED:
+            if self._refused_by_other(key, "detach"):
+                return Plan.SEND, raw
+            return (Plan.SEND if retry_failed else Plan.SKIP_REFUSED), raw
+        if raw in (State.SENT, State.FAILED_UNCERTAIN, State.BATCH):
+            return Plan.CHECK, raw
+        return Plan.SEND, raw
+
+    def _refused_by_other(self, key: int, op: str) -> bool:
+        """A refusal of another operation (an attach refused, then a detach) does not stop
+        this one: it is sent (a missing owner is refused again, and says so)."""
+        info = self.failed.get(key)
+        if info is None:
+            return False
+        return (info.op == "detach") != (op == "detach")
 
     def all_in_place(self, pairs: list[tuple[str, str]]) -> bool:
         """True when the log has every one of `pairs` attached (or already attached) and the

@@ -27,7 +27,7 @@ REFUSAL_HINTS = {
              "plan and billing at platform.openai.com, then run again",
     "beta": "the API no longer serves this API version (400 invalid_beta); Assistants v1 is "
             "retired: use --target {other_target}",
-    "breaker": "the first {size} attach requests were all refused the same way ({signature}) "
+    "breaker": "the first {size} {op} requests were all refused the same way ({signature}) "
                "across {owners} owner(s), so the run stopped; check --base-url and the IDs, "
                "then run again",
     "tls": "{detail}; nothing can be sent to that server: check --base-url, or if a proxy or "
@@ -63,13 +63,13 @@ def _is_refusal(status: int | None) -> bool:
 
 
 def next_step(exit_code: int, *, manifest: str, argv: Sequence[str], retryable_failed: int,
-              refused: int) -> str:
+              refused: int, op: str = "attach") -> str:
     """The command a user should run next."""
     rerun = rerun_command(argv)
     if manifest == "-":
         rerun += "   (with the same manifest on stdin)"
     if exit_code == 0:
-        return "nothing: every pair is attached"
+        return f"nothing: every pair is {_DONE[op]}"
     if exit_code == 2:
         return (f"{rerun}   (once the log's disk has room, or with another --log: the run "
                 "resumes from what was written)")
@@ -81,18 +81,26 @@ def next_step(exit_code: int, *, manifest: str, argv: Sequence[str], retryable_f
     return f"{rerun}   (retries the failed pairs; refused ones need --retry-failed)"
 
 
+# The word for a pair the operation finished: "every pair is attached" / "... detached".
+_DONE = {"attach": "attached", "detach": "detached"}
+
+
 def build_summary(result: RunResult, counters: Counters, *, target: str, manifest: str,
                   log: str, rpm: int | None, learned_rpm: float | None, exit_code: int,
-                  argv: Sequence[str], error: str | None, run_id: str | None = None
-                  ) -> dict[str, Any]:
-    """The facts of one run, as `--json` prints them (and the text summary shows them)."""
+                  argv: Sequence[str], error: str | None, run_id: str | None = None,
+                  op: str = "attach") -> dict[str, Any]:
+    """The facts of one run, as `--json` prints them (and the text summary shows them).
+    `op`: the run's operation (attach for `run`, detach for `detach`)."""
     tally = result.tally
     reasons = group_reasons(tally.failed_reasons.items())
     refused_now = sum(r["count"] for r in reasons if _is_refusal(r["status"]))
     elapsed = max(result.elapsed, 1e-9)
-    settled = tally.attached + tally.already_attached + tally.updated + tally.failed
+    settled = (tally.attached + tally.already_attached + tally.updated + tally.detached
+               + tally.already_detached + tally.failed)
+    detach = op == "detach"
     summary: dict[str, Any] = {
         "exit": exit_code,
+        "op": op,
         "target": target,
         "manifest": manifest,
         "log": log,
@@ -100,8 +108,11 @@ def build_summary(result: RunResult, counters: Counters, *, target: str, manifes
         "attached": tally.attached,
         "already_attached": tally.already_attached,
         "updated": tally.updated,
+        "detached": tally.detached,
+        "already_detached": tally.already_detached,
         "failed": tally.failed,
-        "attached_earlier": tally.done_earlier,
+        "attached_earlier": 0 if detach else tally.done_earlier,
+        "detached_earlier": tally.done_earlier if detach else 0,
         "refused_earlier": tally.refused_earlier,
         "pending": tally.pending,
         "duplicates": tally.duplicates,
@@ -126,7 +137,7 @@ def build_summary(result: RunResult, counters: Counters, *, target: str, manifes
         "stopped_by": result.stop,
         "next": next_step(exit_code, manifest=manifest, argv=argv,
                           retryable_failed=tally.failed - refused_now,
-                          refused=refused_now + tally.refused_earlier),
+                          refused=refused_now + tally.refused_earlier, op=op),
         "run_id": run_id,
         "finished_at": datetime.datetime.now(datetime.timezone.utc)
         .isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -151,8 +162,9 @@ def _seconds(s: float) -> str:
 def _headline(s: Mapping[str, Any]) -> str:
     code = s["exit"]
     not_attached = s["failed"] + s["refused_earlier"] + s["pending"]
+    done = _DONE.get(s.get("op", "attach"), "attached")
     if code == 0:
-        verdict = "every pair is attached"
+        verdict = f"every pair is {done}"
     elif code == 2:
         verdict = "stopped: the log could not be written"
     elif code == 4:  # the API's refusal, or a certificate that fails: the error line says which
@@ -162,7 +174,7 @@ def _headline(s: Mapping[str, Any]) -> str:
     elif code in (130, 143):
         verdict = f"interrupted ({s['stopped_by']}); {s['pending']:,} pairs not done yet"
     else:
-        verdict = f"{not_attached:,} of {s['pairs']:,} pairs not attached"
+        verdict = f"{not_attached:,} of {s['pairs']:,} pairs not {done}"
     return (f"attach-runner: {verdict} ({s['pairs']:,} pairs, {s['target']}, "
             f"{_seconds(s['elapsed_s'])}, exit {code})")
 
@@ -202,17 +214,26 @@ def format_summary(s: Mapping[str, Any]) -> str:
 
     limit = f"limit {s['rpm']:,}/min" if s["rpm"] != "auto" else (
         f"limit auto, learned {s['rpm_learned']:,.0f}/min" if s["rpm_learned"] else "limit auto")
-    rows: list[tuple[str, str]] = [
-        ("attached now", n(s["attached"])),
-        ("already attached", n(s["already_attached"]) + "   (the server had them)"),
-    ]
-    if s["updated"]:
-        rows.append(("updated", n(s["updated"])
-                     + "   (in place; attributes set to the manifest's)"))
-    rows += [
-        ("attached earlier", n(s["attached_earlier"]) + "   (per the log; not sent again)"),
-        ("failed", n(s["failed"])),
-    ]
+    if s.get("op") == "detach":
+        rows: list[tuple[str, str]] = [
+            ("detached now", n(s["detached"]) + "   (taken out; the file objects stay)"),
+            ("already detached", n(s["already_detached"]) + "   (not there: nothing to remove)"),
+            ("detached earlier", n(s["detached_earlier"]) + "   (per the log; not sent again)"),
+            ("failed", n(s["failed"])),
+        ]
+    else:
+        rows = [
+            ("attached now", n(s["attached"])),
+            ("already attached", n(s["already_attached"]) + "   (the server had them)"),
+        ]
+        if s["updated"]:
+            rows.append(("updated", n(s["updated"])
+                         + "   (in place; attributes set to the manifest's)"))
+        rows += [
+            ("attached earlier", n(s["attached_earlier"])
+             + "   (per the log; not sent again)"),
+            ("failed", n(s["failed"])),
+        ]
     at_failed = len(rows)
     if s["refused_earlier"]:
         rows.append(("refused earlier", n(s["refused_earlier"])
@@ -268,6 +289,9 @@ def format_status(st: Mapping[str, Any]) -> str:
         ("already attached", n(st["already_attached"]) + "   (the server had them)"),
         *([("updated", n(st["updated"]) + "   (attributes set to the manifest's)")]
           if st["updated"] else []),
+        *([("detached", n(st["detached"]) + "   (taken out; the file objects stay)"),
+           ("already detached", n(st["already_detached"]) + "   (were not there)")]
+          if st["detached"] or st["already_detached"] else []),
         ("failed", n(st["failed"])
          + (f"   ({st['refused']:,} refused: skipped unless --retry-failed)"
             if st["refused"] else "")),

@@ -133,6 +133,14 @@ class Target:
     def check_path(self, owner: str, file_id: str) -> str:
         raise NotImplementedError
 
+    def owner_path(self, owner: str) -> str:
+        """The owner itself (GET: does it exist?)."""
+        raise NotImplementedError
+
+    def detach_path(self, owner: str, file_id: str) -> str:
+        """DELETE: takes the file out of its owner (the file object stays)."""
+        return self.check_path(owner, file_id)
+
     def attach_body(self, item: Item) -> bytes:
         # IDs are checked against [A-Za-z0-9_-], so no escaping is ever needed.
         if item.options is None:
@@ -174,6 +182,9 @@ class AssistantFiles(Target):
     def check_path(self, owner: str, file_id: str) -> str:
         return f"/assistants/{owner}/files/{file_id}"
 
+    def owner_path(self, owner: str) -> str:
+        return f"/assistants/{owner}"
+
 
 class VectorStoreFiles(Target):
     name = "vector-store-files"
@@ -188,6 +199,9 @@ class VectorStoreFiles(Target):
 
     def check_path(self, owner: str, file_id: str) -> str:
         return f"/vector_stores/{owner}/files/{file_id}"
+
+    def owner_path(self, owner: str) -> str:
+        return f"/vector_stores/{owner}"
 
     def batch_path(self, owner: str) -> str:
         return f"/vector_stores/{owner}/file_batches"

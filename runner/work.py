@@ -19,6 +19,7 @@ from runner.resume import Plan, ResumeIndex
 
 if TYPE_CHECKING:
     from runner.engine import Tally
+    from runner.operation import Operation
 
 # The opening units are reordered round-robin by owner across this many (see interleave_owners).
 OPENING_LOOKAHEAD = 256
@@ -127,15 +128,18 @@ class FreeStoresFirst:
 
 
 def iter_work(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally, *,
-              retry_failed: bool, batch_size: int) -> Iterator[Work]:
+              retry_failed: bool, batch_size: int,
+              operation: Operation | type[Operation] | None = None) -> Iterator[Work]:
     """Manifest items in order, minus what the log settles (counted in `tally`); with
     `batch_size`, new pairs grouped per store into batches, flushed at the end. `parts`:
     items, or the manifest's blocks of pairs (manifest.iter_blocks), which a rerun that has
-    them all done skips whole."""
+    them all done skips whole. `operation` (or its class) plans each pair (None: attach)."""
     pending: dict[str, list[Item]] = {}  # store -> items waiting for a full batch
     follow: dict[str, FollowBatch] = {}  # batch id -> its manifest items (followed at the end)
-    for item in _items_to_plan(parts, index, tally):
-        plan, _ = index.plan(item, retry_failed=retry_failed)
+    skips_blocks = operation is None or operation.skips_blocks
+    for item in _items_to_plan(parts, index, tally, skips_blocks):
+        plan, _ = (index.plan(item, retry_failed=retry_failed) if operation is None
+                   else operation.plan(index, item, retry_failed=retry_failed))
         if plan is Plan.DUPLICATE:
             tally.duplicates += 1
         elif plan is Plan.DONE:
@@ -161,11 +165,11 @@ def iter_work(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally, *
 
 
 def _items_to_plan(parts: Iterable[Block | Item], index: ResumeIndex,
-                   tally: Tally) -> Iterator[Item]:
+                   tally: Tally, skips_blocks: bool = True) -> Iterator[Item]:
     for part in parts:
         if isinstance(part, Item):
             yield part
-        elif index.all_in_place(part.pairs):
+        elif skips_blocks and index.all_in_place(part.pairs):
             tally.done_earlier += len(part.pairs)
         else:
             yield from part.items()

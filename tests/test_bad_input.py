@@ -387,8 +387,9 @@ CASES: dict[str, Case] = {
         expect="--base-url: the URL holds a user name or password; remove it (give e.g. "
                "https://api.openai.com/v1)"),
     "unknown-command-suggests": Case(
-        ("m.csv",), '"rnu": unknown command; did you mean run? the commands are run, validate, '
-                    "status, failed, sandbox, demo (see attach-runner --help)", command="rnu"),
+        ("m.csv",), '"rnu": unknown command; did you mean run? the commands are run, detach, '
+                    "validate, status, failed, sandbox, demo (see attach-runner --help)",
+        command="rnu"),
     "no-manifest-given": Case(
         (), "attach-runner run: the following arguments are required: MANIFEST; see "
             "attach-runner run --help"),

@@ -342,9 +342,10 @@ def test_dry_run_json_is_one_object_of_counts_and_touches_nothing(tmp_path: Path
         "dry_run": True, "exit": 0, "target": "vector-store-files", "manifest": str(manifest),
         "log": str(log), "pairs": 8,
         "attach_requests": 2,  # file_batches: [file-6, file-7] for vs_1, [file-8] for vs_3
-        "batch_requests": 2, "checks": 1, "updates": 0, "batches_to_follow": 1,
+        "batch_requests": 2, "checks": 1, "updates": 0, "detaches": 0, "batches_to_follow": 1,
         "pairs_to_attach": 3,
-        "pairs_in_batches_to_follow": 2, "attached_earlier": 1, "refused_earlier": 1,
+        "pairs_in_batches_to_follow": 2, "attached_earlier": 1, "detached_earlier": 0,
+        "refused_earlier": 1,
         "duplicates": 1}
     assert report["pairs"] == sum(report[k] for k in (
         "pairs_to_attach", "checks", "pairs_in_batches_to_follow", "attached_earlier",
@@ -493,7 +494,7 @@ def test_top_level_help_has_examples_that_parse():
     lines = [line for line in examples.splitlines() if line.startswith("  attach-runner ")]
     commands = [shlex.split(line.split("#", 1)[0]) for line in lines]
     assert [command[1] for command in commands] == [
-        "demo", "validate", "run", "run", "status", "failed"]
+        "demo", "validate", "run", "run", "status", "failed", "detach"]
     first_run, again = (line for line in lines if line.split()[1] == "run")
     assert first_run.split("#")[0] == again.split("#")[0]
     assert "resume" in again
