@@ -342,8 +342,10 @@ def test_429_storm_is_ridden_out_without_hammering(tmp_path: Path, sandbox, targ
         # rule (and each 429 pauses every worker), so at most one more.
         assert limited <= 10 - 5 + 1
     # The server's bucket passes at most 20 + 5 in any second; a client that hammered would
-    # have its 429s counted here too.
-    assert rec["peak_per_1s"] <= 20 + 5 + 2
+    # have its 429s counted here too (40 and more). By design the worst second holds the
+    # --rpm 6000 opening burst (10) and then the paced rate after the first 429 (0.7 x 19.8/s,
+    # burst 1): 25; the rest is arrival jitter on a loaded 2-core machine (28 seen once).
+    assert rec["peak_per_1s"] <= 20 + 5 + 5
     assert res.json()["throttled"] == limited
 
 
