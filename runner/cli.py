@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
-from runner import __version__, commands
+from runner import __version__, commands, demo
 from runner.config import (
     DEFAULT_API_KEY_ENV,
     Settings,
@@ -204,7 +204,7 @@ def dispatch(argv: list[str], io: commands.Io) -> int:
 
         return run_sandbox_command(args)
     if command == "demo":
-        return commands.demo(lambda a: _settings(build_parser(), a), io)
+        return demo.demo(lambda a: _settings(build_parser(), a), io)
     settings = resolve_settings(args, command=command, environ=os.environ)
     if command in ("run", "detach"):
         io.json = settings.json

@@ -8,19 +8,14 @@ import csv
 import gc
 import json
 import os
-import re
-import shlex
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from io import StringIO
 from typing import Any, TextIO
 
 from runner.attempt import Attempter, Breaker
-from runner.attributes import same_attributes
 from runner.client import ApiClient
 from runner.config import ApiKey, Settings, check_for_target, load_api_key
 from runner.detach import Detacher, refuse_detach_rows
@@ -70,7 +65,7 @@ class Io:
         self.err.flush()
 
 
-def _prepare(settings: Settings, io: Io) -> tuple[Target, ManifestSource, ManifestStats]:
+def prepare(settings: Settings, io: Io) -> tuple[Target, ManifestSource, ManifestStats]:
     """Open the manifest, settle the target and check the whole manifest before anything is
     sent (ManifestError, UsageError: exit 2)."""
     source = open_manifest(settings.manifest, settings.format)
@@ -109,7 +104,7 @@ def resolve_target(settings: Settings, source: ManifestSource) -> tuple[Target, 
     return get_target(said), detected.line
 
 
-def _load_index(settings: Settings, target: Target, io: Io) -> ResumeIndex:
+def load_index(settings: Settings, target: Target, io: Io) -> ResumeIndex:
     index = ResumeIndex(target.owner_column)
     index.load_log(settings.log, warn=io.warn)
     # The index lives as long as the run and holds no cycles: keep the collector from
@@ -119,7 +114,7 @@ def _load_index(settings: Settings, target: Target, io: Io) -> ResumeIndex:
     return index
 
 
-def _items(source: ManifestSource, target: Target) -> Callable[[], Iterator[Item]]:
+def manifest_items(source: ManifestSource, target: Target) -> Callable[[], Iterator[Item]]:
     return lambda: iter_items(source, target.owner_column, target.group_key)
 
 
@@ -131,7 +126,7 @@ def _parts(source: ManifestSource, target: Target) -> Callable[[], Iterator[Bloc
 # --- validate ---------------------------------------------------------------------------------
 
 def validate(settings: Settings, io: Io) -> int:
-    target, source, stats = _prepare(settings, io)
+    target, source, stats = prepare(settings, io)
     noun = "assistants" if target.owner_column == "assistant_id" else "vector stores"
     io.out.write(f"{source.display}: OK ({source.format}, --target {target.name})\n")
     io.out.write(f"  pairs: {stats.pairs}  (rows {stats.rows}, repeated {stats.duplicates})\n")
@@ -153,13 +148,13 @@ def _text(value: Any) -> str | None:
 
 
 def status_report(settings: Settings, io: Io) -> dict[str, Any]:
-    target, source, stats = _prepare(settings, io)
-    index = _load_index(settings, target, io)
+    target, source, stats = prepare(settings, io)
+    index = load_index(settings, target, io)
     counts = {"attached": 0, "already_attached": 0, "updated": 0, "detached": 0,
               "already_detached": 0, "failed": 0, "refused": 0, "uncertain": 0, "pending": 0}
     to_update = 0
     reasons: dict[tuple[Any, Any, Any], int] = {}
-    for item in _items(source, target)():
+    for item in manifest_items(source, target)():
         plan, raw = index.plan(item, retry_failed=False)
         if plan is Plan.DUPLICATE:
             continue
@@ -212,8 +207,8 @@ def failed(settings: Settings, io: Io) -> int:
     """The failed pairs of the manifest as CSV (extra columns are ignored when fed back); on
     vector stores with each pair's options, as JSON cells, so the output reads back as a
     manifest with the same options."""
-    target, source, _ = _prepare(settings, io)
-    index = _load_index(settings, target, io)
+    target, source, _ = prepare(settings, io)
+    index = load_index(settings, target, io)
     writer = csv.writer(io.out, lineterminator="\n")
     with_options = target.supports_batches  # vector stores: the target with per-file options
     option_columns = ["attributes", "chunking_strategy"] if with_options else []
@@ -221,7 +216,7 @@ def failed(settings: Settings, io: Io) -> int:
     # (SPEC), so this CSV never feeds `run` a pair to take out.
     writer.writerow([target.owner_column, "file_id", "status", "code", "message", "retryable",
                      *option_columns, "op"])
-    for item in _items(source, target)():
+    for item in manifest_items(source, target)():
         plan, raw = index.plan(item, retry_failed=False)
         if plan is Plan.DUPLICATE or raw not in (State.FAILED_RETRYABLE, State.FAILED_UNCERTAIN,
                                                  State.REFUSED):
@@ -256,8 +251,8 @@ def _json_cell(value: Any) -> str:
 def dry_run(settings: Settings, io: Io) -> int:
     """What a run would send, from the manifest and the log: one line a request (or, with
     --json, only the counts, as one object); no key, no lock, no write, no request."""
-    target, source, stats = _prepare(settings, io)
-    index = _load_index(settings, target, io)
+    target, source, stats = prepare(settings, io)
+    index = load_index(settings, target, io)
     tally = Tally(pairs=stats.pairs)
     operation = operation_class(settings)
     detach = operation is Detacher
@@ -357,14 +352,14 @@ def exit_code_for(result: RunResult) -> int:
 def run(settings: Settings, io: Io, argv: Sequence[str]) -> int:
     if settings.dry_run:
         return dry_run(settings, io)
-    target, source, stats = _prepare(settings, io)
+    target, source, stats = prepare(settings, io)
     key = load_api_key(settings, os.environ)
     register_secret(key.reveal())
     check_log(settings.log)  # a wrong --log is refused before a lock file is made beside it
     lock = RunLock(settings.log)
     lock.acquire()
     try:
-        index = _load_index(settings, target, io)
+        index = load_index(settings, target, io)
         # The check counted no repeated pair: the run need not remember each pair it meets.
         index.expect_repeats = stats.duplicates > 0
         # The command line is echoed as the "next:" command: never with the key in it.
@@ -489,141 +484,6 @@ def _refusal_message(result: RunResult, key: ApiKey, target: Target,
         size=breaker.size, signature=signature or "?", owners=len(breaker.owners),
         op=engine_op,
         detail=refusal.error.message if refusal.error else "")
-
-
-# --- demo -------------------------------------------------------------------------------------
-
-# The demo's run: file batches of 4 (each store's files in one `file_batches` call, with each
-# file's options), a short settle wait so an uncertain write is checked within the second.
-DEMO_FLAGS = ("--batch-size", "4", "--backoff-initial", "0.05", "--backoff-max", "0.5",
-              "--settle", "1")
-# One file the store already holds, with attributes the manifest no longer gives: the run adds
-# it again (the store keeps the old ones), sees the difference and sends one update.
-# The fault sequence: a 500, a 502, a 503 and dropped connections in a run of about 20
-# requests (the same requests in the same order draw the same faults).
-DEMO_SEED = 12
-DEMO_STALE = ("vs_demo_support", "file-demo05", {"product": "widget", "lang": "fr"})
-
-
-def demo_manifest() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.join(here, "data", "example.yaml")
-
-
-def demo(make_settings: Callable[[list[str]], Settings], io: Io) -> int:
-    """Run the packaged vector-store example against an in-process sandbox with a few faults,
-    with a fresh temporary log (deleted at the end: the output says so, and sends no one back
-    to it); then confirm from the sandbox's own record that each pair is in its store once,
-    with the manifest's attributes."""
-    from runner.sandbox import Sandbox, SandboxConfig
-
-    async def main() -> int:
-        sandbox = Sandbox(SandboxConfig(rps=20, burst=5, fail_rate=0.15, reset_after_rate=0.1,
-                                        latency_ms=30, seed=DEMO_SEED))
-        base_url = await sandbox.start()
-        try:
-            with tempfile.TemporaryDirectory(prefix="attach-runner-demo-") as tmp:
-                log = os.path.join(tmp, "demo.results.jsonl")
-                settings = make_settings(["run", demo_manifest(), "--log", log, "--base-url",
-                                          base_url, "--api-key-env", "ATTACH_RUNNER_DEMO_KEY",
-                                          *DEMO_FLAGS])
-                target, source, stats = _prepare(settings, io)
-                items = list(_items(source, target)())
-                os.environ["ATTACH_RUNNER_DEMO_KEY"] = "sk-sandbox"
-                key = load_api_key(settings, os.environ)
-                index = _load_index(settings, target, io)
-                store, file_id, stale = DEMO_STALE
-                sandbox.preload("vector_store", store, [{"file_id": file_id,
-                                                         "attributes": stale}])
-                io.out.write(
-                    f"demo: sandbox at {base_url} (a few 500s/502s and dropped connections "
-                    f"injected; {store}/{file_id} already there, with stale attributes)\n"
-                    f"demo: running {stats.pairs} pairs, {stats.owners} vector stores, "
-                    f"--batch-size 4, from {source.display}\n\n")
-                io.out.flush()
-                # The summary and the status name the log: held back, to be marked temporary.
-                buffer = StringIO()
-                held = Io(out=buffer, err=io.err)
-                code = await execute(settings, held, ["demo"], target, source, stats, index,
-                                     key)
-                record = sandbox.record()
-                buffer.write("\nattach-runner status (what the log now says):\n")
-                status(settings, held, as_json=False)
-                io.out.write(_mark_temporary(buffer.getvalue(), log))
-        finally:
-            await sandbox.stop()
-        return _confirm(record, items, code, io)
-
-    return asyncio.run(main())
-
-
-
-# The summary's "next" row, unless it says there is nothing to do.
-_NEXT_ROW = re.compile(r"^(  next +)(?=\S)(?!nothing\b).*$", re.MULTILINE)
-
-
-def _mark_temporary(text: str, log: str) -> str:
-    """The demo's summary and status, with its log marked temporary, and a "next" command
-    that does not send the user back to that log or to the sandbox, both gone by then."""
-    text = text.replace(log, f"{log} (temporary)")
-    return _NEXT_ROW.sub(r"\1attach-runner demo   (it starts afresh: a new sandbox, a new log)",
-                         text)
-
-
-@dataclass
-class DemoCheck:
-    """What the sandbox's record says of the demo's pairs."""
-
-    pairs: int = 0
-    once: int = 0  # in place exactly once: attached by one POST, or preloaded and not added
-    more: int = 0  # attached more than once
-    managed: int = 0  # pairs whose manifest gives attributes
-    same: int = 0  # of those, holding exactly the manifest's attributes in the store
-    updates: int = 0  # attribute updates the sandbox applied
-
-    @property
-    def ok(self) -> bool:
-        return self.once == self.pairs and self.more == 0 and self.same == self.managed
-
-
-def check_demo(record: Mapping[str, Any], items: Sequence[Item]) -> DemoCheck:
-    """Each pair in its store exactly once, and each managed pair's attributes in the store
-    equal to the manifest's, per the sandbox's own record."""
-    known: Mapping[str, Mapping[str, Any]] = record.get("pairs", {})
-    stores: Mapping[str, Mapping[str, Any]] = record.get("vector_store_files", {})
-    check = DemoCheck()
-    for item in items:
-        check.pairs += 1
-        entry = known.get(f"{item.owner}/{item.file_id}") or {}
-        times = entry.get("attached", 0) + (1 if entry.get("preloaded") else 0)
-        check.once += times == 1
-        check.more += times > 1
-        check.updates += entry.get("updated", 0)
-        wanted = item.options.attributes if item.options is not None else None
-        if wanted is not None:
-            check.managed += 1
-            held = stores.get(item.owner, {}).get(item.file_id)
-            check.same += held is not None and same_attributes(held.get("attributes"), wanted)
-    return check
-
-
-def _confirm(record: dict[str, Any], items: Sequence[Item], code: int, io: Io) -> int:
-    check = check_demo(record, items)
-    io.out.write(f"\nsandbox record: {check.once} of {check.pairs} pairs in their store exactly "
-                 f"once, {check.more} attached more than once, {record.get('requests', '?')} "
-                 f"requests seen\n")
-    io.out.write(f"sandbox record: {check.same} of {check.managed} pairs with attributes hold "
-                 f"the manifest's ({check.updates} updated in place); "
-                 f"{check.pairs - check.managed} plain pairs: attributes not managed\n")
-    ok = code == EXIT_OK and check.ok
-    io.out.write("demo: OK: every pair attached exactly once, with the manifest's attributes\n"
-                 if ok else "demo: NOT OK: see above\n")
-    io.out.write("demo: the sandbox and the temporary log are gone now; each demo starts "
-                 "afresh\n")
-    io.out.write(f"next: try `attach-runner validate {shlex.quote(demo_manifest())}`, or start "
-                 "`attach-runner sandbox --port 8089` and point a run at it with "
-                 "--base-url http://127.0.0.1:8089/v1\n")
-    return EXIT_OK if ok else EXIT_FAILED
 
 
 def stdout_io() -> Io:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runner.commands import DEMO_STALE, check_demo, demo_manifest
+from runner.demo import DEMO_STALE, check_demo, demo_manifest
 from runner.items import Item
 from runner.manifest import iter_items, open_manifest
 from runner.targets import VectorStoreFiles
