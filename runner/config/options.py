@@ -121,7 +121,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("rpm", "requests per minute at most, every request counted; auto: learn the limit",
            kind=whole_number(1, 1_000_000, words=("auto",)), default=None, default_doc="auto",
            metavar="N"),
-    Option("store_rpm", "attach calls per minute per vector store",
+    Option("store_rpm", "writes per minute per vector store (adds, batches, updates, detaches)",
            kind=whole_number(1, 1_000_000), default=300, default_doc="300", metavar="N"),
     Option("max_attempts", "attempts per item per run, first try included (1-100)",
            kind=whole_number(1, 100), default=6, default_doc="6", metavar="N"),
