@@ -128,7 +128,8 @@ def _parts(source: ManifestSource, target: Target) -> Callable[[], Iterator[Bloc
 def validate(settings: Settings, io: Io) -> int:
     target, source, stats = prepare(settings, io)
     noun = "assistants" if target.owner_column == "assistant_id" else "vector stores"
-    io.out.write(f"{source.display}: OK ({source.format}, --target {target.name})\n")
+    said = "--target" if settings.target is not None else "from the manifest"
+    io.out.write(f"{source.display}: OK ({source.format}, {target.name}, {said})\n")
     io.out.write(f"  pairs: {stats.pairs}  (rows {stats.rows}, repeated {stats.duplicates})\n")
     io.out.write(f"  {noun}: {stats.owners}\n")
     if stats.max_files_owner is not None:

@@ -44,7 +44,7 @@ def test_every_example_validates(name: str):
     assert res.code == 0, res.err
     assert res.err == ""
     target = "assistant-files" if name.startswith("legacy-") else "vector-store-files"
-    assert f"OK ({Path(name).suffix[1:]}, --target {target})" in res.out
+    assert f"OK ({Path(name).suffix[1:]}, {target}, from the manifest)" in res.out
 
 
 def test_jobs_lead_with_vector_stores():

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from runner.cli import build_parser, parse
-from runner.commands import _mark_temporary
+from runner.demo import _mark_temporary
 from runner.lock import RunLock
 from runner.progress import Snapshot, _Bar, bar_layout, duration, is_terminal, plain_line
 from runner.summary import format_summary

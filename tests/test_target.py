@@ -54,7 +54,7 @@ def test_every_command_reads_the_target_from_the_manifest(tmp_path: Path, sandbo
     if command in ("run", "dry-run", "status"):
         assert res.json()["target"] == "vector-store-files"
     elif command == "validate":
-        assert "--target vector-store-files" in res.out
+        assert "vector-store-files, from the manifest" in res.out
     else:
         assert res.out.startswith("vector_store_id,file_id,")
     record = sb.record()
