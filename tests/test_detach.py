@@ -251,3 +251,40 @@ def test_a_detach_left_uncertain_by_a_killed_run_is_checked_first(tmp_path: Path
     assert record["by_route"]["DELETE file"] == 1
     assert record["pairs"]["vs_1/file-there"]["detached"] == 1
     assert held(sb, target, pairs) == []
+
+
+def test_kill_9_during_a_detach_then_rerun_removes_each_pair_once(tmp_path: Path, sandbox):
+    """kill -9 at random moments of a detach (the server also applies some DELETEs late),
+    then reruns to exit 0: every pair is gone, and no pair got a second DELETE after its
+    first had landed (an uncertain DELETE is checked, after --settle, never repeated blind)."""
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    from tests.cli import cli_env
+
+    sb = sandbox(latency_ms=30, late_apply_rate=0.1, late_apply_ms=800, seed=3)
+    pairs = pairs_for("vector-store-files", 3, 25)
+    for owner in {o for o, _ in pairs}:
+        sb.preload("vector_store", owner, [f for o, f in pairs if o == owner])
+    manifest = write_csv(tmp_path / "m.csv", pairs, "vector_store_id")
+    argv = args("detach", manifest, "vector-store-files", sb.base_url, "--concurrency", "4",
+                "--timeout", "0.4", "--settle", "1", "--store-rpm", "60000")
+    rng = random.Random(14)
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "runner", *argv], env=cli_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.4, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    for _ in range(3):
+        final = run_cli(*argv)
+        if final.code == 0:
+            break
+    assert final.code == 0, final.err
+    time.sleep(0.9)  # a DELETE still held by the server lands now
+    assert held(sb, "vector-store-files", pairs) == []
+    record = sb.record()["pairs"]
+    assert all(record[f"{o}/{f}"]["detached"] == 1 for o, f in pairs)
+    assert all(record[f"{o}/{f}"]["deletes_when_absent"] == 0 for o, f in pairs)
