@@ -165,6 +165,8 @@ class Attempter:
         counters.requests += 1
         if kind == "check":
             counters.checks += 1
+        elif kind == "list":
+            counters.lists += 1
         try:
             answer = await self.client.request(method, path, body)
         except BaseException as exc:

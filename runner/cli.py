@@ -49,6 +49,16 @@ Rerun the same command after any trouble: it resumes from the log.""",
 
 Each pair's file is taken out of its vector store (or assistant); the file object stays.
 Rerun the same command after any trouble: it resumes from the log.""",
+    "sync": """examples:
+  attach-runner sync jobs/stores.yaml --dry-run     # list the stores, print the plan
+  attach-runner sync jobs/stores.yaml
+  attach-runner sync jobs/stores.yaml --max-delete 50 --json
+
+Each vector store the manifest names ends holding exactly its files there, with the
+manifest's attributes: missing ones are added, stale attributes updated, and then files the
+manifest does not list are detached (never in a store the manifest does not name). A store
+that would lose more than half its files stops the run before any detach (exit 4) unless
+--max-delete allows it. Rerun the same command after any trouble.""",
     "validate": """examples:
   attach-runner validate jobs/nightly.csv
   attach-runner validate jobs/stores.yaml""",
@@ -74,12 +84,14 @@ TOP_EXAMPLES = """examples:
   attach-runner status jobs/nightly.csv      # what the log says of each pair
   attach-runner failed jobs/nightly.csv      # the failed pairs, as a manifest
   attach-runner detach jobs/withdrawn.csv    # take pairs out (the files stay)
+  attach-runner sync jobs/stores.yaml        # each store holds exactly its manifest
 
 Each command has --help with its options and examples: attach-runner run --help"""
 
 HELP = {
     "run": "attach every pair of a manifest (resumes from the log)",
     "detach": "take each pair's file out of its owner; the file object stays",
+    "sync": "vector stores: make each named store hold exactly the manifest's files",
     "validate": "check a manifest and config; sends nothing, needs no key",
     "status": "what the log says of a manifest's pairs",
     "failed": "the failed pairs as a CSV manifest on stdout",
@@ -167,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     parser.commands = sub.choices
-    for name in ("run", "detach", "validate", "status", "failed"):
+    for name in ("run", "detach", "sync", "validate", "status", "failed"):
         p = sub.add_parser(name, help=HELP[name], description=HELP[name], epilog=EXAMPLES[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter,
                            allow_abbrev=False)
@@ -209,6 +221,11 @@ def dispatch(argv: list[str], io: commands.Io) -> int:
     if command in ("run", "detach"):
         io.json = settings.json
         return commands.run(settings, io, argv)
+    if command == "sync":
+        io.json = settings.json
+        from runner import sync
+
+        return sync.sync(settings, io, argv)
     if command == "validate":
         return commands.validate(settings, io)
     if command == "status":
@@ -220,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     io = commands.stdout_io()
     # Until the settings are resolved (a bad flag or config), only the command line can say.
-    flag_json = "--json" in argv and argv[:1] in (["run"], ["detach"])
+    flag_json = "--json" in argv and argv[:1] in (["run"], ["detach"], ["sync"])
     debug = "--debug" in argv
     try:
         return dispatch(argv, io)

@@ -4,6 +4,7 @@ Settings and returns an exit code; errors are raised as RunnerError for cli.main
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import gc
 import json
@@ -11,7 +12,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -396,22 +397,10 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
     log.open()
     try:
         log.append("run-start", manifest=source.display, target=target.name, items=stats.pairs)
-        limiter = RateLimiter(settings.rpm, auto=settings.rpm is None)
-        store_limiter = KeyedLimiter(settings.store_rpm) if target.supports_batches else None
         # Progress is on stderr, so it stays with --json; --quiet and --no-progress drop it.
-        progress = (None if settings.quiet or settings.no_progress
-                    else Progress(stats.pairs, io.err, tty=is_terminal(io.err)))
+        progress = progress_for(settings, io, stats.pairs)
         try:
-            async with ApiClient(settings.base_url, api_key=key.reveal(),
-                                 beta_header=target.beta_header, org=settings.org,
-                                 project=settings.project, concurrency=settings.concurrency,
-                                 timeout=settings.timeout) as client:
-                attempter = Attempter(
-                    client, target, limiter=limiter, store_limiter=store_limiter,
-                    max_attempts=settings.max_attempts, backoff_initial=settings.backoff_initial,
-                    backoff_max=settings.backoff_max, wait=settings.wait,
-                    wait_timeout=settings.wait_timeout,
-                    breaker=Breaker(manifest_owners=stats.owners), settle=settings.settle)
+            async with api_session(settings, target, stats, key) as (attempter, limiter):
                 engine = Engine(
                     parts=_parts(source, target),
                     pairs=stats.pairs, index=index, log=log,
@@ -426,33 +415,80 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
             if progress is not None:
                 progress.close()
         code = exit_code_for(result)
-        error = (_refusal_message(result, key, target, attempter, engine.operation.name)
-                 if result.refusal else None)
-        if result.stop in SIGNAL_EXITS or result.stop == "max-runtime":
-            error = (f"stopped by {result.stop}" if result.stop != "max-runtime"
-                     else f"stopped at --max-runtime {settings.max_runtime:g}s")
-        if engine.log_error is not None:
-            error = f"{engine.log_error}; the run stopped sending at once"
+        error = run_error(result, settings, key, target, attempter, engine)
         summary = build_summary(
             result, attempter.counters, target=target.name, manifest=source.display,
             log=settings.log, rpm=settings.rpm, learned_rpm=limiter.rate, exit_code=code,
             argv=argv, error=error, run_id=log.run_id, op=engine.operation.name)
-        counts = {k: summary[k] for k in ("pairs", "attached", "already_attached", "updated",
-                                          "detached", "already_detached",
-                                          "failed", "update_requests",
-                                          "attached_earlier", "detached_earlier",
-                                          "refused_earlier", "pending",
-                                          "duplicates", "requests", "checks", "retries",
-                                          "throttled", "uncertain")}
         if engine.log_error is None:
-            log.append("run-end", counts=counts, interrupted=summary["interrupted"], exit=code)
+            log.append("run-end", counts=run_end_counts(summary),
+                       interrupted=summary["interrupted"], exit=code)
     finally:
-        try:
-            log.close()
-        except LogError:
-            if engine is None or engine.log_error is None:
-                raise
-    if error and (result.refusal is not None or engine.log_error is not None):
+        close_log(log, engine)
+    print_end(settings, io, summary, attempter, error,
+              fatal=result.refusal is not None or engine.log_error is not None)
+    return code
+
+
+def progress_for(settings: Settings, io: Io, total: int) -> Progress | None:
+    return (None if settings.quiet or settings.no_progress
+            else Progress(total, io.err, tty=is_terminal(io.err)))
+
+
+@contextlib.asynccontextmanager
+async def api_session(settings: Settings, target: Target, stats: ManifestStats,
+                      key: ApiKey) -> AsyncIterator[tuple[Attempter, RateLimiter]]:
+    """The client, limiters and attempter of one sending command."""
+    limiter = RateLimiter(settings.rpm, auto=settings.rpm is None)
+    store_limiter = KeyedLimiter(settings.store_rpm) if target.supports_batches else None
+    async with ApiClient(settings.base_url, api_key=key.reveal(),
+                         beta_header=target.beta_header, org=settings.org,
+                         project=settings.project, concurrency=settings.concurrency,
+                         timeout=settings.timeout) as client:
+        yield Attempter(
+            client, target, limiter=limiter, store_limiter=store_limiter,
+            max_attempts=settings.max_attempts, backoff_initial=settings.backoff_initial,
+            backoff_max=settings.backoff_max, wait=settings.wait,
+            wait_timeout=settings.wait_timeout,
+            breaker=Breaker(manifest_owners=stats.owners), settle=settings.settle), limiter
+
+
+def run_error(result: RunResult, settings: Settings, key: ApiKey, target: Target,
+              attempter: Attempter, engine: Engine) -> str | None:
+    """The run's one-line error (`--json`'s `error`), if it stopped early."""
+    error = (refusal_message(result, key, target, attempter, engine.operation.name)
+             if result.refusal else None)
+    if result.stop in SIGNAL_EXITS or result.stop == "max-runtime":
+        error = (f"stopped by {result.stop}" if result.stop != "max-runtime"
+                 else f"stopped at --max-runtime {settings.max_runtime:g}s")
+    if engine.log_error is not None:
+        error = f"{engine.log_error}; the run stopped sending at once"
+    return error
+
+
+RUN_END_COUNTS = ("pairs", "attached", "already_attached", "updated", "detached",
+                  "already_detached", "failed", "update_requests", "attached_earlier",
+                  "detached_earlier", "refused_earlier", "pending", "duplicates", "requests",
+                  "checks", "retries", "throttled", "uncertain")
+
+
+def run_end_counts(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: summary[k] for k in RUN_END_COUNTS}
+
+
+def close_log(log: ResultLog, engine: Engine | None) -> None:
+    """Close the log; a failure to is an error unless the run already stopped for one."""
+    try:
+        log.close()
+    except LogError:
+        if engine is None or engine.log_error is None:
+            raise
+
+
+def print_end(settings: Settings, io: Io, summary: dict[str, Any], attempter: Attempter,
+              error: str | None, *, fatal: bool, more: str = "") -> None:
+    """The error or warning line, the run's warnings, then the summary (text or JSON)."""
+    if error and fatal:
         io.err.write(f"attach-runner: error: {error}\n")
     elif error:
         io.warn(f"{error}; run the same command again to finish")
@@ -463,18 +499,18 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
     if summary["chunking_mismatch"]:
         # On stderr too, so --quiet and --json keep it (SPEC: a warning, not a re-add).
         examples = ", ".join(attempter.counters.chunking_examples)
+        shown = f" (e.g. {examples})" if examples else ""
         io.warn(f"{summary['chunking_mismatch']} file(s) are in their store with another "
-                f"chunking strategy than the manifest's (e.g. {examples}); chunking cannot "
+                f"chunking strategy than the manifest's{shown}; chunking cannot "
                 "change in place: detach and add them again to change it")
     if settings.json:
         io.out.write(json.dumps(summary) + "\n")
     elif not settings.quiet:
-        io.out.write(format_summary(summary) + "\n")
+        io.out.write(format_summary(summary) + "\n" + (more + "\n" if more else ""))
     io.out.flush()
-    return code
 
 
-def _refusal_message(result: RunResult, key: ApiKey, target: Target,
+def refusal_message(result: RunResult, key: ApiKey, target: Target,
                      attempter: Attempter, engine_op: str = "attach") -> str:
     refusal = result.refusal
     assert refusal is not None

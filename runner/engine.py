@@ -131,6 +131,7 @@ class Engine:
         on_progress: Callable[[Engine], None] | None = None,
         resume_due_in: float = 0.0,
         operation: Operation | None = None,
+        on_outcome: Callable[[Item, Outcome], None] | None = None,
     ) -> None:
         self._parts = parts
         # What the run does to each pair (attach by default): see runner/operation.py.
@@ -144,6 +145,8 @@ class Engine:
         self.retry_failed = retry_failed
         self.max_runtime = max_runtime
         self.on_progress = on_progress
+        # Told of each pair's end once its `done` is written (sync counts per store).
+        self.on_outcome = on_outcome
         self.tally = Tally(pairs=pairs)
         self.stop_reason: str | None = None
         self.refusal: RunRefused | None = None
@@ -272,6 +275,8 @@ class Engine:
         except LogError as error:
             self._log_failed(error)
         self._count(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(item, outcome)
 
     def _write_done(self, item: Item, outcome: Outcome, pair: str | None) -> None:
         if self.log_error is not None:

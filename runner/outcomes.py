@@ -29,6 +29,7 @@ class Counters:
     requests: int = 0
     attach_requests: int = 0
     checks: int = 0  # GET requests made to settle an uncertain outcome
+    lists: int = 0  # GET requests for a page of a store's files (sync)
     polls: int = 0  # GET requests made while waiting (--wait)
     retries: int = 0  # requests sent again after a transient failure
     throttled: int = 0  # 429 answers (other than quota)

@@ -385,6 +385,26 @@ class ResumeIndex:
             return Plan.UPDATE, state
         return Plan.DONE, state
 
+    def last_state(self, owner: str, file_id: str) -> State | None:
+        """The log's last word on a pair, without planning it (sync plans from the listing)."""
+        key = pair_key(owner, file_id)
+        if key in self.attached:
+            return State.ATTACHED
+        if key in self.already:
+            return State.ALREADY_ATTACHED
+        raw = self.states.get(key)
+        return None if raw is None or not raw & ~SEEN else State(raw & ~SEEN)
+
+    def records_in_place(self, item: Item) -> bool:
+        """Whether the log already says the pair is in place with the manifest's managed
+        attributes (what a `done` line for it would say again)."""
+        key = pair_key(item.owner, item.file_id)
+        if key not in self.attached and key not in self.already:
+            return False
+        options = item.options
+        return options is None or options.attributes is None or (
+            self.digests.get(key) == int(digest(options.attributes), 16))
+
     def batch_for(self, item: Item) -> str | None:
         return self.batch_of.get(pair_key(item.owner, item.file_id))
 

@@ -82,7 +82,7 @@ def next_step(exit_code: int, *, manifest: str, argv: Sequence[str], retryable_f
 
 
 # The word for a pair the operation finished: "every pair is attached" / "... detached".
-_DONE = {"attach": "attached", "detach": "detached"}
+_DONE = {"attach": "attached", "detach": "detached", "sync": "in place"}
 
 
 def build_summary(result: RunResult, counters: Counters, *, target: str, manifest: str,

@@ -27,7 +27,7 @@ from runner.config.kinds import (
     whole_number,
 )
 
-COMMANDS: Final = ("run", "detach", "validate", "status", "failed")
+COMMANDS: Final = ("run", "detach", "sync", "validate", "status", "failed")
 TARGETS: Final = ("assistant-files", "vector-store-files")
 FORMATS: Final = ("csv", "yaml", "jsonl")
 # A cap, not the pace: the rate limiter keeps a run at the API's limit, and a run needs about
@@ -38,7 +38,7 @@ FORMATS: Final = ("csv", "yaml", "jsonl")
 # opening window (runner/opening.py) keeps a wrong base URL within the breaker's 40 requests.
 DEFAULT_CONCURRENCY: Final = 256
 
-_RUN: Final = frozenset({"run", "detach"})  # the commands that send: run's settings
+_RUN: Final = frozenset({"run", "detach", "sync"})  # the commands that send: run's settings
 _EVERY: Final = frozenset(COMMANDS)
 
 
@@ -140,10 +140,13 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("max_runtime", "stop starting work after S seconds (exit 5)",
            kind=seconds(0, 30 * 86400, above_low=True), default=None, default_doc="none",
            metavar="S"),
+    Option("max_delete", "sync: detach at most N files in the run (replaces the half-store "
+           "guard)", kind=whole_number(0, 1_000_000_000), default=None, default_doc="none",
+           commands=frozenset({"sync"}), metavar="N"),
     _switch("retry_failed", "also resend items the API refused"),
     _switch("dry_run", "print what would be sent; no key, no lock, no write, no request"),
     _switch("json", "one JSON object on stdout at the end",
-            frozenset({"run", "detach", "status"})),
+            frozenset({"run", "detach", "sync", "status"})),
     _switch("quiet", "no summary text and no periodic lines"),
     _switch("no_progress", "no progress bar and no periodic lines"),
     _switch("debug", "tracebacks for unexpected errors (never the key)"),

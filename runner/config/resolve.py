@@ -46,6 +46,7 @@ class Settings:
     wait: bool
     wait_timeout: float
     max_runtime: float | None
+    max_delete: int | None
     retry_failed: bool
     dry_run: bool
     json: bool

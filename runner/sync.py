@@ -1,0 +1,461 @@
+"""`attach-runner sync MANIFEST`: each vector store the manifest names ends holding exactly the
+manifest's files for it, with the manifest's attributes (SPEC "sync"). rclone's `sync` is the
+model: `run` is its `copy`.
+
+A sync is three steps over one log, under one lock:
+1. list every named store (runner/listing.py) and plan each (runner/sync_plan.py);
+2. add what is missing and update attributes that differ: the attach operation, with the
+   plan coming from the listing instead of the log (`ListedAttach`), under every rule of `run`
+   (rate, per-store limit, batches, retries, breaker, settle rule);
+3. then, only in stores where every add and update of this run succeeded, and only if the
+   guard allows (2 x detaches > listed stops the run, exit 4, or `--max-delete N`), detach the
+   files the manifest does not list (`ListedDetach`). An add refused because the store is full
+   lets that store's detaches go first; the refused adds are sent again after them.
+
+Stores the manifest does not name are never written to: every write goes to a store of
+`plans`, and plans are made only from the manifest. A pair of the manifest is never detached:
+detaches are made only from listed files whose id the store's manifest pairs do not hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from runner.attempt import Attempter
+from runner.commands import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    Io,
+    api_session,
+    close_log,
+    exit_code_for,
+    load_index,
+    prepare,
+    print_end,
+    progress_for,
+    refusal_message,
+    resume_due_in,
+    run_end_counts,
+    run_error,
+)
+from runner.config import ApiKey, Settings, load_api_key
+from runner.detach import Detacher
+from runner.engine import Engine, RunResult, Tally
+from runner.errors import UsageError, register_secret, scrub_secrets
+from runner.items import Item, pair_key
+from runner.listing import list_stores
+from runner.lock import RunLock
+from runner.log import ResultLog, check_log
+from runner.manifest import ManifestSource, ManifestStats, iter_items
+from runner.operation import Attach
+from runner.outcomes import Outcome, RunRefused
+from runner.resume import Plan, ResumeIndex
+from runner.summary import build_summary, group_reasons, rerun_command
+from runner.sync_plan import StorePlan, guard_breaches, is_store_full
+from runner.targets import Target, VectorStoreFiles, generic_message
+
+# Stores shown one a line in the text summary; --json's `stores` has them all.
+SHOWN_STORES = 20
+
+
+class ListedAttach(Attach):
+    """Attach, planned from the listing: a pair is sent (SEND), or checked first (CHECK: an
+    unsettled write in the log), or updated (UPDATE: listed with other attributes)."""
+
+    skips_blocks = False
+
+    def __init__(self, attempter: Attempter, plans: dict[int, Plan]) -> None:
+        super().__init__(attempter)
+        self._plans = plans
+
+    def plan(self, index: ResumeIndex, item: Item, *,  # type: ignore[override]
+             retry_failed: bool) -> tuple[Plan, int | None]:
+        return self._plans.get(pair_key(item.owner, item.file_id), Plan.SEND), None
+
+
+class ListedDetach(Detacher):
+    """Detach the listed files the manifest does not name (CHECK first: an unsettled write)."""
+
+    def __init__(self, attempter: Attempter, checks: set[int]) -> None:
+        super().__init__(attempter)
+        self._checks = checks
+
+    def plan(self, index: ResumeIndex, item: Item, *,  # type: ignore[override]
+             retry_failed: bool) -> tuple[Plan, int | None]:
+        key = pair_key(item.owner, item.file_id)
+        return (Plan.CHECK if key in self._checks else Plan.SEND), None
+
+
+def store_plans(source: ManifestSource, target: Target) -> list[StorePlan]:
+    """The manifest's pairs by store, in the order stores first appear (repeats once)."""
+    plans: dict[str, StorePlan] = {}
+    for item in iter_items(source, target.owner_column, target.group_key):
+        plan = plans.get(item.owner)
+        if plan is None:
+            plan = plans[item.owner] = StorePlan(item.owner)
+        plan.want(item)
+    return list(plans.values())
+
+
+def sync(settings: Settings, io: Io, argv: Sequence[str]) -> int:
+    target, source, stats = prepare(settings, io)
+    if not isinstance(target, VectorStoreFiles):
+        raise UsageError(f"{source.display}: sync is for vector stores, and this manifest is "
+                         "for assistants; use `attach-runner run` or `attach-runner detach`")
+    key = load_api_key(settings, os.environ)
+    register_secret(key.reveal())
+    argv = [scrub_secrets(arg) for arg in argv]
+    if settings.dry_run:
+        # SPEC: list requests only (so the key), no lock, no log written.
+        index = load_index(settings, target, io)
+        return asyncio.run(dry_run(settings, io, target, stats, key, index,
+                                   store_plans(source, target), source.display))
+    check_log(settings.log)
+    lock = RunLock(settings.log)
+    lock.acquire()
+    try:
+        index = load_index(settings, target, io)
+        index.expect_repeats = False  # sync plans from its own map of the manifest
+        job = Sync(settings, io, target, index, store_plans(source, target), stats)
+        return asyncio.run(job.execute(key, source.display, argv))
+    finally:
+        lock.release()
+
+
+async def dry_run(settings: Settings, io: Io, target: Target, stats: ManifestStats,
+                  key: ApiKey, index: ResumeIndex, plans: list[StorePlan],
+                  manifest: str) -> int:
+    """List, plan, print the plan; nothing written anywhere."""
+    async with api_session(settings, target, stats, key) as (attempter, _):
+        await list_stores(attempter, [(p.store, p) for p in plans], settings.concurrency)
+        lists = attempter.counters.lists
+    for plan in plans:
+        plan.plan(index, retry_failed=settings.retry_failed)
+    breaches = guard_breaches([p for p in plans if p.listing_error is None],
+                              settings.max_delete)
+    totals = {"adds": sum(len(p.adds) for p in plans),
+              "updates": sum(len(p.updates) for p in plans),
+              "checks": sum(len(p.checks) + len(p.detach_checks) for p in plans),
+              "detaches": sum(p.to_detach for p in plans),
+              "in_place": sum(p.in_place for p in plans)}
+    if settings.json:
+        io.out.write(json.dumps({"dry_run": True, "exit": EXIT_OK, "op": "sync",
+                            "manifest": manifest, "log": settings.log,
+                            "list_requests": lists, **totals,
+                            "guard": breaches or None,
+                            "stores": [p.report() for p in plans]}) + "\n")
+        return EXIT_OK
+    for plan in plans:
+        io.out.write("\n".join(plan.plan_lines()) + "\n")
+    io.out.write(f"dry run: {totals['adds']} add(s), {totals['updates']} update(s), "
+                 f"{totals['checks']} check(s) and {totals['detaches']} detach(es) planned in "
+                 f"{len(plans)} store(s), {totals['in_place']} in place; {lists} list "
+                 "request(s) sent, nothing written\n")
+    for breach in breaches:
+        io.out.write(f"guard: {breach}: a real sync would stop before any detach (exit 4)\n")
+    return EXIT_OK
+
+
+class Sync:
+    """One sync run: listing, adds and updates, then the guard and the detaches."""
+
+    attempter: Attempter  # once the session is open
+
+    def __init__(self, settings: Settings, io: Io, target: Target, index: ResumeIndex,
+                 plans: list[StorePlan], stats: ManifestStats) -> None:
+        self.settings = settings
+        self.io = io
+        self.target = target
+        self.index = index
+        self.plans = plans
+        self.by_store = {plan.store: plan for plan in plans}
+        self.stats = stats
+        self.stop: str | None = None
+        self.refusal: RunRefused | None = None
+        self.guard: list[str] = []
+        self.log_error: str | None = None
+        self.tally = Tally()  # the manifest's pairs (adds, updates, checks, in place)
+        self.detach_tally = Tally()  # the extras' detaches
+
+    async def execute(self, key: ApiKey, manifest: str, argv: Sequence[str]) -> int:
+        settings = self.settings
+        due_in = resume_due_in(settings)
+        log = ResultLog(settings.log, uuid.uuid4().hex[:12])
+        log.open()
+        engine: Engine | None = None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            log.append("run-start", manifest=manifest, target=self.target.name,
+                       items=self.stats.pairs, op="sync")
+            async with api_session(settings, self.target, self.stats, key) as (attempter,
+                                                                               limiter):
+                self.attempter = attempter
+                await self._list()
+                for plan in self.plans:
+                    plan.plan(self.index, retry_failed=settings.retry_failed)
+                engine = await self._phases(log, due_in - (loop.time() - started), started)
+            elapsed = loop.time() - started
+            result = self._result(elapsed)
+            code = self._exit_code(result)
+            error = self._error(result, key, engine)
+            summary = self._summary(result, code, error, manifest, log.run_id, limiter.rate,
+                                    argv)
+            if self.log_error is None:
+                log.append("run-end", counts=run_end_counts(summary),
+                           interrupted=summary["interrupted"], exit=code)
+        finally:
+            close_log(log, engine)
+        fatal = self.refusal is not None or self.log_error is not None or bool(self.guard)
+        print_end(settings, self.io, summary, attempter, error, fatal=fatal,
+                  more=self._store_lines())
+        return code
+
+    # --- step 1: the listing ----------------------------------------------------------------
+
+    async def _list(self) -> None:
+        """List every named store; a signal stops the listing (nothing was written yet)."""
+        loop = asyncio.get_running_loop()
+        listing = asyncio.create_task(list_stores(
+            self.attempter, [(p.store, p) for p in self.plans], self.settings.concurrency))
+
+        def stop(name: str) -> None:
+            self.stop = name
+            listing.cancel()
+
+        installed = []
+        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+            loop.add_signal_handler(sig, stop, name)
+            installed.append(sig)
+        try:
+            await listing
+        except asyncio.CancelledError:
+            if self.stop is None:
+                raise
+        except RunRefused as refusal:
+            self.refusal = refusal
+            self.stop = "refused"
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    # --- steps 2 and 3 ------------------------------------------------------------------------
+
+    async def _phases(self, log: ResultLog, due_in: float, started: float) -> Engine | None:
+        """Adds and updates; then the guard and the detaches; then adds a full store refused."""
+        if self.stop is not None:
+            return None
+        work: list[Item] = []
+        plans: dict[int, Plan] = {}
+        for plan in self.plans:
+            for item in plan.checks:
+                plans[pair_key(item.owner, item.file_id)] = Plan.CHECK
+            for item in plan.updates:
+                plans[pair_key(item.owner, item.file_id)] = Plan.UPDATE
+            work += plan.checks + plan.updates + plan.adds
+        engine = self._engine(log, work, ListedAttach(self.attempter, plans), due_in, started,
+                              self.tally)
+        for plan in self.plans:  # pairs the listing shows in place, which the log did not say
+            for item in plan.to_record:
+                engine.record(item, Outcome("already_attached", 200, 0))
+        if work:
+            await self._run(engine)
+        if self.stop is not None:
+            return engine
+        prunable = self._prunable()
+        self.guard = guard_breaches([p for p in prunable if p.to_detach],
+                                    self.settings.max_delete)
+        if self.guard:
+            for plan in prunable:
+                if plan.to_detach:
+                    plan.not_pruned = "the guard stopped the run before any detach"
+            self.stop = "guard"
+            return engine
+        extras = [item for plan in prunable for item in plan.detaches + plan.detach_checks]
+        checks = {pair_key(i.owner, i.file_id) for p in prunable for i in p.detach_checks}
+        if extras:
+            engine = self._engine(log, extras, ListedDetach(self.attempter, checks), due_in,
+                                  started, self.detach_tally)
+            await self._run(engine)
+        for plan in prunable:
+            plan.pruned = self.stop is None and plan.detach_failed == 0
+            if not plan.pruned:
+                plan.not_pruned = ("the run stopped" if self.stop is not None
+                                   else f"{plan.detach_failed} detach(es) failed")
+        refill = [item for plan in prunable if plan.pruned for item in plan.full]
+        refill_failures = [o for plan in prunable if plan.pruned for o in plan.full_outcomes]
+        if refill and self.stop is None:
+            for plan in prunable:  # counted failed above; sent again now
+                for _ in plan.full:
+                    plan.failed -= 1
+                plan.full = []
+            _uncount(self.tally, refill_failures)
+            engine = self._engine(log, refill, ListedAttach(self.attempter, {}), due_in,
+                                  started, self.tally)
+            await self._run(engine)
+        return engine
+
+    def _prunable(self) -> list[StorePlan]:
+        """The stores whose detaches may go: listed, and every add and update of this run
+        there succeeded (a full store's refused adds excepted: its detaches make room)."""
+        prunable = []
+        for plan in self.plans:
+            if plan.listing_error is not None:
+                plan.not_pruned = "its files could not be listed"
+            elif plan.failed > len(plan.full):
+                plan.not_pruned = (f"{plan.failed - len(plan.full)} add(s) or update(s) "
+                                   "failed in this run; the next run prunes it once they "
+                                   "succeed")
+            else:
+                prunable.append(plan)
+                if not plan.to_detach:
+                    plan.pruned = True
+        return prunable
+
+    def _engine(self, log: ResultLog, items: list[Item], operation: Attach | Detacher,
+                due_in: float, started: float, tally: Tally) -> Engine:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        spent = loop.time() - started
+        left = None if settings.max_runtime is None else max(0.001,
+                                                              settings.max_runtime - spent)
+        detaching = isinstance(operation, Detacher)
+
+        def count(item: Item, outcome: Outcome) -> None:
+            plan = self.by_store[item.owner]
+            plan.count(outcome, detaching=detaching)
+            if not detaching and is_store_full(outcome):
+                plan.full.append(item)
+                plan.full_outcomes.append(outcome)
+
+        engine = Engine(
+            parts=lambda: iter(items), pairs=len(items), index=self.index, log=log,
+            attempter=self.attempter, owner_column=self.target.owner_column,
+            concurrency=settings.concurrency, batch_size=settings.batch_size,
+            retry_failed=settings.retry_failed, max_runtime=left,
+            on_progress=progress_for(settings, self.io, len(items)),
+            resume_due_in=max(0.0, due_in), operation=operation, on_outcome=count)
+        engine.tally = tally
+        tally.pairs += len(items)
+        return engine
+
+    async def _run(self, engine: Engine) -> None:
+        progress = engine.on_progress
+        try:
+            result = await engine.run()
+        finally:
+            close = getattr(progress, "close", None)
+            if close is not None:
+                close()
+        if result.stop is not None and self.stop is None:
+            self.stop = result.stop
+        if result.refusal is not None and self.refusal is None:
+            self.refusal = result.refusal
+        if engine.log_error is not None and self.log_error is None:
+            self.log_error = str(engine.log_error)
+
+    # --- the end ------------------------------------------------------------------------------
+
+    def _result(self, elapsed: float) -> RunResult:
+        tally = self.tally
+        tally.pairs = self.stats.pairs
+        tally.duplicates = self.stats.duplicates
+        for plan in self.plans:
+            tally.done_earlier += plan.in_place - len(plan.to_record)
+            tally.refused_earlier += plan.refused_earlier
+            if plan.listing_error is not None:
+                status, error = plan.listing_error
+                tally.failed += len(plan.items)
+                reason = (status, error.code, error.message)
+                tally.failed_reasons[reason] = tally.failed_reasons.get(reason, 0) + len(
+                    plan.items)
+        stop = self.stop if self.stop != "guard" else None
+        return RunResult(tally, stop, self.refusal, elapsed)
+
+    def _exit_code(self, result: RunResult) -> int:
+        code = exit_code_for(result)
+        if self.log_error or code not in (EXIT_OK, EXIT_FAILED):
+            return code
+        if self.guard:
+            return EXIT_REFUSED
+        unmatched = any(p.failed_files or not p.pruned for p in self.plans)
+        if code == EXIT_OK and (self.detach_tally.failed or unmatched):
+            return EXIT_FAILED
+        return code
+
+    def _error(self, result: RunResult, key: ApiKey, engine: Engine | None) -> str | None:
+        if self.log_error is not None:
+            return f"{self.log_error}; the run stopped sending at once"
+        if self.guard:
+            return ("the guard stopped the sync before any detach: " + "; ".join(self.guard)
+                    + " (more than half of a store, or over --max-delete); check the "
+                    "manifest with --dry-run, then allow it with --max-delete N")
+        if engine is None:
+            if result.refusal is not None:
+                return refusal_message(result, key, self.target, self.attempter, "list")
+            if result.stop is not None:
+                return f"stopped by {result.stop}"
+            return None
+        return run_error(result, self.settings, key, self.target, self.attempter, engine)
+
+    def _summary(self, result: RunResult, code: int, error: str | None, manifest: str,
+                 run_id: str, learned: float | None, argv: Sequence[str]) -> dict[str, Any]:
+        settings = self.settings
+        summary = build_summary(
+            result, self.attempter.counters, target=self.target.name, manifest=manifest,
+            log=settings.log, rpm=settings.rpm, learned_rpm=learned, exit_code=code,
+            argv=argv, error=error, run_id=run_id, op="sync")
+        detached = self.detach_tally
+        summary["detached"] = detached.detached
+        summary["already_detached"] = detached.already_detached
+        summary["failed"] += detached.failed
+        summary["failed_by_reason"] = group_reasons(
+            [*result.tally.failed_reasons.items(), *detached.failed_reasons.items()])
+        summary["list_requests"] = self.attempter.counters.lists
+        summary["stores"] = [plan.report() for plan in self.plans]
+        summary["failed_files"] = [{"vector_store_id": p.store, "file_id": f, "last_error": e}
+                                   for p in self.plans for f, e in p.failed_files]
+        summary["guard"] = self.guard or None
+        if self.guard:
+            summary["stopped_by"] = "guard"
+            summary["next"] = (f"{rerun_command(['sync', '--dry-run', *argv[1:]])}   (see "
+                               "the plan; if it is right, rerun with --max-delete N)")
+        elif code == EXIT_OK:
+            summary["next"] = "nothing: every named store matches the manifest"
+        return summary
+
+    def _store_lines(self) -> str:
+        """The stores in a few lines: what each got, and why one was not pruned."""
+        lines = ["stores:"]
+        for plan in self.plans[:SHOWN_STORES]:
+            done = (f"listed {plan.listed}, added {plan.added}, updated {plan.updated}, "
+                    f"detached {plan.detached}")
+            state = "matches the manifest" if plan.pruned and not plan.failed else (
+                f"not pruned: {plan.not_pruned}" if plan.not_pruned else "not finished")
+            lines.append(f"  {plan.store}: {done}; {state}")
+            for file_id, last_error in plan.failed_files[:3]:
+                lines.append(f"    failed processing: {file_id} ({last_error})")
+        if len(self.plans) > SHOWN_STORES:
+            lines.append(f"  ... and {len(self.plans) - SHOWN_STORES} more (--json lists all)")
+        return "\n".join(lines)
+
+
+def _uncount(tally: Tally, failures: list[Outcome]) -> None:
+    """Take failures back out of a tally (adds a full store refused, sent again)."""
+    reasons = tally.failed_reasons
+    for outcome in failures:
+        tally.failed -= 1
+        err = outcome.error
+        reason = (outcome.status, err.code if err else None,
+                  generic_message(err.message) if err else "")
+        if reasons.get(reason, 0) > 1:
+            reasons[reason] -= 1
+        else:
+            reasons.pop(reason, None)

@@ -1,0 +1,233 @@
+"""sync's plan for one vector store: the manifest's pairs for it, what its listing showed, and
+so what this run adds, updates, checks and detaches (SPEC "sync").
+
+Memory follows the manifest, not the listing: each manifest pair has an index into `items`
+and one byte in `found` (what the listing said of it); a listed file the manifest does not
+name keeps only its id (it is to be detached). A listed file costs nothing more, and the
+listing's JSON is dropped page by page (runner/listing.py).
+
+The listing is the truth of the run, except for a pair with an unsettled write in the log
+(`sent` with no `done`, a batch never followed, a `done` that is failed and uncertain): such a
+pair is not written to until the settle rule allows and a GET says what is there (a CHECK).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.attributes import chunking_matches, same_attributes
+from runner.items import Item
+from runner.outcomes import Outcome
+from runner.resume import ResumeIndex, State
+from runner.targets import ApiError
+
+# found[i]: what the listing said of the manifest's i-th pair of the store.
+NOT_LISTED, IN_PLACE, STALE = 0, 1, 2
+# Log states whose write may have landed (or not): check before writing (SPEC's settle rule).
+UNSETTLED = frozenset({State.SENT, State.FAILED_UNCERTAIN, State.BATCH})
+# How the plan printed by --dry-run shows each list: the first few ids.
+SHOW_IDS = 5
+# An add refused because the store holds its maximum of files (the real API's wording is not
+# documented: any 400 that says the store is full, or names a maximum or limit of files).
+_FULL = re.compile(r"\bis full\b|\bmaximum\b.*\bfiles\b|\bfiles?\b.*\blimit\b|too many files",
+                   re.IGNORECASE)
+
+
+def is_store_full(outcome: Outcome) -> bool:
+    error = outcome.error
+    return (outcome.outcome == "failed" and outcome.status == 400 and error is not None
+            and _FULL.search(error.message) is not None)
+
+
+@dataclass
+class StorePlan:
+    """One named store: its manifest pairs, its listing, its plan and what the run did."""
+
+    store: str
+    items: list[Item] = field(default_factory=list)  # the manifest's pairs, in order
+    index_of: dict[str, int] = field(default_factory=dict)  # file id -> index into items
+    found: bytearray = field(default_factory=bytearray)  # per item: NOT_LISTED | IN_PLACE | STALE
+    listed: int = 0  # files the listing showed (every status), before this run's writes
+    extras: dict[str, None] = field(default_factory=dict)  # listed, not in the manifest (ordered)
+    failed_files: list[tuple[str, str]] = field(default_factory=list)  # (file id, last_error)
+    chunking_mismatch: int = 0
+    listing_error: tuple[int | None, ApiError] | None = None
+    # The plan, once listed (see plan()).
+    adds: list[Item] = field(default_factory=list)
+    updates: list[Item] = field(default_factory=list)
+    checks: list[Item] = field(default_factory=list)  # manifest pairs: check, then write
+    detaches: list[Item] = field(default_factory=list)
+    detach_checks: list[Item] = field(default_factory=list)  # extras with an unsettled write
+    to_record: list[Item] = field(default_factory=list)  # in place; the log does not say so
+    in_place: int = 0
+    refused_earlier: int = 0
+    # What the run did.
+    added: int = 0
+    updated: int = 0
+    detached: int = 0
+    failed: int = 0  # adds, updates and checks of manifest pairs that failed in this run
+    detach_failed: int = 0
+    full: list[Item] = field(default_factory=list)  # adds refused because the store is full
+    full_outcomes: list[Outcome] = field(default_factory=list)  # and how they were refused
+    pruned: bool = False
+    not_pruned: str | None = None  # why its detaches did not go
+
+    def want(self, item: Item) -> bool:
+        """Add a manifest pair; False if the manifest named it already (a repeat)."""
+        if item.file_id in self.index_of:
+            return False
+        self.index_of[item.file_id] = len(self.items)
+        self.items.append(item)
+        self.found.append(NOT_LISTED)
+        return True
+
+    # --- the listing (runner/listing.py calls these) ------------------------------------------
+
+    def take(self, entry: Mapping[str, Any]) -> None:
+        """One listed file."""
+        self.listed += 1
+        file_id = entry["id"]
+        at = self.index_of.get(file_id)
+        if at is None:
+            self.extras[file_id] = None
+            return
+        if self.found[at] != NOT_LISTED:
+            return  # listed twice (the store changed between pages): seen already
+        options = self.items[at].options
+        stale = (options is not None and options.attributes is not None
+                 and not same_attributes(options.attributes, _attributes(entry)))
+        self.found[at] = STALE if stale else IN_PLACE
+        if options is not None and not chunking_matches(options.chunking_strategy,
+                                                        entry.get("chunking_strategy")):
+            self.chunking_mismatch += 1
+        if entry.get("status") == "failed":
+            self.failed_files.append((file_id, _last_error(entry.get("last_error"))))
+
+    def listing_failed(self, status: int | None, error: ApiError) -> None:
+        self.listing_error = (status, error)
+
+    # --- the plan -------------------------------------------------------------------------
+
+    def plan(self, index: ResumeIndex, *, retry_failed: bool) -> None:
+        """From the listing and the log: what to add, update, check and detach."""
+        if self.listing_error is not None:
+            return
+        store = self.store
+        for item, found in zip(self.items, self.found, strict=True):
+            state = index.last_state(store, item.file_id)
+            if state in UNSETTLED:
+                self.checks.append(item)
+            elif found == STALE:
+                self.updates.append(item)
+            elif found == IN_PLACE:
+                self.in_place += 1
+                if not index.records_in_place(item):
+                    self.to_record.append(item)
+            elif state == State.REFUSED and not retry_failed and _refused_attach(index, item):
+                self.refused_earlier += 1
+            else:
+                self.adds.append(item)
+        for file_id in self.extras:
+            extra = Item(store, file_id)
+            if index.last_state(store, file_id) in UNSETTLED:
+                self.detach_checks.append(extra)
+            else:
+                self.detaches.append(extra)
+        self.extras = {}  # the plan holds them now
+
+    @property
+    def to_detach(self) -> int:
+        return len(self.detaches) + len(self.detach_checks)
+
+    def over_guard(self) -> bool:
+        """SPEC's half-store guard: 2 x detaches > files listed."""
+        return 2 * self.to_detach > self.listed
+
+    # --- what the run did -------------------------------------------------------------------
+
+    def count(self, outcome: Outcome, *, detaching: bool) -> None:
+        kind = outcome.outcome
+        if detaching:
+            if kind in ("detached", "already_detached"):
+                self.detached += 1
+            else:
+                self.detach_failed += 1
+        elif kind == "attached":
+            self.added += 1
+        elif kind == "updated":
+            self.updated += 1
+        elif kind == "failed":
+            self.failed += 1
+
+    def report(self) -> dict[str, Any]:
+        """The store's entry in `--json`'s `stores`."""
+        error = self.listing_error
+        return {
+            "vector_store_id": self.store,
+            "listed": self.listed if error is None else None,
+            "manifest_files": len(self.items),
+            "in_place": self.in_place,
+            "added": self.added,
+            "updated": self.updated,
+            "detached": self.detached,
+            "failed": self.failed + self.detach_failed + (len(self.items) if error else 0),
+            "to_add": len(self.adds), "to_update": len(self.updates),
+            "to_check": len(self.checks), "to_detach": self.to_detach,
+            "pruned": self.pruned,
+            "not_pruned": self.not_pruned,
+            "failed_files": [{"file_id": f, "last_error": e} for f, e in self.failed_files],
+            "listing_error": None if error is None else {"status": error[0],
+                                                         **error[1].as_log()},
+        }
+
+    def plan_lines(self) -> list[str]:
+        """The store's plan as --dry-run prints it."""
+        if self.listing_error is not None:
+            status, error = self.listing_error
+            return [f"{self.store}: could not be listed ({status or 'no answer'}: "
+                    f"{error.message}); nothing would be written to it"]
+        parts = [f"{self.store}: listed {self.listed}, in place {self.in_place}"]
+        for word, items in (("add", self.adds), ("update", self.updates),
+                            ("check first", self.checks + self.detach_checks),
+                            ("detach", self.detaches)):
+            if items:
+                shown = ", ".join(item.file_id for item in items[:SHOW_IDS])
+                more = ", ..." if len(items) > SHOW_IDS else ""
+                parts.append(f"  {word} {len(items)}: {shown}{more}")
+        for file_id, last_error in self.failed_files:
+            parts.append(f"  failed processing: {file_id} ({last_error})")
+        return parts
+
+
+def _attributes(entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    value = entry.get("attributes")
+    return value if isinstance(value, Mapping) else None
+
+
+def _last_error(value: Any) -> str:
+    if isinstance(value, Mapping):
+        code, message = value.get("code"), value.get("message")
+        return ": ".join(str(x) for x in (code, message) if x) or "failed"
+    return "failed"
+
+
+def _refused_attach(index: ResumeIndex, item: Item) -> bool:
+    """Refused earlier by an attach or update (a detach refused earlier does not stop an add)."""
+    info = index.failed_info(item)
+    return info is None or info.op != "detach"
+
+
+def guard_breaches(plans: list[StorePlan], max_delete: int | None) -> list[str]:
+    """What stops the run before its first detach (SPEC: the guard, or --max-delete)."""
+    if max_delete is not None:
+        total = sum(plan.to_detach for plan in plans)
+        if total > max_delete:
+            return [f"{total} detach(es) planned over --max-delete {max_delete} ("
+                    + ", ".join(f"{p.store}: {p.to_detach} of {p.listed}"
+                                for p in plans if p.to_detach) + ")"]
+        return []
+    return [f"{plan.store} would detach {plan.to_detach} of its {plan.listed} listed file(s)"
+            for plan in plans if plan.over_guard()]

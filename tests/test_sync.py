@@ -1,0 +1,225 @@
+"""`attach-runner sync`: the real CLI against the sandbox over loopback, judged by the sandbox's
+own record (what each store holds, how many adds, updates and DELETEs each pair got)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli import FAST, read_events, run_cli
+
+OWNER = "vector_store_id"
+
+
+def write_manifest(path: Path, stores: dict[str, dict[str, dict[str, Any] | None]]) -> Path:
+    """JSONL: one line a pair, with its attributes when given."""
+    lines = []
+    for store, files in stores.items():
+        for file_id, attributes in files.items():
+            row: dict[str, Any] = {OWNER: store, "file_id": file_id}
+            if attributes is not None:
+                row["attributes"] = attributes
+            lines.append(json.dumps(row))
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def sync_args(manifest: Path, base_url: str, *extra: str) -> list[str]:
+    return ["sync", str(manifest), "--base-url", base_url, "--json", "--no-progress",
+            "--rpm", "30000", *FAST, *extra]
+
+
+def contents(sb: Any) -> dict[str, dict[str, Any]]:
+    """store -> file id -> attributes, as the sandbox holds them now."""
+    return {store: {f: entry["attributes"] or None for f, entry in files.items()}
+            for store, files in sb.record()["vector_store_files"].items() if files}
+
+
+def seed(sb: Any, store: str, files: dict[str, dict[str, Any] | None]) -> None:
+    sb.preload("vector_store", store, [
+        {"file_id": f, **({"attributes": a} if a is not None else {})}
+        for f, a in files.items()])
+
+
+def want_of(manifest: dict[str, dict[str, dict[str, Any] | None]]) -> dict[str, dict[str, Any]]:
+    return {store: {f: a for f, a in files.items()} for store, files in manifest.items()}
+
+
+def seeded_world(sb: Any) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """Two named stores with present, stale, missing and extra files, and an unnamed store.
+    Returns the manifest."""
+    seed(sb, "vs_a", {"file-a1": {"lang": "en"}, "file-a2": {"lang": "fr"},
+                      "file-ax1": None, "file-ax2": {"lang": "en"}})
+    seed(sb, "vs_b", {"file-b1": {"year": 2021}, "file-bx": None})
+    seed(sb, "vs_other", {"file-o1": None, "file-o2": {"lang": "en"}})
+    return {
+        "vs_a": {"file-a1": {"lang": "en"},        # in place
+                 "file-a2": {"lang": "de"},        # stale attributes
+                 "file-a3": {"lang": "en"},        # missing
+                 "file-a4": {"lang": "en"},        # missing
+                 "file-a5": {"lang": "en"}},       # missing
+        "vs_b": {"file-b1": {"year": 2021.0},      # in place (2021 == 2021.0)
+                 "file-b2": {"year": 2022},        # missing
+                 "file-b3": {"year": 2023}},       # missing
+    }
+
+
+def test_sync_converges_and_a_rerun_only_lists(tmp_path: Path, sandbox):
+    """Missing files added once, stale attributes updated once, extras detached once, the
+    unnamed store untouched; a rerun lists and writes nothing."""
+    sb = sandbox()
+    manifest = seeded_world(sb)
+    other_before = contents(sb)["vs_other"]
+    path = write_manifest(tmp_path / "stores.jsonl", manifest)
+    res = run_cli(*sync_args(path, sb.base_url))
+    assert res.code == 0, res.err
+    summary = res.json()
+    assert (summary["attached"], summary["updated"], summary["detached"]) == (5, 1, 3)
+    assert summary["op"] == "sync"
+    assert summary["next"] == "nothing: every named store matches the manifest"
+    held = contents(sb)
+    assert {s: held[s] for s in ("vs_a", "vs_b")} == {
+        "vs_a": {f: a for f, a in manifest["vs_a"].items()},
+        "vs_b": {"file-b1": {"year": 2021}, "file-b2": {"year": 2022},
+                 "file-b3": {"year": 2023}}}
+    assert held["vs_other"] == other_before
+    record = sb.record()
+    pairs = record["pairs"]
+    assert all((e["attached"], e["updated"], e["detached"], e["posts_after_attached"])
+               == (0, 0, 0, 0) for key, e in pairs.items() if key.startswith("vs_other/"))
+    for f in ("file-a3", "file-a4", "file-a5"):
+        assert pairs[f"vs_a/{f}"]["attached"] == 1
+    assert pairs["vs_a/file-a2"]["updated"] == 1
+    assert "vs_a/file-a1" not in pairs or pairs["vs_a/file-a1"]["updated"] == 0
+    for key in ("vs_a/file-ax1", "vs_a/file-ax2", "vs_b/file-bx"):
+        assert pairs[key]["detached"] == 1
+    stores = {s["vector_store_id"]: s for s in summary["stores"]}
+    assert stores["vs_a"]["pruned"] and stores["vs_b"]["pruned"]
+    assert (stores["vs_a"]["listed"], stores["vs_a"]["detached"]) == (4, 2)
+
+    before = sb.record()["by_route"]
+    again = run_cli(*sync_args(path, sb.base_url))
+    assert again.code == 0, again.err
+    after = sb.record()["by_route"]
+    sent = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert sent == {"GET list": 2}
+    assert again.json()["attached_earlier"] == 8
+    events = read_events(Path(f"{path}.results.jsonl"))
+    assert {e["op"] for e in events if e["event"] == "done"} == {"attach", "update", "detach"}
+
+
+def test_dry_run_lists_and_prints_the_plan(tmp_path: Path, sandbox):
+    sb = sandbox()
+    manifest = seeded_world(sb)
+    path = write_manifest(tmp_path / "stores.jsonl", manifest)
+    res = run_cli("sync", str(path), "--base-url", sb.base_url, "--dry-run", "--rpm", "30000")
+    assert res.code == 0, res.err
+    assert "vs_a: listed 4, in place 1" in res.out
+    assert "add 3: file-a3, file-a4, file-a5" in res.out
+    assert "update 1: file-a2" in res.out
+    assert ("detach 2: file-ax1, file-ax2" in res.out
+            or "detach 2: file-ax2, file-ax1" in res.out)
+    assert set(sb.record()["by_route"]) == {"GET list"}
+    assert not Path(f"{path}.results.jsonl").exists()
+    as_json = run_cli("sync", str(path), "--base-url", sb.base_url, "--dry-run", "--json")
+    plan = as_json.json()
+    assert (plan["adds"], plan["updates"], plan["detaches"]) == (5, 1, 3)
+
+
+def test_the_guard_stops_before_any_detach_and_max_delete_lets_it_go(tmp_path: Path, sandbox):
+    """A manifest naming 1 of a store's 10 files: exit 4, nothing detached; --max-delete 9
+    lets the sync through."""
+    sb = sandbox()
+    seed(sb, "vs_g", {f"file-{i}": None for i in range(10)})
+    path = write_manifest(tmp_path / "one.jsonl", {"vs_g": {"file-0": None}})
+    res = run_cli(*sync_args(path, sb.base_url))
+    assert res.code == 4, res.err
+    summary = res.json()
+    assert summary["stopped_by"] == "guard"
+    assert "vs_g would detach 9 of its 10" in summary["error"]
+    assert "vs_g would detach 9 of its 10" in res.err
+    assert len(contents(sb)["vs_g"]) == 10
+    assert "DELETE file" not in sb.record()["by_route"]
+    low = run_cli(*sync_args(path, sb.base_url, "--max-delete", "8"))
+    assert low.code == 4
+    assert len(contents(sb)["vs_g"]) == 10
+    ok = run_cli(*sync_args(path, sb.base_url, "--max-delete", "9"))
+    assert ok.code == 0, ok.err
+    assert contents(sb)["vs_g"] == {"file-0": None}
+
+
+def test_an_empty_manifest_writes_nothing(tmp_path: Path, sandbox):
+    sb = sandbox()
+    seed(sb, "vs_e", {"file-1": None})
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    res = run_cli(*sync_args(path, sb.base_url))
+    assert res.code == 0, res.err
+    assert sb.record()["requests"] == 0
+    assert contents(sb) == {"vs_e": {"file-1": None}}
+
+
+def test_a_store_with_a_failed_add_is_not_pruned_until_the_next_run(tmp_path: Path, sandbox):
+    """An add refused (404: no such file) in a store keeps that store's extras this run; the
+    other store is pruned. Once the manifest is fixed, the next run prunes it."""
+    sb = sandbox()
+    seed(sb, "vs_x", {"file-x1": None, "file-xx": None})
+    seed(sb, "vs_y", {"file-y1": None, "file-yx": None})
+    bad = {"file-x1": None, "file-missing2": None}  # the sandbox knows no such file
+    path = write_manifest(tmp_path / "m.jsonl", {"vs_x": bad, "vs_y": {"file-y1": None}})
+    res = run_cli(*sync_args(path, sb.base_url))
+    assert res.code == 1, res.err
+    stores = {s["vector_store_id"]: s for s in res.json()["stores"]}
+    assert not stores["vs_x"]["pruned"]
+    assert "failed" in stores["vs_x"]["not_pruned"]
+    assert stores["vs_y"]["pruned"]
+    held = contents(sb)
+    assert "file-xx" in held["vs_x"]
+    assert held["vs_y"] == {"file-y1": None}
+    fixed = write_manifest(tmp_path / "m.jsonl", {"vs_x": {"file-x1": None, "file-x2": None},
+                                                  "vs_y": {"file-y1": None}})
+    again = run_cli(*sync_args(fixed, sb.base_url))
+    assert again.code == 0, again.err
+    assert contents(sb)["vs_x"] == {"file-x1": None, "file-x2": None}
+
+
+def test_a_listed_file_whose_processing_failed_is_reported(tmp_path: Path, sandbox):
+    sb = sandbox()
+    sb.preload("vector_store", "vs_f", [
+        {"file_id": "file-ok"},
+        {"file_id": "file-bad", "status": "failed",
+         "last_error": {"code": "unsupported_file", "message": "The file type is not supported."}}])
+    path = write_manifest(tmp_path / "f.jsonl", {"vs_f": {"file-ok": None, "file-bad": None}})
+    res = run_cli(*sync_args(path, sb.base_url))
+    assert res.code == 1, res.err
+    summary = res.json()
+    assert summary["failed_files"] == [{"vector_store_id": "vs_f", "file_id": "file-bad",
+                                        "last_error": "unsupported_file: The file type is not "
+                                                      "supported."}]
+    text = run_cli("sync", str(path), "--base-url", sb.base_url, "--no-progress")
+    assert "failed processing: file-bad (unsupported_file" in text.out
+
+
+def test_sync_refuses_an_assistants_manifest(tmp_path: Path, sandbox):
+    sb = sandbox()
+    path = tmp_path / "a.csv"
+    path.write_text("assistant_id,file_id\nasst_1,file-1\n")
+    res = run_cli("sync", str(path), "--base-url", sb.base_url)
+    assert res.code == 2
+    assert "sync is for vector stores" in res.err
+    assert sb.record()["requests"] == 0
+
+
+@pytest.mark.parametrize("batch", ["0", "3"])
+def test_adds_honour_batch_size(tmp_path: Path, sandbox, batch: str):
+    sb = sandbox()
+    files = {f"file-{i}": {"i": i} for i in range(7)}
+    path = write_manifest(tmp_path / "b.jsonl", {"vs_b": files})
+    res = run_cli(*sync_args(path, sb.base_url, "--batch-size", batch))
+    assert res.code == 0, res.err
+    assert contents(sb)["vs_b"] == files
+    routes = sb.record()["by_route"]
+    assert routes.get("POST batch", 0) == (0 if batch == "0" else 3)
