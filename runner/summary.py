@@ -221,6 +221,16 @@ def format_summary(s: Mapping[str, Any]) -> str:
             ("detached earlier", n(s["detached_earlier"]) + "   (per the log; not sent again)"),
             ("failed", n(s["failed"])),
         ]
+    elif s.get("op") == "sync":
+        rows = [
+            ("added now", n(s["attached"])),
+            ("found in place", n(s["already_attached"] + s["attached_earlier"])
+             + "   (listed with the manifest's attributes)"),
+            ("updated", n(s["updated"]) + "   (in place; attributes set to the manifest's)"),
+            ("detached", n(s["detached"] + s["already_detached"])
+             + "   (in a named store, not in the manifest; the file objects stay)"),
+            ("failed", n(s["failed"])),
+        ]
     else:
         rows = [
             ("attached now", n(s["attached"])),
@@ -246,7 +256,8 @@ def format_summary(s: Mapping[str, Any]) -> str:
         ("requests", f"{s['requests']:,} in {_seconds(s['elapsed_s'])}"
                      + (f": {s['rate_per_min']:,.0f}/min" if s["elapsed_s"] >= RATE_AFTER else "")
                      + f" ({limit})"),
-        ("", f"{s['checks']:,} checks of uncertain outcomes, {s['retries']:,} retries, "
+        ("", (f"{s['list_requests']:,} list requests, " if "list_requests" in s else "")
+             + f"{s['checks']:,} checks of uncertain outcomes, {s['retries']:,} retries, "
              f"{s['throttled']:,} throttled (429)"
              + (f", {s['polls']:,} polls" if s["polls"] else "")),
         ("log", s["log"]),

@@ -494,7 +494,7 @@ def test_top_level_help_has_examples_that_parse():
     lines = [line for line in examples.splitlines() if line.startswith("  attach-runner ")]
     commands = [shlex.split(line.split("#", 1)[0]) for line in lines]
     assert [command[1] for command in commands] == [
-        "demo", "validate", "run", "run", "status", "failed", "detach"]
+        "demo", "validate", "run", "run", "status", "failed", "detach", "sync"]
     first_run, again = (line for line in lines if line.split()[1] == "run")
     assert first_run.split("#")[0] == again.split("#")[0]
     assert "resume" in again

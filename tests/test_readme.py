@@ -112,6 +112,25 @@ def test_json_fields_are_documented(tmp_path: Path, sandbox):
     assert fields("run --dry-run --json") == list(json.loads(dry.out))
 
 
+def test_sync_json_fields_are_documented(tmp_path: Path, sandbox):
+    """`sync --json` prints run's fields plus exactly the sync table's, and each `stores`
+    entry exactly the store table's fields."""
+    sb = sandbox()
+    sb.preload("vector_store", "vs_1", ["file-1", "file-x"])
+    manifest = write_csv(tmp_path / "m.csv", [("vs_1", "file-1"), ("vs_1", "file-2")],
+                         "vector_store_id")
+    res = run_cli("sync", str(manifest), "--base-url", sb.base_url, "--json")
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    run_fields = fields("The --json fields")
+    assert [f for f in out if f not in run_fields] == fields("sync --json")[:4]
+    store_fields = []
+    for name in fields("sync --json")[4:]:  # the second table, after its header rows
+        if name != "field" and not name.startswith("---"):
+            store_fields += [part.strip(" `") for part in name.split(",")]
+    assert list(out["stores"][0]) == store_fields
+
+
 def test_demo_recording_matches_the_demo():
     """The README's recording of `attach-runner demo` has the lines the demo prints now (numbers,
     paths and the bar aside), in order."""

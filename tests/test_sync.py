@@ -97,7 +97,8 @@ def test_sync_converges_and_a_rerun_only_lists(tmp_path: Path, sandbox):
     for key in ("vs_a/file-ax1", "vs_a/file-ax2", "vs_b/file-bx"):
         assert pairs[key]["detached"] == 1
     stores = {s["vector_store_id"]: s for s in summary["stores"]}
-    assert stores["vs_a"]["pruned"] and stores["vs_b"]["pruned"]
+    assert stores["vs_a"]["pruned"]
+    assert stores["vs_b"]["pruned"]
     assert (stores["vs_a"]["listed"], stores["vs_a"]["detached"]) == (4, 2)
 
     before = sb.record()["by_route"]
@@ -223,3 +224,95 @@ def test_adds_honour_batch_size(tmp_path: Path, sandbox, batch: str):
     assert contents(sb)["vs_b"] == files
     routes = sb.record()["by_route"]
     assert routes.get("POST batch", 0) == (0 if batch == "0" else 3)
+
+
+def troubled_world(sb: Any, stores: int = 3) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """Per store: 12 files in place, 4 stale, 4 missing, 4 extra; plus an unnamed store."""
+    manifest: dict[str, dict[str, dict[str, Any] | None]] = {}
+    for s in range(stores):
+        store = f"vs_t{s}"
+        seed(sb, store, {**{f"file-{s}p{i}": {"v": 1} for i in range(16)},
+                         **{f"file-{s}x{i}": None for i in range(4)}})
+        manifest[store] = {**{f"file-{s}p{i}": {"v": 1 if i < 12 else 2} for i in range(16)},
+                           **{f"file-{s}m{i}": {"v": 1} for i in range(4)}}
+    seed(sb, "vs_unnamed", {"file-u1": None})
+    return manifest
+
+
+def assert_converged(sb: Any, manifest: dict[str, dict[str, dict[str, Any] | None]]) -> None:
+    """Each named store holds exactly its manifest; no manifest pair was ever detached; each
+    extra was detached once (no DELETE after it was gone); each missing file added once; the
+    unnamed store never written to."""
+    held = contents(sb)
+    for store, files in manifest.items():
+        assert held[store] == files, store
+    pairs = sb.record()["pairs"]
+    for store, files in manifest.items():
+        for f in files:
+            entry = pairs.get(f"{store}/{f}", {})
+            assert entry.get("detached", 0) == 0, (store, f)
+            if "m" in f.split("-")[1]:
+                assert entry["attached"] == 1, (store, f, entry)
+    extras = [k for k in pairs if "x" in k.split("/")[1].split("-")[1]]
+    assert extras
+    for key in extras:
+        assert (pairs[key]["detached"], pairs[key]["deletes_when_absent"]) == (1, 0), key
+    assert held["vs_unnamed"] == {"file-u1": None}
+    assert (pairs["vs_unnamed/file-u1"]["detached"], pairs["vs_unnamed/file-u1"]["updated"],
+            pairs["vs_unnamed/file-u1"]["posts_after_attached"]) == (0, 0, 0)
+
+
+def test_kill_9_at_random_moments_then_rerun_converges(tmp_path: Path, sandbox):
+    """kill -9 during syncs (the server also applies some writes late), then reruns to exit
+    0: every store holds exactly its manifest, nothing of the manifest was ever detached, no
+    extra was detached twice, no missing file added twice, the unnamed store untouched."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.cli import cli_env
+
+    sb = sandbox(latency_ms=30, late_apply_rate=0.1, late_apply_ms=800, seed=5)
+    manifest = troubled_world(sb)
+    path = write_manifest(tmp_path / "t.jsonl", manifest)
+    argv = sync_args(path, sb.base_url, "--concurrency", "4", "--timeout", "0.4",
+                     "--settle", "1", "--store-rpm", "60000")
+    rng = random.Random(21)
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "runner", *argv], env=cli_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 1.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    for _ in range(4):
+        final = run_cli(*argv)
+        if final.code == 0:
+            break
+    assert final.code == 0, final.err
+    time.sleep(0.9)  # a write still held by the server lands now
+    assert_converged(sb, manifest)
+
+
+def test_faults_then_rerun_converges(tmp_path: Path, sandbox):
+    """500s, resets before and after the write, 429s and late applies: reruns reach exit 0
+    and the stores hold exactly the manifest, with each write done once."""
+    import time
+
+    sb = sandbox(fail_rate=0.08, reset_before_rate=0.04, reset_after_rate=0.04, rps=100,
+                 store_rpm=120, late_apply_rate=0.05, late_apply_ms=300, seed=8)
+    manifest = troubled_world(sb)
+    path = write_manifest(tmp_path / "f.jsonl", manifest)
+    argv = sync_args(path, sb.base_url, "--timeout", "2", "--settle", "0.5",
+                     "--store-rpm", "60000")
+    for _ in range(4):
+        final = run_cli(*argv)
+        if final.code == 0:
+            break
+    assert final.code == 0, final.err
+    time.sleep(0.4)
+    assert_converged(sb, manifest)
+    record = sb.record()
+    assert record["faults"]["reset_after"]
+    assert record["rate_limited"]["store"]
