@@ -84,7 +84,7 @@ TOP_EXAMPLES = """examples:
   attach-runner status jobs/nightly.csv      # what the log says of each pair
   attach-runner failed jobs/nightly.csv      # the failed pairs, as a manifest
   attach-runner detach jobs/withdrawn.csv    # take pairs out (the files stay)
-  attach-runner sync jobs/stores.yaml        # each store holds exactly its manifest
+  attach-runner sync jobs/stores.yaml        # stores hold exactly the manifest
 
 Each command has --help with its options and examples: attach-runner run --help"""
 

@@ -388,7 +388,7 @@ CASES: dict[str, Case] = {
                "https://api.openai.com/v1)"),
     "unknown-command-suggests": Case(
         ("m.csv",), '"rnu": unknown command; did you mean run? the commands are run, detach, '
-                    "validate, status, failed, sandbox, demo (see attach-runner --help)",
+                    "sync, validate, status, failed, sandbox, demo (see attach-runner --help)",
         command="rnu"),
     "no-manifest-given": Case(
         (), "attach-runner run: the following arguments are required: MANIFEST; see "

@@ -114,7 +114,8 @@ def test_readers_take_only_their_flags() -> None:
         assert taken == {"config", "target", "format", "log"}
     assert {o.name for o in OPTIONS if "status" in o.commands} == {
         "config", "target", "format", "log", "json"}
-    assert all("run" in o.commands for o in OPTIONS)
+    assert all("run" in o.commands for o in OPTIONS if o.name != "max_delete")
+    assert {o.name for o in OPTIONS if o.commands == {"sync"}} == {"max_delete"}
     with pytest.raises(SystemExit):
         parse(["m.csv", "--concurrency", "4"], "status")
 
