@@ -199,8 +199,12 @@ class Sync:
                                                                                limiter):
                 self.attempter = attempter
                 await self._list()
+                counters = attempter.counters
                 for plan in self.plans:
                     plan.plan(self.index, retry_failed=settings.retry_failed)
+                    counters.chunking_mismatch += plan.chunking_mismatch
+                    counters.chunking_examples += plan.chunking_examples
+                del counters.chunking_examples[3:]
                 engine = await self._phases(log, due_in - (loop.time() - started), started)
             elapsed = loop.time() - started
             result = self._result(elapsed)
@@ -234,6 +238,8 @@ class Sync:
         for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
             loop.add_signal_handler(sig, stop, name)
             installed.append(sig)
+        runtime = self.settings.max_runtime
+        timer = loop.call_later(runtime, stop, "max-runtime") if runtime else None
         try:
             await listing
         except asyncio.CancelledError:
@@ -243,6 +249,8 @@ class Sync:
             self.refusal = refusal
             self.stop = "refused"
         finally:
+            if timer is not None:
+                timer.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
 

@@ -54,6 +54,7 @@ class StorePlan:
     extras: dict[str, None] = field(default_factory=dict)  # listed, not in the manifest (ordered)
     failed_files: list[tuple[str, str]] = field(default_factory=list)  # (file id, last_error)
     chunking_mismatch: int = 0
+    chunking_examples: list[str] = field(default_factory=list)  # a few, for the warning
     listing_error: tuple[int | None, ApiError] | None = None
     # The plan, once listed (see plan()).
     adds: list[Item] = field(default_factory=list)
@@ -103,6 +104,8 @@ class StorePlan:
         if options is not None and not chunking_matches(options.chunking_strategy,
                                                         entry.get("chunking_strategy")):
             self.chunking_mismatch += 1
+            if len(self.chunking_examples) < 3:
+                self.chunking_examples.append(f"{self.store}/{file_id}")
         if entry.get("status") == "failed":
             self.failed_files.append((file_id, _last_error(entry.get("last_error"))))
 

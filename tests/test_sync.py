@@ -316,3 +316,44 @@ def test_faults_then_rerun_converges(tmp_path: Path, sandbox):
     record = sb.record()
     assert record["faults"]["reset_after"]
     assert record["rate_limited"]["store"]
+
+
+def test_a_store_that_does_not_exist_is_reported_and_not_written(tmp_path: Path, sandbox):
+    sb = sandbox()
+    seed(sb, "vs_ok", {"file-1": None, "file-x": None})
+    path = write_manifest(tmp_path / "m.jsonl", {"vs_ok": {"file-1": None},
+                                                 "vs_missing9": {"file-2": None}})
+    res = run_cli(*sync_args(path, sb.base_url))
+    assert res.code == 1, res.err
+    stores = {s["vector_store_id"]: s for s in res.json()["stores"]}
+    assert stores["vs_missing9"]["listing_error"]["status"] == 404
+    assert stores["vs_missing9"]["not_pruned"] == "its files could not be listed"
+    assert stores["vs_ok"]["pruned"]
+    assert contents(sb)["vs_ok"] == {"file-1": None}
+    assert not any(k.startswith("vs_missing9/") for k in sb.record()["pairs"])
+
+
+def test_a_bad_key_stops_the_listing_with_exit_4(tmp_path: Path, sandbox):
+    sb = sandbox()
+    seed(sb, "vs_k", {"file-x": None})
+    path = write_manifest(tmp_path / "m.jsonl", {"vs_k": {"file-1": None}})
+    res = run_cli(*sync_args(path, sb.base_url), key="sk-wrong-key-123")
+    assert res.code == 4, res.err
+    assert "401" in res.err
+    assert "sk-wrong-key-123" not in res.out + res.err
+    assert set(sb.record()["by_route"]) == {"GET list"}
+    assert contents(sb)["vs_k"] == {"file-x": None}
+
+
+def test_chunking_mismatch_is_a_warning(tmp_path: Path, sandbox):
+    sb = sandbox()
+    sb.preload("vector_store", "vs_c", [{"file_id": "file-1"}])  # auto: static 800/400
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({OWNER: "vs_c", "file_id": "file-1", "chunking_strategy": {
+        "type": "static", "static": {"max_chunk_size_tokens": 300,
+                                     "chunk_overlap_tokens": 100}}}) + "\n")
+    res = run_cli(*sync_args(path, sb.base_url))
+    assert res.code == 0, res.err
+    assert res.json()["chunking_mismatch"] == 1
+    assert "vs_c/file-1" in res.err
+    assert sb.record()["by_route"] == {"GET list": 1}
