@@ -20,7 +20,6 @@ detaches are made only from listed files whose id the store's manifest pairs do 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import uuid
@@ -29,9 +28,6 @@ from typing import Any
 
 from runner.attempt import Attempter
 from runner.commands import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_REFUSED,
     Io,
     api_session,
     close_log,
@@ -57,12 +53,17 @@ from runner.manifest import ManifestSource, ManifestStats, iter_items
 from runner.operation import Attach
 from runner.outcomes import Outcome, RunRefused
 from runner.resume import Plan, ResumeIndex
-from runner.summary import build_summary, group_reasons, rerun_command
+from runner.summary import build_summary
 from runner.sync_plan import StorePlan, guard_breaches, is_store_full
-from runner.targets import Target, VectorStoreFiles, generic_message
-
-# Stores shown one a line in the text summary; --json's `stores` has them all.
-SHOWN_STORES = 20
+from runner.sync_report import (
+    add_sync_fields,
+    final_tally,
+    print_plan,
+    store_lines,
+    sync_exit_code,
+    uncount,
+)
+from runner.targets import Target, VectorStoreFiles
 
 
 class ListedAttach(Attach):
@@ -115,7 +116,7 @@ def sync(settings: Settings, io: Io, argv: Sequence[str]) -> int:
     if settings.dry_run:
         # SPEC: list requests only (so the key), no lock, no log written.
         index = load_index(settings, target, io)
-        return asyncio.run(dry_run(settings, io, target, stats, key, index,
+        return asyncio.run(print_plan(settings, io, target, stats, key, index,
                                    store_plans(source, target), source.display))
     check_log(settings.log)
     lock = RunLock(settings.log)
@@ -127,40 +128,6 @@ def sync(settings: Settings, io: Io, argv: Sequence[str]) -> int:
         return asyncio.run(job.execute(key, source.display, argv))
     finally:
         lock.release()
-
-
-async def dry_run(settings: Settings, io: Io, target: Target, stats: ManifestStats,
-                  key: ApiKey, index: ResumeIndex, plans: list[StorePlan],
-                  manifest: str) -> int:
-    """List, plan, print the plan; nothing written anywhere."""
-    async with api_session(settings, target, stats, key) as (attempter, _):
-        await list_stores(attempter, [(p.store, p) for p in plans], settings.concurrency)
-        lists = attempter.counters.lists
-    for plan in plans:
-        plan.plan(index, retry_failed=settings.retry_failed)
-    breaches = guard_breaches([p for p in plans if p.listing_error is None],
-                              settings.max_delete)
-    totals = {"adds": sum(len(p.adds) for p in plans),
-              "updates": sum(len(p.updates) for p in plans),
-              "checks": sum(len(p.checks) + len(p.detach_checks) for p in plans),
-              "detaches": sum(p.to_detach for p in plans),
-              "in_place": sum(p.in_place for p in plans)}
-    if settings.json:
-        io.out.write(json.dumps({"dry_run": True, "exit": EXIT_OK, "op": "sync",
-                            "manifest": manifest, "log": settings.log,
-                            "list_requests": lists, **totals,
-                            "guard": breaches or None,
-                            "stores": [p.report() for p in plans]}) + "\n")
-        return EXIT_OK
-    for plan in plans:
-        io.out.write("\n".join(plan.plan_lines()) + "\n")
-    io.out.write(f"dry run: {totals['adds']} add(s), {totals['updates']} update(s), "
-                 f"{totals['checks']} check(s) and {totals['detaches']} detach(es) planned in "
-                 f"{len(plans)} store(s), {totals['in_place']} in place; {lists} list "
-                 "request(s) sent, nothing written\n")
-    for breach in breaches:
-        io.out.write(f"guard: {breach}: a real sync would stop before any detach (exit 4)\n")
-    return EXIT_OK
 
 
 class Sync:
@@ -219,7 +186,7 @@ class Sync:
             close_log(log, engine)
         fatal = self.refusal is not None or self.log_error is not None or bool(self.guard)
         print_end(settings, self.io, summary, attempter, error, fatal=fatal,
-                  more=self._store_lines())
+                  more=store_lines(self.plans))
         return code
 
     # --- step 1: the listing ----------------------------------------------------------------
@@ -304,7 +271,7 @@ class Sync:
                 for _ in plan.full:
                     plan.failed -= 1
                 plan.full = []
-            _uncount(self.tally, refill_failures)
+            uncount(self.tally, refill_failures)
             engine = self._engine(log, refill, ListedAttach(self.attempter, {}), due_in,
                                   started, self.tally)
             await self._run(engine)
@@ -372,31 +339,14 @@ class Sync:
     # --- the end ------------------------------------------------------------------------------
 
     def _result(self, elapsed: float) -> RunResult:
-        tally = self.tally
-        tally.pairs = self.stats.pairs
-        tally.duplicates = self.stats.duplicates
-        for plan in self.plans:
-            tally.done_earlier += plan.in_place - len(plan.to_record)
-            tally.refused_earlier += plan.refused_earlier
-            if plan.listing_error is not None:
-                status, error = plan.listing_error
-                tally.failed += len(plan.items)
-                reason = (status, error.code, error.message)
-                tally.failed_reasons[reason] = tally.failed_reasons.get(reason, 0) + len(
-                    plan.items)
+        final_tally(self.tally, self.plans, self.stats)
         stop = self.stop if self.stop != "guard" else None
-        return RunResult(tally, stop, self.refusal, elapsed)
+        return RunResult(self.tally, stop, self.refusal, elapsed)
 
     def _exit_code(self, result: RunResult) -> int:
-        code = exit_code_for(result)
-        if self.log_error or code not in (EXIT_OK, EXIT_FAILED):
-            return code
-        if self.guard:
-            return EXIT_REFUSED
-        unmatched = any(p.failed_files or not p.pruned for p in self.plans)
-        if code == EXIT_OK and (self.detach_tally.failed or unmatched):
-            return EXIT_FAILED
-        return code
+        if self.log_error is not None:
+            return exit_code_for(result)
+        return sync_exit_code(result, self.plans, self.detach_tally, self.guard)
 
     def _error(self, result: RunResult, key: ApiKey, engine: Engine | None) -> str | None:
         if self.log_error is not None:
@@ -420,50 +370,6 @@ class Sync:
             result, self.attempter.counters, target=self.target.name, manifest=manifest,
             log=settings.log, rpm=settings.rpm, learned_rpm=learned, exit_code=code,
             argv=argv, error=error, run_id=run_id, op="sync")
-        detached = self.detach_tally
-        summary["detached"] = detached.detached
-        summary["already_detached"] = detached.already_detached
-        summary["failed"] += detached.failed
-        summary["failed_by_reason"] = group_reasons(
-            [*result.tally.failed_reasons.items(), *detached.failed_reasons.items()])
-        summary["list_requests"] = self.attempter.counters.lists
-        summary["stores"] = [plan.report() for plan in self.plans]
-        summary["failed_files"] = [{"vector_store_id": p.store, "file_id": f, "last_error": e}
-                                   for p in self.plans for f, e in p.failed_files]
-        summary["guard"] = self.guard or None
-        if self.guard:
-            summary["stopped_by"] = "guard"
-            summary["next"] = (f"{rerun_command(['sync', '--dry-run', *argv[1:]])}   (see "
-                               "the plan; if it is right, rerun with --max-delete N)")
-        elif code == EXIT_OK:
-            summary["next"] = "nothing: every named store matches the manifest"
+        add_sync_fields(summary, result.tally, self.detach_tally, self.plans, self.guard,
+                        lists=self.attempter.counters.lists, argv=argv)
         return summary
-
-    def _store_lines(self) -> str:
-        """The stores in a few lines: what each got, and why one was not pruned."""
-        lines = ["stores:"]
-        for plan in self.plans[:SHOWN_STORES]:
-            done = (f"listed {plan.listed}, added {plan.added}, updated {plan.updated}, "
-                    f"detached {plan.detached}")
-            state = "matches the manifest" if plan.pruned and not plan.failed else (
-                f"not pruned: {plan.not_pruned}" if plan.not_pruned else "not finished")
-            lines.append(f"  {plan.store}: {done}; {state}")
-            for file_id, last_error in plan.failed_files[:3]:
-                lines.append(f"    failed processing: {file_id} ({last_error})")
-        if len(self.plans) > SHOWN_STORES:
-            lines.append(f"  ... and {len(self.plans) - SHOWN_STORES} more (--json lists all)")
-        return "\n".join(lines)
-
-
-def _uncount(tally: Tally, failures: list[Outcome]) -> None:
-    """Take failures back out of a tally (adds a full store refused, sent again)."""
-    reasons = tally.failed_reasons
-    for outcome in failures:
-        tally.failed -= 1
-        err = outcome.error
-        reason = (outcome.status, err.code if err else None,
-                  generic_message(err.message) if err else "")
-        if reasons.get(reason, 0) > 1:
-            reasons[reason] -= 1
-        else:
-            reasons.pop(reason, None)
