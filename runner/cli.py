@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
-from runner import __version__, commands, demo
+from runner import __version__, commands, demo, log_report
 from runner.config import (
     DEFAULT_API_KEY_ENV,
     Settings,
@@ -229,8 +229,8 @@ def dispatch(argv: list[str], io: commands.Io) -> int:
     if command == "validate":
         return commands.validate(settings, io)
     if command == "status":
-        return commands.status(settings, io, as_json=settings.json)
-    return commands.failed(settings, io)
+        return log_report.status(settings, io, as_json=settings.json)
+    return log_report.failed(settings, io)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

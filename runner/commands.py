@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import gc
 import json
 import os
@@ -20,11 +19,11 @@ from runner.attempt import Attempter, Breaker
 from runner.client import ApiClient
 from runner.config import ApiKey, Settings, check_for_target, load_api_key
 from runner.detach import Detacher, refuse_detach_rows
-from runner.engine import Engine, RunResult, Tally
+from runner.engine import Engine, RunResult
 from runner.errors import LogError, UsageError, one_line, register_secret, scrub_secrets
 from runner.items import Item
 from runner.limiter import KeyedLimiter, RateLimiter
-from runner.lock import RunLock, holder_pid
+from runner.lock import RunLock
 from runner.log import ResultLog, check_log, last_timestamp
 from runner.manifest import (
     Block,
@@ -38,16 +37,13 @@ from runner.manifest import (
 )
 from runner.operation import Attach, Operation
 from runner.progress import Progress, is_terminal
-from runner.resume import Plan, ResumeIndex, State
+from runner.resume import ResumeIndex
 from runner.summary import (
     build_summary,
-    format_status,
     format_summary,
-    group_reasons,
     refusal_line,
 )
-from runner.targets import Target, VectorStoreFiles, get_target
-from runner.work import NewBatch, Single, iter_work
+from runner.targets import Target, get_target
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_RUNTIME = 0, 1, 4, 5
 SIGNAL_EXITS = {"SIGINT": 130, "SIGTERM": 143}
@@ -119,7 +115,7 @@ def manifest_items(source: ManifestSource, target: Target) -> Callable[[], Itera
     return lambda: iter_items(source, target.owner_column, target.group_key)
 
 
-def _parts(source: ManifestSource, target: Target) -> Callable[[], Iterator[Block | Item]]:
+def manifest_parts(source: ManifestSource, target: Target) -> Callable[[], Iterator[Block | Item]]:
     """What run and dry-run plan from: the manifest with its fast-path blocks left whole."""
     return lambda: iter_blocks(source, target.owner_column, target.group_key)
 
@@ -142,193 +138,7 @@ def validate(settings: Settings, io: Io) -> int:
     return EXIT_OK
 
 
-# --- status and failed ------------------------------------------------------------------------
-
-def _text(value: Any) -> str | None:
-    """An error field of the log as text: an edited log may hold a list or object there."""
-    return value if value is None or isinstance(value, str) else json.dumps(value)
-
-
-def status_report(settings: Settings, io: Io) -> dict[str, Any]:
-    target, source, stats = prepare(settings, io)
-    index = load_index(settings, target, io)
-    counts = {"attached": 0, "already_attached": 0, "updated": 0, "detached": 0,
-              "already_detached": 0, "failed": 0, "refused": 0, "uncertain": 0, "pending": 0}
-    to_update = 0
-    reasons: dict[tuple[Any, Any, Any], int] = {}
-    for item in manifest_items(source, target)():
-        plan, raw = index.plan(item, retry_failed=False)
-        if plan is Plan.DUPLICATE:
-            continue
-        to_update += plan is Plan.UPDATE
-        if raw is None:
-            counts["pending"] += 1
-        elif raw == State.ATTACHED and index.was_updated(item):
-            counts["updated"] += 1
-        elif raw == State.ATTACHED:
-            counts["attached"] += 1
-        elif raw == State.ALREADY_ATTACHED:
-            counts["already_attached"] += 1
-        elif raw == State.DETACHED:
-            counts["detached"] += 1
-        elif raw == State.ALREADY_DETACHED:
-            counts["already_detached"] += 1
-        elif raw in (State.SENT, State.BATCH):
-            counts["uncertain"] += 1
-        else:
-            counts["failed"] += 1
-            counts["refused"] += raw == State.REFUSED
-            counts["uncertain"] += raw == State.FAILED_UNCERTAIN
-            info = index.failed_info(item)
-            err = info.error if info and info.error else {}
-            reason = (info.status if info else None, _text(err.get("code")),
-                      _text(err.get("message")) or "")
-            reasons[reason] = reasons.get(reason, 0) + 1
-    return {
-        "manifest": source.display,
-        "log": settings.log,
-        "target": target.name,
-        "runs": index.runs,
-        "pairs": stats.pairs,
-        **counts,
-        "not_in_manifest": sum(1 for _ in index.unseen()),
-        "to_update": to_update,
-        "failed_by_reason": group_reasons(reasons.items()),
-        "locked_by": holder_pid(settings.log),
-        "last_exit": index.last_run_end.get("exit") if index.last_run_end else None,
-    }
-
-
-def status(settings: Settings, io: Io, *, as_json: bool) -> int:
-    report = status_report(settings, io)
-    io.out.write((json.dumps(report) if as_json else format_status(report)) + "\n")
-    return EXIT_OK
-
-
-def failed(settings: Settings, io: Io) -> int:
-    """The failed pairs of the manifest as CSV (extra columns are ignored when fed back); on
-    vector stores with each pair's options, as JSON cells, so the output reads back as a
-    manifest with the same options."""
-    target, source, _ = prepare(settings, io)
-    index = load_index(settings, target, io)
-    writer = csv.writer(io.out, lineterminator="\n")
-    with_options = target.supports_batches  # vector stores: the target with per-file options
-    option_columns = ["attributes", "chunking_strategy"] if with_options else []
-    # `op`: what the failed pair's last request did; `run` refuses a row whose op is detach
-    # (SPEC), so this CSV never feeds `run` a pair to take out.
-    writer.writerow([target.owner_column, "file_id", "status", "code", "message", "retryable",
-                     *option_columns, "op"])
-    for item in manifest_items(source, target)():
-        plan, raw = index.plan(item, retry_failed=False)
-        if plan is Plan.DUPLICATE or raw not in (State.FAILED_RETRYABLE, State.FAILED_UNCERTAIN,
-                                                 State.REFUSED):
-            continue
-        info = index.failed_info(item)
-        err = info.error if info and info.error else {}
-        options = item.options
-        cells = ([_json_cell(options.attributes if options else None),
-                  _json_cell(options.chunking_strategy if options else None)]
-                 if with_options else [])
-        writer.writerow([item.owner, item.file_id, info.status if info else "",
-                         _text(err.get("code")) or "", _text(err.get("message")) or "",
-                         "true" if info and info.retryable else "false", *cells,
-                         _failed_op(info.op if info else "attach")])
-    return EXIT_OK
-
-
-def _failed_op(op: str) -> str:
-    """An update that failed is finished by `run`, as an attach is."""
-    return "detach" if op == "detach" else "attach"
-
-
-def _json_cell(value: Any) -> str:
-    """An option as a manifest's CSV cell: JSON, or empty when the pair does not give it."""
-    if value is None:
-        return ""
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
-
-
 # --- run --------------------------------------------------------------------------------------
-
-def dry_run(settings: Settings, io: Io) -> int:
-    """What a run would send, from the manifest and the log: one line a request (or, with
-    --json, only the counts, as one object); no key, no lock, no write, no request."""
-    target, source, stats = prepare(settings, io)
-    index = load_index(settings, target, io)
-    tally = Tally(pairs=stats.pairs)
-    operation = operation_class(settings)
-    detach = operation is Detacher
-    batch_size = settings.batch_size if target.supports_batches and operation.batches else 0
-    show = None if settings.json else io.out.write
-    counts = dict.fromkeys(("attach_requests", "batch_requests", "checks", "updates",
-                            "detaches", "batches_to_follow", "pairs_to_attach",
-                            "pairs_in_batches_to_follow"), 0)
-    for unit in iter_work(_parts(source, target)(), index, tally,
-                          retry_failed=settings.retry_failed, batch_size=batch_size,
-                          operation=operation):
-        if isinstance(unit, Single):
-            item = unit.item
-            if detach and unit.plan is Plan.CHECK:
-                counts["checks"] += 1
-                if show:
-                    show(f"GET {target.check_path(item.owner, item.file_id)}   "
-                         "(uncertain: check first, DELETE only if still there)\n")
-            elif detach:
-                counts["detaches"] += 1
-                if show:
-                    show(f"DELETE {target.detach_path(item.owner, item.file_id)}\n")
-            elif unit.plan is Plan.CHECK:
-                counts["checks"] += 1
-                if show:
-                    show(f"GET {target.check_path(item.owner, item.file_id)}   "
-                         "(uncertain: check first, send only if absent)\n")
-            elif unit.plan is Plan.UPDATE and isinstance(target, VectorStoreFiles):
-                counts["updates"] += 1
-                if show:
-                    show(f"POST {target.update_path(item.owner, item.file_id)} "
-                         f"{target.update_body(item).decode()}   (attributes changed)\n")
-            else:
-                counts["attach_requests"] += 1
-                counts["pairs_to_attach"] += 1
-                if show:
-                    show(f"POST {target.attach_path(item.owner)} "
-                         f"{target.attach_body(item).decode()}\n")
-        elif isinstance(unit, NewBatch):
-            counts["attach_requests"] += 1
-            counts["batch_requests"] += 1
-            counts["pairs_to_attach"] += len(unit.items)
-            if show:
-                show(f"POST {target.attach_path(unit.store).rsplit('/', 1)[0]}"
-                     f"/file_batches ({len(unit.items)} files)\n")
-        else:
-            counts["batches_to_follow"] += 1
-            counts["pairs_in_batches_to_follow"] += len(unit.items)
-            if show:
-                show(f"follow batch {unit.batch_id} ({len(unit.items)} files)\n")
-    if settings.json:
-        report = {"dry_run": True, "exit": EXIT_OK, "target": target.name,
-                  "manifest": source.display, "log": settings.log, "pairs": stats.pairs,
-                  **counts, "attached_earlier": 0 if detach else tally.done_earlier,
-                  "detached_earlier": tally.done_earlier if detach else 0,
-                  "refused_earlier": tally.refused_earlier, "duplicates": stats.duplicates}
-        # Each pair is in exactly one of pairs_to_attach, checks, updates,
-        # pairs_in_batches_to_follow, attached_earlier and refused_earlier.
-        io.out.write(json.dumps(report) + "\n")
-        return EXIT_OK
-    if detach:
-        io.out.write(
-            f"dry run: {counts['detaches']} DELETE(s) and {counts['checks']} check(s) would "
-            f"be sent; {tally.done_earlier} detached earlier, {tally.refused_earlier} refused "
-            "earlier (skipped without --retry-failed); nothing was sent\n")
-        return EXIT_OK
-    io.out.write(
-        f"dry run: {counts['attach_requests']} attach request(s), {counts['updates']} "
-        f"update(s) and {counts['checks']} check(s) would be sent; "
-        f"{tally.done_earlier} attached earlier, "
-        f"{tally.refused_earlier} refused earlier (skipped without --retry-failed); "
-        "nothing was sent\n")
-    return EXIT_OK
-
 
 EXIT_USAGE = 2
 
@@ -353,6 +163,8 @@ def exit_code_for(result: RunResult) -> int:
 
 def run(settings: Settings, io: Io, argv: Sequence[str]) -> int:
     if settings.dry_run:
+        from runner.dry_run import dry_run
+
         return dry_run(settings, io)
     target, source, stats = prepare(settings, io)
     key = load_api_key(settings, os.environ)
@@ -402,7 +214,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
         try:
             async with api_session(settings, target, stats, key) as (attempter, limiter):
                 engine = Engine(
-                    parts=_parts(source, target),
+                    parts=manifest_parts(source, target),
                     pairs=stats.pairs, index=index, log=log,
                     attempter=attempter, owner_column=target.owner_column,
                     concurrency=settings.concurrency, batch_size=settings.batch_size,

@@ -23,10 +23,10 @@ from runner.commands import (
     load_index,
     manifest_items,
     prepare,
-    status,
 )
 from runner.config import Settings, load_api_key
 from runner.items import Item
+from runner.log_report import status
 
 # The demo's run: file batches of 4 (each store's files in one `file_batches` call, with each
 # file's options), a short settle wait so an uncertain write is checked within the second.
