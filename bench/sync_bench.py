@@ -18,7 +18,12 @@ CPU, peak RSS):
       per stale one, a DELETE per extra file, nothing else;
   (b) the same command again (the converged rerun): exit 0, list requests only;
   (c) `attach-runner validate MANIFEST` (reads the manifest only, sends nothing): the memory
-      yardstick; (sync RSS - validate RSS) / files listed = bytes per listed file.
+      yardstick; (sync RSS - validate RSS) / files listed = bytes per listed file. sync holds
+      the manifest's pairs (its plan) and validate does not, so this counts them too;
+  (d) the listing alone: `sync --dry-run` (lists, plans, writes nothing) of the same manifest,
+      once against stores preloaded as above and once, in another fresh sandbox, against
+      stores holding one file each (10 files listed): the difference / files listed is what
+      the listing itself costs a listed file (the manifest's pairs are held in both).
 Any failed check is printed and makes the exit 1. The table gives the medians of the rounds.
 """
 
@@ -128,22 +133,26 @@ def preload_entries(s: int, n: int) -> list[dict[str, Any]]:
 
 def preload(sandbox: SandboxProcess, n: int) -> int:
     """Fill every store as the scenario says; returns the files preloaded."""
+    return post_preload(sandbox, {store_id(s): preload_entries(s, n) for s in range(STORES)})
+
+
+def post_preload(sandbox: SandboxProcess, stores: dict[str, list[dict[str, Any]]]) -> int:
+    """POST /__sandbox/preload, in chunks; returns the files preloaded (all, or it exits)."""
     url = sandbox.base_url.removesuffix("/v1") + "/__sandbox/preload"
     total = 0
-    for s in range(STORES):
-        entries = preload_entries(s, n)
+    for store, entries in stores.items():
         for start in range(0, len(entries), PRELOAD_CHUNK):
-            body = json.dumps({"owner_kind": "vector_store", "owner": store_id(s),
-                               "files": entries[start:start + PRELOAD_CHUNK]}).encode()
+            chunk = entries[start:start + PRELOAD_CHUNK]
+            body = json.dumps({"owner_kind": "vector_store", "owner": store,
+                               "files": chunk}).encode()
             if len(body) >= PRELOAD_LIMIT:
                 raise SystemExit(f"preload chunk of {len(body)} bytes: over the sandbox's limit")
             request = urllib.request.Request(url, data=body, method="POST",
                                              headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=120) as resp:
                 added = json.load(resp)["preloaded"]
-            chunk = len(entries[start:start + PRELOAD_CHUNK])
-            if added != chunk:
-                raise SystemExit(f"preload of {store_id(s)}: {added} of {chunk} files taken")
+            if added != len(chunk):
+                raise SystemExit(f"preload of {store}: {added} of {len(chunk)} files taken")
             total += added
     return total
 
@@ -222,6 +231,29 @@ def check_routes(by_route: dict[str, int], *, listed: int, writes: dict[str, int
     return problems
 
 
+def dry_run(argv: list[str], n: int, *, full: bool) -> tuple[Measured, list[str]]:
+    """`sync --dry-run` against a fresh sandbox whose stores are preloaded as the scenario
+    says (`full`) or hold one file each."""
+    problems: list[str] = []
+    what = "dry run" + (" (full stores)" if full else " (1-file stores)")
+    with SandboxProcess("--processing-ms", "0") as sandbox:
+        if full:
+            preload(sandbox, n)
+        else:
+            post_preload(sandbox, {store_id(s): [{"file_id": extra_id(s, 0)}]
+                                   for s in range(STORES)})
+        measured = run_in(sandbox, [*argv, "--dry-run"])
+        by_route = sandbox.record()["by_route"]
+    listed = STORES * n if full else STORES
+    problems += check_routes(by_route, listed=listed, writes={}, what=what)
+    summary = summary_of(measured)
+    got = sum(store.get("listed") or 0 for store in summary.get("stores", []))
+    if measured.code != 0 or got != listed:
+        problems.append(f"{what}: exit {measured.code}, listed {got} (expected {listed}): "
+                        f"{measured.stderr.strip()[-300:]}")
+    return measured, problems
+
+
 def listed_per_store(listed: int) -> list[int]:
     return [listed // STORES] * STORES
 
@@ -274,6 +306,11 @@ def one_round(directory: Path, manifest: Path, n: int, round_no: int) -> dict[st
         problems += check_routes(rerun_routes, listed=total, writes={}, what="rerun")
         del record
     validated = run_timed(runner_argv("validate", str(manifest)))
+    dry_argv = [str(log.with_suffix(".dry.jsonl")) if a == str(log) else a for a in argv]
+    dry_full, dry_problems = dry_run(dry_argv, n, full=True)
+    problems += dry_problems
+    dry_min, dry_problems = dry_run(dry_argv, n, full=False)
+    problems += dry_problems
     first, again = summary_of(synced), summary_of(rerun)
     for name, measured, summary in (("sync", synced, first), ("rerun", rerun, again)):
         if measured.code != 0:
@@ -299,6 +336,9 @@ def one_round(directory: Path, manifest: Path, n: int, round_no: int) -> dict[st
         "sandbox_cpu_s": synced.server_cpu_s,
         "validate_rss_mib": validated.max_rss_mib, "validate_wall_s": validated.wall_s,
         "bytes_per_listed": rss_delta_bytes / max(1, listed), "listed": listed,
+        "dry_full_rss_mib": dry_full.max_rss_mib, "dry_min_rss_mib": dry_min.max_rss_mib,
+        "listing_bytes_per_listed": (dry_full.max_rss_kib - dry_min.max_rss_kib) * 1024
+        / max(1, STORES * n - STORES),
         "list_requests": first_routes.get("GET list", 0),
         "client_list_requests": first.get("list_requests"),
         **{route: first_routes.get(route, 0) for route in WRITE_ROUTES},
@@ -336,7 +376,10 @@ def main() -> int:
                   f"(in-run {result['sync_in_run_s']:.1f} s), {result['sync_cpu_s']:.1f} s CPU, "
                   f"rss {result['sync_rss_mib']:.1f} MiB (validate "
                   f"{result['validate_rss_mib']:.1f} MiB: {result['bytes_per_listed']:.0f} B "
-                  f"a listed file); {result['list_requests']} list, "
+                  f"a listed file; dry runs {result['dry_full_rss_mib']:.1f} / "
+                  f"{result['dry_min_rss_mib']:.1f} MiB: listing "
+                  f"{result['listing_bytes_per_listed']:.0f} B a listed file); "
+                  f"{result['list_requests']} list, "
                   + ", ".join(f"{result[r]} {r}" for r in WRITE_ROUTES)
                   + f"; rerun {result['rerun_wall_s']:.1f} s, {result['rerun_routes']}"
                   + (f"; PROBLEMS {result['problems']}" if result["problems"] else ""),
@@ -355,16 +398,27 @@ def main() -> int:
     print(f"machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}; {started:%Y-%m-%d %H:%M} UTC; load average "
           f"{load_before[0]:.2f} before, {load_after[0]:.2f} after")
-    print("| sync wall | sync CPU | sandbox CPU | sync peak RSS | validate RSS "
-          "| (sync - validate) / listed | list requests | POST attach | POST update "
-          "| DELETE file | rerun wall | rerun requests |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {med('sync_wall_s'):.1f} s | {med('sync_cpu_s'):.1f} s "
-          f"| {med('sandbox_cpu_s'):.1f} s | {med('sync_rss_mib'):.1f} MiB "
-          f"| {med('validate_rss_mib'):.1f} MiB | {med('bytes_per_listed'):.0f} B "
-          f"| {med('list_requests'):,.0f} | {med('POST attach'):,.0f} "
-          f"| {med('POST update'):,.0f} | {med('DELETE file'):,.0f} "
-          f"| {med('rerun_wall_s'):.1f} s | {med('rerun_requests'):,.0f} (GET list only) |")
+    rows = [
+        ("sync wall (in-run)", f"{med('sync_wall_s'):.1f} s ({med('sync_in_run_s'):.1f} s)"),
+        ("sync CPU (sandbox CPU)", f"{med('sync_cpu_s'):.1f} s ({med('sandbox_cpu_s'):.1f} s)"),
+        ("sync peak RSS", f"{med('sync_rss_mib'):.1f} MiB"),
+        ("validate peak RSS", f"{med('validate_rss_mib'):.1f} MiB"),
+        ("(sync - validate) / listed files", f"{med('bytes_per_listed'):.0f} B"),
+        ("dry run RSS, full / 1-file stores",
+         f"{med('dry_full_rss_mib'):.1f} / {med('dry_min_rss_mib'):.1f} MiB"),
+        ("listing alone: (full - 1-file) / listed files",
+         f"{med('listing_bytes_per_listed'):.0f} B"),
+        ("list requests (GET list)", f"{med('list_requests'):,.0f}"),
+        *((f"writes: {route}", f"{med(route):,.0f}") for route in WRITE_ROUTES),
+        ("requests in all", f"{med('requests'):,.0f}"),
+        ("rerun wall (peak RSS)",
+         f"{med('rerun_wall_s'):.1f} s ({med('rerun_rss_mib'):.1f} MiB)"),
+        ("rerun requests", f"{med('rerun_requests'):,.0f} (GET list only)"),
+    ]
+    print("| | median |")
+    print("|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
     bad = [(i + 1, r["problems"]) for i, r in enumerate(runs) if r["problems"]]
     print("record check:", "each store holds exactly its manifest's files with the manifest's "
           "attributes; each missing file attached once, each stale one updated once, each "
