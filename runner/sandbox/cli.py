@@ -43,6 +43,8 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
             vs_fail_rate=args.vs_fail_rate,
             retire_v1=args.retire_v1,
             quota_exhausted=args.quota_exhausted,
+            store_max_files=args.store_max_files,
+            terse_404=args.terse_404,
             fault_methods=args.fault_methods.split(",") if args.fault_methods else None,
         )
     except ValueError as exc:

@@ -2,7 +2,8 @@
 
 All times are in milliseconds (`*_ms`), all rates are fractions in [0, 1] (`*_rate`), `rps`
 is requests per second and `store_rpm` writes (adds, batches, updates, deletes) per minute per
-vector store.
+vector store. `store_max_files` caps how many files a vector store holds (None: no cap), and
+`terse_404` makes a pair's 404 say only "Not found." (see handlers.py for both).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class SandboxConfig:
     retire_v1: bool = False
     quota_exhausted: bool = False
     max_assistant_files: int = 20
+    store_max_files: int | None = None
+    terse_404: bool = False
     fault_methods: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -67,7 +70,15 @@ class SandboxConfig:
             raise ValueError(f"seed must be an integer, not {self.seed!r}")
         if not isinstance(self.max_assistant_files, int) or self.max_assistant_files < 1:
             raise ValueError("max_assistant_files must be an integer >= 1")
-        for name in ("retire_v1", "quota_exhausted"):
+        if self.store_max_files is not None and (
+            not isinstance(self.store_max_files, int)
+            or isinstance(self.store_max_files, bool)
+            or self.store_max_files < 1
+        ):
+            raise ValueError(
+                f"store_max_files must be an integer >= 1 or null, not {self.store_max_files!r}"
+            )
+        for name in ("retire_v1", "quota_exhausted", "terse_404"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
         if self.fault_methods is not None:

@@ -75,6 +75,20 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="comma-separated methods faults apply to (default: all)",
     )
+    add(
+        "--store-max-files",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="files a vector store may hold; an add or batch beyond is a 400 naming the store "
+        "(default: unlimited)",
+    )
+    add(
+        "--terse-404",
+        action="store_true",
+        help="a file's 404 on retrieve, update or delete says only 'Not found.', not whether "
+        "the store or assistant exists (GET the owner to tell)",
+    )
     add("--retire-v1", action="store_true", help="refuse OpenAI-Beta: assistants=v1")
     add(
         "--quota-exhausted", action="store_true", help="answer every request 429 insufficient_quota"
@@ -98,6 +112,16 @@ _positive = _number(lambda v: v > 0, "above 0")
 _non_negative = _number(lambda v: v >= 0, "0 or more")
 _at_least_one = _number(lambda v: v >= 1, "1 or more")
 _fraction = _number(lambda v: 0 <= v <= 1, "between 0 and 1")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not 1 or more")
+    return value
 
 
 def _port(text: str) -> int:

@@ -1,19 +1,43 @@
-"""The sandbox's routes: OpenAI's assistant-file and vector-store-file calls, and the admin
-routes that read and steer it.
+"""The sandbox's routes: OpenAI's assistant-file and vector-store-file calls, the retrieve of
+an assistant or a vector store, and the admin routes that read and steer it.
 
 Rules a client under test can rely on (the real API's, unless said otherwise):
 
 - Not found: any assistant id, vector store id, file id or batch id containing `missing` does
   not exist: 404, e.g. "No assistant found with id 'asst_missing1'.". Every other owner and
-  file exists (owners are created empty on first use).
-- Assistant files need `OpenAI-Beta: assistants=v1` (else 400 `invalid_beta`); vector store
-  calls take `assistants=v2` or no OpenAI-Beta header, and refuse `assistants=v1` (400
-  `invalid_beta`). With `retire_v1`, every `assistants=v1` request gets 400 `invalid_beta`
-  saying the v1 Assistants API is retired.
+  file exists (owners are created empty on first use, by any call naming them, a retrieve of
+  the owner included). That one rule decides for every route, so an owner never both exists
+  for its file routes and not for its own retrieve.
+- `GET /vector_stores/{id}` answers the vector_store object: `created_at` (its first use, or
+  an hour ago when preloaded), `name` null, `usage_bytes` 0, `file_counts` (in_progress,
+  completed, failed, cancelled, total) of the files in it now, `status` "completed",
+  `expires_after` and `expires_at` null, `last_active_at` (its last applied write, else
+  `created_at`), `metadata` {}. `GET /assistants/{id}` (assistants=v1, as its files: the
+  sandbox serves assistants in v1 only, where the live API also takes v2) answers the
+  assistant object: `created_at`, `name` null, `model` "gpt-4", `instructions` null, `tools`
+  [], `file_ids` (its files, in attach order), `metadata` {}. Both are reads: no store token,
+  never late-applied; the record counts them as "GET store" / "GET assistant".
+- With `terse_404`, the 404 of a pair's retrieve, attribute update or delete (assistant or
+  vector store) says only "Not found." (type `invalid_request_error`, param and code null),
+  whether the file is not there or the owner does not exist: a client must retrieve the
+  owner to tell which. Other 404s (the owner retrieves, adds, lists, batches, a `missing` id
+  in a body, unknown URLs) keep their messages. Off by default.
+- Assistants and assistant files need `OpenAI-Beta: assistants=v1` (else 400
+  `invalid_beta`); vector store calls take `assistants=v2` or no OpenAI-Beta header, and
+  refuse `assistants=v1` (400 `invalid_beta`). With `retire_v1`, every `assistants=v1`
+  request gets 400 `invalid_beta` saying the v1 Assistants API is retired.
 - An assistant holds at most `max_assistant_files` (20) files: the next attach gets 400
   `invalid_request_error`, param "file_id", code null. Attaching a file already attached to
   that assistant gets 400 "The file F is already attached to assistant A." (code null): the
   already-attached check comes before the limit.
+- With `store_max_files` N (default: no cap), an add that would make a vector store hold more
+  than N files is refused whole, nothing applied: 400 `invalid_request_error`, param and code
+  null, "Vector store 'ID' is full: it holds the maximum of N files. Remove files before
+  adding more.". A batch is refused when the store's files plus the batch's distinct files
+  not yet in the store exceed N. Adding a file already in the store (a cancelled one
+  included: it is replaced in place) never is; after a delete there is room again. Preloads
+  are not capped, and a store holding N or more (preloaded, or N lowered live) refuses new
+  files until it is below N.
 - Adding a file already in a vector store answers 200 with the existing object, unchanged:
   its attributes and chunking stay as they were (counted in the record as a POST after
   attached); a file whose status is `cancelled` is added anew instead (processing restarts;
@@ -58,13 +82,17 @@ Rules a client under test can rely on (the real API's, unless said otherwise):
   store {id}" in the message and carries that store's own `x-ratelimit-limit-requests`
   (store_rpm), `-remaining-requests` and `-reset-requests`, with `retry-after(-ms)`, not the
   global bucket's; every other answer carries the global bucket's.
+- The record's `writes_by_store` counts, per vector store, those same writes (adds,
+  file_batches, updates, deletes) as they arrive, before any check: refused (401, 400, 404,
+  429, store full), faulted and dropped ones too. Owner retrieves and batch cancels are not
+  writes.
 - Late apply: a write (POST or DELETE, not a batch cancel) drawn `late_apply` is held
   `late_apply_ms`, then goes through the rest of the pipeline and is answered. It is applied
   even when the client has given up or aiohttp cancelled the handler meanwhile.
 - Order of checks on /v1: unknown URL (404), key (401), quota (429 `insufficient_quota`),
   requests bucket (429), fault draw (a late_apply hold here), OpenAI-Beta (400), then the
-  route (owner 404, store bucket 429, body 400, file 404, apply). `latency_ms` is slept
-  before all of it.
+  route (owner 404, store bucket 429, body 400, file 404, store full 400, apply).
+  `latency_ms` is slept before all of it.
 """
 
 from __future__ import annotations
@@ -103,6 +131,7 @@ from runner.sandbox.record import Record
 from runner.sandbox.state import (
     AssistantFile,
     VectorStore,
+    assistant_json,
     list_json,
 )
 from runner.sandbox.vector_stores import VectorStoreRoutes, preload_entry
@@ -137,6 +166,7 @@ class SandboxApi(VectorStoreRoutes):
         self.record = Record()
         self.faults = FaultInjector(config)
         self.assistants: dict[str, dict[str, AssistantFile]] = {}
+        self.assistant_created_at: dict[str, int] = {}  # wall-clock seconds, as the API sends
         self.stores: dict[str, VectorStore] = {}
         self._bucket = self._make_bucket()
         self._store_buckets: dict[str, TokenBucket] = {}
@@ -165,6 +195,7 @@ class SandboxApi(VectorStoreRoutes):
         """Forget every pair, batch and count; the config stays, the fault sequence restarts."""
         self.record = Record()
         self.assistants.clear()
+        self.assistant_created_at.clear()
         self.stores.clear()
         self._bucket = self._make_bucket()
         self._store_buckets.clear()
@@ -190,7 +221,7 @@ class SandboxApi(VectorStoreRoutes):
         added = 0
         for entry in entries:
             if owner_kind == ASSISTANT:
-                held = self.assistants.setdefault(owner, {})
+                held = self._assistant(owner, created_at)
                 if entry.file_id in held:
                     continue
                 held[entry.file_id] = AssistantFile(entry.file_id, owner, created_at)
@@ -342,8 +373,8 @@ class SandboxApi(VectorStoreRoutes):
                     "Please try again by setting the header 'OpenAI-Beta: assistants=v1'."
                 )
             raise errors.invalid_beta(
-                "Assistant files (/v1/assistants/{assistant_id}/files) are only available in "
-                f"the v1 Assistants API, and this request asked for 'assistants={version}'. "
+                "Assistants (/v1/assistants/{assistant_id}) and their files are only available "
+                f"in the v1 Assistants API, and this request asked for 'assistants={version}'. "
                 "Please try again with the header 'OpenAI-Beta: assistants=v1'."
             )
         if target == VECTOR_STORE and version == "v1":
@@ -377,14 +408,31 @@ class SandboxApi(VectorStoreRoutes):
 
     # -- owners, bodies, pages ----------------------------------------------------------------
 
-    def _assistant_files(self, request: web.Request) -> tuple[str, dict[str, AssistantFile]]:
+    def _assistant_files(
+        self, request: web.Request, *, pair: bool = False
+    ) -> tuple[str, dict[str, AssistantFile]]:
+        """The request's assistant and its files, created empty on first use; 404 for a
+        `missing` id (terse on a `pair` route with `terse_404`: see `pair_not_found`)."""
         assistant_id = request.match_info["assistant_id"]
         if MISSING in assistant_id:
-            raise errors.not_found(f"No assistant found with id '{assistant_id}'.")
+            message = f"No assistant found with id '{assistant_id}'."
+            raise self.pair_not_found(message) if pair else errors.not_found(message)
+        return assistant_id, self._assistant(assistant_id, int(time.time()))
+
+    def _assistant(self, assistant_id: str, created_at: int) -> dict[str, AssistantFile]:
+        """The assistant's files; a new assistant is created at `created_at`."""
         files = self.assistants.get(assistant_id)
         if files is None:
             files = self.assistants[assistant_id] = {}
-        return assistant_id, files
+            self.assistant_created_at[assistant_id] = created_at
+        return files
+
+    # -- assistants -------------------------------------------------------------------------
+
+    async def get_assistant(self, request: web.Request) -> web.Response:
+        assistant_id, files = self._assistant_files(request)
+        created_at = self.assistant_created_at[assistant_id]
+        return web.json_response(assistant_json(assistant_id, created_at, files.values()))
 
     # -- assistant files --------------------------------------------------------------------
 
@@ -409,11 +457,11 @@ class SandboxApi(VectorStoreRoutes):
         return web.json_response(file.to_json(0))
 
     async def get_assistant_file(self, request: web.Request) -> web.Response:
-        assistant_id, files = self._assistant_files(request)
+        assistant_id, files = self._assistant_files(request, pair=True)
         file_id = request.match_info["file_id"]
         file = files.get(file_id)
         if file is None:
-            raise errors.not_found(
+            raise self.pair_not_found(
                 f"No file found with id '{file_id}' on assistant '{assistant_id}'."
             )
         return web.json_response(file.to_json(0))
@@ -425,12 +473,12 @@ class SandboxApi(VectorStoreRoutes):
         return web.json_response(list_json(items, has_more, 0))
 
     async def delete_assistant_file(self, request: web.Request) -> web.Response:
-        assistant_id, files = self._assistant_files(request)
+        assistant_id, files = self._assistant_files(request, pair=True)
         file_id = request.match_info["file_id"]
         present = files.pop(file_id, None) is not None
         self.record.detached(assistant_id, file_id, present)
         if not present:
-            raise errors.not_found(
+            raise self.pair_not_found(
                 f"No file found with id '{file_id}' on assistant '{assistant_id}'."
             )
         return web.json_response(
@@ -483,14 +531,17 @@ class SandboxApi(VectorStoreRoutes):
 
     def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[self.middleware], client_max_size=4 * 1024**2)
-        assistant = "/v1/assistants/{assistant_id}/files"
+        owner = "/v1/assistants/{assistant_id}"
+        assistant = owner + "/files"
         store = "/v1/vector_stores/{vector_store_id}"
         batch = store + "/file_batches/{batch_id}"
         api: list[tuple[str, str, Handler, str, str]] = [
+            ("GET", owner, self.get_assistant, "assistant", ASSISTANT),
             ("POST", assistant, self.attach_assistant_file, "attach", ASSISTANT),
             ("GET", assistant, self.list_assistant_files, "list", ASSISTANT),
             ("GET", assistant + "/{file_id}", self.get_assistant_file, "check", ASSISTANT),
             ("DELETE", assistant + "/{file_id}", self.delete_assistant_file, "file", ASSISTANT),
+            ("GET", store, self.get_vector_store, "store", VECTOR_STORE),
             ("POST", store + "/files", self.attach_vs_file, "attach", VECTOR_STORE),
             ("GET", store + "/files", self.list_vs_files, "list", VECTOR_STORE),
             ("GET", store + "/files/{file_id}", self.get_vs_file, "check", VECTOR_STORE),

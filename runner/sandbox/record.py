@@ -15,8 +15,10 @@
                                      # a dropped connection has no status (see "faults")
       "by_route": {"POST attach": 1000, "GET check": 12, "POST batch": 3, "GET batch": 9,
                    "GET batch_files": 2, "POST batch_cancel": 0, "GET list": 1,
-                   "POST update": 0, "DELETE file": 0, "POST unknown": 0},   # received by
-                                     # method and route kind, as "requests"; only kinds seen
+                   "POST update": 0, "DELETE file": 0, "GET store": 1, "GET assistant": 0,
+                   "POST unknown": 0},   # received by method and route kind, as
+                                     # "requests"; only kinds seen ("GET store" and
+                                     # "GET assistant": retrieves of the owner itself)
       "faults": {"http_500": 1, "http_502": 4, "http_503": 2,
                  "reset_before": 3, "reset_after": 2, "slow": 1, "late_apply": 1},
                                      # late_apply only once a write was held
@@ -26,6 +28,10 @@
                                      # (adds, file_batches, updates, deletes) started within
                                      # 60 s: what `store_rpm` limits
       "max_store_attach_per_60s": 300,                     # the largest of those, 0 if none
+      "writes_by_store": {"vs_abc": 1210},                 # per vector store: every write
+                                     # (adds, file_batches, updates, deletes) received, as
+                                     # "requests": refused, faulted and retried ones too; a
+                                     # store never written to is absent
       "org_project": [{"organization": "org-abc", "project": "proj_1", "requests": 1234}],
                                      # /v1 requests by the OpenAI-Organization and
                                      # OpenAI-Project headers they carried, as "requests"
@@ -51,6 +57,13 @@ not they changed anything; `updates_when_absent` the updates answered 404 becaus
 the store. `detached` counts DELETEs that removed it; `deletes_when_absent` DELETEs answered 404
 because it was not there (a second detach, a retry after a delete that landed). A pair appears
 once any of these happened to it.
+
+"writes_by_store" is a total where "store_attach_peak_per_60s" is a peak: every write request
+that named the store (`POST .../files`, `POST .../file_batches`, `POST .../files/{file_id}`,
+`DELETE .../files/{file_id}`; batch cancels are not writes), counted on arrival before any
+check, so 401s, 429s, 400s, 404s, faulted and dropped ones count too. A store absent from it
+received no write: what a test reads to confirm a run left a store alone (a sync on a
+converged set, a store the manifest does not name).
 
 "vector_store_files" is the stores' content now, not a count: every file in every vector store
 (preloaded ones included, deleted ones gone) with its status at the time of the snapshot, its
@@ -152,6 +165,7 @@ class Record:
         self.rate_limited: Counter[str] = Counter()
         self.store_limited: Counter[str] = Counter()  # store id -> its 429s
         self.store_writes: dict[str, SlidingWindow] = {}
+        self.writes_by_store: Counter[str] = Counter()  # store id -> writes received
         self.pairs: dict[str, PairEntry] = {}
         # (OpenAI-Organization, OpenAI-Project) -> requests; None: the header was absent
         self.org_project: Counter[tuple[str | None, str | None]] = Counter()
@@ -177,6 +191,7 @@ class Record:
 
     def store_write_started(self, store_id: str, now: float) -> None:
         """A write to a vector store arrived (counted before any check, as the limit is)."""
+        self.writes_by_store[store_id] += 1
         window = self.store_writes.get(store_id)
         if window is None:
             window = self.store_writes[store_id] = SlidingWindow(60.0)
@@ -245,6 +260,7 @@ class Record:
             "rate_limited_by_store": dict(self.store_limited),
             "store_attach_peak_per_60s": store_peaks,
             "max_store_attach_per_60s": max(store_peaks.values(), default=0),
+            "writes_by_store": dict(self.writes_by_store),
             "org_project": [
                 {"organization": organization, "project": project, "requests": n}
                 for (organization, project), n in self.org_project.items()

@@ -1,5 +1,5 @@
-"""What the sandbox holds: assistant files, vector store files and file batches, as OpenAI's
-JSON objects, and OpenAI's list pagination over them.
+"""What the sandbox holds: assistants and vector stores, their files, and file batches, as
+OpenAI's JSON objects, and OpenAI's list pagination over them.
 
 A vector store file is `in_progress` for `processing_ms` after it was added, then `completed`,
 or `failed` / `cancelled` when its ending was decided so at creation (see `decide_failure`,
@@ -131,12 +131,33 @@ class FileBatch:
 
 
 class VectorStore:
-    __slots__ = ("id", "files", "batches")
+    __slots__ = ("id", "created_at", "last_active_at", "files", "batches")
 
-    def __init__(self, store_id: str) -> None:
+    def __init__(self, store_id: str, created_at: int) -> None:
         self.id = store_id
+        self.created_at = created_at
+        # The last write applied to it (wall clock, as created_at); the API reports when a
+        # store was last used, and a client comparing two retrieves can tell a write landed.
+        self.last_active_at = created_at
         self.files: dict[str, VectorStoreFile] = {}
         self.batches: dict[str, FileBatch] = {}
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        """The vector_store object. Stores are created implicitly (see handlers.py): no name,
+        no expiry, always `completed`; `file_counts` are of the files in it now."""
+        return {
+            "id": self.id,
+            "object": "vector_store",
+            "created_at": self.created_at,
+            "name": None,
+            "usage_bytes": 0,  # as each of its files reports
+            "file_counts": file_counts(self.files.values(), now),
+            "status": "completed",
+            "expires_after": None,
+            "expires_at": None,
+            "last_active_at": self.last_active_at,
+            "metadata": {},
+        }
 
     def batch_files(self, batch: FileBatch) -> list[VectorStoreFile]:
         """The batch's files still in the store (a file deleted since is left out)."""
@@ -144,10 +165,7 @@ class VectorStore:
         return [files[file_id] for file_id in batch.file_ids if file_id in files]
 
     def batch_to_json(self, batch: FileBatch, now: float) -> dict[str, Any]:
-        counts = dict.fromkeys(VS_FILE_STATUSES, 0)
-        for file in self.batch_files(batch):
-            counts[file.status(now)] += 1
-        counts["total"] = sum(counts.values())
+        counts = file_counts(self.batch_files(batch), now)
         if batch.cancelled:
             status = "cancelled"
         elif counts["in_progress"]:
@@ -164,6 +182,34 @@ class VectorStore:
             "status": status,
             "file_counts": counts,
         }
+
+
+def file_counts(files: Iterable[VectorStoreFile], now: float) -> dict[str, int]:
+    """`file_counts` as stores and batches report them: files by status now, and the total."""
+    counts = dict.fromkeys(VS_FILE_STATUSES, 0)
+    for file in files:
+        counts[file.status(now)] += 1
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def assistant_json(
+    assistant_id: str, created_at: int, files: Iterable[AssistantFile]
+) -> dict[str, Any]:
+    """The (v1) assistant object. Assistants are created implicitly (see handlers.py), so all
+    but the id, the creation time and the files are the defaults of one made with a model
+    alone; `file_ids` are in the order they were attached."""
+    return {
+        "id": assistant_id,
+        "object": "assistant",
+        "created_at": created_at,
+        "name": None,
+        "model": "gpt-4",
+        "instructions": None,
+        "tools": [],
+        "file_ids": [file.id for file in files],
+        "metadata": {},
+    }
 
 
 def decide_failure(

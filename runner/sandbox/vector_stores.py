@@ -1,5 +1,6 @@
-"""The vector-store routes of the sandbox: files (add, retrieve, update, list, delete), file
-batches, the per-store write limit, and preloading a store. The rules they follow are listed in
+"""The vector-store routes of the sandbox: the store itself (retrieve), files (add, retrieve,
+update, list, delete), file batches, the per-store write limit and file cap, and preloading a
+store. The rules they follow are listed in
 handlers.py's docstring.
 
 `VectorStoreRoutes` is mixed into `SandboxApi`, which serves these methods and owns the state
@@ -47,6 +48,7 @@ LAST_ERROR_CODES = ("server_error", "unsupported_file", "invalid_file")
 VS_FILE_KEYS = frozenset({"file_id", "attributes", "chunking_strategy"})
 UPDATE_KEYS = frozenset({"attributes"})
 BATCH_KEYS = frozenset({"file_ids", "files", "attributes", "chunking_strategy"})
+TERSE_NOT_FOUND = "Not found."
 
 
 class PreloadEntry(NamedTuple):
@@ -121,7 +123,7 @@ class VectorStoreRoutes:
         """Put one file in the store as `entry` says; False if it was there already."""
         store = self.stores.get(store_id)
         if store is None:
-            store = self.stores[store_id] = VectorStore(store_id)
+            store = self.stores[store_id] = VectorStore(store_id, created_at)
         if entry.file_id in store.files:
             return False
         config, status = self.config, entry.status
@@ -145,14 +147,37 @@ class VectorStoreRoutes:
         )
         return True
 
-    def _store(self, request: web.Request) -> VectorStore:
+    def _store(self, request: web.Request, *, pair: bool = False) -> VectorStore:
+        """The request's store, created empty on first use; 404 for a `missing` id (terse on
+        a `pair` route with `terse_404`: see `pair_not_found`)."""
         store_id = request.match_info["vector_store_id"]
         if MISSING in store_id:
-            raise errors.not_found(f"No vector store found with id '{store_id}'.")
+            message = f"No vector store found with id '{store_id}'."
+            raise self.pair_not_found(message) if pair else errors.not_found(message)
         store = self.stores.get(store_id)
         if store is None:
-            store = self.stores[store_id] = VectorStore(store_id)
+            store = self.stores[store_id] = VectorStore(store_id, int(time.time()))
         return store
+
+    def pair_not_found(self, message: str) -> ApiError:
+        """The 404 of a pair's retrieve, update or delete. With `terse_404` it says only "Not
+        found.", whether the file or its owner is missing, as an API that does not say which
+        would: a client must then retrieve the owner to tell a file already gone from a store
+        or assistant that is gone."""
+        return errors.not_found(TERSE_NOT_FOUND if self.config.terse_404 else message)
+
+    def _check_capacity(self, store: VectorStore, adding: int) -> None:
+        """400 when `adding` new files would make the store hold more than `store_max_files`;
+        files already in the store are not counted in `adding`, so re-adding one always
+        passes. The live API caps files per store; this lets a client's handling of a full
+        store be rehearsed at a size a test can reach."""
+        limit = self.config.store_max_files
+        if limit is not None and adding and len(store.files) + adding > limit:
+            raise ApiError(
+                400,
+                f"Vector store '{store.id}' is full: it holds the maximum of {limit} files. "
+                "Remove files before adding more.",
+            )
 
     def _batch(self, request: web.Request) -> tuple[VectorStore, FileBatch]:
         store = self._store(request)
@@ -189,7 +214,6 @@ class VectorStoreRoutes:
         self.record.attached(store.id, file_id)
         return file
 
-
     def _take_store_token(self, store_id: str) -> None:
         rpm = self.config.store_rpm
         if rpm is None:
@@ -215,6 +239,11 @@ class VectorStoreRoutes:
                 headers,
             )
 
+    # -- the store --------------------------------------------------------------------------
+
+    async def get_vector_store(self, request: web.Request) -> web.Response:
+        store = self._store(request)
+        return web.json_response(store.to_json(time.monotonic()))
 
     # -- vector store files -----------------------------------------------------------------
 
@@ -229,15 +258,18 @@ class VectorStoreRoutes:
         if file is not None and file.status(now) != "cancelled":
             self.record.posted_after_attached(store.id, file_id)
         else:
+            # A cancelled file is replaced in place: it takes no more room.
+            self._check_capacity(store, 0 if file is not None else 1)
             file = self._new_vs_file(store, file_id, now, attributes, chunking)
+        store.last_active_at = int(time.time())
         return web.json_response(file.to_json(now))
 
     async def get_vs_file(self, request: web.Request) -> web.Response:
-        store = self._store(request)
+        store = self._store(request, pair=True)
         file_id = request.match_info["file_id"]
         file = store.files.get(file_id)
         if file is None:
-            raise errors.not_found(
+            raise self.pair_not_found(
                 f"No file found with id '{file_id}' in vector store '{store.id}'."
             )
         return web.json_response(file.to_json(time.monotonic()))
@@ -247,7 +279,7 @@ class VectorStoreRoutes:
         return self._file_list(store.files.values(), store, request)
 
     async def update_vs_file(self, request: web.Request) -> web.Response:
-        store = self._store(request)
+        store = self._store(request, pair=True)
         self._take_store_token(store.id)
         body = await read_json_object(request, UPDATE_KEYS)
         if "attributes" not in body:
@@ -257,22 +289,24 @@ class VectorStoreRoutes:
         file = store.files.get(file_id)
         self.record.updated(store.id, file_id, present=file is not None)
         if file is None:
-            raise errors.not_found(
+            raise self.pair_not_found(
                 f"No file found with id '{file_id}' in vector store '{store.id}'."
             )
         file.attributes = attributes  # the whole set is replaced; null clears it
+        store.last_active_at = int(time.time())
         return web.json_response(file.to_json(time.monotonic()))
 
     async def delete_vs_file(self, request: web.Request) -> web.Response:
-        store = self._store(request)
+        store = self._store(request, pair=True)
         self._take_store_token(store.id)
         file_id = request.match_info["file_id"]
         present = store.files.pop(file_id, None) is not None
         self.record.detached(store.id, file_id, present)
         if not present:
-            raise errors.not_found(
+            raise self.pair_not_found(
                 f"No file found with id '{file_id}' in vector store '{store.id}'."
             )
+        store.last_active_at = int(time.time())
         return web.json_response(
             {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
         )
@@ -298,13 +332,11 @@ class VectorStoreRoutes:
         body = await read_json_object(request, BATCH_KEYS)
         entries = batch_entries_of(body)
         now = time.monotonic()
+        file_ids = tuple(dict.fromkeys(entry.file_id for entry in entries))
+        # All or nothing, as for a missing id: a batch that does not fit adds none of its files.
+        self._check_capacity(store, sum(1 for file_id in file_ids if file_id not in store.files))
         self._batch_serial += 1
-        batch = FileBatch(
-            f"vsfb_{self._batch_serial:032x}",
-            store.id,
-            int(time.time()),
-            tuple(dict.fromkeys(entry.file_id for entry in entries)),
-        )
+        batch = FileBatch(f"vsfb_{self._batch_serial:032x}", store.id, int(time.time()), file_ids)
         seen: set[str] = set()
         for file_id, attributes, chunking in entries:
             file = store.files.get(file_id)
@@ -314,6 +346,7 @@ class VectorStoreRoutes:
                 self._new_vs_file(store, file_id, now, attributes, chunking, batch_id=batch.id)
             seen.add(file_id)
         store.batches[batch.id] = batch
+        store.last_active_at = int(time.time())
         return web.json_response(store.batch_to_json(batch, now))
 
     async def get_batch(self, request: web.Request) -> web.Response:
