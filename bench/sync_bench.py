@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -352,6 +353,27 @@ def one_round(directory: Path, manifest: Path, n: int, round_no: int) -> dict[st
     }
 
 
+PLAN_BYTES = """
+import sys, tracemalloc
+from runner.manifest import open_manifest
+from runner.sync import store_plans
+from runner.targets import get_target
+target = get_target("vector-store-files")
+source = open_manifest(sys.argv[1], None)
+tracemalloc.start()
+plans = store_plans(source, target)
+print(tracemalloc.get_traced_memory()[0] / sum(plan.pairs for plan in plans))
+"""
+
+
+def plan_bytes_per_pair(manifest: Path) -> float:
+    """What sync's plan keeps per manifest pair before listing (tracemalloc of `store_plans`
+    in a fresh interpreter: every object it leaves allocated, file ids included)."""
+    out = subprocess.run([sys.executable, "-c", PLAN_BYTES, str(manifest)], check=True,
+                         capture_output=True, text=True).stdout
+    return float(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs-per-store", type=int, default=PAIRS_PER_STORE,
@@ -369,6 +391,7 @@ def main() -> int:
     for directory in scratch_dir():
         manifest = write_manifest(directory, n)
         manifest_mib = manifest.stat().st_size / 2**20
+        plan_bytes = plan_bytes_per_pair(manifest)
         for round_no in range(rounds):
             result = one_round(directory, manifest, n, round_no)
             runs.append(result)
@@ -408,6 +431,7 @@ def main() -> int:
          f"{med('dry_full_rss_mib'):.1f} / {med('dry_min_rss_mib'):.1f} MiB"),
         ("listing alone: (full - 1-file) / listed files",
          f"{med('listing_bytes_per_listed'):.0f} B"),
+        ("the plan: tracemalloc of store_plans / manifest pair", f"{plan_bytes:.0f} B"),
         ("list requests (GET list)", f"{med('list_requests'):,.0f}"),
         *((f"writes: {route}", f"{med(route):,.0f}") for route in WRITE_ROUTES),
         ("requests in all", f"{med('requests'):,.0f}"),

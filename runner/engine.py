@@ -264,24 +264,27 @@ class Engine:
                     "failed", None, 0, SETTLING, retryable=True, uncertain=True,
                     op=self.operation.name))
 
-    def record(self, item: Item, outcome: Outcome, pair: str | None = None) -> None:
+    def record(self, item: Item, outcome: Outcome, pair: str | None = None,
+               digest: str | None = None) -> None:
         """Write the item's `done` line and count it. `pair`: the pair's JSON members, when
-        the caller has them (see ResultLog.append_encoded)."""
+        the caller has them (see ResultLog.append_encoded); `digest`: the attributes' digest,
+        for an Item that does not carry them (sync records in-place pairs from its plan)."""
         if outcome.outcome == "failed" and self.refusal is not None and not outcome.retryable:
             # After a run-level stop, a refusal may be the run's fault, not the item's.
             outcome.retryable = True
         try:
-            self._write_done(item, outcome, pair)
+            self._write_done(item, outcome, pair, digest)
         except LogError as error:
             self._log_failed(error)
         self._count(outcome)
         if self.on_outcome is not None:
             self.on_outcome(item, outcome)
 
-    def _write_done(self, item: Item, outcome: Outcome, pair: str | None) -> None:
+    def _write_done(self, item: Item, outcome: Outcome, pair: str | None,
+                    digest: str | None) -> None:
         if self.log_error is not None:
             return  # the log is failing: the pair keeps its `sent`, and is checked next run
-        digest = recorded_digest(item, outcome)
+        digest = digest or recorded_digest(item, outcome)
         members = plain_done_members(pair, outcome, digest) if pair is not None else None
         if members is not None:
             self.log.append_encoded("done", members)

@@ -395,15 +395,14 @@ class ResumeIndex:
         raw = self.states.get(key)
         return None if raw is None or not raw & ~SEEN else State(raw & ~SEEN)
 
-    def records_in_place(self, item: Item) -> bool:
+    def records_in_place(self, owner: str, file_id: str, digest: int | None) -> bool:
         """Whether the log already says the pair is in place with the manifest's managed
-        attributes (what a `done` line for it would say again)."""
-        key = pair_key(item.owner, item.file_id)
+        attributes, whose digest is `digest` (None: not managed); what a `done` line for it
+        would say again."""
+        key = pair_key(owner, file_id)
         if key not in self.attached and key not in self.already:
             return False
-        options = item.options
-        return options is None or options.attributes is None or (
-            self.digests.get(key) == int(digest(options.attributes), 16))
+        return digest is None or self.digests.get(key) == digest
 
     def batch_for(self, item: Item) -> str | None:
         return self.batch_of.get(pair_key(item.owner, item.file_id))

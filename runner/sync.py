@@ -54,7 +54,7 @@ from runner.operation import Attach
 from runner.outcomes import Outcome, RunRefused
 from runner.resume import Plan, ResumeIndex
 from runner.summary import build_summary
-from runner.sync_plan import StorePlan, guard_breaches, is_store_full
+from runner.sync_plan import StorePlan, guard_breaches, is_store_full, read_writes
 from runner.sync_report import (
     add_sync_fields,
     final_tally,
@@ -124,7 +124,7 @@ def sync(settings: Settings, io: Io, argv: Sequence[str]) -> int:
     try:
         index = load_index(settings, target, io)
         index.expect_repeats = False  # sync plans from its own map of the manifest
-        job = Sync(settings, io, target, index, store_plans(source, target), stats)
+        job = Sync(settings, io, target, index, store_plans(source, target), stats, source)
         return asyncio.run(job.execute(key, source.display, argv))
     finally:
         lock.release()
@@ -136,8 +136,9 @@ class Sync:
     attempter: Attempter  # once the session is open
 
     def __init__(self, settings: Settings, io: Io, target: Target, index: ResumeIndex,
-                 plans: list[StorePlan], stats: ManifestStats) -> None:
+                 plans: list[StorePlan], stats: ManifestStats, source: ManifestSource) -> None:
         self.settings = settings
+        self.source = source
         self.io = io
         self.target = target
         self.index = index
@@ -172,6 +173,10 @@ class Sync:
                     counters.chunking_mismatch += plan.chunking_mismatch
                     counters.chunking_examples += plan.chunking_examples
                 del counters.chunking_examples[3:]
+                if self.stop is None and any(plan.writes for plan in self.plans):
+                    target = self.target
+                    read_writes(self.by_store, iter_items(self.source, target.owner_column,
+                                                          target.group_key), manifest)
                 engine = await self._phases(log, due_in - (loop.time() - started), started)
             elapsed = loop.time() - started
             result = self._result(elapsed)
@@ -230,16 +235,20 @@ class Sync:
         work: list[Item] = []
         plans: dict[int, Plan] = {}
         for plan in self.plans:
-            for item in plan.checks:
-                plans[pair_key(item.owner, item.file_id)] = Plan.CHECK
-            for item in plan.updates:
-                plans[pair_key(item.owner, item.file_id)] = Plan.UPDATE
-            work += plan.checks + plan.updates + plan.adds
+            store = plan.store
+            for file_id in plan.checks:
+                plans[pair_key(store, file_id)] = Plan.CHECK
+            for file_id in plan.updates:
+                plans[pair_key(store, file_id)] = Plan.UPDATE
+            work += plan.write_items(plan.checks + plan.updates + plan.adds)
         engine = self._engine(log, work, ListedAttach(self.attempter, plans), due_in, started,
                               self.tally)
+        in_place = Outcome("already_attached", 200, 0)
         for plan in self.plans:  # pairs the listing shows in place, which the log did not say
-            for item in plan.to_record:
-                engine.record(item, Outcome("already_attached", 200, 0))
+            for file_id in plan.to_record:
+                digest = plan.digest_at(plan.index_of[file_id])
+                engine.record(Item(plan.store, file_id), in_place,
+                              digest=None if digest is None else f"{digest:016x}")
         if work:
             await self._run(engine)
         if self.stop is not None:
@@ -253,8 +262,9 @@ class Sync:
                     plan.not_pruned = "the guard stopped the run before any detach"
             self.stop = "guard"
             return engine
-        extras = [item for plan in prunable for item in plan.detaches + plan.detach_checks]
-        checks = {pair_key(i.owner, i.file_id) for p in prunable for i in p.detach_checks}
+        extras = [Item(plan.store, file_id) for plan in prunable
+                  for file_id in plan.detaches + plan.detach_checks]
+        checks = {pair_key(p.store, file_id) for p in prunable for file_id in p.detach_checks}
         if extras:
             engine = self._engine(log, extras, ListedDetach(self.attempter, checks), due_in,
                                   started, self.detach_tally)

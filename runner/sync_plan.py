@@ -1,10 +1,12 @@
 """sync's plan for one vector store: the manifest's pairs for it, what its listing showed, and
 so what this run adds, updates, checks and detaches (SPEC "sync").
 
-Memory follows the manifest, not the listing: each manifest pair has an index into `items`
-and one byte in `found` (what the listing said of it); a listed file the manifest does not
-name keeps only its id (it is to be detached). A listed file costs nothing more, and the
-listing's JSON is dropped page by page (runner/listing.py).
+Memory: a manifest pair costs its file id (a key of `index_of`) and a few bytes in arrays
+(what the listing said of it, its attributes' digest, its chunking); its Item, with the
+attributes the manifest gives, is kept only if this run writes it (`writes`, filled by a
+second read of the manifest: `read_writes`). A listed file the manifest does not name keeps
+only its id (it is to be detached). A listed file costs nothing more, and the listing's JSON
+is dropped page by page (runner/listing.py).
 
 The listing is the truth of the run, except for a pair with an unsettled write in the log
 (`sent` with no `done`, a batch never followed, a `done` that is failed and uncertain): such a
@@ -13,12 +15,15 @@ pair is not written to until the settle rule allows and a GET says what is there
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from array import array
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
-from runner.attributes import chunking_matches, same_attributes
+from runner.attributes import Attributes, Options, chunking_matches, digest
+from runner.errors import UsageError
 from runner.items import Item
 from runner.outcomes import Outcome
 from runner.resume import ResumeIndex, State
@@ -42,27 +47,40 @@ def is_store_full(outcome: Outcome) -> bool:
             and _FULL.search(error.message) is not None)
 
 
+def _digest(attributes: Attributes | None) -> int:
+    return int(digest(attributes), 16)
+
+
 @dataclass
 class StorePlan:
-    """One named store: its manifest pairs, its listing, its plan and what the run did."""
+    """One named store: its manifest pairs, its listing, its plan and what the run did.
+
+    The plan's lists hold file ids; `writes` maps the ids this run writes to their Item."""
 
     store: str
-    items: list[Item] = field(default_factory=list)  # the manifest's pairs, in order
-    index_of: dict[str, int] = field(default_factory=dict)  # file id -> index into items
-    found: bytearray = field(default_factory=bytearray)  # per item: NOT_LISTED | IN_PLACE | STALE
+    # The manifest's pairs, in order: id -> place; per place, in the arrays below, what the
+    # listing said (`found`), whether the manifest gives attributes and their digest, and
+    # which of `chunkings` it asks for (0: none given).
+    index_of: dict[str, int] = field(default_factory=dict)
+    found: bytearray = field(default_factory=bytearray)  # NOT_LISTED | IN_PLACE | STALE
+    managed: bytearray = field(default_factory=bytearray)  # 1: attributes given
+    digests: array[int] = field(default_factory=lambda: array("Q"))
+    chunking_of: array[int] = field(default_factory=lambda: array("I"))
+    chunkings: list[Mapping[str, Any] | None] = field(default_factory=lambda: [None])
     listed: int = 0  # files the listing showed (every status), before this run's writes
     extras: dict[str, None] = field(default_factory=dict)  # listed, not in the manifest (ordered)
     failed_files: list[tuple[str, str]] = field(default_factory=list)  # (file id, last_error)
     chunking_mismatch: int = 0
     chunking_examples: list[str] = field(default_factory=list)  # a few, for the warning
     listing_error: tuple[int | None, ApiError] | None = None
-    # The plan, once listed (see plan()).
-    adds: list[Item] = field(default_factory=list)
-    updates: list[Item] = field(default_factory=list)
-    checks: list[Item] = field(default_factory=list)  # manifest pairs: check, then write
-    detaches: list[Item] = field(default_factory=list)
-    detach_checks: list[Item] = field(default_factory=list)  # extras with an unsettled write
-    to_record: list[Item] = field(default_factory=list)  # in place; the log does not say so
+    # The plan, once listed (see plan()): file ids.
+    adds: list[str] = field(default_factory=list)
+    updates: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)  # manifest pairs: check, then write
+    detaches: list[str] = field(default_factory=list)
+    detach_checks: list[str] = field(default_factory=list)  # extras with an unsettled write
+    to_record: list[str] = field(default_factory=list)  # in place; the log does not say so
+    writes: dict[str, Item | None] = field(default_factory=dict)  # adds, updates, checks
     in_place: int = 0
     refused_earlier: int = 0
     # What the run did.
@@ -75,15 +93,39 @@ class StorePlan:
     full_outcomes: list[Outcome] = field(default_factory=list)  # and how they were refused
     pruned: bool = False
     not_pruned: str | None = None  # why its detaches did not go
+    _chunking_index: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pairs(self) -> int:
+        return len(self.index_of)
 
     def want(self, item: Item) -> bool:
         """Add a manifest pair; False if the manifest named it already (a repeat)."""
         if item.file_id in self.index_of:
             return False
-        self.index_of[item.file_id] = len(self.items)
-        self.items.append(item)
+        self.index_of[item.file_id] = len(self.found)
         self.found.append(NOT_LISTED)
+        options = item.options or Options()
+        attributes = options.attributes
+        self.managed.append(attributes is not None)
+        self.digests.append(_digest(attributes) if attributes is not None else 0)
+        self.chunking_of.append(self._chunking(options.chunking_strategy))
         return True
+
+    def _chunking(self, strategy: Mapping[str, Any] | None) -> int:
+        """Strategies are few: each distinct one is kept once."""
+        if strategy is None:
+            return 0
+        spelled = json.dumps(strategy, sort_keys=True)
+        at = self._chunking_index.get(spelled)
+        if at is None:
+            at = self._chunking_index[spelled] = len(self.chunkings)
+            self.chunkings.append(strategy)
+        return at
+
+    def digest_at(self, at: int) -> int | None:
+        """The digest of the attributes the manifest gives the pair, None if it gives none."""
+        return self.digests[at] if self.managed[at] else None
 
     # --- the listing (runner/listing.py calls these) ------------------------------------------
 
@@ -97,12 +139,10 @@ class StorePlan:
             return
         if self.found[at] != NOT_LISTED:
             return  # listed twice (the store changed between pages): seen already
-        options = self.items[at].options
-        stale = (options is not None and options.attributes is not None
-                 and not same_attributes(options.attributes, _attributes(entry)))
+        stale = self.managed[at] and self.digests[at] != _digest(_attributes(entry))
         self.found[at] = STALE if stale else IN_PLACE
-        if options is not None and not chunking_matches(options.chunking_strategy,
-                                                        entry.get("chunking_strategy")):
+        if not chunking_matches(self.chunkings[self.chunking_of[at]],
+                                entry.get("chunking_strategy")):
             self.chunking_mismatch += 1
             if len(self.chunking_examples) < 3:
                 self.chunking_examples.append(f"{self.store}/{file_id}")
@@ -119,27 +159,33 @@ class StorePlan:
         if self.listing_error is not None:
             return
         store = self.store
-        for item, found in zip(self.items, self.found, strict=True):
-            state = index.last_state(store, item.file_id)
+        for at, (file_id, found) in enumerate(zip(self.index_of, self.found, strict=True)):
+            state = index.last_state(store, file_id)
             if state in UNSETTLED:
-                self.checks.append(item)
+                self.checks.append(file_id)
             elif found == STALE:
-                self.updates.append(item)
+                self.updates.append(file_id)
             elif found == IN_PLACE:
                 self.in_place += 1
-                if not index.records_in_place(item):
-                    self.to_record.append(item)
-            elif state == State.REFUSED and not retry_failed and _refused_attach(index, item):
+                if not index.records_in_place(store, file_id, self.digest_at(at)):
+                    self.to_record.append(file_id)
+            elif (state == State.REFUSED and not retry_failed
+                  and _refused_attach(index, store, file_id)):
                 self.refused_earlier += 1
             else:
-                self.adds.append(item)
+                self.adds.append(file_id)
         for file_id in self.extras:
-            extra = Item(store, file_id)
             if index.last_state(store, file_id) in UNSETTLED:
-                self.detach_checks.append(extra)
+                self.detach_checks.append(file_id)
             else:
-                self.detaches.append(extra)
+                self.detaches.append(file_id)
         self.extras = {}  # the plan holds them now
+        self.writes = dict.fromkeys(self.checks + self.updates + self.adds)
+
+    def write_items(self, file_ids: list[str]) -> list[Item]:
+        """The Items of planned writes (after `read_writes`)."""
+        writes = self.writes
+        return [item for item in map(writes.__getitem__, file_ids) if item is not None]
 
     @property
     def to_detach(self) -> int:
@@ -171,12 +217,12 @@ class StorePlan:
         return {
             "vector_store_id": self.store,
             "listed": self.listed if error is None else None,
-            "manifest_files": len(self.items),
+            "manifest_files": self.pairs,
             "in_place": self.in_place,
             "added": self.added,
             "updated": self.updated,
             "detached": self.detached,
-            "failed": self.failed + self.detach_failed + (len(self.items) if error else 0),
+            "failed": self.failed + self.detach_failed + (self.pairs if error else 0),
             "to_add": len(self.adds), "to_update": len(self.updates),
             "to_check": len(self.checks), "to_detach": self.to_detach,
             "pruned": self.pruned,
@@ -197,7 +243,7 @@ class StorePlan:
                             ("check first", self.checks + self.detach_checks),
                             ("detach", self.detaches)):
             if items:
-                shown = ", ".join(item.file_id for item in items[:SHOW_IDS])
+                shown = ", ".join(items[:SHOW_IDS])
                 more = ", ..." if len(items) > SHOW_IDS else ""
                 parts.append(f"  {word} {len(items)}: {shown}{more}")
         for file_id, last_error in self.failed_files:
@@ -217,9 +263,9 @@ def _last_error(value: Any) -> str:
     return "failed"
 
 
-def _refused_attach(index: ResumeIndex, item: Item) -> bool:
+def _refused_attach(index: ResumeIndex, store: str, file_id: str) -> bool:
     """Refused earlier by an attach or update (a detach refused earlier does not stop an add)."""
-    info = index.failed_info(item)
+    info = index.failed_info(Item(store, file_id))
     return info is None or info.op != "detach"
 
 
@@ -234,3 +280,28 @@ def guard_breaches(plans: list[StorePlan], max_delete: int | None) -> list[str]:
         return []
     return [f"{plan.store} would detach {plan.to_detach} of its {plan.listed} listed file(s)"
             for plan in plans if plan.over_guard()]
+
+
+def read_writes(plans: Mapping[str, StorePlan], items: Iterable[Item], display: str) -> None:
+    """The manifest read a second time, after the plan: the Item (line, attributes, chunking)
+    of each pair this run writes, the first time the manifest names it (as `want` kept it).
+    A pair to write that is gone, or whose attributes differ from the first read, means the
+    file changed while the sync ran: stop before any write (UsageError)."""
+    for item in items:
+        plan = plans.get(item.owner)
+        if plan is None or plan.writes.get(item.file_id, False) is not None:
+            continue  # not written by this run, or taken already
+        given = (item.options or Options()).attributes
+        at = plan.index_of[item.file_id]
+        if plan.digest_at(at) != (None if given is None else _digest(given)):
+            _changed(display, f"line {item.line}: the attributes of {item.file_id}")
+        plan.writes[item.file_id] = item
+    for plan in plans.values():
+        for file_id, written in plan.writes.items():
+            if written is None:
+                _changed(display, f"{plan.store}/{file_id} is gone")
+
+
+def _changed(display: str, what: str) -> NoReturn:
+    raise UsageError(f"{display}: the manifest changed while sync ran ({what}); nothing was "
+                     "written; run the same command again")

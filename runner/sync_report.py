@@ -35,9 +35,9 @@ def final_tally(tally: Tally, plans: Sequence[StorePlan], stats: ManifestStats) 
         tally.refused_earlier += plan.refused_earlier
         if plan.listing_error is not None:
             status, error = plan.listing_error
-            tally.failed += len(plan.items)
+            tally.failed += plan.pairs
             reason = (status, error.code, generic_message(error.message))
-            tally.failed_reasons[reason] = tally.failed_reasons.get(reason, 0) + len(plan.items)
+            tally.failed_reasons[reason] = tally.failed_reasons.get(reason, 0) + plan.pairs
 
 
 def uncount(tally: Tally, failures: list[Outcome]) -> None:

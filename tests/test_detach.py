@@ -136,9 +136,13 @@ def test_uncertain_deletes_are_checked_never_repeated_blind(tmp_path: Path, sand
         assert (e["detached"], e["deletes_when_absent"]) == (1, 0), (o, f, e)
 
 
-def test_a_missing_store_is_refused_not_already_detached(tmp_path: Path, sandbox):
+@pytest.mark.parametrize("terse", [False, True], ids=["404-names-the-file", "terse-404"])
+def test_a_missing_store_is_refused_not_already_detached(tmp_path: Path, sandbox, terse: bool):
+    """SPEC's 404 rule. A 404 that names the file says the store exists; one that does not
+    (the real API's terse "Not found.", or a missing store's own 404) is settled by one GET of
+    the store: 200 -> already detached, 404 -> refused."""
     target = "vector-store-files"
-    sb = sandbox()
+    sb = sandbox(terse_404=terse)
     pairs = [("vs_missing1", "file-a"), ("vs_1", "file-b")]
     manifest = write_csv(tmp_path / "m.csv", pairs, "vector_store_id")
     res = run_cli(*args("detach", manifest, target, sb.base_url))
@@ -153,6 +157,8 @@ def test_a_missing_store_is_refused_not_already_detached(tmp_path: Path, sandbox
     assert done["vs_missing1"]["retryable"] is False
     st = status_of(manifest, target)
     assert (st["refused"], st["already_detached"]) == (1, 1)
+    # One owner GET for the missing store; with terse 404s, one for vs_1 as well.
+    assert sb.record()["by_route"].get("GET store") == (2 if terse else 1)
 
 
 def test_a_wrong_base_url_trips_the_breaker(tmp_path: Path, sandbox, target: str):

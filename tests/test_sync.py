@@ -9,6 +9,11 @@ from typing import Any
 
 import pytest
 
+from runner.attributes import Options
+from runner.errors import UsageError
+from runner.items import Item
+from runner.resume import ResumeIndex
+from runner.sync_plan import StorePlan, read_writes
 from tests.cli import FAST, read_events, run_cli
 
 OWNER = "vector_store_id"
@@ -87,6 +92,8 @@ def test_sync_converges_and_a_rerun_only_lists(tmp_path: Path, sandbox):
                  "file-b3": {"year": 2023}}}
     assert held["vs_other"] == other_before
     record = sb.record()
+    # Every write request the sandbox saw, refused or faulted ones too: none for vs_other.
+    assert set(record["writes_by_store"]) == {"vs_a", "vs_b"}
     pairs = record["pairs"]
     assert all((e["attached"], e["updated"], e["detached"], e["posts_after_attached"])
                == (0, 0, 0, 0) for key, e in pairs.items() if key.startswith("vs_other/"))
@@ -357,3 +364,64 @@ def test_chunking_mismatch_is_a_warning(tmp_path: Path, sandbox):
     assert res.json()["chunking_mismatch"] == 1
     assert "vs_c/file-1" in res.err
     assert sb.record()["by_route"] == {"GET list": 1}
+
+
+def test_a_full_store_detaches_first_then_adds(tmp_path: Path, sandbox):
+    """A store at its cap refuses the adds (400 "is full"): its detaches go first, under the
+    guard, then the refused adds are sent again; the run ends exit 0 with the store holding
+    exactly its manifest, each pair added once and each extra detached once."""
+    sb = sandbox(store_max_files=6)
+    seed(sb, "vs_full", {f"file-k{i}": None for i in range(4)}
+         | {f"file-x{i}": None for i in range(2)})
+    manifest = {"vs_full": {f"file-k{i}": None for i in range(4)}
+                | {f"file-n{i}": None for i in range(2)}}
+    path = write_manifest(tmp_path / "full.jsonl", manifest)
+    res = run_cli(*sync_args(path, sb.base_url, "--batch-size", "0"))
+    assert res.code == 0, res.err
+    summary = res.json()
+    assert (summary["attached"], summary["detached"], summary["failed"]) == (2, 2, 0)
+    assert contents(sb) == want_of(manifest)
+    record = sb.record()
+    assert record["by_status"].get("400", 0) >= 1  # the store was full first
+    for f in ("file-n0", "file-n1"):
+        assert record["pairs"][f"vs_full/{f}"]["attached"] == 1
+    for f in ("file-x0", "file-x1"):
+        assert record["pairs"][f"vs_full/{f}"]["detached"] == 1
+    assert run_cli(*sync_args(path, sb.base_url)).code == 0
+
+
+def test_a_full_store_still_obeys_the_guard(tmp_path: Path, sandbox):
+    """A full store whose detaches would take more than half of it: exit 4, nothing
+    detached, the adds it refused reported failed."""
+    sb = sandbox(store_max_files=4)
+    seed(sb, "vs_full", {f"file-x{i}": None for i in range(4)})
+    path = write_manifest(tmp_path / "full.jsonl", {"vs_full": {"file-n0": None}})
+    res = run_cli(*sync_args(path, sb.base_url, "--batch-size", "0"))
+    assert res.code == 4, res.err
+    assert res.json()["stopped_by"] == "guard"
+    assert set(contents(sb)["vs_full"]) == {f"file-x{i}" for i in range(4)}
+    assert sb.record()["by_route"].get("DELETE file", 0) == 0
+
+
+def test_a_manifest_changed_between_the_two_reads_stops_before_writing(tmp_path: Path):
+    """sync keeps only ids and digests of the manifest's pairs, and reads the pairs it writes
+    a second time: a pair gone or changed by then is refused (exit 2), not written."""
+    def planned() -> StorePlan:
+        plan = StorePlan("vs_a")
+        plan.want(Item("vs_a", "file-1", 1, Options(attributes={"lang": "en"})))
+        plan.want(Item("vs_a", "file-2", 2))
+        plan.take({"id": "file-1", "attributes": {"lang": "fr"}})  # stale
+        plan.plan(ResumeIndex("vector_store_id"), retry_failed=False)
+        assert (plan.updates, plan.adds) == (["file-1"], ["file-2"])
+        return plan
+
+    plan = planned()
+    read_writes({"vs_a": plan}, [Item("vs_a", "file-1", 1, Options(attributes={"lang": "en"})),
+                                 Item("vs_a", "file-2", 2), Item("vs_b", "file-9", 3)], "m")
+    assert [i.line for i in plan.write_items(["file-1", "file-2"])] == [1, 2]
+    with pytest.raises(UsageError, match="line 1: the attributes of file-1"):
+        read_writes({"vs_a": planned()},
+                    [Item("vs_a", "file-1", 1, Options(attributes={"lang": "de"}))], "m")
+    with pytest.raises(UsageError, match="vs_a/file-2 is gone"):
+        read_writes({"vs_a": planned()},
+                    [Item("vs_a", "file-1", 1, Options(attributes={"lang": "en"}))], "m")
