@@ -253,18 +253,25 @@ def assert_converged(sb: Any, manifest: dict[str, dict[str, dict[str, Any] | Non
     held = contents(sb)
     for store, files in manifest.items():
         assert held[store] == files, store
-    pairs = sb.record()["pairs"]
+    record = sb.record()
+    pairs = record["pairs"]
     for store, files in manifest.items():
         for f in files:
             entry = pairs.get(f"{store}/{f}", {})
             assert entry.get("detached", 0) == 0, (store, f)
-            if "m" in f.split("-")[1]:
+            kind, number = f.split("-")[1][1], int(f.split("-")[1][2:])
+            if kind == "m":
                 assert entry["attached"] == 1, (store, f, entry)
+            elif number >= 12:  # stale: updated once
+                assert (entry["updated"], entry["attached"]) == (1, 0), (store, f, entry)
+            else:  # in place: never written
+                assert entry.get("updated", 0) == entry.get("attached", 0) == 0, (store, f)
     extras = [k for k in pairs if "x" in k.split("/")[1].split("-")[1]]
     assert extras
     for key in extras:
         assert (pairs[key]["detached"], pairs[key]["deletes_when_absent"]) == (1, 0), key
     assert held["vs_unnamed"] == {"file-u1": None}
+    assert "vs_unnamed" not in record["writes_by_store"]  # not one write request reached it
     assert (pairs["vs_unnamed/file-u1"]["detached"], pairs["vs_unnamed/file-u1"]["updated"],
             pairs["vs_unnamed/file-u1"]["posts_after_attached"]) == (0, 0, 0)
 
@@ -338,6 +345,7 @@ def test_a_store_that_does_not_exist_is_reported_and_not_written(tmp_path: Path,
     assert stores["vs_ok"]["pruned"]
     assert contents(sb)["vs_ok"] == {"file-1": None}
     assert not any(k.startswith("vs_missing9/") for k in sb.record()["pairs"])
+    assert set(sb.record()["writes_by_store"]) == {"vs_ok"}
 
 
 def test_a_bad_key_stops_the_listing_with_exit_4(tmp_path: Path, sandbox):
