@@ -411,6 +411,41 @@ def test_a_full_store_still_obeys_the_guard(tmp_path: Path, sandbox):
     assert sb.record()["by_route"].get("DELETE file", 0) == 0
 
 
+def test_a_manifest_rewritten_during_the_listing_stops_before_any_write(tmp_path: Path,
+                                                                       sandbox):
+    """The real CLI: the manifest is rewritten (one pair's attributes changed) while the
+    store's listing is in flight; the second read sees it: exit 2, one line, nothing written;
+    the same command then syncs the new manifest."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.cli import cli_env
+
+    sb = sandbox(latency_ms=1500)
+    first = {"vs_c": {f"file-c{i}": {"k": "v"} for i in range(3)}}
+    path = write_manifest(tmp_path / "c.jsonl", first)
+    proc = subprocess.Popen([sys.executable, "-m", "runner", *sync_args(path, sb.base_url)],
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 30
+    while sb.record()["by_route"].get("GET list", 0) == 0:  # counted as it arrives
+        assert time.monotonic() < deadline
+        assert proc.poll() is None
+        time.sleep(0.02)
+    second = {"vs_c": {**first["vs_c"], "file-c1": {"k": "w"}}}
+    write_manifest(path, second)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert err.strip().splitlines() == [
+        f"attach-runner: error: {path}: the manifest changed while sync ran (line 2: the "
+        "attributes of file-c1); nothing was written; run the same command again"]
+    assert sb.record()["writes_by_store"] == {}
+    sb.update(latency_ms=0)
+    assert run_cli(*sync_args(path, sb.base_url)).code == 0
+    assert contents(sb) == want_of(second)
+
+
 def test_a_manifest_changed_between_the_two_reads_stops_before_writing(tmp_path: Path):
     """sync keeps only ids and digests of the manifest's pairs, and reads the pairs it writes
     a second time: a pair gone or changed by then is refused (exit 2), not written."""
