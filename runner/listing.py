@@ -10,8 +10,9 @@ run's rate limiter like any request; the pages of one store follow their cursor 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Protocol, TextIO
 from urllib.parse import quote
 
 from runner.attempt import Attempter
@@ -27,6 +28,8 @@ NO_CURSOR = ApiError("bad_listing", "the store's file list said has_more but gav
 
 class Listed(Protocol):
     """What takes a store's pages (a StorePlan)."""
+
+    listed: int  # files taken so far
 
     def take(self, entry: Mapping[str, Any]) -> None: ...
 
@@ -86,3 +89,38 @@ async def list_stores(attempter: Attempter, plans: Sequence[tuple[str, Listed]],
     finally:
         for task in tasks:
             task.cancel()
+
+
+@contextlib.asynccontextmanager
+async def listing_progress(plans: Sequence[Listed], pages: Callable[[], int],
+                           stream: TextIO | None, *, tty: bool,
+                           every: float) -> AsyncIterator[None]:
+    """Say how the listing goes while it runs, on `stream` (stderr; None: say nothing): on a
+    terminal one line redrawn twice a second and wiped at the end; elsewhere a plain line
+    every `every` seconds (cron mail stays short). `pages`: list requests sent so far."""
+    if stream is None:
+        yield
+        return
+    out = stream
+
+    def line() -> str:
+        files = sum(plan.listed for plan in plans)
+        return (f"listing {len(plans)} store(s): {pages():,} page(s) requested, "
+                f"{files:,} file(s) listed so far")
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(0.5 if tty else every)
+            out.write(f"\r{line()}\x1b[K" if tty else line() + "\n")
+            out.flush()
+
+    task = asyncio.create_task(report())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if tty:
+            out.write("\r\x1b[K")
+            out.flush()

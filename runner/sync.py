@@ -46,7 +46,6 @@ from runner.detach import Detacher
 from runner.engine import Engine, RunResult, Tally
 from runner.errors import UsageError, register_secret, scrub_secrets
 from runner.items import Item, pair_key
-from runner.listing import list_stores
 from runner.lock import RunLock
 from runner.log import ResultLog, check_log
 from runner.manifest import ManifestSource, ManifestStats, iter_items
@@ -58,6 +57,7 @@ from runner.sync_plan import StorePlan, guard_breaches, is_store_full, read_writ
 from runner.sync_report import (
     add_sync_fields,
     final_tally,
+    list_with_progress,
     print_plan,
     store_lines,
     sync_exit_code,
@@ -199,8 +199,8 @@ class Sync:
     async def _list(self) -> None:
         """List every named store; a signal stops the listing (nothing was written yet)."""
         loop = asyncio.get_running_loop()
-        listing = asyncio.create_task(list_stores(
-            self.attempter, [(p.store, p) for p in self.plans], self.settings.concurrency))
+        listing = asyncio.create_task(list_with_progress(self.settings, self.io,
+                                                         self.attempter, self.plans))
 
         def stop(name: str) -> None:
             self.stop = name

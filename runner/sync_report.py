@@ -9,12 +9,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from runner.attempt import Attempter
 from runner.commands import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, Io, api_session, exit_code_for
 from runner.config import ApiKey, Settings
 from runner.engine import RunResult, Tally
-from runner.listing import list_stores
+from runner.listing import list_stores, listing_progress
 from runner.manifest import ManifestStats
 from runner.outcomes import Outcome
+from runner.progress import PLAIN_EVERY, is_terminal
 from runner.resume import ResumeIndex
 from runner.summary import group_reasons, rerun_command
 from runner.sync_plan import StorePlan, guard_breaches
@@ -108,12 +110,23 @@ def store_lines(plans: Sequence[StorePlan]) -> str:
     return "\n".join(lines)
 
 
+async def list_with_progress(settings: Settings, io: Io, attempter: Attempter,
+                             plans: list[StorePlan]) -> None:
+    """List every named store, saying how it goes on stderr (not with --quiet or
+    --no-progress)."""
+    quiet = settings.quiet or settings.no_progress
+    async with listing_progress(plans, lambda: attempter.counters.lists,
+                                None if quiet else io.err, tty=is_terminal(io.err),
+                                every=PLAIN_EVERY):
+        await list_stores(attempter, [(p.store, p) for p in plans], settings.concurrency)
+
+
 async def print_plan(settings: Settings, io: Io, target: Target, stats: ManifestStats,
                   key: ApiKey, index: ResumeIndex, plans: list[StorePlan],
                   manifest: str) -> int:
     """`sync --dry-run`: list, plan, print the plan; nothing written anywhere."""
     async with api_session(settings, target, stats, key) as (attempter, _):
-        await list_stores(attempter, [(p.store, p) for p in plans], settings.concurrency)
+        await list_with_progress(settings, io, attempter, plans)
         lists = attempter.counters.lists
     for plan in plans:
         plan.plan(index, retry_failed=settings.retry_failed)

@@ -468,3 +468,40 @@ def test_a_manifest_changed_between_the_two_reads_stops_before_writing(tmp_path:
     with pytest.raises(UsageError, match="vs_a/file-2 is gone"):
         read_writes({"vs_a": planned()},
                     [Item("vs_a", "file-1", 1, Options(attributes={"lang": "en"}))], "m")
+
+
+def test_the_listing_says_how_it_goes_on_stderr():
+    """While stores are listed: a plain line every `every` seconds off a terminal; on one, a
+    line redrawn in place and wiped at the end. (Fed by plans and a page count that change
+    while it runs, as the listing changes them.)"""
+    import asyncio
+    import io
+
+    from runner.listing import listing_progress
+
+    plans = [StorePlan("vs_a"), StorePlan("vs_b")]
+    pages = [0]
+
+    async def listing(stream: io.StringIO, tty: bool) -> None:
+        async with listing_progress(plans, lambda: pages[0], stream, tty=tty, every=0.05):
+            for _ in range(3):
+                await asyncio.sleep(0.6)
+                pages[0] += 10
+                plans[0].listed += 1000
+                plans[1].listed += 500
+
+    plain = io.StringIO()
+    asyncio.run(listing(plain, tty=False))
+    lines = plain.getvalue().splitlines()
+    assert len(lines) >= 10
+    assert lines[0] == "listing 2 store(s): 0 page(s) requested, 0 file(s) listed so far"
+    assert "listing 2 store(s): 20 page(s) requested, 3,000 file(s) listed so far" in lines
+    assert not {"\r", "\x1b"} & set(plain.getvalue())
+    pages[0] = 0
+    tty = io.StringIO()
+    asyncio.run(listing(tty, tty=True))
+    drawn = tty.getvalue()
+    assert "\n" not in drawn
+    assert drawn.count("\r") >= 3
+    assert "file(s) listed so far\x1b[K" in drawn
+    assert drawn.endswith("\r\x1b[K")  # wiped: the summary starts on a clean line
