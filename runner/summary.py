@@ -30,6 +30,8 @@ REFUSAL_HINTS = {
     "breaker": "the first {size} {op} requests were all refused the same way ({signature}) "
                "across {owners} owner(s), so the run stopped; check --base-url and the IDs, "
                "then run again",
+    "listing": "every named store's listing was refused the same way ({signature}: {detail}), "
+               "so nothing was written; check --base-url and the store IDs, then run again",
     "tls": "{detail}; nothing can be sent to that server: check --base-url, or if a proxy or "
            "private CA signs it, name its CA file in SSL_CERT_FILE, then run again",
     "refused": "the API refused the run; see the log, then run again",

@@ -36,7 +36,6 @@ from runner.commands import (
     prepare,
     print_end,
     progress_for,
-    refusal_message,
     resume_due_in,
     run_end_counts,
     run_error,
@@ -53,12 +52,19 @@ from runner.operation import Attach
 from runner.outcomes import Outcome, RunRefused
 from runner.resume import Plan, ResumeIndex
 from runner.summary import build_summary
-from runner.sync_plan import StorePlan, guard_breaches, is_store_full, read_writes
+from runner.sync_plan import (
+    StorePlan,
+    guard_breaches,
+    is_store_full,
+    listing_refusal,
+    read_writes,
+)
 from runner.sync_report import (
     add_sync_fields,
     final_tally,
     list_with_progress,
     print_plan,
+    refusal_text,
     store_lines,
     sync_exit_code,
     uncount,
@@ -225,6 +231,12 @@ class Sync:
                 timer.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
+        if self.stop is None and (refused := listing_refusal(self.plans)) is not None:
+            self.refusal = RunRefused("listing", *refused)
+            self.stop = "refused"
+            for plan in self.plans:
+                plan.run_refused = True
+                plan.not_pruned = "its files could not be listed (the run was refused)"
 
     # --- steps 2 and 3 ------------------------------------------------------------------------
 
@@ -366,8 +378,8 @@ class Sync:
                     + " (more than half of a store, or over --max-delete); check the "
                     "manifest with --dry-run, then allow it with --max-delete N")
         if engine is None:
-            if result.refusal is not None:
-                return refusal_message(result, key, self.target, self.attempter, "list")
+            if result.refusal is not None:  # met while listing
+                return refusal_text(result.refusal, key, self.target)
             if result.stop is not None:
                 return f"stopped by {result.stop}"
             return None

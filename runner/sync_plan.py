@@ -73,6 +73,7 @@ class StorePlan:
     chunking_mismatch: int = 0
     chunking_examples: list[str] = field(default_factory=list)  # a few, for the warning
     listing_error: tuple[int | None, ApiError] | None = None
+    run_refused: bool = False  # every store's listing refused alike: its pairs are not done
     # The plan, once listed (see plan()): file ids.
     adds: list[str] = field(default_factory=list)
     updates: list[str] = field(default_factory=list)
@@ -98,6 +99,11 @@ class StorePlan:
     @property
     def pairs(self) -> int:
         return len(self.index_of)
+
+    @property
+    def unlisted_failed(self) -> int:
+        """Pairs failed because the store could not be listed (none if the run was refused)."""
+        return self.pairs if self.listing_error is not None and not self.run_refused else 0
 
     def want(self, item: Item) -> bool:
         """Add a manifest pair; False if the manifest named it already (a repeat)."""
@@ -222,7 +228,7 @@ class StorePlan:
             "added": self.added,
             "updated": self.updated,
             "detached": self.detached,
-            "failed": self.failed + self.detach_failed + (self.pairs if error else 0),
+            "failed": self.failed + self.detach_failed + self.unlisted_failed,
             "to_add": len(self.adds), "to_update": len(self.updates),
             "to_check": len(self.checks), "to_detach": self.to_detach,
             "pruned": self.pruned,
@@ -267,6 +273,24 @@ def _refused_attach(index: ResumeIndex, store: str, file_id: str) -> bool:
     """Refused earlier by an attach or update (a detach refused earlier does not stop an add)."""
     info = index.failed_info(Item(store, file_id))
     return info is None or info.op != "detach"
+
+
+def listing_refusal(plans: list[StorePlan]) -> tuple[int, ApiError] | None:
+    """The run's refusal when every named store's listing was refused the same way (status
+    and code): a wrong --base-url, not a missing store (as run's breaker, which stops a run
+    whose first answers are all one refusal). One store that cannot be listed among stores
+    that can is that store's failure."""
+    errors = [plan.listing_error for plan in plans]
+    first = errors[0] if errors else None
+    if first is None or first[0] is None or not _is_refusal(first[0]):
+        return None
+    if any(e is None or (e[0], e[1].code) != (first[0], first[1].code) for e in errors):
+        return None
+    return first[0], first[1]
+
+
+def _is_refusal(status: int) -> bool:
+    return 400 <= status < 500 and status not in (408, 409, 429)
 
 
 def guard_breaches(plans: list[StorePlan], max_delete: int | None) -> list[str]:

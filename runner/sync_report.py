@@ -15,11 +15,11 @@ from runner.config import ApiKey, Settings
 from runner.engine import RunResult, Tally
 from runner.listing import list_stores, listing_progress
 from runner.manifest import ManifestStats
-from runner.outcomes import Outcome
+from runner.outcomes import Outcome, RunRefused
 from runner.progress import PLAIN_EVERY, is_terminal
 from runner.resume import ResumeIndex
-from runner.summary import group_reasons, rerun_command
-from runner.sync_plan import StorePlan, guard_breaches
+from runner.summary import group_reasons, refusal_line, rerun_command
+from runner.sync_plan import StorePlan, guard_breaches, listing_refusal
 from runner.targets import Target, generic_message
 
 # Stores shown one a line in the text summary; --json's `stores` has them all.
@@ -35,11 +35,12 @@ def final_tally(tally: Tally, plans: Sequence[StorePlan], stats: ManifestStats) 
     for plan in plans:
         tally.done_earlier += plan.in_place - len(plan.to_record)
         tally.refused_earlier += plan.refused_earlier
-        if plan.listing_error is not None:
+        if plan.listing_error is not None and plan.unlisted_failed:
             status, error = plan.listing_error
-            tally.failed += plan.pairs
+            tally.failed += plan.unlisted_failed
             reason = (status, error.code, generic_message(error.message))
-            tally.failed_reasons[reason] = tally.failed_reasons.get(reason, 0) + plan.pairs
+            tally.failed_reasons[reason] = (tally.failed_reasons.get(reason, 0)
+                                            + plan.unlisted_failed)
 
 
 def uncount(tally: Tally, failures: list[Outcome]) -> None:
@@ -124,10 +125,18 @@ async def list_with_progress(settings: Settings, io: Io, attempter: Attempter,
 async def print_plan(settings: Settings, io: Io, target: Target, stats: ManifestStats,
                   key: ApiKey, index: ResumeIndex, plans: list[StorePlan],
                   manifest: str) -> int:
-    """`sync --dry-run`: list, plan, print the plan; nothing written anywhere."""
+    """`sync --dry-run`: list, plan, print the plan; nothing written anywhere. A refusal of
+    the run (a bad key; every store's listing refused alike) is exit 4, as for a real sync."""
     async with api_session(settings, target, stats, key) as (attempter, _):
-        await list_with_progress(settings, io, attempter, plans)
+        try:
+            await list_with_progress(settings, io, attempter, plans)
+        except RunRefused as refusal:
+            return _dry_refused(settings, io, refusal_text(refusal, key, target))
         lists = attempter.counters.lists
+    refused = listing_refusal(plans)
+    if refused is not None:
+        return _dry_refused(settings, io, refusal_text(RunRefused("listing", *refused), key,
+                                                       target))
     for plan in plans:
         plan.plan(index, retry_failed=settings.retry_failed)
     breaches = guard_breaches([p for p in plans if p.listing_error is None],
@@ -153,3 +162,21 @@ async def print_plan(settings: Settings, io: Io, target: Target, stats: Manifest
     for breach in breaches:
         io.out.write(f"guard: {breach}: a real sync would stop before any detach (exit 4)\n")
     return EXIT_OK
+
+
+def _dry_refused(settings: Settings, io: Io, error: str) -> int:
+    io.err.write(f"attach-runner: error: {error}\n")
+    if settings.json:
+        io.out.write(json.dumps({"dry_run": True, "exit": EXIT_REFUSED, "op": "sync",
+                                 "error": error}) + "\n")
+    return EXIT_REFUSED
+
+
+def refusal_text(refusal: RunRefused, key: ApiKey, target: Target) -> str:
+    """The one line for a refusal met while listing (a bad key, the quota, TLS, every store's
+    listing refused alike); run's breaker does not watch list requests."""
+    error = refusal.error
+    signature = " ".join(str(x) for x in (refusal.status, error.code if error else None) if x)
+    return refusal_line(refusal.kind, key_source=key.source, other_target=target.other_target,
+                        signature=signature or "?", detail=error.message if error else "",
+                        size=0, owners=0, op="list")

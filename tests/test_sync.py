@@ -348,6 +348,30 @@ def test_a_store_that_does_not_exist_is_reported_and_not_written(tmp_path: Path,
     assert set(sb.record()["writes_by_store"]) == {"vs_ok"}
 
 
+@pytest.mark.parametrize("path", ["/v2", ""], ids=["v2", "no-version"])
+def test_a_wrong_base_url_refuses_the_run_at_the_listing(tmp_path: Path, sandbox, path: str):
+    """Every store's listing refused alike (the sandbox's "Invalid URL" 404): exit 4, one line
+    naming --base-url, the pairs not done (not failed), nothing written; the corrected rerun
+    syncs."""
+    sb = sandbox()
+    manifest = {f"vs_w{s}": {f"file-w{s}{i}": None for i in range(2)} for s in range(3)}
+    file_path = write_manifest(tmp_path / "w.jsonl", manifest)
+    wrong = sb.base_url.removesuffix("/v1") + path
+    res = run_cli(*sync_args(file_path, wrong))
+    assert res.code == 4, res.err
+    summary = res.json()
+    assert "every named store's listing was refused the same way (404: Invalid URL" in (
+        summary["error"])
+    assert "check --base-url" in summary["error"]
+    assert (summary["failed"], summary["pending"]) == (0, 6)
+    assert sb.record()["writes_by_store"] == {}
+    dry = run_cli(*sync_args(file_path, wrong, "--dry-run"))
+    assert dry.code == 4, dry.err
+    assert dry.json()["error"] == summary["error"]
+    assert run_cli(*sync_args(file_path, sb.base_url)).code == 0
+    assert contents(sb) == want_of(manifest)
+
+
 def test_a_bad_key_stops_the_listing_with_exit_4(tmp_path: Path, sandbox):
     sb = sandbox()
     seed(sb, "vs_k", {"file-x": None})
@@ -358,6 +382,14 @@ def test_a_bad_key_stops_the_listing_with_exit_4(tmp_path: Path, sandbox):
     assert "sk-wrong-key-123" not in res.out + res.err
     assert set(sb.record()["by_route"]) == {"GET list"}
     assert contents(sb)["vs_k"] == {"file-x": None}
+    dry = run_cli(*sync_args(path, sb.base_url, "--dry-run"), key="sk-wrong-key-123")
+    assert dry.code == 4, dry.err
+    assert dry.err.strip().splitlines() == [
+        "attach-runner: error: the API refused the key (401) from the OPENAI_API_KEY "
+        "environment variable; put a valid key there and run again"]
+    assert dry.json() == {"dry_run": True, "exit": 4, "op": "sync",
+                          "error": dry.err.strip().removeprefix("attach-runner: error: ")}
+    assert "sk-wrong-key-123" not in dry.out + dry.err
 
 
 def test_chunking_mismatch_is_a_warning(tmp_path: Path, sandbox):
