@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from runner.breaker import Breaker
 from runner.client import Answer, ApiClient, CertificateError, TransportError
 from runner.items import Item
-from runner.limiter import KeyedLimiter, RateLimiter
+from runner.limiter import RateLimiter
 from runner.opening import OpeningWindow
 from runner.outcomes import (
     NOT_SENT,
@@ -37,6 +37,7 @@ from runner.outcomes import (
     in_place,
     refusal_kind,
 )
+from runner.store_limiter import KeyedLimiter
 from runner.store_limits import binds_store
 from runner.targets import ApiError, Judgement, Target, Verdict, api_error, classify_error
 from runner.update import Updater, manages_attributes

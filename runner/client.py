@@ -19,7 +19,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from runner import __version__
-from runner.limiter import parse_go_duration
+from runner.durations import parse_go_duration
 
 
 class TransportError(Exception):

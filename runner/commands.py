@@ -22,9 +22,10 @@ from runner.detach import Detacher, refuse_detach_rows
 from runner.engine import Engine, RunResult
 from runner.errors import LogError, UsageError, one_line, register_secret, scrub_secrets
 from runner.items import Item
-from runner.limiter import KeyedLimiter, RateLimiter
+from runner.limiter import RateLimiter
 from runner.lock import RunLock
-from runner.log import ResultLog, check_log, last_timestamp
+from runner.log import ResultLog
+from runner.log_read import check_log, last_timestamp
 from runner.manifest import (
     Block,
     ManifestSource,
@@ -38,6 +39,7 @@ from runner.manifest import (
 from runner.operation import Attach, Operation
 from runner.progress import Progress, is_terminal
 from runner.resume import ResumeIndex
+from runner.store_limiter import KeyedLimiter
 from runner.summary import (
     build_summary,
     format_summary,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 
 SAFETY = 0.99  # aim this far under the header's limit: our clock and the server's windows differ
 START_RATE = 60.0  # per period: slow start opens at 1/s in production, then doubles
@@ -34,36 +33,6 @@ MAX_PAUSE = 60.0  # seconds: a longer retry-after is capped (retries will tell u
 PROBE_PATIENCE = 2.0  # seconds: a probe that never reports (dropped connection) frees the next
 MIN_ROUND_TRIP = 0.001  # seconds: the opening rate after the probe is at most one per this
 _EPSILON = 1e-9  # seconds: float sums of intervals drift by about this much
-
-_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_GO_UNIT = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
-
-
-def parse_go_duration(text: str) -> float | None:
-    """Seconds in a Go duration ("1s", "250ms", "6m0s", "2h3m4.5s"); None if unparseable.
-
-    A bare number is taken as seconds, as some proxies send it that way.
-    """
-    text = text.strip()
-    if _NUMBER.fullmatch(text):
-        return float(text)
-    total, pos = 0.0, 0
-    for part in _GO_PART.finditer(text):
-        if part.start() != pos:
-            return None
-        total += float(part.group(1)) * _GO_UNIT[part.group(2)]
-        pos = part.end()
-    return total if pos == len(text) and pos > 0 else None
 
 
 class RateLimiter:
@@ -445,90 +414,3 @@ class RateLimiter:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-# Per-key slack on the period: OpenAI's per-store limit (300 a minute) is counted by the server.
-KEY_SLACK = 1 / 120
-# Late requests leave at most this far under one interval apart: a hair of slack, so that a
-# request on time in its slot does not wait for one that left a hair late (loop jitter), and
-# a backlog still drains at no more than 1/0.995 of the key's rate (a store's bucket of 5 at
-# 300 a minute absorbs that for a backlog of 1,000).
-SPACING_SLACK = 0.995
-
-
-class KeyedLimiter:
-    """One fixed-rate limiter per key (e.g. per vector store for --store-rpm), made lazily.
-
-    Each key has its own GCRA spacing, 429 pause and rate drop; keys are few (stores).
-    The server counts our requests when they arrive, a little after their slots and not all
-    equally late, so each key aims at `rpm` per `period * (1 + KEY_SLACK)`: calls sent up to
-    that much late (0.5 s in a minute) still never put `rpm + 1` in one `period` window.
-    """
-
-    __slots__ = ("_rpm", "_period", "_limiters", "_departed")
-
-    def __init__(self, rpm: float, *, period: float = 60.0) -> None:
-        self._rpm = rpm
-        self._period = period
-        self._limiters: dict[str, RateLimiter] = {}
-        self._departed: dict[str, float] = {}  # key -> when its last request left (or will)
-
-    def _limiter(self, key: str) -> RateLimiter:
-        limiter = self._limiters.get(key)
-        if limiter is None:
-            period = self._period * (1 + KEY_SLACK)
-            limiter = self._limiters[key] = RateLimiter(self._rpm, auto=False, period=period)
-        return limiter
-
-    async def acquire(self, key: str) -> None:
-        """Wait for this key's next slot."""
-        await self._limiter(key).acquire()
-
-    async def space(self, key: str) -> bool:
-        """Call after the run's own slot, as the request leaves: one interval of this key's
-        after its last request left, or at once. True when it had to wait.
-
-        A key's slot is a time: a request that waited past it for the run's slot (slow start,
-        a 429 pause) would else leave bunched with the key's next requests, and a backlog
-        would catch up faster than the key's rate; a store's bucket answers both with 429s.
-        So late requests go out at the key's rate, never faster (SPACING_SLACK aside)."""
-        limiter = self._limiters.get(key)
-        if limiter is None:
-            return False
-        now = asyncio.get_running_loop().time()
-        due = self._departed.get(key, 0.0) + limiter.interval * SPACING_SLACK
-        # Claimed before sleeping, so that the next late one queues behind this one.
-        self._departed[key] = max(now, due)
-        if now >= due:
-            return False
-        await asyncio.sleep(due - now)
-        return True
-
-    def ready_in(self, key: str) -> float:
-        """RateLimiter.ready_in for this key (0.0 for a key not used yet)."""
-        limiter = self._limiters.get(key)
-        return 0.0 if limiter is None else limiter.ready_in()
-
-    @property
-    def rpm(self) -> float:
-        """The per-key limit given (--store-rpm)."""
-        return self._rpm
-
-    def on_429(self, key: str, retry_after: float | None) -> None:
-        """Pause this key only."""
-        self._limiter(key).on_429(retry_after)
-
-    def on_response(self, key: str, *, limit: int | None, remaining: int | None,
-                    reset: float | None) -> None:
-        """Headers that describe this key's own limit (a store's 429): they pace this key only.
-        Call after `on_429`, so the drop starts from the old rate and climbs back only to
-        what the header allows (a drop after learning the limit would go below it)."""
-        self._limiter(key).on_response(limit=limit, remaining=remaining, reset=reset)
-
-    def stats(self) -> dict[str, float]:
-        """The per-key counters, summed."""
-        total: dict[str, float] = {}
-        for limiter in self._limiters.values():
-            for name, value in limiter.stats().items():
-                total[name] = total.get(name, 0.0) + value
-        return total

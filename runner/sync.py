@@ -46,7 +46,8 @@ from runner.engine import Engine, RunResult, Tally
 from runner.errors import UsageError, register_secret, scrub_secrets
 from runner.items import Item, pair_key
 from runner.lock import RunLock
-from runner.log import ResultLog, check_log
+from runner.log import ResultLog
+from runner.log_read import check_log
 from runner.manifest import ManifestSource, ManifestStats, iter_items
 from runner.operation import Attach
 from runner.outcomes import Outcome, RunRefused

@@ -9,19 +9,17 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from runner.client import Answer
+from runner.durations import parse_go_duration
 from runner.limiter import (
     DROP,
-    KEY_SLACK,
     PROBE_PATIENCE,
     SAFETY,
-    SPACING_SLACK,
     START_RATE,
-    KeyedLimiter,
     RateLimiter,
-    parse_go_duration,
 )
 from runner.opening import PATIENCE as OPENING_PATIENCE
 from runner.opening import OpeningWindow
+from runner.store_limiter import KEY_SLACK, SPACING_SLACK, KeyedLimiter
 from runner.store_limits import binds_store
 
 

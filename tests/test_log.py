@@ -23,7 +23,8 @@ from runner.attempt import Outcome
 from runner.engine import op_members, pair_members, plain_done_members
 from runner.errors import LogError
 from runner.items import Item
-from runner.log import ResultLog, read_log
+from runner.log import ResultLog
+from runner.log_read import read_log
 from runner.targets import ApiError
 
 TS_PATTERN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from runner.items import Item
-from runner.limiter import KeyedLimiter
 from runner.resume import Plan
 from runner.sandbox import SandboxThread
+from runner.store_limiter import KeyedLimiter
 from runner.work import FreeStoresFirst, Single, Work
 from tests.cli import FAST, attached_counts, cli_env, read_events, run_cli, write_csv
 
