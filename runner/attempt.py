@@ -1,12 +1,12 @@
-"""One item, start to finish: check when uncertain, attach with retries, wait when asked.
+"""The request layer of a run, which every operation sends through.
 
 Every request goes through `Attempter.request`, which holds the rate limiters, reads the
 x-ratelimit headers of every answer, and turns a 429 into a pause for every worker.
-
-Retries use tenacity: exponential backoff with full jitter, `--max-attempts` counted over attach
-requests that were not throttled (a 429 other than quota waits out the shared pause and does not use
-an attempt). The first try runs outside tenacity: most items succeed at once, and building a
-retry loop for each of a million items costs more than the request's own bookkeeping.
+`request_retrying` retries one request on transient failures (tenacity: exponential backoff
+with full jitter, `backoff`) and never resends blind a write whose outcome became unknown.
+`unsettled` parks such a write under the settle rule. What is done to a pair is the
+operations' (attach: runner/attach.py, `attacher`; update: runner/update.py, `updater`;
+detach: runner/detach.py).
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from runner.attach import Attacher
 from runner.breaker import Breaker
 from runner.client import Answer, ApiClient, CertificateError, TransportError
-from runner.items import Item
 from runner.limiter import RateLimiter
 from runner.opening import OpeningWindow
 from runner.outcomes import (
-    NOT_SENT,
     UNCERTAIN_STATUSES,
     Counters,
     GaveUp,
@@ -33,35 +32,16 @@ from runner.outcomes import (
     Outcome,
     RunRefused,
     Unsettled,
-    file_failed,
-    in_place,
     refusal_kind,
 )
+from runner.retry import MAX_RETRY_AFTER, MAX_THROTTLED, Retry
 from runner.store_limiter import KeyedLimiter
 from runner.store_limits import binds_store
-from runner.targets import ApiError, Judgement, Target, Verdict, api_error, classify_error
-from runner.update import Updater, manages_attributes
+from runner.targets import ApiError, Target, Verdict, api_error, classify_error
+from runner.update import Updater
 
 __all__ = ["Attempter", "Breaker", "Counters", "GaveUp", "ItemState", "Outcome", "RunRefused",
            "Unsettled"]
-
-# A 429 storm must not hold one item forever: after this many throttled tries it ends failed
-# (retryable) and the next run picks it up.
-MAX_THROTTLED = 50
-# Longest pause we take from one retry-after header.
-MAX_RETRY_AFTER = 120.0
-# --wait polling: 1 s doubling to 10 s.
-POLL_FIRST, POLL_MAX = 1.0, 10.0
-
-
-class _Retry(Exception):  # noqa: N818 - control flow inside the retry loop
-    """A transient failure: try again after a backoff (`wait` overrides it, e.g. 0 after a 429)."""
-
-    def __init__(self, status: int | None, error: ApiError, *, wait: float | None = None) -> None:
-        super().__init__(error.message)
-        self.status = status
-        self.error = error
-        self.wait = wait
 
 
 class Attempter:
@@ -93,6 +73,7 @@ class Attempter:
         self.settle = settle
         self.counters = Counters()
         self.updater = Updater(self)
+        self.attacher = Attacher(self)
         self.window = OpeningWindow(opened=not limiter.auto)
         self.breaker_tripped = False
         # Set when the run stops (signal, --max-runtime, refusal): start no new try; an item
@@ -199,178 +180,25 @@ class Attempter:
     # --- one item -------------------------------------------------------------------------
 
     def unsettled(self, state: ItemState, status: int | None,
-                  error: ApiError) -> Unsettled | _Retry:
+                  error: ApiError) -> Unsettled | Retry:
         """The write just sent may have been applied: check it after --settle seconds
         (Unsettled). With the item's attempts used up it could not be sent again anyway:
-        it ends failed, retryable and uncertain at once (_Retry into the loop's stop), and
+        it ends failed, retryable and uncertain at once (Retry into the loop's stop), and
         the next run checks it first."""
         state.uncertain = True
         self.counters.uncertain += 1
         if state.counted >= self.max_attempts:
-            return _Retry(status, error)
+            return Retry(status, error)
         due = asyncio.get_running_loop().time() + self.settle
         return Unsettled(due, state, status, error)
 
-    async def attach(self, item: Item, *, uncertain: bool,
-                     state: ItemState | None = None) -> Outcome:
-        """Attach one pair; `uncertain`: the log says it may be attached, so check first.
-        `state`: the item's tries so far, when it comes back from the settle wait. Raises
-        Unsettled when a write's outcome becomes unknown."""
-        if state is None:
-            state = ItemState(uncertain=uncertain)
-        try:
-            return await self._try_once(item, state)
-        except _Retry as exc:
-            first = exc
-        return await self._retry_loop(item, state, first)
-
-    async def _retry_loop(self, item: Item, state: ItemState, first: _Retry) -> Outcome:
-        pending: _Retry | None = first
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(_Retry),
-            stop=lambda rs: self.halted or state.counted >= self.max_attempts
-            or state.throttled >= MAX_THROTTLED,
-            wait=self._backoff,
-            sleep=self.pause,
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    if pending is not None:
-                        # Replays the fast path's failure so tenacity waits before the next try.
-                        exc, pending = pending, None
-                        raise exc
-                    self.counters.retries += 1
-                    return await self._try_once(item, state)
-        except _Retry as exc:
-            return Outcome("failed", exc.status, state.sent, exc.error, retryable=True,
-                           uncertain=state.uncertain)
-        raise AssertionError("unreachable: tenacity returns or re-raises")
-
-    async def _try_once(self, item: Item, state: ItemState) -> Outcome:
-        if state.uncertain:
-            settled = await self._settle(item, state)
-            if settled is not None:
-                return settled
-        target = self.target
-        state.sent += 1
-        state.counted += 1
-        self.counters.attach_requests += 1
-        store = item.owner if target.supports_batches else None
-        try:
-            answer = await self.request("POST", target.attach_path(item.owner),
-                                        target.attach_body(item), store=store)
-        except NotSent:
-            # It never left: not an attempt. The stopped run ends the item retryable.
-            state.sent -= 1
-            state.counted -= 1
-            self.counters.attach_requests -= 1
-            raise _Retry(None, NOT_SENT) from None
-        except TransportError as exc:
-            error = ApiError("connection_error", str(exc), None)
-            if exc.sent:
-                raise self.unsettled(state, None, error) from None
-            raise _Retry(None, error) from None
-        judgement = target.judge_attach(answer, wait=self.wait)
-        if state.sent == 1 and self.breaker.armed and self.breaker.observe(
-            item, judgement.verdict, answer.status, judgement.error
-        ):
-            self.breaker_tripped = True
-        return await self._conclude(item, state, answer, judgement)
-
-    async def _conclude(self, item: Item, state: ItemState, answer: Answer,
-                        judgement: Judgement) -> Outcome:
-        verdict, status = judgement.verdict, answer.status
-        if verdict in (Verdict.ATTACHED, Verdict.IN_PROGRESS, Verdict.FILE_FAILED) and (
-                item.options is not None):
-            converged = await self.updater.converge(item, state, judgement)
-            if converged is not None:
-                return converged
-        if verdict is Verdict.ATTACHED:
-            return in_place(status, state, judgement.file_status)
-        if verdict is Verdict.ALREADY_ATTACHED:
-            if manages_attributes(item) and self.target.supports_batches:
-                # "Already in the store" without the object: look, so that its attributes
-                # can be compared (and updated) like those of a 200.
-                return await self._after_check(item, state)
-            return Outcome("already_attached", status, state.sent, judgement.error)
-        if verdict is Verdict.IN_PROGRESS:
-            return await self._wait_for_file(item, state, status)
-        if verdict is Verdict.FILE_FAILED:
-            return file_failed(judgement, status, state.sent)
-        if verdict is Verdict.RUN_REFUSED:
-            raise RunRefused(refusal_kind(status, judgement.error), status, judgement.error)
-        if verdict is Verdict.RETRY:
-            assert judgement.error is not None
-            if status == 429:
-                # The limiter already paused every worker; this item waits its turn there.
-                state.counted -= 1
-                state.throttled += 1
-                raise _Retry(status, judgement.error, wait=0.0)
-            if status in UNCERTAIN_STATUSES:
-                raise self.unsettled(state, status, judgement.error)
-            wait = min(answer.retry_after, MAX_RETRY_AFTER) if answer.retry_after else None
-            raise _Retry(status, judgement.error, wait=wait)
-        # REFUSED (or ABSENT, which an attach answer never is).
-        return Outcome("failed", status, state.sent, judgement.error, retryable=False,
-                       uncertain=False)
-
-    def _backoff(self, rs: RetryCallState) -> float:
+    def backoff(self, rs: RetryCallState) -> float:
         """Full jitter: uniform in [0, min(max, initial * 2**(n-1))]; a retry-after wins."""
         exc = rs.outcome.exception() if rs.outcome is not None else None
-        if isinstance(exc, _Retry) and exc.wait is not None:
+        if isinstance(exc, Retry) and exc.wait is not None:
             return exc.wait
         n = max(1, rs.attempt_number)
         return random.uniform(0.0, min(self.backoff_max, self.backoff_initial * 2 ** (n - 1)))
-
-    # --- checks -----------------------------------------------------------------------------
-
-    async def _settle(self, item: Item, state: ItemState) -> Outcome | None:
-        """Check an uncertain pair. An Outcome when the check settles it (attached, or it
-        cannot be answered: then never POST blind); None when it is absent: send it."""
-        judgement, status = await self.check(item)
-        state.checks_done += 1
-        if judgement is None:
-            error = ApiError("check_failed", "could not check whether the pair is attached", None)
-            return Outcome("failed", status, state.sent, error, retryable=True, uncertain=True)
-        state.uncertain = False
-        verdict = judgement.verdict
-        if verdict is Verdict.ABSENT:
-            return None
-        if item.options is not None and verdict is not Verdict.RUN_REFUSED:
-            converged = await self.updater.converge(item, state, judgement)
-            if converged is not None:
-                return converged
-        if verdict is Verdict.ATTACHED:
-            return in_place(200, state, judgement.file_status)
-        if verdict is Verdict.IN_PROGRESS:
-            return await self._wait_for_file(item, state, 200)
-        if verdict is Verdict.FILE_FAILED:
-            return file_failed(judgement, 200, state.sent)
-        return Outcome("failed", status, state.sent, judgement.error, retryable=False)
-
-    async def _after_check(self, item: Item, state: ItemState) -> Outcome:
-        """Settle a pair that is in its store by a GET (and converge its attributes)."""
-        settled = await self._settle(item, state)
-        if settled is not None:
-            return settled
-        # Absent after all (removed meanwhile): not ours to re-add blind in this answer.
-        error = ApiError("not_found", "the file was not in the store when checked", None)
-        return Outcome("failed", 404, state.sent, error, retryable=True)
-
-    async def confirm(self, item: Item) -> Outcome:
-        """A pair a batch put in place, whose object we have not seen: GET it and converge."""
-        return await self._after_check(item, ItemState(sent=1))
-
-    async def check(self, item: Item) -> tuple[Judgement | None, int | None]:
-        """GET the pair, retried like any request. (None, last status) if it cannot be answered."""
-        path = self.target.check_path(item.owner, item.file_id)
-        try:
-            answer = await self.request_retrying("GET", path, kind="check")
-        except GaveUp as exc:
-            return None, exc.status
-        return self.target.judge_check(answer, wait=self.wait), answer.status
 
     async def request_retrying(self, method: str, path: str, body: bytes | None = None, *,
                                store: str | None = None, kind: str = "request") -> Answer:
@@ -390,7 +218,7 @@ class Attempter:
                     self.counters.uncertain += 1
                     raise GaveUp(None, ApiError("connection_error", str(exc), None),
                                  uncertain=True) from None
-                raise _Retry(None, ApiError("connection_error", str(exc), None)) from None
+                raise Retry(None, ApiError("connection_error", str(exc), None)) from None
             if 200 <= answer.status < 300:
                 return answer
             error = api_error(answer.status, answer.body, answer.text)
@@ -401,20 +229,20 @@ class Attempter:
                 if answer.status == 429:
                     tries.counted -= 1
                     tries.throttled += 1
-                    raise _Retry(429, error, wait=0.0)
+                    raise Retry(429, error, wait=0.0)
                 if not idempotent and answer.status in UNCERTAIN_STATUSES:
                     # It may have been applied: never resent blind (see Unsettled).
                     self.counters.uncertain += 1
                     raise GaveUp(answer.status, error, uncertain=True)
                 wait = min(answer.retry_after, MAX_RETRY_AFTER) if answer.retry_after else None
-                raise _Retry(answer.status, error, wait=wait)
+                raise Retry(answer.status, error, wait=wait)
             return answer
 
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(_Retry),
+            retry=retry_if_exception_type(Retry),
             stop=lambda rs: self.halted or tries.counted >= self.max_attempts
             or tries.throttled >= MAX_THROTTLED,
-            wait=self._backoff,
+            wait=self.backoff,
             sleep=self.pause,
             reraise=True,
         )
@@ -426,45 +254,9 @@ class Attempter:
                         self.counters.retries += 1
                     first = False
                     return await once()
-        except _Retry as exc:
+        except Retry as exc:
             raise GaveUp(exc.status, exc.error, uncertain=False) from None
         raise AssertionError("unreachable: tenacity returns or re-raises")
-
-    # --- --wait -----------------------------------------------------------------------------
-
-    async def _wait_for_file(self, item: Item, state: ItemState, status: int) -> Outcome:
-        """Poll a vector store file until it leaves in_progress (1 s doubling to 10 s)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.wait_timeout
-        interval = POLL_FIRST
-        path = self.target.check_path(item.owner, item.file_id)
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0 or self.halted:
-                self.counters.still_in_progress += 1
-                return in_place(status, state, "in_progress")
-            await self.pause(min(interval, remaining))
-            if self.halted:
-                continue
-            interval = min(POLL_MAX, interval * 2)
-            self.counters.polls += 1
-            try:
-                answer = await self.request("GET", path)
-            except TransportError:
-                continue  # a poll is harmless to repeat
-            judgement = self.target.judge_check(answer, wait=True)
-            verdict = judgement.verdict
-            if verdict is Verdict.IN_PROGRESS or verdict is Verdict.RETRY:
-                continue
-            if verdict is Verdict.ATTACHED:
-                return in_place(status, state, judgement.file_status)
-            if verdict is Verdict.FILE_FAILED:
-                return file_failed(judgement, answer.status, state.sent)
-            if verdict is Verdict.RUN_REFUSED:
-                raise RunRefused(refusal_kind(answer.status, judgement.error), answer.status,
-                                 judgement.error)
-            # 404 while waiting: someone removed it. Report, don't guess.
-            return Outcome("failed", answer.status, state.sent, judgement.error, retryable=True)
 
 
 def _uncancel(task: asyncio.Task[Any]) -> int:

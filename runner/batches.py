@@ -18,9 +18,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from runner.attach import POLL_FIRST, POLL_MAX
 from runner.attempt import (
-    POLL_FIRST,
-    POLL_MAX,
     Attempter,
     GaveUp,
     ItemState,
@@ -107,7 +106,7 @@ class BatchRunner:
                 self._not_sent(items[n:], uncertain=uncertain)
                 return
             try:
-                outcome = await attempter.attach(item, uncertain=uncertain)
+                outcome = await attempter.attacher.attach(item, uncertain=uncertain)
             except Unsettled as unsettled:
                 self.park(item, unsettled, unsettled.due)
                 continue
@@ -177,7 +176,7 @@ class BatchRunner:
             try:
                 if obj is None:
                     # Not in the list (or the list cannot be read): look at the file itself.
-                    outcome = await self.attempter.confirm(item)
+                    outcome = await self.attempter.attacher.confirm(item)
                 else:
                     outcome = await self.attempter.updater.converge_listed(item, obj, ending(item))
             except Unsettled as unsettled:  # an update whose outcome is unknown

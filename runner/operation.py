@@ -1,7 +1,8 @@
 """An operation: what a run does to each pair (attach, detach), beside the target (which
 call for which owner). The engine knows only this interface: how the log's last word on a pair
 plans it, the `op` its lines carry, and how to start a pair or check a parked one. Each
-operation lives in its own module (attach: attempt.py and update.py; detach: detach.py).
+operation lives in its own module (attach: attach.py, with update.py for attributes;
+detach: detach.py) over the request layer of attempt.py.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Attach(Operation):
     async def start(self, item: Item, plan: Plan) -> Outcome:
         if plan is Plan.UPDATE:
             return await self.attempter.updater.update(item)
-        return await self.attempter.attach(item, uncertain=plan is Plan.CHECK)
+        return await self.attempter.attacher.attach(item, uncertain=plan is Plan.CHECK)
 
     async def settle(self, item: Item, state: ItemState | None) -> Outcome:
-        return await self.attempter.attach(item, uncertain=True, state=state)
+        return await self.attempter.attacher.attach(item, uncertain=True, state=state)

@@ -106,7 +106,7 @@ class Updater:
             return Outcome("updated", 200, 1, file_status=result.file_status, op="update")
         if result.status == 404:
             # Gone from its store (or the store is gone: then the add is refused too).
-            return await self.attempter.attach(item, uncertain=False)
+            return await self.attempter.attacher.attach(item, uncertain=False)
         return result
 
 
