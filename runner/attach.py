@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from tenacity import AsyncRetrying, retry_if_exception_type
-
 from runner.client import Answer, TransportError
 from runner.items import Item
 from runner.outcomes import (
@@ -30,7 +28,7 @@ from runner.outcomes import (
     in_place,
     refusal_kind,
 )
-from runner.retry import MAX_RETRY_AFTER, MAX_THROTTLED, Retry
+from runner.retry import MAX_RETRY_AFTER, Retry
 from runner.targets import ApiError, Judgement, Verdict
 from runner.update import manages_attributes
 
@@ -62,15 +60,7 @@ class Attacher:
 
     async def _retry_loop(self, item: Item, state: ItemState, first: Retry) -> Outcome:
         pending: Retry | None = first
-        attempter = self.attempter
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(Retry),
-            stop=lambda rs: attempter.halted or state.counted >= attempter.max_attempts
-            or state.throttled >= MAX_THROTTLED,
-            wait=attempter.backoff,
-            sleep=attempter.pause,
-            reraise=True,
-        )
+        retrying = self.attempter.retrying(state)
         try:
             async for attempt in retrying:
                 with attempt:

@@ -192,6 +192,18 @@ class Attempter:
         due = asyncio.get_running_loop().time() + self.settle
         return Unsettled(due, state, status, error)
 
+    def retrying(self, tries: ItemState) -> AsyncRetrying:
+        """tenacity's loop over one item's (or one request's) tries: Retry is retried after
+        `backoff`, until the attempts or the 429-storm limit run out, or the run halts."""
+        return AsyncRetrying(
+            retry=retry_if_exception_type(Retry),
+            stop=lambda rs: self.halted or tries.counted >= self.max_attempts
+            or tries.throttled >= MAX_THROTTLED,
+            wait=self.backoff,
+            sleep=self.pause,
+            reraise=True,
+        )
+
     def backoff(self, rs: RetryCallState) -> float:
         """Full jitter: uniform in [0, min(max, initial * 2**(n-1))]; a retry-after wins."""
         exc = rs.outcome.exception() if rs.outcome is not None else None
@@ -238,14 +250,7 @@ class Attempter:
                 raise Retry(answer.status, error, wait=wait)
             return answer
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(Retry),
-            stop=lambda rs: self.halted or tries.counted >= self.max_attempts
-            or tries.throttled >= MAX_THROTTLED,
-            wait=self.backoff,
-            sleep=self.pause,
-            reraise=True,
-        )
+        retrying = self.retrying(tries)
         first = True
         try:
             async for attempt in retrying:
