@@ -30,12 +30,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402 - the path above makes `bench` importable
-    Measured,
     SandboxProcess,
     median,
     run_in,
     runner_argv,
     scratch_dir,
+    summary_of,
 )
 from runner.attributes import same_attributes  # noqa: E402
 from runner.sandbox import confirm_attached_once  # noqa: E402
@@ -94,14 +94,6 @@ def check(record: dict[str, Any], n: int, with_attributes: bool) -> list[str]:
         if wrong:
             problems.append(f"{wrong} files hold other attributes than the manifest's")
     return problems
-
-
-def summary_of(measured: Measured) -> dict[str, Any]:
-    for line in reversed(measured.stdout.strip().splitlines()):
-        if line.startswith("{"):
-            parsed: dict[str, Any] = json.loads(line)
-            return parsed
-    return {}
 
 
 def one_arm(manifest: Path, log: Path, n: int, with_attributes: bool) -> dict[str, Any]:

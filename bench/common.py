@@ -238,6 +238,15 @@ def check(sandbox: SandboxProcess, n: int, measured: Measured | None = None) -> 
     return problems
 
 
+def summary_of(measured: Measured) -> dict[str, Any]:
+    """The run's `--json` object: the last line of its stdout that is one ({} if none)."""
+    for line in reversed(measured.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            parsed: dict[str, Any] = json.loads(line)
+            return parsed
+    return {}
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

@@ -51,6 +51,7 @@ from bench.common import (  # noqa: E402 - the path above makes `bench` importab
     run_timed,
     runner_argv,
     scratch_dir,
+    summary_of,
 )
 from runner.attributes import same_attributes  # noqa: E402
 
@@ -262,14 +263,6 @@ def listed_per_store(listed: int) -> list[int]:
 def route_delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {route: count - before.get(route, 0) for route, count in after.items()
             if count - before.get(route, 0)}
-
-
-def summary_of(measured: Measured) -> dict[str, Any]:
-    for line in reversed(measured.stdout.strip().splitlines()):
-        if line.startswith("{"):
-            parsed: dict[str, Any] = json.loads(line)
-            return parsed
-    return {}
 
 
 # ---------------------------------------------------------------- a round

@@ -66,6 +66,11 @@ def digest(attributes: Attributes | None) -> str:
     return hashlib.blake2b(canonical(attributes).encode("utf-8"), digest_size=8).hexdigest()
 
 
+def digest_value(attributes: Attributes | None) -> int:
+    """`digest` as the 64-bit int the resume index and sync's plan keep."""
+    return int(digest(attributes), 16)
+
+
 def same_attributes(a: Attributes | None, b: Attributes | None) -> bool:
     return canonical(a) == canonical(b)
 

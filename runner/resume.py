@@ -21,7 +21,7 @@ from itertools import compress, repeat
 from operator import itemgetter
 from typing import Any
 
-from runner.attributes import digest
+from runner.attributes import digest_value
 from runner.items import Item, ascii_pair_keys, pair_key, pair_keys, pin_mmap_threshold
 from runner.log_read import FastRow, scan_log
 
@@ -379,7 +379,7 @@ class ResumeIndex:
             seen.add(key)
         options = item.options
         if options is not None and options.attributes is not None and (
-                self.digests.get(key) != int(digest(options.attributes), 16)):
+                self.digests.get(key) != digest_value(options.attributes)):
             # SPEC: managed attributes that differ from the recorded digest (or a line that
             # recorded none) get exactly one update; the file is not added again.
             return Plan.UPDATE, state

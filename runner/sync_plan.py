@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from runner.attributes import Attributes, Options, chunking_matches, digest
+from runner.attributes import Options, chunking_matches, digest_value
 from runner.errors import UsageError
 from runner.items import Item
 from runner.outcomes import Outcome
@@ -45,10 +45,6 @@ def is_store_full(outcome: Outcome) -> bool:
     error = outcome.error
     return (outcome.outcome == "failed" and outcome.status == 400 and error is not None
             and _FULL.search(error.message) is not None)
-
-
-def _digest(attributes: Attributes | None) -> int:
-    return int(digest(attributes), 16)
 
 
 @dataclass
@@ -114,7 +110,7 @@ class StorePlan:
         options = item.options or Options()
         attributes = options.attributes
         self.managed.append(attributes is not None)
-        self.digests.append(_digest(attributes) if attributes is not None else 0)
+        self.digests.append(digest_value(attributes) if attributes is not None else 0)
         self.chunking_of.append(self._chunking(options.chunking_strategy))
         return True
 
@@ -145,7 +141,7 @@ class StorePlan:
             return
         if self.found[at] != NOT_LISTED:
             return  # listed twice (the store changed between pages): seen already
-        stale = self.managed[at] and self.digests[at] != _digest(_attributes(entry))
+        stale = self.managed[at] and self.digests[at] != digest_value(_attributes(entry))
         self.found[at] = STALE if stale else IN_PLACE
         if not chunking_matches(self.chunkings[self.chunking_of[at]],
                                 entry.get("chunking_strategy")):
@@ -317,7 +313,7 @@ def read_writes(plans: Mapping[str, StorePlan], items: Iterable[Item], display: 
             continue  # not written by this run, or taken already
         given = (item.options or Options()).attributes
         at = plan.index_of[item.file_id]
-        if plan.digest_at(at) != (None if given is None else _digest(given)):
+        if plan.digest_at(at) != (None if given is None else digest_value(given)):
             _changed(display, f"line {item.line}: the attributes of {item.file_id}")
         plan.writes[item.file_id] = item
     for plan in plans.values():

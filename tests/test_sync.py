@@ -137,6 +137,41 @@ def test_dry_run_lists_and_prints_the_plan(tmp_path: Path, sandbox):
     assert (plan["adds"], plan["updates"], plan["detaches"]) == (5, 1, 3)
 
 
+def test_dry_run_takes_no_lock(tmp_path: Path, sandbox):
+    """SPEC: `sync --dry-run` takes no lock: it plans while another run holds the log, where
+    a real sync is refused with exit 3."""
+    from runner.lock import RunLock
+
+    sb = sandbox()
+    path = write_manifest(tmp_path / "locked.jsonl", seeded_world(sb))
+    with RunLock(f"{path}.results.jsonl"):
+        dry = run_cli("sync", str(path), "--base-url", sb.base_url, "--dry-run")
+        real = run_cli(*sync_args(path, sb.base_url))
+    assert dry.code == 0, dry.err
+    assert "dry run: 5 add(s), 1 update(s)" in dry.out
+    assert real.code == 3, real.err
+    assert set(sb.record()["by_route"]) == {"GET list"}
+
+
+def test_stores_are_listed_concurrently_within_the_rate(tmp_path: Path, sandbox):
+    """The listing of 8 stores (two pages each) overlaps across stores, and every page is
+    under --rpm like any request: a server allowing a little more than --rpm answers no
+    429."""
+    sb = sandbox(latency_ms=150, rps=12)
+    manifest = {}
+    for s in range(8):
+        files = {f"file-l{s}x{i}": None for i in range(150)}  # 2 pages a store
+        seed(sb, f"vs_l{s}", files)
+        manifest[f"vs_l{s}"] = files
+    path = write_manifest(tmp_path / "l.jsonl", manifest)
+    res = run_cli(*sync_args(path, sb.base_url, "--rpm", "540", "--concurrency", "8"))
+    assert res.code == 0, res.err
+    record = sb.record()
+    assert record["by_route"] == {"GET list": 16}
+    assert record["peak_in_flight"] >= 2
+    assert record["by_status"].get("429", 0) == 0, record["rate_limited"]
+
+
 def test_the_guard_stops_before_any_detach_and_max_delete_lets_it_go(tmp_path: Path, sandbox):
     """A manifest naming 1 of a store's 10 files: exit 4, nothing detached; --max-delete 9
     lets the sync through."""
