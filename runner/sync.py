@@ -53,6 +53,7 @@ from runner.operation import Attach
 from runner.outcomes import Outcome, RunRefused
 from runner.resume import Plan, ResumeIndex
 from runner.summary import build_summary
+from runner.sync_dry_run import dry_run
 from runner.sync_plan import (
     StorePlan,
     guard_breaches,
@@ -64,7 +65,6 @@ from runner.sync_report import (
     add_sync_fields,
     final_tally,
     list_with_progress,
-    print_plan,
     refusal_text,
     store_lines,
     sync_exit_code,
@@ -123,7 +123,7 @@ def sync(settings: Settings, io: Io, argv: Sequence[str]) -> int:
     if settings.dry_run:
         # SPEC: list requests only (so the key), no lock, no log written.
         index = load_index(settings, target, io)
-        return asyncio.run(print_plan(settings, io, target, stats, key, index,
+        return asyncio.run(dry_run(settings, io, target, stats, key, index,
                                    store_plans(source, target), source.display))
     check_log(settings.log)
     lock = RunLock(settings.log)
