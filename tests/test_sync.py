@@ -222,6 +222,19 @@ def test_a_store_with_a_failed_add_is_not_pruned_until_the_next_run(tmp_path: Pa
     held = contents(sb)
     assert "file-xx" in held["vs_x"]
     assert held["vs_y"] == {"file-y1": None}
+    # The log serves `status` and `failed` as for run (SPEC): the refused add is there, as an
+    # attach a rerun with --retry-failed would send; the pairs found in place are counted.
+    status = run_cli("status", str(path), "--json")
+    assert status.code == 0, status.err
+    report = status.json()
+    assert (report["already_attached"], report["refused"], report["pending"]) == (2, 1, 0)
+    failed = run_cli("failed", str(path))
+    assert failed.code == 0, failed.err
+    rows = failed.out.strip().splitlines()
+    assert rows[0].startswith("vector_store_id,file_id,status")
+    assert rows[1].startswith("vs_x,file-missing2,404,")
+    assert rows[1].endswith(",attach")
+    assert len(rows) == 2
     fixed = write_manifest(tmp_path / "m.jsonl", {"vs_x": {"file-x1": None, "file-x2": None},
                                                   "vs_y": {"file-y1": None}})
     again = run_cli(*sync_args(fixed, sb.base_url))
