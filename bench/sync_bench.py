@@ -57,7 +57,7 @@ from runner.attributes import same_attributes  # noqa: E402
 
 STORES = 10
 PAIRS_PER_STORE = 10_000
-PAGE = 100  # files a list page (the API's most; runner/listing.py asks for it)
+PAGE = 100  # files a list page (the API's most; runner/operations/listing.py asks for it)
 CONCURRENCY = "64"
 PRELOAD_CHUNK = 2_500  # files a preload request (~300 KB of JSON; the limit is 4 MiB)
 PRELOAD_LIMIT = 4 * 1024**2
@@ -349,8 +349,8 @@ def one_round(directory: Path, manifest: Path, n: int, round_no: int) -> dict[st
 PLAN_BYTES = """
 import sys, tracemalloc
 from runner.manifest import open_manifest
-from runner.sync import store_plans
-from runner.targets import get_target
+from runner.sync.execute import store_plans
+from runner.requests.targets import get_target
 target = get_target("vector-store-files")
 source = open_manifest(sys.argv[1], None)
 tracemalloc.start()

@@ -19,7 +19,10 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
-from runner import __version__, commands, demo, log_report
+from runner import __version__
+from runner.commands import demo
+from runner.commands import run as commands
+from runner.commands import status as log_report
 from runner.config import (
     DEFAULT_API_KEY_ENV,
     Settings,
@@ -223,7 +226,7 @@ def dispatch(argv: list[str], io: commands.Io) -> int:
         return commands.run(settings, io, argv)
     if command == "sync":
         io.json = settings.json
-        from runner import sync
+        from runner.sync import execute as sync
 
         return sync.sync(settings, io, argv)
     if command == "validate":

@@ -625,7 +625,7 @@ def make_a_worker_raise(monkeypatch: pytest.MonkeyPatch) -> None:
     def record(self: object, item: object, outcome: object, pair: object = None) -> None:
         raise RuntimeError("simulated bug in a worker")
 
-    monkeypatch.setattr("runner.engine.Engine.record", record)
+    monkeypatch.setattr("runner.run.engine.Engine.record", record)
 
 
 def main_in(tmp: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.client import ApiClient
+from runner.requests.client import ApiClient
 from runner.sandbox import SandboxThread
 from tests.cli import FAST, Result, owner_of, pairs_for, run_cli, write_csv
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from runner.demo import DEMO_STALE, check_demo, demo_manifest
+from runner.commands.demo import DEMO_STALE, check_demo, demo_manifest
 from runner.items import Item
 from runner.manifest import iter_items, open_manifest
-from runner.targets import VectorStoreFiles
+from runner.requests.targets import VectorStoreFiles
 from tests.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,20 +11,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import runner.log_read
+import runner.log.reader
 import runner.manifest.fastpath
 from runner.attributes import Options
-from runner.engine import Tally
 from runner.errors import LogError, ManifestError
 from runner.items import Item, pair_key, pair_keys
-from runner.log import ResultLog
-from runner.log_read import read_log, scan_log
+from runner.log.reader import read_log, scan_log
+from runner.log.resume import ResumeIndex
+from runner.log.writer import ResultLog
 from runner.manifest import Block, ManifestSource, check_manifest, iter_blocks, iter_items
 from runner.manifest.csv_format import csv_rows
 from runner.manifest.jsonl_format import jsonl_rows
 from runner.manifest.reader import iter_rows
-from runner.resume import ResumeIndex
-from runner.work import Single, iter_work
+from runner.run.engine import Tally
+from runner.run.work import Single, iter_work
 
 SETTINGS = settings(
     deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -116,7 +116,7 @@ def test_bulk_log_scan_folds_like_event_by_event(
 ) -> None:
     """Any log of ours, cut in chunks of any size, with or without a torn tail, folds into
     the same resume state through load_log as through load(read_log(...))."""
-    monkeypatch.setattr(runner.log_read, "SCAN_CHUNK", chunk)
+    monkeypatch.setattr(runner.log.reader, "SCAN_CHUNK", chunk)
     path = tmp_path_factory.mktemp("log") / "r.jsonl"
     with ResultLog(str(path), "run-1") as log:
         for kind, fields in events:
@@ -138,7 +138,7 @@ def test_bulk_log_scan_refuses_a_bad_middle_line_like_read_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, bad: bytes
 ) -> None:
     """A bad line among fast ones is refused with the same message, naming the same line."""
-    monkeypatch.setattr(runner.log_read, "SCAN_CHUNK", chunk)
+    monkeypatch.setattr(runner.log.reader, "SCAN_CHUNK", chunk)
     path = tmp_path / "r.jsonl"
     with ResultLog(str(path), "run-1") as log:
         for i in range(5):

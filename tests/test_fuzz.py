@@ -27,7 +27,7 @@ from runner.cli import build_parser, main
 from runner.config import resolve_settings
 from runner.errors import ConfigError, LogError, ManifestError, UsageError
 from runner.items import is_valid_id
-from runner.log_read import read_log
+from runner.log.reader import read_log
 from runner.manifest import ManifestSource, ManifestStats, check_manifest
 
 FUZZ = settings(deadline=None, max_examples=150,

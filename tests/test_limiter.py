@@ -8,19 +8,19 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from runner.client import Answer
-from runner.durations import parse_go_duration
-from runner.limiter import (
+from runner.pacing.durations import parse_go_duration
+from runner.pacing.limiter import (
     DROP,
     PROBE_PATIENCE,
     SAFETY,
     START_RATE,
     RateLimiter,
 )
-from runner.opening import PATIENCE as OPENING_PATIENCE
-from runner.opening import OpeningWindow
-from runner.store_limiter import KEY_SLACK, SPACING_SLACK, KeyedLimiter
-from runner.store_limits import binds_store
+from runner.pacing.store_429 import binds_store
+from runner.pacing.store_limiter import KEY_SLACK, SPACING_SLACK, KeyedLimiter
+from runner.requests.client import Answer
+from runner.requests.opening import PATIENCE as OPENING_PATIENCE
+from runner.requests.opening import OpeningWindow
 
 
 def now() -> float:

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from runner.errors import LockedError, LogError
-from runner.lock import RunLock, holder_pid
+from runner.log.lock import RunLock, holder_pid
 
 HOLDER = """
 import sys, time
-from runner.lock import RunLock
+from runner.log.lock import RunLock
 RunLock(sys.argv[1]).acquire()
 print("held", flush=True)
 time.sleep(60)

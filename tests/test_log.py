@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.attempt import Outcome
-from runner.engine import op_members, pair_members, plain_done_members
 from runner.errors import LogError
 from runner.items import Item
-from runner.log import ResultLog
-from runner.log_read import read_log
-from runner.targets import ApiError
+from runner.log.reader import read_log
+from runner.log.writer import ResultLog
+from runner.requests.sender import Outcome
+from runner.requests.targets import ApiError
+from runner.run.engine import op_members, pair_members, plain_done_members
 
 TS_PATTERN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 TORN = "the last line is incomplete (a run was cut off while writing); it is ignored and will be cut off by the next run"  # noqa: E501
@@ -246,7 +246,7 @@ def test_fsync_grouping_loses_nothing_on_close(tmp_path: Path) -> None:
 
 WRITER = """
 import sys
-from runner.log import ResultLog
+from runner.log.writer import ResultLog
 log = ResultLog(sys.argv[1], "killed", fsync_every=64)
 log.open()
 log.append("run-start", n=-1)

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from runner.cli import build_parser, parse
-from runner.demo import _mark_temporary
-from runner.lock import RunLock
-from runner.progress import Snapshot, _Bar, bar_layout, duration, is_terminal, plain_line
-from runner.summary import format_summary
+from runner.commands.demo import _mark_temporary
+from runner.log.lock import RunLock
+from runner.run.progress import Snapshot, _Bar, bar_layout, duration, is_terminal, plain_line
+from runner.run.summary import format_summary
 from tests.cli import FAST, cli_env, make_pairs, run_cli, write_csv
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

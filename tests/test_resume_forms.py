@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import runner.items
-import runner.log_read
+import runner.log.reader
 from runner.errors import LogError
 from runner.items import ascii_pair_keys, pair_keys
-from runner.log_read import read_log, scan_log
-from runner.resume import ResumeIndex
+from runner.log.reader import read_log, scan_log
+from runner.log.resume import ResumeIndex
 
 SETTINGS = settings(
     deadline=None, max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -132,7 +132,7 @@ def test_compact_spaced_and_mixed_logs_fold_like_event_by_event(
 ) -> None:
     """A log of compact lines, json.dumps's spaced lines, or both mixed, in chunks of any
     size, torn or not: the same index (digests and `updated` marks too) either way."""
-    monkeypatch.setattr(runner.log_read, "SCAN_CHUNK", chunk)
+    monkeypatch.setattr(runner.log.reader, "SCAN_CHUNK", chunk)
     path = tmp_path_factory.mktemp("log") / "r.jsonl"
     write(path, lines, torn)
     if torn.startswith(b'{"event": '):
@@ -161,7 +161,7 @@ def test_any_spacing_or_key_order_folds_like_event_by_event(
     lines: list[tuple[str, dict[str, Any]]], chunk: int,
 ) -> None:
     """Other spacings and key orders are valid JSON too: read (by json) to the same index."""
-    monkeypatch.setattr(runner.log_read, "SCAN_CHUNK", chunk)
+    monkeypatch.setattr(runner.log.reader, "SCAN_CHUNK", chunk)
     path = tmp_path_factory.mktemp("log") / "r.jsonl"
     write(path, lines)
     same_index(fold_fast(path, "assistant_id")[0], fold_slowly(path, "assistant_id")[0])
@@ -192,7 +192,7 @@ def test_a_bad_line_among_spaced_ones_is_refused_like_read_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, bad: bytes
 ) -> None:
     """A corrupt middle line of a spaced log: the same error, naming the same line."""
-    monkeypatch.setattr(runner.log_read, "SCAN_CHUNK", chunk)
+    monkeypatch.setattr(runner.log.reader, "SCAN_CHUNK", chunk)
     path = tmp_path / "r.jsonl"
     sent = [("spaced", {"event": "sent", "ts": "t", "run": "r", "assistant_id": "asst_a",
                         "file_id": f"file-{i}"}) for i in range(5)]
@@ -209,7 +209,7 @@ def test_a_line_longer_than_a_chunk_is_read_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch line of many file IDs, longer than the chunk read: read whole, then on."""
-    monkeypatch.setattr(runner.log_read, "SCAN_CHUNK", 64)
+    monkeypatch.setattr(runner.log.reader, "SCAN_CHUNK", 64)
     path = tmp_path / "r.jsonl"
     batch = {"event": "batch-created", "ts": "t", "run": "r", "vector_store_id": "vs_c",
              "file_ids": [f"file-{i}" for i in range(50)], "batch_id": "vsfb_1"}

@@ -32,8 +32,8 @@ from aiohttp import web
 
 import runner
 from runner.cli import build_parser, main
-from runner.client import ApiClient
 from runner.config import ApiKey, load_api_key, resolve_settings
+from runner.requests.client import ApiClient
 from runner.sandbox import SandboxConfig
 from runner.sandbox.handlers import SandboxApi
 from tests.cli import FAST, Result, run_cli, write_csv
@@ -260,7 +260,7 @@ def crash_in_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     def record(self: Any, item: Any, outcome: Any, pair: Any = None) -> None:
         raise RuntimeError(f"simulated bug; headers were {{'Authorization': 'Bearer {SENTINEL}'}}")
 
-    monkeypatch.setattr("runner.engine.Engine.record", record)
+    monkeypatch.setattr("runner.run.engine.Engine.record", record)
 
 
 def main_in(work: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> Result:

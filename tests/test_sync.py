@@ -12,8 +12,8 @@ import pytest
 from runner.attributes import Options
 from runner.errors import UsageError
 from runner.items import Item
-from runner.resume import ResumeIndex
-from runner.sync_plan import StorePlan, read_writes
+from runner.log.resume import ResumeIndex
+from runner.sync.plan import StorePlan, read_writes
 from tests.cli import FAST, read_events, run_cli
 
 OWNER = "vector_store_id"
@@ -140,7 +140,7 @@ def test_dry_run_lists_and_prints_the_plan(tmp_path: Path, sandbox):
 def test_dry_run_takes_no_lock(tmp_path: Path, sandbox):
     """SPEC: `sync --dry-run` takes no lock: it plans while another run holds the log, where
     a real sync is refused with exit 3."""
-    from runner.lock import RunLock
+    from runner.log.lock import RunLock
 
     sb = sandbox()
     path = write_manifest(tmp_path / "locked.jsonl", seeded_world(sb))
@@ -557,7 +557,7 @@ def test_the_listing_says_how_it_goes_on_stderr():
     import asyncio
     import io
 
-    from runner.listing import listing_progress
+    from runner.operations.listing import listing_progress
 
     plans = [StorePlan("vs_a"), StorePlan("vs_b")]
     pages = [0]

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from runner.log_read import read_log
+from runner.log.reader import read_log
 from runner.sandbox import confirm_attached_once, pair_key
 from tests.cli import (
     FAST,

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from runner.items import Item
-from runner.resume import Plan
+from runner.log.resume import Plan
+from runner.pacing.store_limiter import KeyedLimiter
+from runner.run.work import FreeStoresFirst, Single, Work
 from runner.sandbox import SandboxThread
-from runner.store_limiter import KeyedLimiter
-from runner.work import FreeStoresFirst, Single, Work
 from tests.cli import FAST, attached_counts, cli_env, read_events, run_cli, write_csv
 
 TARGET = ["--target", "vector-store-files"]

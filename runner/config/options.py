@@ -35,7 +35,8 @@ FORMATS: Final = ("csv", "yaml", "jsonl")
 # 16, the old default, carried at most 16/s there). 256 covers limits up to 256/s at 1 s round
 # trips while its sockets stay well under a cron `ulimit -n` of 1024 (SPEC: at most 256). Idle
 # workers cost nothing measurable (bench/RESULTS.md, "Reaching the limit by default"); the
-# opening window (runner/opening.py) keeps a wrong base URL within the breaker's 40 requests.
+# opening window (runner/requests/opening.py) keeps a wrong base URL within the breaker's 40
+# requests.
 DEFAULT_CONCURRENCY: Final = 256
 
 _RUN: Final = frozenset({"run", "detach", "sync"})  # the commands that send: run's settings

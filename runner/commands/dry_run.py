@@ -1,0 +1,96 @@
+"""`run --dry-run` and `detach --dry-run`: what a run would send, from the manifest and the log;
+no key, no lock, no write, no request."""
+
+from __future__ import annotations
+
+import json
+
+from runner.commands.run import EXIT_OK, Io, load_index, manifest_parts, operation_class, prepare
+from runner.config import Settings
+from runner.log.resume import Plan
+from runner.operations.detach import Detacher
+from runner.requests.targets import VectorStoreFiles
+from runner.run.engine import Tally
+from runner.run.work import NewBatch, Single, iter_work
+
+
+def dry_run(settings: Settings, io: Io) -> int:
+    """What a run would send, from the manifest and the log: one line a request (or, with
+    --json, only the counts, as one object); no key, no lock, no write, no request."""
+    target, source, stats = prepare(settings, io)
+    index = load_index(settings, target, io)
+    tally = Tally(pairs=stats.pairs)
+    operation = operation_class(settings)
+    detach = operation is Detacher
+    batch_size = settings.batch_size if target.supports_batches and operation.batches else 0
+    show = None if settings.json else io.out.write
+    counts = dict.fromkeys(("attach_requests", "batch_requests", "checks", "updates",
+                            "detaches", "batches_to_follow", "pairs_to_attach",
+                            "pairs_in_batches_to_follow"), 0)
+    for unit in iter_work(manifest_parts(source, target)(), index, tally,
+                          retry_failed=settings.retry_failed, batch_size=batch_size,
+                          operation=operation):
+        if isinstance(unit, Single):
+            item = unit.item
+            if detach and unit.plan is Plan.CHECK:
+                counts["checks"] += 1
+                if show:
+                    show(f"GET {target.check_path(item.owner, item.file_id)}   "
+                         "(uncertain: check first, DELETE only if still there)\n")
+            elif detach:
+                counts["detaches"] += 1
+                if show:
+                    show(f"DELETE {target.detach_path(item.owner, item.file_id)}\n")
+            elif unit.plan is Plan.CHECK:
+                counts["checks"] += 1
+                if show:
+                    show(f"GET {target.check_path(item.owner, item.file_id)}   "
+                         "(uncertain: check first, send only if absent)\n")
+            elif unit.plan is Plan.UPDATE and isinstance(target, VectorStoreFiles):
+                counts["updates"] += 1
+                if show:
+                    show(f"POST {target.update_path(item.owner, item.file_id)} "
+                         f"{target.update_body(item).decode()}   (attributes changed)\n")
+            else:
+                counts["attach_requests"] += 1
+                counts["pairs_to_attach"] += 1
+                if show:
+                    show(f"POST {target.attach_path(item.owner)} "
+                         f"{target.attach_body(item).decode()}\n")
+        elif isinstance(unit, NewBatch):
+            counts["attach_requests"] += 1
+            counts["batch_requests"] += 1
+            counts["pairs_to_attach"] += len(unit.items)
+            if show:
+                show(f"POST {target.attach_path(unit.store).rsplit('/', 1)[0]}"
+                     f"/file_batches ({len(unit.items)} files)\n")
+        else:
+            counts["batches_to_follow"] += 1
+            counts["pairs_in_batches_to_follow"] += len(unit.items)
+            if show:
+                show(f"follow batch {unit.batch_id} ({len(unit.items)} files)\n")
+    if settings.json:
+        report = {"dry_run": True, "exit": EXIT_OK, "target": target.name,
+                  "manifest": source.display, "log": settings.log, "pairs": stats.pairs,
+                  **counts, "attached_earlier": 0 if detach else tally.done_earlier,
+                  "detached_earlier": tally.done_earlier if detach else 0,
+                  "refused_earlier": tally.refused_earlier, "duplicates": stats.duplicates}
+        # Each pair is in exactly one of pairs_to_attach, checks, updates,
+        # pairs_in_batches_to_follow, attached_earlier and refused_earlier.
+        io.out.write(json.dumps(report) + "\n")
+        return EXIT_OK
+    if detach:
+        io.out.write(
+            f"dry run: {counts['detaches']} DELETE(s) and {counts['checks']} check(s) would "
+            f"be sent; {tally.done_earlier} detached earlier, {tally.refused_earlier} refused "
+            "earlier (skipped without --retry-failed); nothing was sent\n")
+        return EXIT_OK
+    io.out.write(
+        f"dry run: {counts['attach_requests']} attach request(s), {counts['updates']} "
+        f"update(s) and {counts['checks']} check(s) would be sent; "
+        f"{tally.done_earlier} attached earlier, "
+        f"{tally.refused_earlier} refused earlier (skipped without --retry-failed); "
+        "nothing was sent\n")
+    return EXIT_OK
+
+

@@ -1,0 +1,67 @@
+"""`sync --dry-run`: list every named store, plan, print the plan per store (adds, updates,
+checks, detaches, with the first few ids of each); list requests only (so the key), no lock,
+no log, nothing written (SPEC "sync").
+"""
+
+from __future__ import annotations
+
+import json
+
+from runner.commands.run import EXIT_OK, EXIT_REFUSED, Io, api_session
+from runner.config import ApiKey, Settings
+from runner.log.resume import ResumeIndex
+from runner.manifest import ManifestStats
+from runner.requests.outcomes import RunRefused
+from runner.requests.targets import Target
+from runner.sync.plan import StorePlan, guard_breaches, listing_refusal
+from runner.sync.report import list_with_progress, refusal_text
+
+
+async def dry_run(settings: Settings, io: Io, target: Target, stats: ManifestStats,
+                  key: ApiKey, index: ResumeIndex, plans: list[StorePlan],
+                  manifest: str) -> int:
+    """`sync --dry-run`: list, plan, print the plan; nothing written anywhere. A refusal of
+    the run (a bad key; every store's listing refused alike) is exit 4, as for a real sync."""
+    async with api_session(settings, target, stats, key) as (attempter, _):
+        try:
+            await list_with_progress(settings, io, attempter, plans)
+        except RunRefused as refusal:
+            return _dry_refused(settings, io, refusal_text(refusal, key, target))
+        lists = attempter.counters.lists
+    refused = listing_refusal(plans)
+    if refused is not None:
+        return _dry_refused(settings, io, refusal_text(RunRefused("listing", *refused), key,
+                                                       target))
+    for plan in plans:
+        plan.plan(index, retry_failed=settings.retry_failed)
+    breaches = guard_breaches([p for p in plans if p.listing_error is None],
+                              settings.max_delete)
+    totals = {"adds": sum(len(p.adds) for p in plans),
+              "updates": sum(len(p.updates) for p in plans),
+              "checks": sum(len(p.checks) + len(p.detach_checks) for p in plans),
+              "detaches": sum(p.to_detach for p in plans),
+              "in_place": sum(p.in_place for p in plans)}
+    if settings.json:
+        io.out.write(json.dumps({"dry_run": True, "exit": EXIT_OK, "op": "sync",
+                            "manifest": manifest, "log": settings.log,
+                            "list_requests": lists, **totals,
+                            "guard": breaches or None,
+                            "stores": [p.report() for p in plans]}) + "\n")
+        return EXIT_OK
+    for plan in plans:
+        io.out.write("\n".join(plan.plan_lines()) + "\n")
+    io.out.write(f"dry run: {totals['adds']} add(s), {totals['updates']} update(s), "
+                 f"{totals['checks']} check(s) and {totals['detaches']} detach(es) planned in "
+                 f"{len(plans)} store(s), {totals['in_place']} in place; {lists} list "
+                 "request(s) sent, nothing written\n")
+    for breach in breaches:
+        io.out.write(f"guard: {breach}: a real sync would stop before any detach (exit 4)\n")
+    return EXIT_OK
+
+
+def _dry_refused(settings: Settings, io: Io, error: str) -> int:
+    io.err.write(f"attach-runner: error: {error}\n")
+    if settings.json:
+        io.out.write(json.dumps({"dry_run": True, "exit": EXIT_REFUSED, "op": "sync",
+                                 "error": error}) + "\n")
+    return EXIT_REFUSED

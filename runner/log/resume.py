@@ -1,0 +1,425 @@
+"""What the log says of each pair, and so what this run must do with it (send, check, skip).
+
+Memory is the point here: a million pairs must fit in a small machine. Each pair the log knows is
+kept as a 128-bit int key (items.pair_key, 48 bytes) and a small-int state (shared objects);
+only failed pairs keep their details (for `status` and `failed`), and only unfinished batches
+keep their file lists. (pair_key hashes any str, so an edited log with "\ud800" in an ID
+cannot crash the reader.)
+
+Speed matters too: a rerun over a million done pairs reads two million log lines. `load_log`
+takes the common lines in bulk from log_read.scan_log and folds them with C-level map/zip/update,
+never a Python statement per line; the rare others go through `load` one by one.
+"""
+
+from __future__ import annotations
+
+import enum
+import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import itemgetter
+from typing import Any
+
+from runner.attributes import digest_value
+from runner.items import Item, ascii_pair_keys, pair_key, pair_keys, pin_mmap_threshold
+from runner.log.reader import FastRow, scan_log
+
+
+class State(enum.IntEnum):
+    """The last word of the log on a pair."""
+
+    ATTACHED = 1
+    ALREADY_ATTACHED = 2
+    FAILED_RETRYABLE = 3
+    FAILED_UNCERTAIN = 4  # failed, retryable, and the last try may have been applied
+    REFUSED = 5  # failed, retryable: false
+    SENT = 6  # "sent" with no "done" after it: uncertain
+    BATCH = 7  # in a created batch whose outcome was never written: follow the batch
+    DETACHED = 8  # taken out of its owner (detach)
+    ALREADY_DETACHED = 9  # not there when detached: nothing to remove
+
+
+DONE_STATES = frozenset({State.ATTACHED, State.ALREADY_ATTACHED})
+DETACHED_STATES = frozenset({int(State.DETACHED), int(State.ALREADY_DETACHED)})
+
+# A fast log row's outcome (empty for "sent") -> its state: see log_read.scan_log. `updated` leaves
+# the pair attached (and marked in ResumeIndex.updated): its own code here, ATTACHED after.
+_UPDATED = 0
+_FAST_STATE = {
+    b"": int(State.SENT),
+    b"attached": int(State.ATTACHED),
+    b"already_attached": int(State.ALREADY_ATTACHED),
+    b"updated": _UPDATED,
+}
+_PAIR_OF = itemgetter(1, 2)
+_OUTCOME_OF = itemgetter(3)
+_DIGEST_OF = itemgetter(4)
+_DONE_OF = itemgetter(0)
+_IS_ATTACHED = frozenset({int(State.ATTACHED), _UPDATED}).__contains__
+_IS_ALREADY = int(State.ALREADY_ATTACHED).__eq__
+_IS_SENT = int(State.SENT).__eq__
+_IS_UPDATED = _UPDATED.__eq__
+
+# Marks a key as met in this run's manifest (for de-duplication and "not in the manifest").
+SEEN = 64
+
+
+class Plan(enum.Enum):
+    SEND = "send"
+    CHECK = "check"  # uncertain: GET the pair before sending it again
+    FOLLOW = "follow"  # a created batch holds it
+    DONE = "done"  # attached earlier
+    UPDATE = "update"  # attached earlier, with other managed attributes than the manifest's
+    SKIP_REFUSED = "skip_refused"  # refused earlier; needs --retry-failed
+    DUPLICATE = "duplicate"  # met earlier in this manifest
+
+
+@dataclass(slots=True)
+class FailedInfo:
+    owner: str
+    file_id: str
+    status: int | None
+    error: Mapping[str, Any] | None
+    retryable: bool
+    uncertain: bool
+    op: str = "attach"  # the operation of the failed `done` line
+
+
+@dataclass
+class ResumeIndex:
+    """The last word of the log on each pair. Pairs in place (nearly all of a big log) are
+    keys in two sets, which cost a third less than a dict; every other state is in `states`.
+    A key is in at most one of the three."""
+
+    owner_column: str
+    attached: set[int] = field(default_factory=set)  # State.ATTACHED
+    updated: set[int] = field(default_factory=set)  # of `attached`: those whose outcome was updated
+    already: set[int] = field(default_factory=set)  # State.ALREADY_ATTACHED
+    states: dict[int, int] = field(default_factory=dict)  # pair_key -> other State (| SEEN)
+    seen_in_place: set[int] = field(default_factory=set)  # pairs in place the manifest named
+    # False when the manifest is known to hold no repeated pair (its check counted none):
+    # plan() then needs no mark for a pair the log does not know, and memory stays flat for a
+    # new manifest. status and failed keep it True (they count pairs the manifest lacks).
+    expect_repeats: bool = True
+    failed: dict[int, FailedInfo] = field(default_factory=dict)
+    batch_of: dict[int, str] = field(default_factory=dict)  # pair -> batch id (State.BATCH)
+    # pair -> digest (64-bit int) of the managed attributes its last in-place `done` recorded;
+    # only pairs whose manifest manages attributes have one, so a plain log costs nothing here.
+    digests: dict[int, int] = field(default_factory=dict)
+    # batch id -> (store, file ids)
+    batch_files: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    runs: int = 0
+    last_run_end: Mapping[str, Any] | None = None
+
+    def load_log(self, path: str, *, warn: Callable[[str], None]) -> None:
+        """Fold the log at `path` (what `load(read_log(path))` does, in bulk)."""
+        pin_mmap_threshold()
+        # The rows are tuples, which the cyclic garbage collector tracks: two million of them,
+        # all freed by reference counting, made it walk the young generation ~3,000 times for
+        # nothing (a quarter of the fold's time). It is back on when the log is read.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for part in scan_log(path, self.owner_column, warn=warn):
+                if isinstance(part, list):
+                    self._load_fast(part)
+                else:
+                    self.load((part,))
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _load_fast(self, rows: list[FastRow]) -> None:
+        """A run of "sent" and "done" (in place) lines: the last word on each pair stands."""
+        # Last word per pair within the run first (a pair's "sent" is mostly followed by its
+        # "done" a few lines on): half the keys to make.
+        last = dict(zip(map(_PAIR_OF, rows), rows, strict=True))
+        keys = ascii_pair_keys(list(last))
+        words = list(last.values())
+        outcomes = list(map(_OUTCOME_OF, words))
+        attached: list[int]
+        already: list[int] = []
+        sent: list[int] = []
+        if outcomes.count(b"attached") == len(outcomes):  # a finished run's lines: all done
+            self._load_fast_extras(keys, words, ())
+            attached = keys
+        else:
+            codes = list(map(_FAST_STATE.__getitem__, outcomes))
+            self._load_fast_extras(keys, words, codes)
+            attached = list(compress(keys, map(_IS_ATTACHED, codes)))
+            already = list(compress(keys, map(_IS_ALREADY, codes)))
+            sent = list(compress(keys, map(_IS_SENT, codes)))
+        self.attached.update(attached)
+        if self.already:
+            self.already.difference_update(attached)
+        self.already.update(already)
+        if already and self.attached:
+            self.attached.difference_update(already)
+        if self.states and (attached or already):
+            for key in self.states.keys() & {*attached, *already}:
+                del self.states[key]
+        if sent:
+            self.states.update(zip(sent, repeat(int(State.SENT))))
+            self.attached.difference_update(sent)
+            self.already.difference_update(sent)
+        if self.failed or self.batch_of:
+            # A pair in place is no longer failed, nor waiting in a batch.
+            done_pairs = set(compress(map(_PAIR_OF, rows), map(_DONE_OF, rows)))
+            done = set(ascii_pair_keys(list(done_pairs)))
+            for key in done & self.failed.keys():
+                del self.failed[key]
+            for key in done & self.batch_of.keys():
+                del self.batch_of[key]
+
+    def _load_fast_extras(self, keys: list[int], words: list[FastRow],
+                          codes: Sequence[int]) -> None:
+        """The digests and `updated` marks of a fast run (each pair's last word in it; `codes`
+        their states, empty when all are attached)."""
+        digests = self.digests
+        if digests or any(map(_DIGEST_OF, words)):
+            for key, digest in zip(keys, map(_DIGEST_OF, words), strict=True):
+                if digest:
+                    digests[key] = int(digest, 16)
+                else:  # a sent line, or in place without one
+                    digests.pop(key, None)
+        if self.updated or _UPDATED in codes:
+            marked = set(compress(keys, map(_IS_UPDATED, codes)))
+            self.updated.difference_update(set(keys) - marked)
+            self.updated.update(marked)
+
+    def _set(self, key: int, state: State) -> None:
+        """The log's new last word on a pair."""
+        if state is State.ATTACHED:
+            self.attached.add(key)
+            self.already.discard(key)
+            self.states.pop(key, None)
+        elif state is State.ALREADY_ATTACHED:
+            self.already.add(key)
+            self.attached.discard(key)
+            self.states.pop(key, None)
+        else:
+            self.states[key] = state
+            self.attached.discard(key)
+            self.already.discard(key)
+
+    def load(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Fold the log's events; for each pair the last word stands."""
+        owner_col = self.owner_column
+        failed = self.failed
+        for ev in events:
+            kind = ev.get("event")
+            if kind == "done":
+                owner, fid = ev.get(owner_col), ev.get("file_id")
+                if not isinstance(owner, str) or not isinstance(fid, str):
+                    continue  # written for the other target: not this manifest's pairs
+                key = pair_key(owner, fid)
+                outcome = ev.get("outcome")
+                self._note_extras(key, ev)
+                if outcome in ("attached", "updated"):
+                    self._set(key, State.ATTACHED)
+                    failed.pop(key, None)
+                elif outcome == "already_attached":
+                    self._set(key, State.ALREADY_ATTACHED)
+                    failed.pop(key, None)
+                elif outcome == "detached":
+                    self._set(key, State.DETACHED)
+                    failed.pop(key, None)
+                elif outcome == "already_detached":
+                    self._set(key, State.ALREADY_DETACHED)
+                    failed.pop(key, None)
+                else:
+                    retryable = bool(ev.get("retryable"))
+                    uncertain = bool(ev.get("uncertain"))
+                    if not retryable:
+                        self._set(key, State.REFUSED)
+                    elif uncertain:
+                        self._set(key, State.FAILED_UNCERTAIN)
+                    else:
+                        self._set(key, State.FAILED_RETRYABLE)
+                    status = ev.get("status")
+                    error = ev.get("error")
+                    op = ev.get("op")
+                    failed[key] = FailedInfo(
+                        owner, fid, status if isinstance(status, int) else None,
+                        error if isinstance(error, Mapping) else None, retryable, uncertain,
+                        op if isinstance(op, str) else "attach",
+                    )
+                self.batch_of.pop(key, None)
+            elif kind == "sent":
+                owner, fid = ev.get(owner_col), ev.get("file_id")
+                if isinstance(owner, str) and isinstance(fid, str):
+                    key = pair_key(owner, fid)
+                    self._set(key, State.SENT)
+                    self._note_extras(key, ev)
+            elif kind in ("batch-sent", "batch-created"):
+                self._load_batch(ev, created=kind == "batch-created")
+            elif kind == "run-start":
+                self.runs += 1
+            elif kind == "run-end":
+                self.last_run_end = ev
+
+    def _note_extras(self, key: int, ev: Mapping[str, Any]) -> None:
+        """A done line's attributes digest and `updated` mark (a sent line clears both)."""
+        digest = ev.get("attributes_digest") if ev.get("event") == "done" else None
+        if isinstance(digest, str) and len(digest) == 16:
+            try:
+                self.digests[key] = int(digest, 16)
+            except ValueError:
+                self.digests.pop(key, None)
+        else:
+            self.digests.pop(key, None)
+        if ev.get("outcome") == "updated" and ev.get("event") == "done":
+            self.updated.add(key)
+        else:
+            self.updated.discard(key)
+
+    def _load_batch(self, ev: Mapping[str, Any], *, created: bool) -> None:
+        store, fids = ev.get(self.owner_column), ev.get("file_ids")
+        if not isinstance(store, str) or not isinstance(fids, list):
+            return
+        batch_id = ev.get("batch_id")
+        for fid in fids:
+            if not isinstance(fid, str):
+                continue
+            key = pair_key(store, fid)
+            if created and isinstance(batch_id, str):
+                self._set(key, State.BATCH)
+                self.batch_of[key] = batch_id
+            else:
+                self._set(key, State.SENT)
+        if created and isinstance(batch_id, str):
+            self.batch_files[batch_id] = (store, [f for f in fids if isinstance(f, str)])
+
+    def plan(self, item: Item, *, retry_failed: bool) -> tuple[Plan, int | None]:
+        """What to do with a manifest pair, and what the log said of it (None: nothing).
+        Marks the pair seen, so a repeat of it in the manifest is a DUPLICATE (with
+        `expect_repeats` False, only pairs the log knows are marked)."""
+        key = pair_key(item.owner, item.file_id)
+        if key in self.attached:
+            return self._in_place(key, State.ATTACHED, item)
+        if key in self.already:
+            return self._in_place(key, State.ALREADY_ATTACHED, item)
+        states = self.states
+        raw = states.get(key)
+        if raw is not None and raw & SEEN:
+            return Plan.DUPLICATE, raw & ~SEEN or None
+        if raw is None:
+            if self.expect_repeats:
+                states[key] = SEEN
+            return Plan.SEND, None
+        states[key] = raw | SEEN
+        if raw == State.REFUSED:
+            if self._refused_by_other(key, "attach"):
+                return Plan.SEND, raw
+            return (Plan.SEND if retry_failed else Plan.SKIP_REFUSED), raw
+        if raw in (State.SENT, State.FAILED_UNCERTAIN):
+            return Plan.CHECK, raw
+        if raw == State.BATCH:
+            return Plan.FOLLOW, raw
+        # Failed and retryable, or detached (attach -> detach -> attach does what it says).
+        return Plan.SEND, raw
+
+    def plan_detach(self, item: Item, *, retry_failed: bool) -> tuple[Plan, int | None]:
+        """plan() for `detach`: a pair whose last word is detached or already detached is
+        DONE; one the log has in place (or never sent) is sent (DELETE); an uncertain one
+        (a write of any op may have landed, or a batch holds it) is checked first."""
+        key = pair_key(item.owner, item.file_id)
+        in_place = (State.ATTACHED if key in self.attached
+                    else State.ALREADY_ATTACHED if key in self.already else None)
+        if in_place is not None:
+            if self.expect_repeats:
+                if key in self.seen_in_place:
+                    return Plan.DUPLICATE, in_place
+                self.seen_in_place.add(key)
+            return Plan.SEND, in_place
+        states = self.states
+        raw = states.get(key)
+        if raw is not None and raw & SEEN:
+            return Plan.DUPLICATE, raw & ~SEEN or None
+        if raw is None:
+            if self.expect_repeats:
+                states[key] = SEEN
+            return Plan.SEND, None
+        states[key] = raw | SEEN
+        if raw in DETACHED_STATES:
+            return Plan.DONE, raw
+        if raw == State.REFUSED:
+            if self._refused_by_other(key, "detach"):
+                return Plan.SEND, raw
+            return (Plan.SEND if retry_failed else Plan.SKIP_REFUSED), raw
+        if raw in (State.SENT, State.FAILED_UNCERTAIN, State.BATCH):
+            return Plan.CHECK, raw
+        return Plan.SEND, raw
+
+    def _refused_by_other(self, key: int, op: str) -> bool:
+        """A refusal of another operation (an attach refused, then a detach) does not stop
+        this one: it is sent (a missing owner is refused again, and says so)."""
+        info = self.failed.get(key)
+        if info is None:
+            return False
+        return (info.op == "detach") != (op == "detach")
+
+    def all_in_place(self, pairs: list[tuple[str, str]]) -> bool:
+        """True when the log has every one of `pairs` attached (or already attached) and the
+        manifest repeats no pair: plan() would say DONE for each, so a rerun skips the block
+        with a few C-level set operations instead of one plan() per pair."""
+        if self.expect_repeats or not (self.attached or self.already):
+            return False
+        keys = pair_keys(pairs)
+        if self.attached.issuperset(keys):
+            return True
+        return self.already.issuperset(set(keys).difference(self.attached))
+
+    def _in_place(self, key: int, state: State, item: Item) -> tuple[Plan, int | None]:
+        if self.expect_repeats:
+            seen = self.seen_in_place
+            if key in seen:
+                return Plan.DUPLICATE, state
+            seen.add(key)
+        options = item.options
+        if options is not None and options.attributes is not None and (
+                self.digests.get(key) != digest_value(options.attributes)):
+            # SPEC: managed attributes that differ from the recorded digest (or a line that
+            # recorded none) get exactly one update; the file is not added again.
+            return Plan.UPDATE, state
+        return Plan.DONE, state
+
+    def last_state(self, owner: str, file_id: str) -> State | None:
+        """The log's last word on a pair, without planning it (sync plans from the listing)."""
+        key = pair_key(owner, file_id)
+        if key in self.attached:
+            return State.ATTACHED
+        if key in self.already:
+            return State.ALREADY_ATTACHED
+        raw = self.states.get(key)
+        return None if raw is None or not raw & ~SEEN else State(raw & ~SEEN)
+
+    def records_in_place(self, owner: str, file_id: str, digest: int | None) -> bool:
+        """Whether the log already says the pair is in place with the manifest's managed
+        attributes, whose digest is `digest` (None: not managed); what a `done` line for it
+        would say again."""
+        key = pair_key(owner, file_id)
+        if key not in self.attached and key not in self.already:
+            return False
+        return digest is None or self.digests.get(key) == digest
+
+    def batch_for(self, item: Item) -> str | None:
+        return self.batch_of.get(pair_key(item.owner, item.file_id))
+
+    def was_updated(self, item: Item) -> bool:
+        """Whether the log's last word on an attached pair was `updated`."""
+        return pair_key(item.owner, item.file_id) in self.updated
+
+    def failed_info(self, item: Item) -> FailedInfo | None:
+        return self.failed.get(pair_key(item.owner, item.file_id))
+
+    def unseen(self) -> Iterator[int]:
+        """States of pairs the log knows but this manifest did not name (after planning every
+        manifest pair with `expect_repeats` on)."""
+        seen = self.seen_in_place
+        yield from repeat(int(State.ATTACHED), len(self.attached - seen))
+        yield from repeat(int(State.ALREADY_ATTACHED), len(self.already - seen))
+        for raw in self.states.values():
+            if not raw & SEEN:
+                yield raw

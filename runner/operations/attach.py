@@ -1,0 +1,230 @@
+"""The attach operation, one pair start to finish: check first when the log says it may be
+attached, POST it with retries, converge its attributes (runner/operations/update.py), wait for its
+processing when asked (--wait). Every request goes through the run's Attempter (the request
+layer: limiters, 429 pauses, the breaker's counters).
+
+Retries use tenacity: exponential backoff with full jitter, `--max-attempts` counted over attach
+requests that were not throttled (a 429 other than quota waits out the shared pause and does not use
+an attempt). The first try runs outside tenacity: most items succeed at once, and building a
+retry loop for each of a million items costs more than the request's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from runner.items import Item
+from runner.operations.update import manages_attributes
+from runner.requests.client import Answer, TransportError
+from runner.requests.outcomes import (
+    NOT_SENT,
+    UNCERTAIN_STATUSES,
+    GaveUp,
+    ItemState,
+    NotSent,
+    Outcome,
+    RunRefused,
+    file_failed,
+    in_place,
+    refusal_kind,
+)
+from runner.requests.retry import MAX_RETRY_AFTER, Retry
+from runner.requests.targets import ApiError, Judgement, Verdict
+
+if TYPE_CHECKING:
+    from runner.requests.sender import Attempter
+
+# --wait polling: 1 s doubling to 10 s.
+POLL_FIRST, POLL_MAX = 1.0, 10.0
+
+
+class Attacher:
+    """Attaches for one run's attempter (its limiters, retries, counters and settle rule)."""
+
+    def __init__(self, attempter: Attempter) -> None:
+        self.attempter = attempter
+
+    async def attach(self, item: Item, *, uncertain: bool,
+                     state: ItemState | None = None) -> Outcome:
+        """Attach one pair; `uncertain`: the log says it may be attached, so check first.
+        `state`: the item's tries so far, when it comes back from the settle wait. Raises
+        Unsettled when a write's outcome becomes unknown."""
+        if state is None:
+            state = ItemState(uncertain=uncertain)
+        try:
+            return await self._try_once(item, state)
+        except Retry as exc:
+            first = exc
+        return await self._retry_loop(item, state, first)
+
+    async def _retry_loop(self, item: Item, state: ItemState, first: Retry) -> Outcome:
+        pending: Retry | None = first
+        retrying = self.attempter.retrying(state)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if pending is not None:
+                        # Replays the fast path's failure so tenacity waits before the next try.
+                        exc, pending = pending, None
+                        raise exc
+                    self.attempter.counters.retries += 1
+                    return await self._try_once(item, state)
+        except Retry as exc:
+            return Outcome("failed", exc.status, state.sent, exc.error, retryable=True,
+                           uncertain=state.uncertain)
+        raise AssertionError("unreachable: tenacity returns or re-raises")
+
+    async def _try_once(self, item: Item, state: ItemState) -> Outcome:
+        if state.uncertain:
+            settled = await self._settle(item, state)
+            if settled is not None:
+                return settled
+        target = self.attempter.target
+        state.sent += 1
+        state.counted += 1
+        self.attempter.counters.attach_requests += 1
+        store = item.owner if target.supports_batches else None
+        try:
+            answer = await self.attempter.request("POST", target.attach_path(item.owner),
+                                        target.attach_body(item), store=store)
+        except NotSent:
+            # It never left: not an attempt. The stopped run ends the item retryable.
+            state.sent -= 1
+            state.counted -= 1
+            self.attempter.counters.attach_requests -= 1
+            raise Retry(None, NOT_SENT) from None
+        except TransportError as exc:
+            error = ApiError("connection_error", str(exc), None)
+            if exc.sent:
+                raise self.attempter.unsettled(state, None, error) from None
+            raise Retry(None, error) from None
+        judgement = target.judge_attach(answer, wait=self.attempter.wait)
+        if state.sent == 1 and self.attempter.breaker.armed and self.attempter.breaker.observe(
+            item, judgement.verdict, answer.status, judgement.error
+        ):
+            self.attempter.breaker_tripped = True
+        return await self._conclude(item, state, answer, judgement)
+
+    async def _conclude(self, item: Item, state: ItemState, answer: Answer,
+                        judgement: Judgement) -> Outcome:
+        verdict, status = judgement.verdict, answer.status
+        if verdict in (Verdict.ATTACHED, Verdict.IN_PROGRESS, Verdict.FILE_FAILED) and (
+                item.options is not None):
+            converged = await self.attempter.updater.converge(item, state, judgement)
+            if converged is not None:
+                return converged
+        if verdict is Verdict.ATTACHED:
+            return in_place(status, state, judgement.file_status)
+        if verdict is Verdict.ALREADY_ATTACHED:
+            if manages_attributes(item) and self.attempter.target.supports_batches:
+                # "Already in the store" without the object: look, so that its attributes
+                # can be compared (and updated) like those of a 200.
+                return await self._after_check(item, state)
+            return Outcome("already_attached", status, state.sent, judgement.error)
+        if verdict is Verdict.IN_PROGRESS:
+            return await self._wait_for_file(item, state, status)
+        if verdict is Verdict.FILE_FAILED:
+            return file_failed(judgement, status, state.sent)
+        if verdict is Verdict.RUN_REFUSED:
+            raise RunRefused(refusal_kind(status, judgement.error), status, judgement.error)
+        if verdict is Verdict.RETRY:
+            assert judgement.error is not None
+            if status == 429:
+                # The limiter already paused every worker; this item waits its turn there.
+                state.counted -= 1
+                state.throttled += 1
+                raise Retry(status, judgement.error, wait=0.0)
+            if status in UNCERTAIN_STATUSES:
+                raise self.attempter.unsettled(state, status, judgement.error)
+            wait = min(answer.retry_after, MAX_RETRY_AFTER) if answer.retry_after else None
+            raise Retry(status, judgement.error, wait=wait)
+        # REFUSED (or ABSENT, which an attach answer never is).
+        return Outcome("failed", status, state.sent, judgement.error, retryable=False,
+                       uncertain=False)
+
+    # --- checks -----------------------------------------------------------------------------
+
+    async def _settle(self, item: Item, state: ItemState) -> Outcome | None:
+        """Check an uncertain pair. An Outcome when the check settles it (attached, or it
+        cannot be answered: then never POST blind); None when it is absent: send it."""
+        judgement, status = await self.check(item)
+        state.checks_done += 1
+        if judgement is None:
+            error = ApiError("check_failed", "could not check whether the pair is attached", None)
+            return Outcome("failed", status, state.sent, error, retryable=True, uncertain=True)
+        state.uncertain = False
+        verdict = judgement.verdict
+        if verdict is Verdict.ABSENT:
+            return None
+        if item.options is not None and verdict is not Verdict.RUN_REFUSED:
+            converged = await self.attempter.updater.converge(item, state, judgement)
+            if converged is not None:
+                return converged
+        if verdict is Verdict.ATTACHED:
+            return in_place(200, state, judgement.file_status)
+        if verdict is Verdict.IN_PROGRESS:
+            return await self._wait_for_file(item, state, 200)
+        if verdict is Verdict.FILE_FAILED:
+            return file_failed(judgement, 200, state.sent)
+        return Outcome("failed", status, state.sent, judgement.error, retryable=False)
+
+    async def _after_check(self, item: Item, state: ItemState) -> Outcome:
+        """Settle a pair that is in its store by a GET (and converge its attributes)."""
+        settled = await self._settle(item, state)
+        if settled is not None:
+            return settled
+        # Absent after all (removed meanwhile): not ours to re-add blind in this answer.
+        error = ApiError("not_found", "the file was not in the store when checked", None)
+        return Outcome("failed", 404, state.sent, error, retryable=True)
+
+    async def confirm(self, item: Item) -> Outcome:
+        """A pair a batch put in place, whose object we have not seen: GET it and converge."""
+        return await self._after_check(item, ItemState(sent=1))
+
+    async def check(self, item: Item) -> tuple[Judgement | None, int | None]:
+        """GET the pair, retried like any request. (None, last status) if it cannot be answered."""
+        path = self.attempter.target.check_path(item.owner, item.file_id)
+        try:
+            answer = await self.attempter.request_retrying("GET", path, kind="check")
+        except GaveUp as exc:
+            return None, exc.status
+        return self.attempter.target.judge_check(answer, wait=self.attempter.wait), answer.status
+
+    # --- --wait -----------------------------------------------------------------------------
+
+    async def _wait_for_file(self, item: Item, state: ItemState, status: int) -> Outcome:
+        """Poll a vector store file until it leaves in_progress (1 s doubling to 10 s)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.attempter.wait_timeout
+        interval = POLL_FIRST
+        path = self.attempter.target.check_path(item.owner, item.file_id)
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self.attempter.halted:
+                self.attempter.counters.still_in_progress += 1
+                return in_place(status, state, "in_progress")
+            await self.attempter.pause(min(interval, remaining))
+            if self.attempter.halted:
+                continue
+            interval = min(POLL_MAX, interval * 2)
+            self.attempter.counters.polls += 1
+            try:
+                answer = await self.attempter.request("GET", path)
+            except TransportError:
+                continue  # a poll is harmless to repeat
+            judgement = self.attempter.target.judge_check(answer, wait=True)
+            verdict = judgement.verdict
+            if verdict is Verdict.IN_PROGRESS or verdict is Verdict.RETRY:
+                continue
+            if verdict is Verdict.ATTACHED:
+                return in_place(status, state, judgement.file_status)
+            if verdict is Verdict.FILE_FAILED:
+                return file_failed(judgement, answer.status, state.sent)
+            if verdict is Verdict.RUN_REFUSED:
+                raise RunRefused(refusal_kind(answer.status, judgement.error), answer.status,
+                                 judgement.error)
+            # 404 while waiting: someone removed it. Report, don't guess.
+            return Outcome("failed", answer.status, state.sent, judgement.error, retryable=True)
+
+

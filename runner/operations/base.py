@@ -1,0 +1,71 @@
+"""An operation: what a run does to each pair (attach, detach), beside the target (which
+call for which owner). The engine knows only this interface: how the log's last word on a pair
+plans it, the `op` its lines carry, and how to start a pair or check a parked one. Each
+operation lives in its own module (attach: attach.py, with update.py for attributes;
+detach: detach.py) over the request layer of attempt.py.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from runner.items import Item
+from runner.log.resume import Plan, ResumeIndex
+from runner.requests.outcomes import ItemState, Outcome
+
+if TYPE_CHECKING:
+    from runner.requests.sender import Attempter
+
+
+class Operation:
+    """One run's operation. Subclasses set `name` and implement the three methods."""
+
+    name: ClassVar[str]
+    # New pairs may go in file batches (--batch-size), and a block of the manifest the log
+    # has wholly in place may be skipped in bulk (ResumeIndex.all_in_place).
+    batches: ClassVar[bool] = False
+    skips_blocks: ClassVar[bool] = False
+
+    def __init__(self, attempter: Attempter) -> None:
+        self.attempter = attempter
+
+    @staticmethod
+    def plan(index: ResumeIndex, item: Item, *, retry_failed: bool,
+             ) -> tuple[Plan, int | None]:
+        raise NotImplementedError
+
+    def op_of(self, plan: Plan) -> str:
+        """The `op` of the pair's `sent` line."""
+        return self.name
+
+    async def start(self, item: Item, plan: Plan) -> Outcome:
+        """Do the pair (SEND, CHECK first, or UPDATE). Raises Unsettled or RunRefused."""
+        raise NotImplementedError
+
+    async def settle(self, item: Item, state: ItemState | None) -> Outcome:
+        """A parked pair's time has come: check it, and send only if needed."""
+        raise NotImplementedError
+
+
+class Attach(Operation):
+    """`run`: attach each pair, update attributes that differ (SPEC: attributes converge)."""
+
+    name = "attach"
+    batches = True
+    skips_blocks = True
+
+    @staticmethod
+    def plan(index: ResumeIndex, item: Item, *, retry_failed: bool,
+             ) -> tuple[Plan, int | None]:
+        return index.plan(item, retry_failed=retry_failed)
+
+    def op_of(self, plan: Plan) -> str:
+        return "update" if plan is Plan.UPDATE else "attach"
+
+    async def start(self, item: Item, plan: Plan) -> Outcome:
+        if plan is Plan.UPDATE:
+            return await self.attempter.updater.update(item)
+        return await self.attempter.attacher.attach(item, uncertain=plan is Plan.CHECK)
+
+    async def settle(self, item: Item, state: ItemState | None) -> Outcome:
+        return await self.attempter.attacher.attach(item, uncertain=True, state=state)

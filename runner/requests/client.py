@@ -1,0 +1,199 @@
+"""The HTTP layer: one aiohttp session for the run, our headers, and every foreign error mapped
+to ours in one place.
+
+    TransportError            the request got no HTTP answer
+    ├── sent=False            it never left (connect refused, DNS): safe to send again
+    │   └── CertificateError  the server's certificate fails verification: the run stops
+    └── sent=True             it may have been applied (reset, timeout): check before resending
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
+
+from runner import __version__
+from runner.pacing.durations import parse_go_duration
+
+
+class TransportError(Exception):
+    """No HTTP answer. `sent`: the request may have reached the server."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class CertificateError(TransportError):
+    """The server's TLS certificate cannot be verified: no request can reach it, now or on a
+    retry, until the base URL or the trusted CAs change."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, sent=False)
+
+
+_UNPARSED: Any = object()
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    raw: bytes  # the body as received
+    limit: int | None  # x-ratelimit-limit-requests
+    remaining: int | None  # x-ratelimit-remaining-requests
+    reset: float | None  # x-ratelimit-reset-requests, seconds
+    retry_after: float | None  # retry-after-ms, else retry-after, seconds
+    _body: Any = _UNPARSED
+
+    @property
+    def body(self) -> Any:
+        """The body as JSON, or None when it is not JSON; parsed when first asked (a caller
+        that goes by the status alone never pays for it)."""
+        if self._body is _UNPARSED:
+            try:
+                self._body = json.loads(self.raw)
+            except ValueError:
+                self._body = None
+        return self._body
+
+    @property
+    def text(self) -> str:
+        """The raw body (its first 2,000 bytes) when it is not JSON, for messages; else ""."""
+        if self.body is None and self.raw.strip() != b"null":
+            return self.raw[:2000].decode("utf-8", "replace")
+        return ""
+
+
+def _int_header(headers: Any, name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """`retry-after-ms` first (finer), then `retry-after` in seconds; None when neither parses."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+class ApiClient:
+    """Sends requests under our headers; never raises aiohttp's errors, only TransportError."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str,
+        beta_header: str,
+        org: str | None,
+        project: str | None,
+        concurrency: int,
+        timeout: float,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "OpenAI-Beta": beta_header,
+            "User-Agent": f"attach-runner/{__version__}",
+        }
+        if org:
+            headers["OpenAI-Organization"] = org
+        if project:
+            headers["OpenAI-Project"] = project
+        self._headers = headers
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._concurrency = concurrency
+        self._session: aiohttp.ClientSession | None = None
+        self._proxy: URL | None = None
+        self._proxy_auth: aiohttp.BasicAuth | None = None
+
+    def __repr__(self) -> str:
+        return f"ApiClient({self._base!r})"  # never the headers: they hold the key
+
+    async def __aenter__(self) -> ApiClient:
+        connector = aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=self._concurrency)
+        # HTTPS_PROXY / NO_PROXY are honoured, read once: every request goes to one base URL.
+        # (trust_env=True would read the environment and ~/.netrc again in a thread for every
+        # request: half the CPU of a fast run.) TLS verification stays on (the default).
+        self._proxy, self._proxy_auth = _env_proxy(self._base)
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=self._headers, timeout=self._timeout
+        )
+        # aiohttp silently resends a GET once when a kept-alive connection drops. Every
+        # request must pass the limiter and be counted (--rpm counts all), so we retry ourselves.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> Answer:
+        assert self._session is not None, "use ApiClient as an async context manager"
+        try:
+            async with self._session.request(method, self._base + path, data=body,
+                                             proxy=self._proxy, proxy_auth=self._proxy_auth,
+                                             ) as resp:
+                raw = await resp.read()
+                headers = resp.headers
+                status = resp.status
+        except aiohttp.ClientConnectorCertificateError as exc:
+            cause = exc.certificate_error
+            reason = getattr(cause, "verify_message", None) or cause
+            raise CertificateError(
+                f"cannot verify the TLS certificate of {exc.host}: {reason}") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(f"cannot connect: {exc.os_error}", sent=False) from exc
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise TransportError("timed out waiting for the answer", sent=True) from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise TransportError("the server closed the connection", sent=True) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise TransportError("the answer was cut off", sent=True) from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"connection error: {type(exc).__name__}", sent=True) from exc
+        except OSError as exc:
+            raise TransportError(f"connection error: {exc.strerror or exc}", sent=True) from exc
+        return Answer(
+            status=status,
+            raw=raw,
+            limit=_int_header(headers, "x-ratelimit-limit-requests"),
+            remaining=_int_header(headers, "x-ratelimit-remaining-requests"),
+            reset=_reset_header(headers),
+            retry_after=retry_after_seconds(headers),
+        )
+
+
+def _env_proxy(base_url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy the environment names for `base_url` (HTTP(S)_PROXY minus NO_PROXY), if any."""
+    try:
+        return get_env_proxy_for_url(URL(base_url))
+    except LookupError:
+        return None, None
+
+
+def _reset_header(headers: Any) -> float | None:
+    value = headers.get("x-ratelimit-reset-requests")
+    return parse_go_duration(value) if value is not None else None

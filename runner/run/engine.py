@@ -1,0 +1,424 @@
+"""The run: a stream of work from the manifest (minus what the log says is done), a fixed pool of
+workers, the log, and the stop rules (signals, --max-runtime, run-level refusals).
+
+Memory stays flat: items are pulled one at a time from a generator by `concurrency` workers;
+nothing holds the manifest (for vector stores, at most STORE_LOOKAHEAD pairs wait aside while
+their store is busy: see FreeStoresFirst). Each worker has at most one request in flight, so the
+pool's size is the concurrency bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.attributes import digest as attributes_digest
+from runner.errors import LogError
+from runner.items import Item
+from runner.log.resume import Plan, ResumeIndex
+from runner.log.writer import ResultLog
+from runner.manifest import Block
+from runner.operations.base import Attach, Operation
+from runner.operations.batches import BatchRunner
+from runner.requests.sender import Attempter, Outcome, RunRefused, Unsettled
+from runner.requests.targets import ApiError, generic_message
+from runner.run.settle import Parked, SettleQueue
+from runner.run.work import (
+    OPENING_LOOKAHEAD,
+    FreeStoresFirst,
+    NewBatch,
+    Single,
+    Work,
+    interleave_owners,
+    iter_work,
+)
+
+SETTLING = ApiError("not_checked", "the run stopped before this uncertain pair could be "
+                    "checked (the server may have applied its last write late)", None)
+# In-flight requests get this long to finish after a stop (SIGINT/SIGTERM, --max-runtime).
+DRAIN_SECONDS = 10.0
+# Distinct failure reasons kept for the summary; the rest are counted together.
+MAX_REASONS = 200
+
+
+@dataclass
+class Tally:
+    """What this run did, by outcome, plus what it skipped because of the log."""
+
+    pairs: int = 0
+    attached: int = 0
+    already_attached: int = 0
+    updated: int = 0
+    detached: int = 0
+    already_detached: int = 0
+    failed: int = 0
+    done_earlier: int = 0  # per the log: attached earlier (run), detached earlier (detach)
+    refused_earlier: int = 0
+    duplicates: int = 0
+    failed_reasons: dict[tuple[int | None, str | None, str], int] = field(default_factory=dict)
+
+    @property
+    def handled(self) -> int:
+        return (self.attached + self.already_attached + self.updated + self.detached
+                + self.already_detached + self.failed + self.done_earlier + self.refused_earlier)
+
+    @property
+    def pending(self) -> int:
+        return max(0, self.pairs - self.handled)
+
+
+@dataclass
+class RunResult:
+    tally: Tally
+    stop: str | None  # None | "SIGINT" | "SIGTERM" | "max-runtime" | "refused"
+    refusal: RunRefused | None
+    elapsed: float
+    exit_code: int = 0
+
+
+def pair_members(owner_column: str, item: Item) -> str:
+    """The pair as JSON members of a log line. IDs obey the ID rule (no character JSON must
+    escape), so they are JSON strings as they stand."""
+    return f'"{owner_column}":"{item.owner}","file_id":"{item.file_id}"'
+
+
+def op_members(op: str, pair: str) -> str:
+    """A pair line's `op` and pair members, in the log's key order."""
+    return f'"op":"{op}",{pair}'
+
+
+def plain_done_members(pair: str, outcome: Outcome, digest: str | None = None) -> str | None:
+    """A `done` line's members for the common outcome (no error, no file status) without the
+    JSON encoder: the same text `json` would make. None for any other outcome."""
+    if outcome.error is not None or outcome.file_status is not None:
+        return None
+    status = "null" if outcome.status is None else str(outcome.status)
+    return (f'"op":"{outcome.op}",{pair},"outcome":"{outcome.outcome}","status":{status},'
+            f'"attempts":{outcome.attempts},"error":null,'
+            f'"retryable":{"true" if outcome.retryable else "false"},'
+            f'"uncertain":{"true" if outcome.uncertain else "false"}'
+            + (f',"attributes_digest":"{digest}"' if digest is not None else ""))
+
+
+IN_PLACE = frozenset({"attached", "already_attached", "updated"})
+
+
+def recorded_digest(item: Item, outcome: Outcome) -> str | None:
+    """SPEC: a done line that leaves managed attributes in place records their digest."""
+    options = item.options
+    if options is None or options.attributes is None or outcome.outcome not in IN_PLACE:
+        return None
+    return attributes_digest(options.attributes)
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        parts: Callable[[], Iterator[Block | Item]],
+        pairs: int,
+        index: ResumeIndex,
+        log: ResultLog,
+        attempter: Attempter,
+        owner_column: str,
+        concurrency: int,
+        batch_size: int,
+        retry_failed: bool,
+        max_runtime: float | None,
+        on_progress: Callable[[Engine], None] | None = None,
+        resume_due_in: float = 0.0,
+        operation: Operation | None = None,
+        on_outcome: Callable[[Item, Outcome], None] | None = None,
+    ) -> None:
+        self._parts = parts
+        # What the run does to each pair (attach by default): see runner/operations/base.py.
+        self.operation = operation if operation is not None else Attach(attempter)
+        self.index = index
+        self.log = log
+        self.attempter = attempter
+        self.owner_column = owner_column
+        self.concurrency = concurrency
+        self.batch_size = batch_size
+        self.retry_failed = retry_failed
+        self.max_runtime = max_runtime
+        self.on_progress = on_progress
+        # Told of each pair's end once its `done` is written (sync counts per store).
+        self.on_outcome = on_outcome
+        self.tally = Tally(pairs=pairs)
+        self.stop_reason: str | None = None
+        self.refusal: RunRefused | None = None
+        # The log could not be written (a full disk): the run stopped sending at once.
+        self.log_error: LogError | None = None
+        self._stopping = asyncio.Event()
+        self._hard_stop = asyncio.Event()
+        self.settle_queue = SettleQueue(self._stopping)
+        self._batches = BatchRunner(attempter, log, owner_column, record=self.record,
+                                    park=self.settle_queue.park)
+        self.started = 0.0
+        # Pairs an earlier run left uncertain are checked no sooner than this many seconds
+        # from the start (the log's last line plus --timeout and --settle: see commands).
+        self.resume_due_in = resume_due_in
+        self._resume_due = 0.0
+
+    # --- stopping -----------------------------------------------------------------------------
+
+    def stop(self, reason: str) -> None:
+        """Start nothing new. A second stop request (a second signal) stops at once."""
+        if self._stopping.is_set():
+            if reason.startswith("SIG"):
+                self._hard_stop.set()
+            return
+        self.stop_reason = reason
+        self.attempter.halt()
+        self._stopping.set()
+
+    def _log_failed(self, error: LogError) -> None:
+        """A line could not be written: send nothing more (SPEC: exit 2, `log-write`). What
+        is already in the log stays true: a pair whose `done` was lost keeps its `sent`, so
+        the next run checks it before sending anything."""
+        if self.log_error is None:
+            self.log_error = error
+        self.stop("log-write")
+
+    def _refuse(self, refusal: RunRefused) -> None:
+        if self.refusal is None:
+            self.refusal = refusal
+        self.stop("refused")
+
+    # --- workers --------------------------------------------------------------------------------
+
+    async def _worker(self, work: Iterator[Work]) -> None:
+        stopping = self._stopping
+        while not stopping.is_set():
+            unit = await self.settle_queue.take(work)
+            if unit is None:
+                return
+            try:
+                if isinstance(unit, Parked):
+                    await self._check_parked(unit)
+                elif isinstance(unit, Single):
+                    await self._one(unit.item, unit.plan)
+                elif isinstance(unit, NewBatch):
+                    await self._batches.create(unit.store, unit.items)
+                else:
+                    await self._batches.follow(unit.store, unit.batch_id, unit.items)
+            except RunRefused as refusal:
+                self._refuse(refusal)
+            except LogError as error:
+                self._log_failed(error)
+            if self.attempter.breaker_tripped and self.refusal is None:
+                self._refuse(RunRefused("breaker", None, None))
+
+    async def _one(self, item: Item, plan: Plan) -> None:
+        if plan is Plan.CHECK and self._resume_due > asyncio.get_running_loop().time():
+            # Left uncertain by a run that may have ended moments ago: the server may not
+            # have applied that write yet. Check it when its time comes; go on meanwhile.
+            self.settle_queue.park(item, None, self._resume_due)
+            return
+        # Log "sent" before the first request: a crash after sending must leave the pair
+        # uncertain (checked next run), not pending (sent blind).
+        pair = pair_members(self.owner_column, item)
+        op = self.operation.op_of(plan)
+        self.log.append_encoded("sent", op_members(op, pair))
+        try:
+            outcome = await self.operation.start(item, plan)
+        except Unsettled as unsettled:
+            self.settle_queue.park(item, unsettled, unsettled.due)
+            return
+        except RunRefused as refusal:
+            self.record(item, Outcome("failed", refusal.status, 1, refusal.error, retryable=True,
+                                      op=op))
+            raise
+        self.record(item, outcome, pair)
+
+    async def _check_parked(self, parked: Parked) -> None:
+        """A parked item's time has come: check it (GET), and send it only if absent."""
+        item, unsettled = parked.item, parked.unsettled
+        op = self.operation.name
+        if unsettled is None:
+            self.log.append_encoded("sent", op_members(op, pair_members(
+                self.owner_column, item)))
+        state = unsettled.state if unsettled is not None else None
+        try:
+            outcome = await self.operation.settle(item, state)
+        except Unsettled as again:
+            self.settle_queue.park(item, again, again.due)
+            return
+        except RunRefused as refusal:
+            self.record(item, Outcome("failed", refusal.status, 1, refusal.error,
+                                      retryable=True, uncertain=True, op=op))
+            raise
+        self.record(item, outcome)
+
+    def _unpark_all(self) -> None:
+        """The run stopped while items waited for their check: each ends failed, retryable
+        and uncertain (SPEC), so the next run checks it first."""
+        for parked in self.settle_queue.drain():
+            if parked.unsettled is not None:
+                self.record(parked.item, parked.unsettled.outcome())
+            else:
+                self.record(parked.item, Outcome(
+                    "failed", None, 0, SETTLING, retryable=True, uncertain=True,
+                    op=self.operation.name))
+
+    def record(self, item: Item, outcome: Outcome, pair: str | None = None,
+               digest: str | None = None) -> None:
+        """Write the item's `done` line and count it. `pair`: the pair's JSON members, when
+        the caller has them (see ResultLog.append_encoded); `digest`: the attributes' digest,
+        for an Item that does not carry them (sync records in-place pairs from its plan)."""
+        if outcome.outcome == "failed" and self.refusal is not None and not outcome.retryable:
+            # After a run-level stop, a refusal may be the run's fault, not the item's.
+            outcome.retryable = True
+        try:
+            self._write_done(item, outcome, pair, digest)
+        except LogError as error:
+            self._log_failed(error)
+        self._count(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(item, outcome)
+
+    def _write_done(self, item: Item, outcome: Outcome, pair: str | None,
+                    digest: str | None) -> None:
+        if self.log_error is not None:
+            return  # the log is failing: the pair keeps its `sent`, and is checked next run
+        digest = digest or recorded_digest(item, outcome)
+        members = plain_done_members(pair, outcome, digest) if pair is not None else None
+        if members is not None:
+            self.log.append_encoded("done", members)
+        else:
+            fields: dict[str, Any] = {
+                "op": outcome.op,
+                self.owner_column: item.owner,
+                "file_id": item.file_id,
+                "outcome": outcome.outcome,
+                "status": outcome.status,
+                "attempts": outcome.attempts,
+                "error": outcome.error.as_log() if outcome.error else None,
+                "retryable": outcome.retryable,
+                "uncertain": outcome.uncertain,
+            }
+            if outcome.file_status is not None:
+                fields["file_status"] = outcome.file_status
+            if digest is not None:
+                fields["attributes_digest"] = digest
+            self.log.append("done", **fields)
+
+    def _count(self, outcome: Outcome) -> None:
+        tally = self.tally
+        if outcome.outcome == "attached":
+            tally.attached += 1
+        elif outcome.outcome == "already_attached":
+            tally.already_attached += 1
+        elif outcome.outcome == "updated":
+            tally.updated += 1
+        elif outcome.outcome == "detached":
+            tally.detached += 1
+        elif outcome.outcome == "already_detached":
+            tally.already_detached += 1
+        else:
+            tally.failed += 1
+            err = outcome.error
+            reasons = tally.failed_reasons
+            reason = (outcome.status, err.code if err else None,
+                      generic_message(err.message) if err else "")
+            if reason not in reasons and len(reasons) >= MAX_REASONS:
+                # Memory stays bounded even when every message is different.
+                reason = (None, None, "other reasons (see attach-runner status)")
+            reasons[reason] = reasons.get(reason, 0) + 1
+
+    # --- the run --------------------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        loop = asyncio.get_running_loop()
+        self.started = loop.time()
+        self._resume_due = self.started + self.resume_due_in
+        handlers = self._install_signals(loop)
+        timer = (loop.call_later(self.max_runtime, self.stop, "max-runtime")
+                 if self.max_runtime else None)
+        ticker = asyncio.create_task(self._tick()) if self.on_progress else None
+        operation = self.operation
+        batches = operation.batches and self.attempter.target.supports_batches
+        work = interleave_owners(
+            iter_work(self._parts(), self.index, self.tally, retry_failed=self.retry_failed,
+                      batch_size=self.batch_size if batches else 0, operation=operation),
+            OPENING_LOOKAHEAD)
+        store_limiter = self.attempter.store_limiter
+        if store_limiter is not None:
+            work = FreeStoresFirst(work, store_limiter.ready_in)
+        workers = [asyncio.create_task(self._worker(work)) for _ in range(self.concurrency)]
+        try:
+            await self._until_done_or_stopped(workers)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if ticker is not None:
+                ticker.cancel()
+            for sig in handlers:
+                loop.remove_signal_handler(sig)
+        self._unpark_all()
+        if self.refusal is not None and self.log_error is None:
+            try:
+                self._release_breaker_items()
+            except LogError as error:
+                self._log_failed(error)
+        return RunResult(self.tally, self.stop_reason, self.refusal, loop.time() - self.started)
+
+    async def _until_done_or_stopped(self, workers: list[asyncio.Task[None]]) -> None:
+        async def all_done() -> None:
+            await asyncio.gather(*workers, return_exceptions=True)
+
+        everything = asyncio.create_task(all_done())
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        hard = asyncio.create_task(self._hard_stop.wait())
+        try:
+            await asyncio.wait({everything, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not everything.done():
+                # Stopping: let in-flight requests finish, within the drain bound.
+                await asyncio.wait({everything, hard}, timeout=DRAIN_SECONDS,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                # Whatever is still in flight stays uncertain: its "sent" has no "done".
+                for task in workers:
+                    task.cancel()
+            await everything
+            for task in workers:
+                if not task.cancelled() and (error := task.exception()) is not None:
+                    raise error
+        finally:
+            stop_wait.cancel()
+            hard.cancel()
+
+    def _release_breaker_items(self) -> None:
+        """Items refused in the breaker's window end retryable (written last, so it stands)."""
+        breaker = self.attempter.breaker
+        if self.refusal is None or self.refusal.kind != "breaker":
+            return
+        for item in breaker.items:
+            self.log.append("done", **{
+                "op": self.operation.name, self.owner_column: item.owner,
+                "file_id": item.file_id,
+                "outcome": "failed",
+                "status": breaker.signature[0] if breaker.signature else None, "attempts": 1,
+                "error": {"type": "run_refused",
+                          "message": "stopped: the first answers were all the same refusal",
+                          "code": breaker.signature[1] if breaker.signature else None},
+                "retryable": True, "uncertain": False,
+            })
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        installed: list[int] = []
+        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+            try:
+                loop.add_signal_handler(sig, self.stop, name)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Unix
+                continue
+            installed.append(sig)
+        return installed
+
+    async def _tick(self) -> None:
+        assert self.on_progress is not None
+        while True:
+            await asyncio.sleep(0.5)
+            self.on_progress(self)

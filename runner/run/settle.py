@@ -1,0 +1,89 @@
+"""The settle rule's waiting room: items whose last write may have been applied, each
+checked no sooner than its due time (SPEC, Behaviour under trouble; see outcomes.Unsettled).
+
+Workers take a parked item whose time has come before any new work; once the work has run
+out they wait for the next one due (or a stop). Nothing here sleeps a worker while other
+work is waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from runner.items import Item
+from runner.requests.outcomes import Unsettled
+
+U = TypeVar("U")
+
+
+@dataclass(order=True, slots=True)
+class Parked:
+    """An item whose last write may have been applied, waiting for its check (the settle
+    rule: see outcomes.Unsettled). `unsettled` is None for a pair an earlier run left
+    uncertain: its check has not begun, and it has no `sent` line in this run yet."""
+
+    due: float  # loop time
+    serial: int  # ties keep arrival order
+    item: Item = field(compare=False)
+    unsettled: Unsettled | None = field(compare=False, default=None)
+
+
+class SettleQueue:
+    """Parked items, earliest due first, and the wait for them."""
+
+    def __init__(self, stopping: asyncio.Event) -> None:
+        self._stopping = stopping
+        self._parked: list[Parked] = []  # a heap, earliest due first
+        self._serial = 0
+        self._work_left = True
+        self._changed = asyncio.Event()  # a new earliest item: waiting workers look again
+
+    def park(self, item: Item, unsettled: Unsettled | None, due: float) -> None:
+        """Hold an item until its check may go out (the settle rule)."""
+        self._serial += 1
+        entry = Parked(due, self._serial, item, unsettled)
+        heapq.heappush(self._parked, entry)
+        if self._parked[0] is entry:
+            self._changed.set()  # a waiting worker may have to wake sooner
+
+    @property
+    def settling(self) -> tuple[int, float] | None:
+        """(items waiting for their check, loop time the first is due), or None."""
+        if not self._parked:
+            return None
+        return len(self._parked), self._parked[0].due
+
+    async def take(self, work: Iterator[U]) -> U | Parked | None:
+        """The next thing to do: a parked item whose time has come, else the next unit of
+        work; when the work has run out, wait for the next parked item (or a stop)."""
+        loop = asyncio.get_running_loop()
+        parked = self._parked
+        while not self._stopping.is_set():
+            if parked and parked[0].due <= loop.time():
+                return heapq.heappop(parked)
+            if self._work_left:
+                unit = next(work, None)
+                if unit is not None:
+                    return unit
+                self._work_left = False
+            if not parked:
+                return None
+            self._changed.clear()
+            waits = [asyncio.ensure_future(self._stopping.wait()),
+                     asyncio.ensure_future(self._changed.wait())]
+            try:
+                await asyncio.wait(waits, timeout=max(0.0, parked[0].due - loop.time()),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+        return None
+
+    def drain(self) -> Iterator[Parked]:
+        """Every item still parked (the run is stopping), earliest first."""
+        while self._parked:
+            yield heapq.heappop(self._parked)

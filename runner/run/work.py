@@ -1,0 +1,175 @@
+"""The run's units of work, from the manifest and the log: what to send, check, update or
+follow, in what order.
+
+`iter_work` plans each manifest pair against the resume index (batching new pairs per store
+with --batch-size), `interleave_owners` opens the run across owners (for the breaker), and
+`FreeStoresFirst` keeps every vector store busy when the manifest is grouped by store.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from runner.items import Item
+from runner.log.resume import Plan, ResumeIndex
+from runner.manifest import Block
+
+if TYPE_CHECKING:
+    from runner.operations.base import Operation
+    from runner.run.engine import Tally
+
+# The opening units are reordered round-robin by owner across this many (see interleave_owners).
+OPENING_LOOKAHEAD = 256
+# Vector stores: pairs held back while their store is busy, so others can go (see FreeStoresFirst).
+STORE_LOOKAHEAD = 20_000
+
+
+@dataclass(slots=True)
+class Single:
+    item: Item
+    plan: Plan
+
+
+@dataclass(slots=True)
+class NewBatch:
+    store: str
+    items: list[Item]
+
+
+@dataclass(slots=True)
+class FollowBatch:
+    store: str
+    batch_id: str
+    items: list[Item]
+
+
+Work = Single | NewBatch | FollowBatch
+
+
+def _store_of(unit: Work) -> str:
+    """The unit's owner: the assistant or vector store its requests go to."""
+    return unit.item.owner if isinstance(unit, Single) else unit.store
+
+
+def interleave_owners(work: Iterator[Work], lookahead: int) -> Iterator[Work]:
+    """The first `lookahead` units, taken round-robin by owner, then the rest in order.
+
+    A run's first answers decide the breaker (SPEC: the first 20 answers must span 3 owners
+    before a uniform refusal stops the run). A manifest sorted by owner would otherwise open
+    with 20 requests to one owner, and a wrong base URL could then burn the whole manifest."""
+    head: dict[str, list[Work]] = {}
+    for taken, unit in enumerate(work, 1):
+        head.setdefault(_store_of(unit), []).append(unit)
+        if taken >= lookahead:
+            break
+    queues = [q[::-1] for q in head.values()]  # popped from the end: keeps each owner's order
+    while queues:
+        for queue in queues:
+            yield queue.pop()
+        queues = [q for q in queues if q]
+    yield from work
+
+
+def _size(unit: Work) -> int:
+    return 1 if isinstance(unit, Single) else len(unit.items)
+
+
+class FreeStoresFirst:
+    """The work in manifest order, except that a unit whose vector store is busy (its
+    per-store slot is not free yet) waits aside, up to `lookahead` pairs, while units of free
+    stores go first. The API allows each store 300 requests a minute: without this, a manifest
+    grouped by store (a grouped YAML manifest always is) kept every worker queueing behind one
+    store, at one store's rate, while the other stores sat idle.
+
+    Each store's own units keep their order. When every store in sight is busy (or the
+    lookahead is full), a worker gets the unit whose store frees first and waits for it there.
+    Units still held when the run stops were never sent: they stay pending for the next run."""
+
+    def __init__(self, work: Iterator[Work], ready_in: Callable[[str], float], *,
+                 lookahead: int = STORE_LOOKAHEAD) -> None:
+        self._work: Iterator[Work] | None = work
+        self._ready_in = ready_in
+        self._lookahead = lookahead
+        self._held: dict[str, deque[Work]] = {}  # busy store -> its units, in manifest order
+        self._holding = 0  # pairs in _held
+
+    def __iter__(self) -> FreeStoresFirst:
+        return self
+
+    def __next__(self) -> Work:
+        ready_in = self._ready_in
+        for store in self._held:
+            if ready_in(store) <= 0.0:
+                return self._release(store)
+        while self._work is not None and self._holding < self._lookahead:
+            unit = next(self._work, None)
+            if unit is None:
+                self._work = None
+                break
+            store = _store_of(unit)
+            if store not in self._held and ready_in(store) <= 0.0:
+                return unit
+            self._held.setdefault(store, deque()).append(unit)
+            self._holding += _size(unit)
+        if not self._held:
+            raise StopIteration
+        return self._release(min(self._held, key=ready_in))
+
+    def _release(self, store: str) -> Work:
+        queue = self._held[store]
+        unit = queue.popleft()
+        if not queue:
+            del self._held[store]
+        self._holding -= _size(unit)
+        return unit
+
+
+def iter_work(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally, *,
+              retry_failed: bool, batch_size: int,
+              operation: Operation | type[Operation] | None = None) -> Iterator[Work]:
+    """Manifest items in order, minus what the log settles (counted in `tally`); with
+    `batch_size`, new pairs grouped per store into batches, flushed at the end. `parts`:
+    items, or the manifest's blocks of pairs (manifest.iter_blocks), which a rerun that has
+    them all done skips whole. `operation` (or its class) plans each pair (None: attach)."""
+    pending: dict[str, list[Item]] = {}  # store -> items waiting for a full batch
+    follow: dict[str, FollowBatch] = {}  # batch id -> its manifest items (followed at the end)
+    skips_blocks = operation is None or operation.skips_blocks
+    for item in _items_to_plan(parts, index, tally, skips_blocks):
+        plan, _ = (index.plan(item, retry_failed=retry_failed) if operation is None
+                   else operation.plan(index, item, retry_failed=retry_failed))
+        if plan is Plan.DUPLICATE:
+            tally.duplicates += 1
+        elif plan is Plan.DONE:
+            tally.done_earlier += 1
+        elif plan is Plan.SKIP_REFUSED:
+            tally.refused_earlier += 1
+        elif plan is Plan.FOLLOW and (batch_id := index.batch_for(item)) is not None:
+            unit = follow.get(batch_id)
+            if unit is None:
+                unit = follow[batch_id] = FollowBatch(item.owner, batch_id, [])
+            unit.items.append(item)
+        elif batch_size > 0 and plan is Plan.SEND:
+            group = pending.setdefault(item.owner, [])
+            group.append(item)
+            if len(group) >= batch_size:
+                del pending[item.owner]
+                yield NewBatch(item.owner, group)
+        else:
+            yield Single(item, Plan.CHECK if plan is Plan.FOLLOW else plan)
+    yield from follow.values()
+    for store, group in pending.items():
+        yield NewBatch(store, group)
+
+
+def _items_to_plan(parts: Iterable[Block | Item], index: ResumeIndex,
+                   tally: Tally, skips_blocks: bool = True) -> Iterator[Item]:
+    for part in parts:
+        if isinstance(part, Item):
+            yield part
+        elif skips_blocks and index.all_in_place(part.pairs):
+            tally.done_earlier += len(part.pairs)
+        else:
+            yield from part.items()

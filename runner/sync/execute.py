@@ -1,0 +1,398 @@
+"""`attach-runner sync MANIFEST`: each vector store the manifest names ends holding exactly the
+manifest's files for it, with the manifest's attributes (SPEC "sync"). rclone's `sync` is the
+model: `run` is its `copy`.
+
+A sync is three steps over one log, under one lock:
+1. list every named store (runner/operations/listing.py) and plan each (runner/sync/plan.py);
+2. add what is missing and update attributes that differ: the attach operation, with the
+   plan coming from the listing instead of the log (`ListedAttach`), under every rule of `run`
+   (rate, per-store limit, batches, retries, breaker, settle rule);
+3. then, only in stores where every add and update of this run succeeded, and only if the
+   guard allows (2 x detaches > listed stops the run, exit 4, or `--max-delete N`), detach the
+   files the manifest does not list (`ListedDetach`). An add refused because the store is full
+   lets that store's detaches go first; the refused adds are sent again after them.
+
+Stores the manifest does not name are never written to: every write goes to a store of
+`plans`, and plans are made only from the manifest. A pair of the manifest is never detached:
+detaches are made only from listed files whose id the store's manifest pairs do not hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from runner.commands.run import (
+    Io,
+    api_session,
+    close_log,
+    exit_code_for,
+    load_index,
+    prepare,
+    print_end,
+    progress_for,
+    resume_due_in,
+    run_end_counts,
+    run_error,
+)
+from runner.commands.sync_dry_run import dry_run
+from runner.config import ApiKey, Settings, load_api_key
+from runner.errors import UsageError, register_secret, scrub_secrets
+from runner.items import Item, pair_key
+from runner.log.lock import RunLock
+from runner.log.reader import check_log
+from runner.log.resume import Plan, ResumeIndex
+from runner.log.writer import ResultLog
+from runner.manifest import ManifestSource, ManifestStats, iter_items
+from runner.operations.base import Attach
+from runner.operations.detach import Detacher
+from runner.requests.outcomes import Outcome, RunRefused
+from runner.requests.sender import Attempter
+from runner.requests.targets import Target, VectorStoreFiles
+from runner.run.engine import Engine, RunResult, Tally
+from runner.run.summary import build_summary
+from runner.sync.plan import (
+    StorePlan,
+    guard_breaches,
+    is_store_full,
+    listing_refusal,
+    read_writes,
+)
+from runner.sync.report import (
+    add_sync_fields,
+    final_tally,
+    list_with_progress,
+    refusal_text,
+    store_lines,
+    sync_exit_code,
+    uncount,
+)
+
+
+class ListedAttach(Attach):
+    """Attach, planned from the listing: a pair is sent (SEND), or checked first (CHECK: an
+    unsettled write in the log), or updated (UPDATE: listed with other attributes)."""
+
+    skips_blocks = False
+
+    def __init__(self, attempter: Attempter, plans: dict[int, Plan]) -> None:
+        super().__init__(attempter)
+        self._plans = plans
+
+    def plan(self, index: ResumeIndex, item: Item, *,  # type: ignore[override]
+             retry_failed: bool) -> tuple[Plan, int | None]:
+        return self._plans.get(pair_key(item.owner, item.file_id), Plan.SEND), None
+
+
+class ListedDetach(Detacher):
+    """Detach the listed files the manifest does not name (CHECK first: an unsettled write)."""
+
+    def __init__(self, attempter: Attempter, checks: set[int]) -> None:
+        super().__init__(attempter)
+        self._checks = checks
+
+    def plan(self, index: ResumeIndex, item: Item, *,  # type: ignore[override]
+             retry_failed: bool) -> tuple[Plan, int | None]:
+        key = pair_key(item.owner, item.file_id)
+        return (Plan.CHECK if key in self._checks else Plan.SEND), None
+
+
+def store_plans(source: ManifestSource, target: Target) -> list[StorePlan]:
+    """The manifest's pairs by store, in the order stores first appear (repeats once)."""
+    plans: dict[str, StorePlan] = {}
+    for item in iter_items(source, target.owner_column, target.group_key):
+        plan = plans.get(item.owner)
+        if plan is None:
+            plan = plans[item.owner] = StorePlan(item.owner)
+        plan.want(item)
+    return list(plans.values())
+
+
+def sync(settings: Settings, io: Io, argv: Sequence[str]) -> int:
+    target, source, stats = prepare(settings, io)
+    if not isinstance(target, VectorStoreFiles):
+        raise UsageError(f"{source.display}: sync is for vector stores, and this manifest is "
+                         "for assistants; use `attach-runner run` or `attach-runner detach`")
+    key = load_api_key(settings, os.environ)
+    register_secret(key.reveal())
+    argv = [scrub_secrets(arg) for arg in argv]
+    if settings.dry_run:
+        # SPEC: list requests only (so the key), no lock, no log written.
+        index = load_index(settings, target, io)
+        return asyncio.run(dry_run(settings, io, target, stats, key, index,
+                                   store_plans(source, target), source.display))
+    check_log(settings.log)
+    lock = RunLock(settings.log)
+    lock.acquire()
+    try:
+        index = load_index(settings, target, io)
+        index.expect_repeats = False  # sync plans from its own map of the manifest
+        job = Sync(settings, io, target, index, store_plans(source, target), stats, source)
+        return asyncio.run(job.execute(key, source.display, argv))
+    finally:
+        lock.release()
+
+
+class Sync:
+    """One sync run: listing, adds and updates, then the guard and the detaches."""
+
+    attempter: Attempter  # once the session is open
+
+    def __init__(self, settings: Settings, io: Io, target: Target, index: ResumeIndex,
+                 plans: list[StorePlan], stats: ManifestStats, source: ManifestSource) -> None:
+        self.settings = settings
+        self.source = source
+        self.io = io
+        self.target = target
+        self.index = index
+        self.plans = plans
+        self.by_store = {plan.store: plan for plan in plans}
+        self.stats = stats
+        self.stop: str | None = None
+        self.refusal: RunRefused | None = None
+        self.guard: list[str] = []
+        self.log_error: str | None = None
+        self.tally = Tally()  # the manifest's pairs (adds, updates, checks, in place)
+        self.detach_tally = Tally()  # the extras' detaches
+
+    async def execute(self, key: ApiKey, manifest: str, argv: Sequence[str]) -> int:
+        settings = self.settings
+        due_in = resume_due_in(settings)
+        log = ResultLog(settings.log, uuid.uuid4().hex[:12])
+        log.open()
+        engine: Engine | None = None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            log.append("run-start", manifest=manifest, target=self.target.name,
+                       items=self.stats.pairs, op="sync")
+            async with api_session(settings, self.target, self.stats, key) as (attempter,
+                                                                               limiter):
+                self.attempter = attempter
+                await self._list()
+                counters = attempter.counters
+                for plan in self.plans:
+                    plan.plan(self.index, retry_failed=settings.retry_failed)
+                    counters.chunking_mismatch += plan.chunking_mismatch
+                    counters.chunking_examples += plan.chunking_examples
+                del counters.chunking_examples[3:]
+                if self.stop is None and any(plan.writes for plan in self.plans):
+                    target = self.target
+                    read_writes(self.by_store, iter_items(self.source, target.owner_column,
+                                                          target.group_key), manifest)
+                engine = await self._phases(log, due_in - (loop.time() - started), started)
+            elapsed = loop.time() - started
+            result = self._result(elapsed)
+            code = self._exit_code(result)
+            error = self._error(result, key, engine)
+            summary = self._summary(result, code, error, manifest, log.run_id, limiter.rate,
+                                    argv)
+            if self.log_error is None:
+                log.append("run-end", counts=run_end_counts(summary),
+                           interrupted=summary["interrupted"], exit=code)
+        finally:
+            close_log(log, engine)
+        fatal = self.refusal is not None or self.log_error is not None or bool(self.guard)
+        print_end(settings, self.io, summary, attempter, error, fatal=fatal,
+                  more=store_lines(self.plans))
+        return code
+
+    # --- step 1: the listing ----------------------------------------------------------------
+
+    async def _list(self) -> None:
+        """List every named store; a signal stops the listing (nothing was written yet)."""
+        loop = asyncio.get_running_loop()
+        listing = asyncio.create_task(list_with_progress(self.settings, self.io,
+                                                         self.attempter, self.plans))
+
+        def stop(name: str) -> None:
+            self.stop = name
+            listing.cancel()
+
+        installed = []
+        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+            loop.add_signal_handler(sig, stop, name)
+            installed.append(sig)
+        runtime = self.settings.max_runtime
+        timer = loop.call_later(runtime, stop, "max-runtime") if runtime else None
+        try:
+            await listing
+        except asyncio.CancelledError:
+            if self.stop is None:
+                raise
+        except RunRefused as refusal:
+            self.refusal = refusal
+            self.stop = "refused"
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        if self.stop is None and (refused := listing_refusal(self.plans)) is not None:
+            self.refusal = RunRefused("listing", *refused)
+            self.stop = "refused"
+            for plan in self.plans:
+                plan.run_refused = True
+                plan.not_pruned = "its files could not be listed (the run was refused)"
+
+    # --- steps 2 and 3 ------------------------------------------------------------------------
+
+    async def _phases(self, log: ResultLog, due_in: float, started: float) -> Engine | None:
+        """Adds and updates; then the guard and the detaches; then adds a full store refused."""
+        if self.stop is not None:
+            return None
+        work: list[Item] = []
+        plans: dict[int, Plan] = {}
+        for plan in self.plans:
+            store = plan.store
+            for file_id in plan.checks:
+                plans[pair_key(store, file_id)] = Plan.CHECK
+            for file_id in plan.updates:
+                plans[pair_key(store, file_id)] = Plan.UPDATE
+            work += plan.write_items(plan.checks + plan.updates + plan.adds)
+        engine = self._engine(log, work, ListedAttach(self.attempter, plans), due_in, started,
+                              self.tally)
+        in_place = Outcome("already_attached", 200, 0)
+        for plan in self.plans:  # pairs the listing shows in place, which the log did not say
+            for file_id in plan.to_record:
+                digest = plan.digest_at(plan.index_of[file_id])
+                engine.record(Item(plan.store, file_id), in_place,
+                              digest=None if digest is None else f"{digest:016x}")
+        if work:
+            await self._run(engine)
+        if self.stop is not None:
+            return engine
+        prunable = self._prunable()
+        self.guard = guard_breaches([p for p in prunable if p.to_detach],
+                                    self.settings.max_delete)
+        if self.guard:
+            for plan in prunable:
+                if plan.to_detach:
+                    plan.not_pruned = "the guard stopped the run before any detach"
+            self.stop = "guard"
+            return engine
+        extras = [Item(plan.store, file_id) for plan in prunable
+                  for file_id in plan.detaches + plan.detach_checks]
+        checks = {pair_key(p.store, file_id) for p in prunable for file_id in p.detach_checks}
+        if extras:
+            engine = self._engine(log, extras, ListedDetach(self.attempter, checks), due_in,
+                                  started, self.detach_tally)
+            await self._run(engine)
+        for plan in prunable:
+            plan.pruned = self.stop is None and plan.detach_failed == 0
+            if not plan.pruned:
+                plan.not_pruned = ("the run stopped" if self.stop is not None
+                                   else f"{plan.detach_failed} detach(es) failed")
+        refill = [item for plan in prunable if plan.pruned for item in plan.full]
+        refill_failures = [o for plan in prunable if plan.pruned for o in plan.full_outcomes]
+        if refill and self.stop is None:
+            for plan in prunable:  # counted failed above; sent again now
+                for _ in plan.full:
+                    plan.failed -= 1
+                plan.full = []
+            uncount(self.tally, refill_failures)
+            engine = self._engine(log, refill, ListedAttach(self.attempter, {}), due_in,
+                                  started, self.tally)
+            await self._run(engine)
+        return engine
+
+    def _prunable(self) -> list[StorePlan]:
+        """The stores whose detaches may go: listed, and every add and update of this run
+        there succeeded (a full store's refused adds excepted: its detaches make room)."""
+        prunable = []
+        for plan in self.plans:
+            if plan.listing_error is not None:
+                plan.not_pruned = "its files could not be listed"
+            elif plan.failed > len(plan.full):
+                plan.not_pruned = (f"{plan.failed - len(plan.full)} add(s) or update(s) "
+                                   "failed in this run; the next run prunes it once they "
+                                   "succeed")
+            else:
+                prunable.append(plan)
+                if not plan.to_detach:
+                    plan.pruned = True
+        return prunable
+
+    def _engine(self, log: ResultLog, items: list[Item], operation: Attach | Detacher,
+                due_in: float, started: float, tally: Tally) -> Engine:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        spent = loop.time() - started
+        left = None if settings.max_runtime is None else max(0.001,
+                                                              settings.max_runtime - spent)
+        detaching = isinstance(operation, Detacher)
+
+        def count(item: Item, outcome: Outcome) -> None:
+            plan = self.by_store[item.owner]
+            plan.count(outcome, detaching=detaching)
+            if not detaching and is_store_full(outcome):
+                plan.full.append(item)
+                plan.full_outcomes.append(outcome)
+
+        engine = Engine(
+            parts=lambda: iter(items), pairs=len(items), index=self.index, log=log,
+            attempter=self.attempter, owner_column=self.target.owner_column,
+            concurrency=settings.concurrency, batch_size=settings.batch_size,
+            retry_failed=settings.retry_failed, max_runtime=left,
+            on_progress=progress_for(settings, self.io, len(items)),
+            resume_due_in=max(0.0, due_in), operation=operation, on_outcome=count)
+        engine.tally = tally
+        tally.pairs += len(items)
+        return engine
+
+    async def _run(self, engine: Engine) -> None:
+        progress = engine.on_progress
+        try:
+            result = await engine.run()
+        finally:
+            close = getattr(progress, "close", None)
+            if close is not None:
+                close()
+        if result.stop is not None and self.stop is None:
+            self.stop = result.stop
+        if result.refusal is not None and self.refusal is None:
+            self.refusal = result.refusal
+        if engine.log_error is not None and self.log_error is None:
+            self.log_error = str(engine.log_error)
+
+    # --- the end ------------------------------------------------------------------------------
+
+    def _result(self, elapsed: float) -> RunResult:
+        final_tally(self.tally, self.plans, self.stats)
+        stop = self.stop if self.stop != "guard" else None
+        return RunResult(self.tally, stop, self.refusal, elapsed)
+
+    def _exit_code(self, result: RunResult) -> int:
+        if self.log_error is not None:
+            return exit_code_for(result)
+        return sync_exit_code(result, self.plans, self.detach_tally, self.guard)
+
+    def _error(self, result: RunResult, key: ApiKey, engine: Engine | None) -> str | None:
+        if self.log_error is not None:
+            return f"{self.log_error}; the run stopped sending at once"
+        if self.guard:
+            return ("the guard stopped the sync before any detach: " + "; ".join(self.guard)
+                    + " (more than half of a store, or over --max-delete); check the "
+                    "manifest with --dry-run, then allow it with --max-delete N")
+        if engine is None:
+            if result.refusal is not None:  # met while listing
+                return refusal_text(result.refusal, key, self.target)
+            if result.stop is not None:
+                return f"stopped by {result.stop}"
+            return None
+        return run_error(result, self.settings, key, self.target, self.attempter, engine)
+
+    def _summary(self, result: RunResult, code: int, error: str | None, manifest: str,
+                 run_id: str, learned: float | None, argv: Sequence[str]) -> dict[str, Any]:
+        settings = self.settings
+        summary = build_summary(
+            result, self.attempter.counters, target=self.target.name, manifest=manifest,
+            log=settings.log, rpm=settings.rpm, learned_rpm=learned, exit_code=code,
+            argv=argv, error=error, run_id=run_id, op="sync")
+        add_sync_fields(summary, result.tally, self.detach_tally, self.plans, self.guard,
+                        lists=self.attempter.counters.lists, argv=argv)
+        return summary
