@@ -20,9 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from runner import __version__
-from runner.commands import demo
-from runner.commands import run as commands
-from runner.commands import status as log_report
+from runner.commands import demo, detach, failed, run, status, validate
 from runner.config import (
     DEFAULT_API_KEY_ENV,
     Settings,
@@ -31,11 +29,21 @@ from runner.config import (
     is_secret_name,
     resolve_settings,
 )
-from runner.errors import ManifestError, RunnerError, UsageError, one_line, scrub_secrets
+from runner.console import Io, stdout_io
+from runner.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    ManifestError,
+    RunnerError,
+    UsageError,
+    one_line,
+    scrub_secrets,
+)
 
 PROG = "attach-runner"
-EXIT_INTERNAL = 70
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a C tool killed by a closed pipe reports
+
+
 
 EXAMPLES = {
     "run": """examples:
@@ -207,13 +215,13 @@ def _settings(parser: argparse.ArgumentParser, argv: list[str]) -> Settings:
     return resolve_settings(args, command=args.command, environ=os.environ)
 
 
-def dispatch(argv: list[str], io: commands.Io) -> int:
+def dispatch(argv: list[str], io: Io) -> int:
     parser = build_parser()
     args = parse(parser, argv)
     command = args.command
     if command is None:
         parser.print_help(io.err)
-        return 2
+        return EXIT_USAGE
     if command == "sandbox":
         from runner.sandbox import run_sandbox_command
 
@@ -223,22 +231,22 @@ def dispatch(argv: list[str], io: commands.Io) -> int:
     settings = resolve_settings(args, command=command, environ=os.environ)
     if command in ("run", "detach"):
         io.json = settings.json
-        return commands.run(settings, io, argv)
+        return (run.run if command == "run" else detach.detach)(settings, io, argv)
     if command == "sync":
         io.json = settings.json
         from runner.sync import execute as sync
 
         return sync.sync(settings, io, argv)
     if command == "validate":
-        return commands.validate(settings, io)
+        return validate.validate(settings, io)
     if command == "status":
-        return log_report.status(settings, io, as_json=settings.json)
-    return log_report.failed(settings, io)
+        return status.status(settings, io, as_json=settings.json)
+    return failed.failed(settings, io)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    io = commands.stdout_io()
+    io = stdout_io()
     # Until the settings are resolved (a bad flag or config), only the command line can say.
     flag_json = "--json" in argv and argv[:1] in (["run"], ["detach"], ["sync"])
     debug = "--debug" in argv
@@ -283,14 +291,14 @@ def _stdout_is_closed() -> bool:
     return closed
 
 
-def _json_exit(flag_json: bool, code: int, message: str, io: commands.Io) -> int:
+def _json_exit(flag_json: bool, code: int, message: str, io: Io) -> int:
     """SPEC: with --json, exits 2 and 3 (nothing ran) still print one object."""
     if (flag_json if io.json is None else io.json) and code in (2, 3):
         io.out.write(json.dumps({"exit": code, "error": message}) + "\n")
     return code
 
 
-def _internal_error(exc: BaseException, debug: bool, io: commands.Io) -> int:
+def _internal_error(exc: BaseException, debug: bool, io: Io) -> int:
     report = scrub_secrets("".join(traceback.format_exception(exc)))
     if debug:
         io.err.write(report)

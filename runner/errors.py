@@ -5,8 +5,10 @@
     │   ├── ConfigError    2  the YAML config file
     │   ├── ManifestError  2  one or more bad manifest rows (path, line, message)
     │   └── LogError       2  a result log that is not ours or is corrupt in the middle
-    ├── LockedError        3  another run holds the log
-    └── RefusedError       4  the API refused the run as a whole
+    └── LockedError        3  another run holds the log
+
+The exit codes, every one of them, are named here (SPEC "Exit codes"); a run's own ending
+(1, 4, 5, 130, 143) is read off its result by runner/run/tally.py `exit_code_for`, not raised.
 
 A message names where, what is wrong and what to do; the CLI prints it as
 `attach-runner: error: <message>`. No message ever holds the API key.
@@ -16,9 +18,19 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+EXIT_OK = 0
+EXIT_FAILED = 1  # some pairs failed or are still pending
+EXIT_USAGE = 2  # bad input of any kind, or the log cannot be written
+EXIT_LOCKED = 3  # another run holds the log
+EXIT_REFUSED = 4  # the API refused the run as a whole (bad key, wrong URL, no access)
+EXIT_RUNTIME = 5  # --max-runtime ran out
+EXIT_INTERNAL = 70  # a bug: reported in one line, the full report written aside
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a C tool killed by a closed pipe reports
+SIGNAL_EXITS = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number
+
 
 class RunnerError(Exception):
-    exit_code: ClassVar[int] = 70
+    exit_code: ClassVar[int] = EXIT_INTERNAL
 
     @property
     def message(self) -> str:
@@ -26,7 +38,7 @@ class RunnerError(Exception):
 
 
 class UsageError(RunnerError):
-    exit_code: ClassVar[int] = 2
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 class ConfigError(UsageError):
@@ -75,11 +87,7 @@ class ManifestError(UsageError):
 
 
 class LockedError(RunnerError):
-    exit_code: ClassVar[int] = 3
-
-
-class RefusedError(RunnerError):
-    exit_code: ClassVar[int] = 4
+    exit_code: ClassVar[int] = EXIT_LOCKED
 
 
 # Secrets to scrub from any crash report: the run registers the key once it is loaded.

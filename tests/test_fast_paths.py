@@ -23,7 +23,7 @@ from runner.manifest import Block, ManifestSource, check_manifest, iter_blocks, 
 from runner.manifest.csv_format import csv_rows
 from runner.manifest.jsonl_format import jsonl_rows
 from runner.manifest.reader import iter_rows
-from runner.run.engine import Tally
+from runner.run.tally import Tally
 from runner.run.work import Single, iter_work
 
 SETTINGS = settings(

@@ -15,17 +15,12 @@ from io import StringIO
 from typing import Any
 
 from runner.attributes import same_attributes
-from runner.commands.run import (
-    EXIT_FAILED,
-    EXIT_OK,
-    Io,
-    execute,
-    load_index,
-    manifest_items,
-    prepare,
-)
+from runner.commands.common import load_index, manifest_items, prepare
+from runner.commands.run import execute
 from runner.commands.status import status
 from runner.config import Settings, load_api_key
+from runner.console import Io
+from runner.errors import EXIT_FAILED, EXIT_OK
 from runner.items import Item
 
 # The demo's run: file batches of 4 (each store's files in one `file_batches` call, with each

@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import json
 
-from runner.commands.run import EXIT_OK, Io, load_index, manifest_parts, operation_class, prepare
+from runner.commands.common import load_index, manifest_parts, prepare
 from runner.config import Settings
+from runner.console import Io
+from runner.errors import EXIT_OK
 from runner.log.resume import Plan
-from runner.operations.detach import Detacher
+from runner.operations.base import Operation
+from runner.operations.detach import Detach
 from runner.requests.targets import VectorStoreFiles
-from runner.run.engine import Tally
+from runner.run.tally import Tally
 from runner.run.work import NewBatch, Single, iter_work
 
 
-def dry_run(settings: Settings, io: Io) -> int:
+def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int:
     """What a run would send, from the manifest and the log: one line a request (or, with
     --json, only the counts, as one object); no key, no lock, no write, no request."""
     target, source, stats = prepare(settings, io)
     index = load_index(settings, target, io)
     tally = Tally(pairs=stats.pairs)
-    operation = operation_class(settings)
-    detach = operation is Detacher
+    detach = operation is Detach
     batch_size = settings.batch_size if target.supports_batches and operation.batches else 0
     show = None if settings.json else io.out.write
     counts = dict.fromkeys(("attach_requests", "batch_requests", "checks", "updates",

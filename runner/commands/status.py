@@ -1,21 +1,22 @@
-"""`status` and `failed`: what the log says of a manifest's pairs, as a table (or JSON) and as
-a CSV manifest of the failed ones. Both read only the manifest and the log: no key, no request.
+"""`attach-runner status MANIFEST`: what the log says of a manifest's pairs, as a table or JSON.
+Reads only the manifest and the log: no key, no request.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from typing import Any
 
-from runner.commands.run import EXIT_OK, Io, load_index, manifest_items, prepare
+from runner.commands.common import load_index, manifest_items, prepare
 from runner.config import Settings
+from runner.console import Io
+from runner.errors import EXIT_OK
 from runner.log.lock import holder_pid
 from runner.log.resume import Plan, State
 from runner.run.summary import format_status, group_reasons
 
 
-def _text(value: Any) -> str | None:
+def error_text(value: Any) -> str | None:
     """An error field of the log as text: an edited log may hold a list or object there."""
     return value if value is None or isinstance(value, str) else json.dumps(value)
 
@@ -52,8 +53,8 @@ def status_report(settings: Settings, io: Io) -> dict[str, Any]:
             counts["uncertain"] += raw == State.FAILED_UNCERTAIN
             info = index.failed_info(item)
             err = info.error if info and info.error else {}
-            reason = (info.status if info else None, _text(err.get("code")),
-                      _text(err.get("message")) or "")
+            reason = (info.status if info else None, error_text(err.get("code")),
+                      error_text(err.get("message")) or "")
             reasons[reason] = reasons.get(reason, 0) + 1
     return {
         "manifest": source.display,
@@ -76,46 +77,9 @@ def status(settings: Settings, io: Io, *, as_json: bool) -> int:
     return EXIT_OK
 
 
-def failed(settings: Settings, io: Io) -> int:
-    """The failed pairs of the manifest as CSV (extra columns are ignored when fed back); on
-    vector stores with each pair's options, as JSON cells, so the output reads back as a
-    manifest with the same options."""
-    target, source, _ = prepare(settings, io)
-    index = load_index(settings, target, io)
-    writer = csv.writer(io.out, lineterminator="\n")
-    with_options = target.supports_batches  # vector stores: the target with per-file options
-    option_columns = ["attributes", "chunking_strategy"] if with_options else []
-    # `op`: what the failed pair's last request did; `run` refuses a row whose op is detach
-    # (SPEC), so this CSV never feeds `run` a pair to take out.
-    writer.writerow([target.owner_column, "file_id", "status", "code", "message", "retryable",
-                     *option_columns, "op"])
-    for item in manifest_items(source, target)():
-        plan, raw = index.plan(item, retry_failed=False)
-        if plan is Plan.DUPLICATE or raw not in (State.FAILED_RETRYABLE, State.FAILED_UNCERTAIN,
-                                                 State.REFUSED):
-            continue
-        info = index.failed_info(item)
-        err = info.error if info and info.error else {}
-        options = item.options
-        cells = ([_json_cell(options.attributes if options else None),
-                  _json_cell(options.chunking_strategy if options else None)]
-                 if with_options else [])
-        writer.writerow([item.owner, item.file_id, info.status if info else "",
-                         _text(err.get("code")) or "", _text(err.get("message")) or "",
-                         "true" if info and info.retryable else "false", *cells,
-                         _failed_op(info.op if info else "attach")])
-    return EXIT_OK
 
 
-def _failed_op(op: str) -> str:
-    """An update that failed is finished by `run`, as an attach is."""
-    return "detach" if op == "detach" else "attach"
 
 
-def _json_cell(value: Any) -> str:
-    """An option as a manifest's CSV cell: JSON, or empty when the pair does not give it."""
-    if value is None:
-        return ""
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
 
 

@@ -7,27 +7,29 @@ from __future__ import annotations
 
 import json
 
-from runner.commands.run import EXIT_OK, EXIT_REFUSED, Io, api_session
 from runner.config import ApiKey, Settings
+from runner.console import Io
+from runner.errors import EXIT_OK, EXIT_REFUSED
 from runner.log.resume import ResumeIndex
 from runner.manifest import ManifestStats
 from runner.requests.outcomes import RunRefused
 from runner.requests.targets import Target
+from runner.run.session import api_session
 from runner.sync.plan import StorePlan, guard_breaches, listing_refusal
 from runner.sync.report import list_with_progress, refusal_text
 
 
-async def dry_run(settings: Settings, io: Io, target: Target, stats: ManifestStats,
+async def show_sync_plan(settings: Settings, io: Io, target: Target, stats: ManifestStats,
                   key: ApiKey, index: ResumeIndex, plans: list[StorePlan],
                   manifest: str) -> int:
     """`sync --dry-run`: list, plan, print the plan; nothing written anywhere. A refusal of
     the run (a bad key; every store's listing refused alike) is exit 4, as for a real sync."""
-    async with api_session(settings, target, stats, key) as (attempter, _):
+    async with api_session(settings, target, stats, key) as (sender, _):
         try:
-            await list_with_progress(settings, io, attempter, plans)
+            await list_with_progress(settings, io, sender, plans)
         except RunRefused as refusal:
             return _dry_refused(settings, io, refusal_text(refusal, key, target))
-        lists = attempter.counters.lists
+        lists = sender.counters.lists
     refused = listing_refusal(plans)
     if refused is not None:
         return _dry_refused(settings, io, refusal_text(RunRefused("listing", *refused), key,

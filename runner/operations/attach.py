@@ -1,6 +1,6 @@
 """The attach operation, one pair start to finish: check first when the log says it may be
 attached, POST it with retries, converge its attributes (runner/operations/update.py), wait for its
-processing when asked (--wait). Every request goes through the run's Attempter (the request
+processing when asked (--wait). Every request goes through the run's Sender (the request
 layer: limiters, 429 pauses, the breaker's counters).
 
 Retries use tenacity: exponential backoff with full jitter, `--max-attempts` counted over attach
@@ -15,7 +15,9 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from runner.items import Item
-from runner.operations.update import manages_attributes
+from runner.log.resume import Plan, ResumeIndex
+from runner.operations.base import Operation
+from runner.operations.update import Updater, manages_attributes
 from runner.requests.client import Answer, TransportError
 from runner.requests.outcomes import (
     NOT_SENT,
@@ -33,17 +35,20 @@ from runner.requests.retry import MAX_RETRY_AFTER, Retry
 from runner.requests.targets import ApiError, Judgement, Verdict
 
 if TYPE_CHECKING:
-    from runner.requests.sender import Attempter
+    from runner.requests.sender import Sender
 
 # --wait polling: 1 s doubling to 10 s.
 POLL_FIRST, POLL_MAX = 1.0, 10.0
 
 
-class Attacher:
-    """Attaches for one run's attempter (its limiters, retries, counters and settle rule)."""
+class Adder:
+    """Adds pairs for one run's sender (its limiters, retries, counters and settle rule):
+    check first when uncertain, POST with retries, converge attributes, --wait. Not an
+    Operation: the `Attach` operation below (and file batches) use it."""
 
-    def __init__(self, attempter: Attempter) -> None:
-        self.attempter = attempter
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+        self.updater = Updater(sender, readd=lambda item: self.attach(item, uncertain=False))
 
     async def attach(self, item: Item, *, uncertain: bool,
                      state: ItemState | None = None) -> Outcome:
@@ -60,7 +65,7 @@ class Attacher:
 
     async def _retry_loop(self, item: Item, state: ItemState, first: Retry) -> Outcome:
         pending: Retry | None = first
-        retrying = self.attempter.retrying(state)
+        retrying = self.sender.retrying(state)
         try:
             async for attempt in retrying:
                 with attempt:
@@ -68,7 +73,7 @@ class Attacher:
                         # Replays the fast path's failure so tenacity waits before the next try.
                         exc, pending = pending, None
                         raise exc
-                    self.attempter.counters.retries += 1
+                    self.sender.counters.retries += 1
                     return await self._try_once(item, state)
         except Retry as exc:
             return Outcome("failed", exc.status, state.sent, exc.error, retryable=True,
@@ -80,30 +85,30 @@ class Attacher:
             settled = await self._settle(item, state)
             if settled is not None:
                 return settled
-        target = self.attempter.target
+        target = self.sender.target
         state.sent += 1
         state.counted += 1
-        self.attempter.counters.attach_requests += 1
+        self.sender.counters.attach_requests += 1
         store = item.owner if target.supports_batches else None
         try:
-            answer = await self.attempter.request("POST", target.attach_path(item.owner),
+            answer = await self.sender.request("POST", target.attach_path(item.owner),
                                         target.attach_body(item), store=store)
         except NotSent:
             # It never left: not an attempt. The stopped run ends the item retryable.
             state.sent -= 1
             state.counted -= 1
-            self.attempter.counters.attach_requests -= 1
+            self.sender.counters.attach_requests -= 1
             raise Retry(None, NOT_SENT) from None
         except TransportError as exc:
             error = ApiError("connection_error", str(exc), None)
             if exc.sent:
-                raise self.attempter.unsettled(state, None, error) from None
+                raise self.sender.unsettled(state, None, error) from None
             raise Retry(None, error) from None
-        judgement = target.judge_attach(answer, wait=self.attempter.wait)
-        if state.sent == 1 and self.attempter.breaker.armed and self.attempter.breaker.observe(
+        judgement = target.judge_attach(answer, wait=self.sender.wait)
+        if state.sent == 1 and self.sender.breaker.armed and self.sender.breaker.observe(
             item, judgement.verdict, answer.status, judgement.error
         ):
-            self.attempter.breaker_tripped = True
+            self.sender.breaker_tripped = True
         return await self._conclude(item, state, answer, judgement)
 
     async def _conclude(self, item: Item, state: ItemState, answer: Answer,
@@ -111,13 +116,13 @@ class Attacher:
         verdict, status = judgement.verdict, answer.status
         if verdict in (Verdict.ATTACHED, Verdict.IN_PROGRESS, Verdict.FILE_FAILED) and (
                 item.options is not None):
-            converged = await self.attempter.updater.converge(item, state, judgement)
+            converged = await self.updater.converge(item, state, judgement)
             if converged is not None:
                 return converged
         if verdict is Verdict.ATTACHED:
             return in_place(status, state, judgement.file_status)
         if verdict is Verdict.ALREADY_ATTACHED:
-            if manages_attributes(item) and self.attempter.target.supports_batches:
+            if manages_attributes(item) and self.sender.target.supports_batches:
                 # "Already in the store" without the object: look, so that its attributes
                 # can be compared (and updated) like those of a 200.
                 return await self._after_check(item, state)
@@ -136,7 +141,7 @@ class Attacher:
                 state.throttled += 1
                 raise Retry(status, judgement.error, wait=0.0)
             if status in UNCERTAIN_STATUSES:
-                raise self.attempter.unsettled(state, status, judgement.error)
+                raise self.sender.unsettled(state, status, judgement.error)
             wait = min(answer.retry_after, MAX_RETRY_AFTER) if answer.retry_after else None
             raise Retry(status, judgement.error, wait=wait)
         # REFUSED (or ABSENT, which an attach answer never is).
@@ -158,7 +163,7 @@ class Attacher:
         if verdict is Verdict.ABSENT:
             return None
         if item.options is not None and verdict is not Verdict.RUN_REFUSED:
-            converged = await self.attempter.updater.converge(item, state, judgement)
+            converged = await self.updater.converge(item, state, judgement)
             if converged is not None:
                 return converged
         if verdict is Verdict.ATTACHED:
@@ -184,36 +189,36 @@ class Attacher:
 
     async def check(self, item: Item) -> tuple[Judgement | None, int | None]:
         """GET the pair, retried like any request. (None, last status) if it cannot be answered."""
-        path = self.attempter.target.check_path(item.owner, item.file_id)
+        path = self.sender.target.check_path(item.owner, item.file_id)
         try:
-            answer = await self.attempter.request_retrying("GET", path, kind="check")
+            answer = await self.sender.request_retrying("GET", path, kind="check")
         except GaveUp as exc:
             return None, exc.status
-        return self.attempter.target.judge_check(answer, wait=self.attempter.wait), answer.status
+        return self.sender.target.judge_check(answer, wait=self.sender.wait), answer.status
 
     # --- --wait -----------------------------------------------------------------------------
 
     async def _wait_for_file(self, item: Item, state: ItemState, status: int) -> Outcome:
         """Poll a vector store file until it leaves in_progress (1 s doubling to 10 s)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.attempter.wait_timeout
+        deadline = loop.time() + self.sender.wait_timeout
         interval = POLL_FIRST
-        path = self.attempter.target.check_path(item.owner, item.file_id)
+        path = self.sender.target.check_path(item.owner, item.file_id)
         while True:
             remaining = deadline - loop.time()
-            if remaining <= 0 or self.attempter.halted:
-                self.attempter.counters.still_in_progress += 1
+            if remaining <= 0 or self.sender.halted:
+                self.sender.counters.still_in_progress += 1
                 return in_place(status, state, "in_progress")
-            await self.attempter.pause(min(interval, remaining))
-            if self.attempter.halted:
+            await self.sender.pause(min(interval, remaining))
+            if self.sender.halted:
                 continue
             interval = min(POLL_MAX, interval * 2)
-            self.attempter.counters.polls += 1
+            self.sender.counters.polls += 1
             try:
-                answer = await self.attempter.request("GET", path)
+                answer = await self.sender.request("GET", path)
             except TransportError:
                 continue  # a poll is harmless to repeat
-            judgement = self.attempter.target.judge_check(answer, wait=True)
+            judgement = self.sender.target.judge_check(answer, wait=True)
             verdict = judgement.verdict
             if verdict is Verdict.IN_PROGRESS or verdict is Verdict.RETRY:
                 continue
@@ -227,4 +232,31 @@ class Attacher:
             # 404 while waiting: someone removed it. Report, don't guess.
             return Outcome("failed", answer.status, state.sent, judgement.error, retryable=True)
 
+
+class Attach(Operation):
+    """`run`: attach each pair, update attributes that differ (SPEC: attributes converge)."""
+
+    name = "attach"
+    batches = True
+    skips_blocks = True
+
+    def __init__(self, sender: Sender) -> None:
+        super().__init__(sender)
+        self.adder = Adder(sender)
+
+    @staticmethod
+    def plan(index: ResumeIndex, item: Item, *, retry_failed: bool,
+             ) -> tuple[Plan, int | None]:
+        return index.plan(item, retry_failed=retry_failed)
+
+    def op_of(self, plan: Plan) -> str:
+        return "update" if plan is Plan.UPDATE else "attach"
+
+    async def start(self, item: Item, plan: Plan) -> Outcome:
+        if plan is Plan.UPDATE:
+            return await self.adder.updater.update(item)
+        return await self.adder.attach(item, uncertain=plan is Plan.CHECK)
+
+    async def settle(self, item: Item, state: ItemState | None) -> Outcome:
+        return await self.adder.attach(item, uncertain=True, state=state)
 

@@ -14,7 +14,7 @@ from runner.log.resume import Plan, ResumeIndex
 from runner.requests.outcomes import ItemState, Outcome
 
 if TYPE_CHECKING:
-    from runner.requests.sender import Attempter
+    from runner.requests.sender import Sender
 
 
 class Operation:
@@ -26,8 +26,8 @@ class Operation:
     batches: ClassVar[bool] = False
     skips_blocks: ClassVar[bool] = False
 
-    def __init__(self, attempter: Attempter) -> None:
-        self.attempter = attempter
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
 
     @staticmethod
     def plan(index: ResumeIndex, item: Item, *, retry_failed: bool,
@@ -47,25 +47,3 @@ class Operation:
         raise NotImplementedError
 
 
-class Attach(Operation):
-    """`run`: attach each pair, update attributes that differ (SPEC: attributes converge)."""
-
-    name = "attach"
-    batches = True
-    skips_blocks = True
-
-    @staticmethod
-    def plan(index: ResumeIndex, item: Item, *, retry_failed: bool,
-             ) -> tuple[Plan, int | None]:
-        return index.plan(item, retry_failed=retry_failed)
-
-    def op_of(self, plan: Plan) -> str:
-        return "update" if plan is Plan.UPDATE else "attach"
-
-    async def start(self, item: Item, plan: Plan) -> Outcome:
-        if plan is Plan.UPDATE:
-            return await self.attempter.updater.update(item)
-        return await self.attempter.attacher.attach(item, uncertain=plan is Plan.CHECK)
-
-    async def settle(self, item: Item, state: ItemState | None) -> Outcome:
-        return await self.attempter.attacher.attach(item, uncertain=True, state=state)

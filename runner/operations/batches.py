@@ -20,9 +20,8 @@ from typing import Any
 
 from runner.items import Item
 from runner.log.writer import ResultLog
-from runner.operations.attach import POLL_FIRST, POLL_MAX
+from runner.operations.attach import POLL_FIRST, POLL_MAX, Adder
 from runner.requests.sender import (
-    Attempter,
     GaveUp,
     ItemState,
     Outcome,
@@ -37,10 +36,11 @@ NOT_SENT = ApiError("run_refused", "not sent: the run stopped before this file's
 
 
 class BatchRunner:
-    def __init__(self, attempter: Attempter, log: ResultLog, owner_column: str,
+    def __init__(self, adder: Adder, log: ResultLog, owner_column: str,
                  record: Callable[[Item, Outcome], None],
                  park: Callable[[Item, Unsettled, float], None]) -> None:
-        self.attempter = attempter
+        self.adder = adder
+        self.sender = adder.sender
         self.log = log
         self.owner_column = owner_column
         self.record = record
@@ -48,7 +48,7 @@ class BatchRunner:
 
     @property
     def target(self) -> VectorStoreFiles:
-        target = self.attempter.target
+        target = self.sender.target
         assert isinstance(target, VectorStoreFiles), "batches exist only for vector stores"
         return target
 
@@ -58,15 +58,15 @@ class BatchRunner:
         file_ids = [i.file_id for i in items]
         self.log.append("batch-sent", op="attach", **{self.owner_column: store,
                                                        "file_ids": file_ids})
-        self.attempter.counters.attach_requests += 1
+        self.sender.counters.attach_requests += 1
         try:
-            answer = await self.attempter.request_retrying(
+            answer = await self.sender.request_retrying(
                 "POST", target.batch_path(store), target.batch_body(items), store=store)
         except GaveUp as exc:
             if exc.uncertain:
                 # The batch may exist, or come to exist seconds from now: settle each file
                 # by a check once --settle has passed, never by a blind resend.
-                due = asyncio.get_running_loop().time() + self.attempter.settle
+                due = asyncio.get_running_loop().time() + self.sender.settle
                 for item in items:
                     state = ItemState(sent=1, counted=1, uncertain=True)
                     self.park(item, Unsettled(due, state, exc.status, exc.error), due)
@@ -100,13 +100,13 @@ class BatchRunner:
 
     async def _singles(self, items: list[Item], *, uncertain: bool) -> None:
         """One attach (after a check, when `uncertain`) per file, until the run stops."""
-        attempter = self.attempter
+        sender = self.sender
         for n, item in enumerate(items):
-            if attempter.halted or attempter.breaker_tripped:
+            if sender.halted or sender.breaker_tripped:
                 self._not_sent(items[n:], uncertain=uncertain)
                 return
             try:
-                outcome = await attempter.attacher.attach(item, uncertain=uncertain)
+                outcome = await self.adder.attach(item, uncertain=uncertain)
             except Unsettled as unsettled:
                 self.park(item, unsettled, unsettled.due)
                 continue
@@ -127,7 +127,7 @@ class BatchRunner:
                       body: Any) -> None:
         """Without --wait a created batch is attached; with it, poll until it leaves
         in_progress and fail the files that ended failed or cancelled."""
-        if not self.attempter.wait:
+        if not self.sender.wait:
             file_status = body.get("status") if isinstance(body, dict) else None
             await self._record_in_place(
                 store, batch_id, items,
@@ -156,7 +156,7 @@ class BatchRunner:
             judgement = ends.get(item.file_id)
             if judgement is None:
                 return Outcome("attached", status, 1, file_status="completed")
-            self.attempter.counters.still_in_progress += 1
+            self.sender.counters.still_in_progress += 1
             return Outcome("attached", status, 1, file_status="in_progress")
 
         await self._record_in_place(store, batch_id, in_place, ending)
@@ -176,9 +176,9 @@ class BatchRunner:
             try:
                 if obj is None:
                     # Not in the list (or the list cannot be read): look at the file itself.
-                    outcome = await self.attempter.attacher.confirm(item)
+                    outcome = await self.adder.confirm(item)
                 else:
-                    outcome = await self.attempter.updater.converge_listed(item, obj, ending(item))
+                    outcome = await self.adder.updater.converge_listed(item, obj, ending(item))
             except Unsettled as unsettled:  # an update whose outcome is unknown
                 self.park(item, unsettled, unsettled.due)
                 continue
@@ -198,23 +198,23 @@ class BatchRunner:
         """GET the batch (1 s doubling to 10 s; at once when `last` is None) until it leaves
         in_progress or --wait-timeout runs out; the last batch object seen, None when the
         batch cannot be read (not found, say)."""
-        attempter = self.attempter
+        sender = self.sender
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + attempter.wait_timeout
+        deadline = loop.time() + sender.wait_timeout
         interval = POLL_FIRST
         path = f"{self.target.batch_path(store)}/{batch_id}"
         sleep_first = last is not None
         while True:
             if sleep_first:
                 remaining = deadline - loop.time()
-                if remaining <= 0 or attempter.halted:
+                if remaining <= 0 or sender.halted:
                     return last
                 await asyncio.sleep(min(interval, remaining))
                 interval = min(POLL_MAX, interval * 2)
             sleep_first = True
-            attempter.counters.polls += 1
+            sender.counters.polls += 1
             try:
-                answer = await attempter.request_retrying("GET", path, kind="poll")
+                answer = await sender.request_retrying("GET", path, kind="poll")
             except GaveUp:
                 continue  # a poll is harmless to repeat
             body: Any = answer.body
@@ -266,9 +266,9 @@ class BatchRunner:
             query += f"limit={LIST_PAGE}&order=asc"
             if after:
                 query += f"&after={after}"
-            self.attempter.counters.polls += 1
+            self.sender.counters.polls += 1
             try:
-                answer = await self.attempter.request_retrying("GET", base + query, kind="poll")
+                answer = await self.sender.request_retrying("GET", base + query, kind="poll")
             except GaveUp:
                 yield None
                 return

@@ -34,8 +34,8 @@ NOT_DELETED = ApiError("not_deleted", "the API answered the DELETE without `dele
                        None)
 
 
-class Detacher(Operation):
-    """Detaches for one run's attempter (its limiters, retries, counters and settle rule)."""
+class Detach(Operation):
+    """Detaches for one run's sender (its limiters, retries, counters and settle rule)."""
 
     name = OP
 
@@ -56,12 +56,12 @@ class Detacher(Operation):
         Unsettled when the DELETE's outcome becomes unknown, RunRefused for the run."""
         if state is None:
             state = ItemState(uncertain=uncertain)
-        attempter = self.attempter
-        target = attempter.target
+        sender = self.sender
+        target = sender.target
         path = target.detach_path(item.owner, item.file_id)
         if state.uncertain:
             try:
-                answer = await attempter.request_retrying("GET", path, kind="check")
+                answer = await sender.request_retrying("GET", path, kind="check")
             except GaveUp as exc:
                 return Outcome("failed", exc.status, state.sent, CHECK_FAILED, retryable=True,
                                uncertain=True, op=OP)
@@ -75,16 +75,16 @@ class Detacher(Operation):
         state.counted += 1
         store = item.owner if target.supports_batches else None
         try:
-            answer = await attempter.request_retrying("DELETE", path, store=store, kind="detach")
+            answer = await sender.request_retrying("DELETE", path, store=store, kind="detach")
         except GaveUp as exc:
             if not exc.uncertain:
                 return Outcome("failed", exc.status, state.sent, exc.error, retryable=True,
                                op=OP)
             state.uncertain = True  # counted as uncertain by request_retrying already
-            if state.counted >= attempter.max_attempts:
+            if state.counted >= sender.max_attempts:
                 return Outcome("failed", exc.status, state.sent, exc.error, retryable=True,
                                uncertain=True, op=OP)
-            due = asyncio.get_running_loop().time() + attempter.settle
+            due = asyncio.get_running_loop().time() + sender.settle
             raise Unsettled(due, state, exc.status, exc.error, op=OP) from None
         if 200 <= answer.status < 300:
             self._observe(item, state, Verdict.ATTACHED, answer.status, None)
@@ -113,10 +113,10 @@ class Detacher(Operation):
         return Outcome("failed", answer.status, state.sent, error, retryable=False, op=OP)
 
     async def _owner_exists(self, item: Item) -> bool:
-        attempter = self.attempter
+        sender = self.sender
         try:
-            answer = await attempter.request_retrying(
-                "GET", attempter.target.owner_path(item.owner), kind="check")
+            answer = await sender.request_retrying(
+                "GET", sender.target.owner_path(item.owner), kind="check")
         except GaveUp:
             return False
         return 200 <= answer.status < 300
@@ -133,10 +133,10 @@ class Detacher(Operation):
     def _observe(self, item: Item, state: ItemState, verdict: Verdict, status: int | None,
                  error: ApiError | None) -> None:
         """The breaker watches the first answer to each pair's first DELETE of the run."""
-        attempter = self.attempter
-        if state.sent == 1 and state.checks_done == 0 and attempter.breaker.armed and (
-                attempter.breaker.observe(item, verdict, status, error)):
-            attempter.breaker_tripped = True
+        sender = self.sender
+        if state.sent == 1 and state.checks_done == 0 and sender.breaker.armed and (
+                sender.breaker.observe(item, verdict, status, error)):
+            sender.breaker_tripped = True
 
 
 def refuse_detach_rows(source: ManifestSource) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Protocol, TextIO
 from urllib.parse import quote
 
 from runner.requests.outcomes import GaveUp
-from runner.requests.sender import Attempter
+from runner.requests.sender import Sender
 from runner.requests.targets import ApiError, api_error
 
 PAGE_SIZE = 100  # the API's most per page
@@ -36,7 +36,7 @@ class Listed(Protocol):
     def listing_failed(self, status: int | None, error: ApiError) -> None: ...
 
 
-async def list_store(attempter: Attempter, store: str, into: Listed) -> None:
+async def list_store(sender: Sender, store: str, into: Listed) -> None:
     """Every file of `store`, page by page, into `into`. A listing that cannot be finished
     (the store does not exist, tries ran out) is reported to `into.listing_failed`, and the
     store is not written to. RunRefused (a bad key, the quota) goes up to stop the run."""
@@ -45,7 +45,7 @@ async def list_store(attempter: Attempter, store: str, into: Listed) -> None:
     for _ in range(MAX_PAGES):
         page = path if after is None else f"{path}&after={quote(after, safe='')}"
         try:
-            answer = await attempter.request_retrying("GET", page, kind="list")
+            answer = await sender.request_retrying("GET", page, kind="list")
         except GaveUp as exc:
             into.listing_failed(exc.status, exc.error)
             return
@@ -74,14 +74,14 @@ async def list_store(attempter: Attempter, store: str, into: Listed) -> None:
         after = last
 
 
-async def list_stores(attempter: Attempter, plans: Sequence[tuple[str, Listed]],
+async def list_stores(sender: Sender, plans: Sequence[tuple[str, Listed]],
                       concurrency: int) -> None:
     """List every store, at most `concurrency` at once (each store's pages in order)."""
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def one(store: str, into: Listed) -> None:
         async with gate:
-            await list_store(attempter, store, into)
+            await list_store(sender, store, into)
 
     tasks = [asyncio.create_task(one(store, into)) for store, into in plans]
     try:

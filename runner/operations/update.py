@@ -9,7 +9,7 @@ chunking strategy that does not match is only counted: it cannot change in place
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from runner.attributes import chunking_matches, same_attributes
@@ -18,14 +18,17 @@ from runner.requests.outcomes import GaveUp, ItemState, Outcome, RunRefused, Uns
 from runner.requests.targets import Judgement, VectorStoreFiles, Verdict
 
 if TYPE_CHECKING:
-    from runner.requests.sender import Attempter
+    from runner.requests.sender import Sender
 
 
 class Updater:
-    """Updates for one run's attempter (its limiters, retries, counters and settle rule)."""
+    """Updates for one run's sender (its limiters, retries, counters and settle rule).
+    `readd` adds a pair again (the attach operation's add: runner/operations/attach.py) when an
+    update finds its file gone from the store."""
 
-    def __init__(self, attempter: Attempter) -> None:
-        self.attempter = attempter
+    def __init__(self, sender: Sender, readd: Callable[[Item], Awaitable[Outcome]]) -> None:
+        self.sender = sender
+        self.readd = readd
 
     async def converge(self, item: Item, state: ItemState, judgement: Judgement,
                         ) -> Outcome | None:
@@ -63,7 +66,7 @@ class Updater:
         return ending
 
     def note_chunking_mismatch(self, item: Item) -> None:
-        counters = self.attempter.counters
+        counters = self.sender.counters
         counters.chunking_mismatch += 1
         if len(counters.chunking_examples) < 3:
             counters.chunking_examples.append(f"{item.owner}/{item.file_id}")
@@ -72,17 +75,17 @@ class Updater:
         """One attributes update (retried like a check; a dropped connection after sending
         leaves it uncertain, for a check, never a blind resend). The file object on success;
         an Outcome when it failed."""
-        target = self.attempter.target
+        target = self.sender.target
         assert isinstance(target, VectorStoreFiles)
-        self.attempter.counters.updates += 1
+        self.sender.counters.updates += 1
         try:
-            answer = await self.attempter.request_retrying(
+            answer = await self.sender.request_retrying(
                 "POST", target.update_path(item.owner, item.file_id), target.update_body(item),
                 store=item.owner, kind="update")
         except GaveUp as exc:
             if exc.uncertain:
                 # counted as uncertain by request_retrying already
-                due = asyncio.get_running_loop().time() + self.attempter.settle
+                due = asyncio.get_running_loop().time() + self.sender.settle
                 raise Unsettled(due, ItemState(sent=1, counted=1, uncertain=True), exc.status,
                                 exc.error) from None
             return Outcome("failed", exc.status, 1, exc.error, retryable=True, op="update")
@@ -106,7 +109,7 @@ class Updater:
             return Outcome("updated", 200, 1, file_status=result.file_status, op="update")
         if result.status == 404:
             # Gone from its store (or the store is gone: then the add is refused too).
-            return await self.attempter.attacher.attach(item, uncertain=False)
+            return await self.readd(item)
         return result
 
 

@@ -1,12 +1,12 @@
 """The request layer of a run, which every operation sends through.
 
-Every request goes through `Attempter.request`, which holds the rate limiters, reads the
+Every request goes through `Sender.request`, which holds the rate limiters, reads the
 x-ratelimit headers of every answer, and turns a 429 into a pause for every worker.
 `request_retrying` retries one request on transient failures (tenacity: exponential backoff
 with full jitter, `backoff`) and never resends blind a write whose outcome became unknown.
 `unsettled` parks such a write under the settle rule. What is done to a pair is the
-operations' (attach: runner/operations/attach.py, `attacher`; update:
-runner/operations/update.py, `updater`; detach: runner/operations/detach.py).
+operations' (runner/operations/), each built by its operation over a Sender; nothing here
+knows them.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from runner.operations.attach import Attacher
-from runner.operations.update import Updater
 from runner.pacing.limiter import RateLimiter
 from runner.pacing.store_429 import binds_store
 from runner.pacing.store_limiter import KeyedLimiter
@@ -40,11 +38,11 @@ from runner.requests.outcomes import (
 from runner.requests.retry import MAX_RETRY_AFTER, MAX_THROTTLED, Retry
 from runner.requests.targets import ApiError, Target, Verdict, api_error, classify_error
 
-__all__ = ["Attempter", "Breaker", "Counters", "GaveUp", "ItemState", "Outcome", "RunRefused",
+__all__ = ["Sender", "Breaker", "Counters", "GaveUp", "ItemState", "Outcome", "RunRefused",
            "Unsettled"]
 
 
-class Attempter:
+class Sender:
     def __init__(
         self,
         client: ApiClient,
@@ -72,8 +70,6 @@ class Attempter:
         self.breaker = breaker
         self.settle = settle
         self.counters = Counters()
-        self.updater = Updater(self)
-        self.attacher = Attacher(self)
         self.window = OpeningWindow(opened=not limiter.auto)
         self.breaker_tripped = False
         # Set when the run stops (signal, --max-runtime, refusal): start no new try; an item

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from runner.attributes import digest as attributes_digest
@@ -21,11 +20,13 @@ from runner.items import Item
 from runner.log.resume import Plan, ResumeIndex
 from runner.log.writer import ResultLog
 from runner.manifest import Block
-from runner.operations.base import Attach, Operation
+from runner.operations.attach import Attach
+from runner.operations.base import Operation
 from runner.operations.batches import BatchRunner
-from runner.requests.sender import Attempter, Outcome, RunRefused, Unsettled
+from runner.requests.sender import Outcome, RunRefused, Sender, Unsettled
 from runner.requests.targets import ApiError, generic_message
 from runner.run.settle import Parked, SettleQueue
+from runner.run.tally import RunResult, Tally
 from runner.run.work import (
     OPENING_LOOKAHEAD,
     FreeStoresFirst,
@@ -44,39 +45,8 @@ DRAIN_SECONDS = 10.0
 MAX_REASONS = 200
 
 
-@dataclass
-class Tally:
-    """What this run did, by outcome, plus what it skipped because of the log."""
-
-    pairs: int = 0
-    attached: int = 0
-    already_attached: int = 0
-    updated: int = 0
-    detached: int = 0
-    already_detached: int = 0
-    failed: int = 0
-    done_earlier: int = 0  # per the log: attached earlier (run), detached earlier (detach)
-    refused_earlier: int = 0
-    duplicates: int = 0
-    failed_reasons: dict[tuple[int | None, str | None, str], int] = field(default_factory=dict)
-
-    @property
-    def handled(self) -> int:
-        return (self.attached + self.already_attached + self.updated + self.detached
-                + self.already_detached + self.failed + self.done_earlier + self.refused_earlier)
-
-    @property
-    def pending(self) -> int:
-        return max(0, self.pairs - self.handled)
 
 
-@dataclass
-class RunResult:
-    tally: Tally
-    stop: str | None  # None | "SIGINT" | "SIGTERM" | "max-runtime" | "refused"
-    refusal: RunRefused | None
-    elapsed: float
-    exit_code: int = 0
 
 
 def pair_members(owner_column: str, item: Item) -> str:
@@ -122,7 +92,7 @@ class Engine:
         pairs: int,
         index: ResumeIndex,
         log: ResultLog,
-        attempter: Attempter,
+        sender: Sender,
         owner_column: str,
         concurrency: int,
         batch_size: int,
@@ -135,10 +105,10 @@ class Engine:
     ) -> None:
         self._parts = parts
         # What the run does to each pair (attach by default): see runner/operations/base.py.
-        self.operation = operation if operation is not None else Attach(attempter)
+        self.operation = operation if operation is not None else Attach(sender)
         self.index = index
         self.log = log
-        self.attempter = attempter
+        self.sender = sender
         self.owner_column = owner_column
         self.concurrency = concurrency
         self.batch_size = batch_size
@@ -155,8 +125,10 @@ class Engine:
         self._stopping = asyncio.Event()
         self._hard_stop = asyncio.Event()
         self.settle_queue = SettleQueue(self._stopping)
-        self._batches = BatchRunner(attempter, log, owner_column, record=self.record,
-                                    park=self.settle_queue.park)
+        # File batches add pairs, so they are the attach operation's (its Adder).
+        self._batches = (BatchRunner(self.operation.adder, log, owner_column, record=self.record,
+                                     park=self.settle_queue.park)
+                         if isinstance(self.operation, Attach) else None)
         self.started = 0.0
         # Pairs an earlier run left uncertain are checked no sooner than this many seconds
         # from the start (the log's last line plus --timeout and --settle: see commands).
@@ -172,7 +144,7 @@ class Engine:
                 self._hard_stop.set()
             return
         self.stop_reason = reason
-        self.attempter.halt()
+        self.sender.halt()
         self._stopping.set()
 
     def _log_failed(self, error: LogError) -> None:
@@ -201,6 +173,8 @@ class Engine:
                     await self._check_parked(unit)
                 elif isinstance(unit, Single):
                     await self._one(unit.item, unit.plan)
+                elif self._batches is None:
+                    raise AssertionError(f"{self.operation.name} makes no file batches")
                 elif isinstance(unit, NewBatch):
                     await self._batches.create(unit.store, unit.items)
                 else:
@@ -209,7 +183,7 @@ class Engine:
                 self._refuse(refusal)
             except LogError as error:
                 self._log_failed(error)
-            if self.attempter.breaker_tripped and self.refusal is None:
+            if self.sender.breaker_tripped and self.refusal is None:
                 self._refuse(RunRefused("breaker", None, None))
 
     async def _one(self, item: Item, plan: Plan) -> None:
@@ -340,12 +314,12 @@ class Engine:
                  if self.max_runtime else None)
         ticker = asyncio.create_task(self._tick()) if self.on_progress else None
         operation = self.operation
-        batches = operation.batches and self.attempter.target.supports_batches
+        batches = operation.batches and self.sender.target.supports_batches
         work = interleave_owners(
             iter_work(self._parts(), self.index, self.tally, retry_failed=self.retry_failed,
                       batch_size=self.batch_size if batches else 0, operation=operation),
             OPENING_LOOKAHEAD)
-        store_limiter = self.attempter.store_limiter
+        store_limiter = self.sender.store_limiter
         if store_limiter is not None:
             work = FreeStoresFirst(work, store_limiter.ready_in)
         workers = [asyncio.create_task(self._worker(work)) for _ in range(self.concurrency)]
@@ -392,7 +366,7 @@ class Engine:
 
     def _release_breaker_items(self) -> None:
         """Items refused in the breaker's window end retryable (written last, so it stands)."""
-        breaker = self.attempter.breaker
+        breaker = self.sender.breaker
         if self.refusal is None or self.refusal.kind != "breaker":
             return
         for item in breaker.items:

@@ -138,13 +138,13 @@ class Meter:
         now = time.monotonic()
         tally = engine.tally
         settled = tally.attached + tally.already_attached + tally.updated + tally.failed
-        paused = engine.attempter.limiter.paused_until
+        paused = engine.sender.limiter.paused_until
         to_wall = time.time() - asyncio.get_running_loop().time()
         until = paused + to_wall if paused is not None else None
         settling = engine.settle_queue.settling
         return Snapshot(elapsed=now - self.started, done=tally.handled, total=tally.pairs,
                         rate=self.rate(now, settled), failed=tally.failed,
-                        retried=engine.attempter.counters.retries, paused_until=until,
+                        retried=engine.sender.counters.retries, paused_until=until,
                         settling=(settling[0], settling[1] + to_wall) if settling else None)
 
 

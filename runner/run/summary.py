@@ -13,7 +13,7 @@ from typing import Any
 from runner import __version__
 from runner.requests.sender import Counters
 from runner.requests.targets import generic_message
-from runner.run.engine import RunResult
+from runner.run.tally import RunResult
 
 TOP_REASONS = 5
 MESSAGE_WIDTH = 160

@@ -19,7 +19,7 @@ from runner.manifest import Block
 
 if TYPE_CHECKING:
     from runner.operations.base import Operation
-    from runner.run.engine import Tally
+    from runner.run.tally import Tally
 
 # The opening units are reordered round-robin by owner across this many (see interleave_owners).
 OPENING_LOOKAHEAD = 256

@@ -26,11 +26,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from runner.commands.run import (
-    Io,
-    api_session,
+from runner.commands.common import (
     close_log,
-    exit_code_for,
     load_index,
     prepare,
     print_end,
@@ -39,8 +36,9 @@ from runner.commands.run import (
     run_end_counts,
     run_error,
 )
-from runner.commands.sync_dry_run import dry_run
+from runner.commands.sync_dry_run import show_sync_plan
 from runner.config import ApiKey, Settings, load_api_key
+from runner.console import Io
 from runner.errors import UsageError, register_secret, scrub_secrets
 from runner.items import Item, pair_key
 from runner.log.lock import RunLock
@@ -48,13 +46,15 @@ from runner.log.reader import check_log
 from runner.log.resume import Plan, ResumeIndex
 from runner.log.writer import ResultLog
 from runner.manifest import ManifestSource, ManifestStats, iter_items
-from runner.operations.base import Attach
-from runner.operations.detach import Detacher
+from runner.operations.attach import Attach
+from runner.operations.detach import Detach
 from runner.requests.outcomes import Outcome, RunRefused
-from runner.requests.sender import Attempter
+from runner.requests.sender import Sender
 from runner.requests.targets import Target, VectorStoreFiles
-from runner.run.engine import Engine, RunResult, Tally
+from runner.run.engine import Engine
+from runner.run.session import api_session
 from runner.run.summary import build_summary
+from runner.run.tally import RunResult, Tally, exit_code_for
 from runner.sync.plan import (
     StorePlan,
     guard_breaches,
@@ -79,8 +79,8 @@ class ListedAttach(Attach):
 
     skips_blocks = False
 
-    def __init__(self, attempter: Attempter, plans: dict[int, Plan]) -> None:
-        super().__init__(attempter)
+    def __init__(self, sender: Sender, plans: dict[int, Plan]) -> None:
+        super().__init__(sender)
         self._plans = plans
 
     def plan(self, index: ResumeIndex, item: Item, *,  # type: ignore[override]
@@ -88,11 +88,11 @@ class ListedAttach(Attach):
         return self._plans.get(pair_key(item.owner, item.file_id), Plan.SEND), None
 
 
-class ListedDetach(Detacher):
+class ListedDetach(Detach):
     """Detach the listed files the manifest does not name (CHECK first: an unsettled write)."""
 
-    def __init__(self, attempter: Attempter, checks: set[int]) -> None:
-        super().__init__(attempter)
+    def __init__(self, sender: Sender, checks: set[int]) -> None:
+        super().__init__(sender)
         self._checks = checks
 
     def plan(self, index: ResumeIndex, item: Item, *,  # type: ignore[override]
@@ -123,7 +123,7 @@ def sync(settings: Settings, io: Io, argv: Sequence[str]) -> int:
     if settings.dry_run:
         # SPEC: list requests only (so the key), no lock, no log written.
         index = load_index(settings, target, io)
-        return asyncio.run(dry_run(settings, io, target, stats, key, index,
+        return asyncio.run(show_sync_plan(settings, io, target, stats, key, index,
                                    store_plans(source, target), source.display))
     check_log(settings.log)
     lock = RunLock(settings.log)
@@ -140,7 +140,7 @@ def sync(settings: Settings, io: Io, argv: Sequence[str]) -> int:
 class Sync:
     """One sync run: listing, adds and updates, then the guard and the detaches."""
 
-    attempter: Attempter  # once the session is open
+    sender: Sender  # once the session is open
 
     def __init__(self, settings: Settings, io: Io, target: Target, index: ResumeIndex,
                  plans: list[StorePlan], stats: ManifestStats, source: ManifestSource) -> None:
@@ -170,11 +170,11 @@ class Sync:
         try:
             log.append("run-start", manifest=manifest, target=self.target.name,
                        items=self.stats.pairs, op="sync")
-            async with api_session(settings, self.target, self.stats, key) as (attempter,
+            async with api_session(settings, self.target, self.stats, key) as (sender,
                                                                                limiter):
-                self.attempter = attempter
+                self.sender = sender
                 await self._list()
-                counters = attempter.counters
+                counters = sender.counters
                 for plan in self.plans:
                     plan.plan(self.index, retry_failed=settings.retry_failed)
                     counters.chunking_mismatch += plan.chunking_mismatch
@@ -197,7 +197,7 @@ class Sync:
         finally:
             close_log(log, engine)
         fatal = self.refusal is not None or self.log_error is not None or bool(self.guard)
-        print_end(settings, self.io, summary, attempter, error, fatal=fatal,
+        print_end(settings, self.io, summary, sender, error, fatal=fatal,
                   more=store_lines(self.plans))
         return code
 
@@ -207,7 +207,7 @@ class Sync:
         """List every named store; a signal stops the listing (nothing was written yet)."""
         loop = asyncio.get_running_loop()
         listing = asyncio.create_task(list_with_progress(self.settings, self.io,
-                                                         self.attempter, self.plans))
+                                                         self.sender, self.plans))
 
         def stop(name: str) -> None:
             self.stop = name
@@ -254,7 +254,7 @@ class Sync:
             for file_id in plan.updates:
                 plans[pair_key(store, file_id)] = Plan.UPDATE
             work += plan.write_items(plan.checks + plan.updates + plan.adds)
-        engine = self._engine(log, work, ListedAttach(self.attempter, plans), due_in, started,
+        engine = self._engine(log, work, ListedAttach(self.sender, plans), due_in, started,
                               self.tally)
         in_place = Outcome("already_attached", 200, 0)
         for plan in self.plans:  # pairs the listing shows in place, which the log did not say
@@ -279,7 +279,7 @@ class Sync:
                   for file_id in plan.detaches + plan.detach_checks]
         checks = {pair_key(p.store, file_id) for p in prunable for file_id in p.detach_checks}
         if extras:
-            engine = self._engine(log, extras, ListedDetach(self.attempter, checks), due_in,
+            engine = self._engine(log, extras, ListedDetach(self.sender, checks), due_in,
                                   started, self.detach_tally)
             await self._run(engine)
         for plan in prunable:
@@ -295,7 +295,7 @@ class Sync:
                     plan.failed -= 1
                 plan.full = []
             uncount(self.tally, refill_failures)
-            engine = self._engine(log, refill, ListedAttach(self.attempter, {}), due_in,
+            engine = self._engine(log, refill, ListedAttach(self.sender, {}), due_in,
                                   started, self.tally)
             await self._run(engine)
         return engine
@@ -317,14 +317,14 @@ class Sync:
                     plan.pruned = True
         return prunable
 
-    def _engine(self, log: ResultLog, items: list[Item], operation: Attach | Detacher,
+    def _engine(self, log: ResultLog, items: list[Item], operation: Attach | Detach,
                 due_in: float, started: float, tally: Tally) -> Engine:
         settings = self.settings
         loop = asyncio.get_running_loop()
         spent = loop.time() - started
         left = None if settings.max_runtime is None else max(0.001,
                                                               settings.max_runtime - spent)
-        detaching = isinstance(operation, Detacher)
+        detaching = isinstance(operation, Detach)
 
         def count(item: Item, outcome: Outcome) -> None:
             plan = self.by_store[item.owner]
@@ -335,7 +335,7 @@ class Sync:
 
         engine = Engine(
             parts=lambda: iter(items), pairs=len(items), index=self.index, log=log,
-            attempter=self.attempter, owner_column=self.target.owner_column,
+            sender=self.sender, owner_column=self.target.owner_column,
             concurrency=settings.concurrency, batch_size=settings.batch_size,
             retry_failed=settings.retry_failed, max_runtime=left,
             on_progress=progress_for(settings, self.io, len(items)),
@@ -384,15 +384,15 @@ class Sync:
             if result.stop is not None:
                 return f"stopped by {result.stop}"
             return None
-        return run_error(result, self.settings, key, self.target, self.attempter, engine)
+        return run_error(result, self.settings, key, self.target, self.sender, engine)
 
     def _summary(self, result: RunResult, code: int, error: str | None, manifest: str,
                  run_id: str, learned: float | None, argv: Sequence[str]) -> dict[str, Any]:
         settings = self.settings
         summary = build_summary(
-            result, self.attempter.counters, target=self.target.name, manifest=manifest,
+            result, self.sender.counters, target=self.target.name, manifest=manifest,
             log=settings.log, rpm=settings.rpm, learned_rpm=learned, exit_code=code,
             argv=argv, error=error, run_id=run_id, op="sync")
         add_sync_fields(summary, result.tally, self.detach_tally, self.plans, self.guard,
-                        lists=self.attempter.counters.lists, argv=argv)
+                        lists=self.sender.counters.lists, argv=argv)
         return summary

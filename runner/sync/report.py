@@ -8,16 +8,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from runner.commands.run import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, Io, exit_code_for
 from runner.config import ApiKey, Settings
+from runner.console import Io
+from runner.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 from runner.manifest import ManifestStats
 from runner.operations.listing import list_stores, listing_progress
 from runner.requests.outcomes import Outcome, RunRefused
-from runner.requests.sender import Attempter
+from runner.requests.sender import Sender
 from runner.requests.targets import Target, generic_message
-from runner.run.engine import RunResult, Tally
 from runner.run.progress import PLAIN_EVERY, is_terminal
 from runner.run.summary import group_reasons, refusal_line, rerun_command
+from runner.run.tally import RunResult, Tally, exit_code_for
 from runner.sync.plan import StorePlan
 
 # Stores shown one a line in the text summary; --json's `stores` has them all.
@@ -109,15 +110,15 @@ def store_lines(plans: Sequence[StorePlan]) -> str:
     return "\n".join(lines)
 
 
-async def list_with_progress(settings: Settings, io: Io, attempter: Attempter,
+async def list_with_progress(settings: Settings, io: Io, sender: Sender,
                              plans: list[StorePlan]) -> None:
     """List every named store, saying how it goes on stderr (not with --quiet or
     --no-progress)."""
     quiet = settings.quiet or settings.no_progress
-    async with listing_progress(plans, lambda: attempter.counters.lists,
+    async with listing_progress(plans, lambda: sender.counters.lists,
                                 None if quiet else io.err, tty=is_terminal(io.err),
                                 every=PLAIN_EVERY):
-        await list_stores(attempter, [(p.store, p) for p in plans], settings.concurrency)
+        await list_stores(sender, [(p.store, p) for p in plans], settings.concurrency)
 
 
 def refusal_text(refusal: RunRefused, key: ApiKey, target: Target) -> str:
