@@ -18,7 +18,6 @@ from runner.pacing.limiter import (
 )
 from runner.pacing.store_429 import binds_store
 from runner.pacing.store_limiter import KEY_SLACK, SPACING_SLACK, KeyedLimiter
-from runner.requests.client import Answer
 from runner.requests.opening import PATIENCE as OPENING_PATIENCE
 from runner.requests.opening import OpeningWindow
 
@@ -405,8 +404,6 @@ async def test_opening_window_frees_one_more_when_nothing_answers() -> None:
     assert OPENING_PATIENCE - 0.1 <= time.monotonic() - started <= OPENING_PATIENCE + 0.5
 
 
-def _answer(status: int, raw: bytes, limit: int | None) -> Answer:
-    return Answer(status=status, raw=raw, limit=limit, remaining=0, reset=0.2, retry_after=0.2)
 
 
 @pytest.mark.parametrize(
@@ -425,7 +422,7 @@ def _answer(status: int, raw: bytes, limit: int | None) -> Answer:
 )
 def test_binds_store(raw: bytes, limit: int | None, store: str, mine: bool) -> None:
     """A 429 is the store's when it names the store or its limit is at or under --store-rpm."""
-    assert binds_store(_answer(429, raw, limit), store, 300) is mine
+    assert binds_store(limit, raw, store, 300) is mine
 
 
 async def test_keyed_limiter_header_limit_slows_that_key_only() -> None:

@@ -23,7 +23,7 @@ from runner.errors import LogError
 from runner.items import Item
 from runner.log.reader import read_log
 from runner.log.writer import ResultLog
-from runner.requests.sender import Outcome
+from runner.requests.outcomes import Outcome
 from runner.requests.targets import ApiError
 from runner.run.engine import op_members, pair_members, plain_done_members
 

@@ -1,8 +1,9 @@
 """An operation: what a run does to each pair (attach, detach), beside the target (which
 call for which owner). The engine knows only this interface: how the log's last word on a pair
 plans it, the `op` its lines carry, and how to start a pair or check a parked one. Each
-operation lives in its own module (attach: attach.py, with update.py for attributes;
-detach: detach.py) over the request layer of attempt.py.
+operation lives in its own module and builds its own parts (attach.py: `Attach`, with its
+`Adder` and update.py's `Updater`; detach.py: `Detach`), all sending through the request
+layer's `Sender` (runner/requests/sender.py). A new operation is a new module here.
 """
 
 from __future__ import annotations

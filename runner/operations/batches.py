@@ -21,18 +21,11 @@ from typing import Any
 from runner.items import Item
 from runner.log.writer import ResultLog
 from runner.operations.attach import POLL_FIRST, POLL_MAX, Adder
-from runner.requests.sender import (
-    GaveUp,
-    ItemState,
-    Outcome,
-    RunRefused,
-    Unsettled,
-)
-from runner.requests.targets import ApiError, Judgement, VectorStoreFiles, judge_vector_store_file
+from runner.requests.outcomes import NOT_SENT, GaveUp, ItemState, Outcome, RunRefused, Unsettled
+from runner.requests.targets import Judgement, VectorStoreFiles, judge_vector_store_file
 
 LIST_PAGE = 100  # the API's largest page
 ENDED_BADLY = ("failed", "cancelled")  # file statuses that make a file's outcome `failed`
-NOT_SENT = ApiError("run_refused", "not sent: the run stopped before this file's turn", None)
 
 
 class BatchRunner:

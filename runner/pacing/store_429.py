@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import re
 
-from runner.requests.client import Answer
-
 # An ID is [A-Za-z0-9_-]+ (manifest rule): the store is named when no ID character borders it.
 _ID_CHAR = rb"[A-Za-z0-9_-]"
 
 
-def binds_store(answer: Answer, store: str, store_rpm: float) -> bool:
-    """Whether a 429 to a write to `store` comes from that store's own limit."""
-    if answer.limit is not None and answer.limit <= store_rpm:
+def binds_store(limit: int | None, body: bytes, store: str, store_rpm: float) -> bool:
+    """Whether a 429 to a write to `store` comes from that store's own limit, from the
+    answer's `x-ratelimit-limit-requests` (`limit`) and its raw body."""
+    if limit is not None and limit <= store_rpm:
         return True
     name = re.escape(store.encode())
     return re.search(rb"(?<!" + _ID_CHAR + rb")" + name + rb"(?!" + _ID_CHAR + rb")",
-                     answer.raw) is not None
+                     body) is not None

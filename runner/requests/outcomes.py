@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runner.requests.client import TransportError
-from runner.requests.targets import ApiError, Judgement
+from runner.requests.targets import ApiError, Judgement, is_quota
 
 
 @dataclass(slots=True)
@@ -125,7 +125,7 @@ def file_failed(judgement: Judgement, status: int | None, attempts: int) -> Outc
 def refusal_kind(status: int | None, error: ApiError | None) -> str:
     if status == 401:
         return "auth"
-    if error is not None and error.code == "insufficient_quota":
+    if error is not None and is_quota(error):
         return "quota"
     if error is not None and error.code == "invalid_beta":
         return "beta"

@@ -36,7 +36,14 @@ from runner.requests.outcomes import (
     refusal_kind,
 )
 from runner.requests.retry import MAX_RETRY_AFTER, MAX_THROTTLED, Retry
-from runner.requests.targets import ApiError, Target, Verdict, api_error, classify_error
+from runner.requests.targets import (
+    ApiError,
+    Target,
+    Verdict,
+    api_error,
+    classify_error,
+    is_quota,
+)
 
 __all__ = ["Sender", "Breaker", "Counters", "GaveUp", "ItemState", "Outcome", "RunRefused",
            "Unsettled"]
@@ -157,11 +164,12 @@ class Sender:
         if held:
             window.release(ok=200 <= answer.status < 300)
         counters.statuses[answer.status] = counters.statuses.get(answer.status, 0) + 1
-        if answer.status == 429 and not _is_quota(answer):
+        if answer.status == 429 and not is_quota(api_error(429, answer.body, answer.text)):
             counters.throttled += 1
             stores = self.store_limiter
-            if store is not None and stores is not None and binds_store(answer, store, stores.rpm):
-                # The store's own limit: it slows that store, not the run (store_limits.py).
+            if (store is not None and stores is not None
+                    and binds_store(answer.limit, answer.raw, store, stores.rpm)):
+                # The store's own limit: it slows that store, not the run (pacing/store_429.py).
                 stores.on_429(store, answer.retry_after)
                 stores.on_response(store, limit=answer.limit, remaining=answer.remaining,
                                    reset=answer.reset)
@@ -267,10 +275,3 @@ def _uncancel(task: asyncio.Task[Any]) -> int:
     return int(uncancel()) if uncancel is not None else 0
 
 
-def _is_quota(answer: Answer) -> bool:
-    body: Any = answer.body
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict):
-            return "insufficient_quota" in (err.get("code"), err.get("type"))
-    return False

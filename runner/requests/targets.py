@@ -101,17 +101,27 @@ def api_error(status: int, body: Any, text: str) -> ApiError:
                     f"HTTP {status} with an empty body", code=None)
 
 
+def is_quota(error: ApiError) -> bool:
+    """The account's quota is used up (a 429 that no wait cures: the run is refused)."""
+    return "insufficient_quota" in (error.code, error.type)
+
+
+def refuses_for_good(status: int | None) -> bool:
+    """Whether a failure with this HTTP status is the API refusing the item for good, so a
+    rerun skips it unless --retry-failed: any answer below 500 but the retryable 408, 409 and
+    429 (a 2xx here is a file whose processing failed). None (no answer at all) never is."""
+    return status is not None and status < 500 and status not in RETRYABLE_STATUSES
+
+
 def classify_error(status: int, error: ApiError) -> Verdict:
     """Shared rules for a non-2xx answer to any request."""
     if status == 401:
         return Verdict.RUN_REFUSED
-    if status == 429 and "insufficient_quota" in (error.code, error.type):
+    if status == 429 and is_quota(error):
         return Verdict.RUN_REFUSED
     if status == 400 and error.code == "invalid_beta":
         return Verdict.RUN_REFUSED
-    if status in RETRYABLE_STATUSES or status >= 500:
-        return Verdict.RETRY
-    return Verdict.REFUSED
+    return Verdict.REFUSED if refuses_for_good(status) else Verdict.RETRY
 
 
 _ATTACHED = Judgement(Verdict.ATTACHED)

@@ -23,7 +23,8 @@ from runner.manifest import Block
 from runner.operations.attach import Attach
 from runner.operations.base import Operation
 from runner.operations.batches import BatchRunner
-from runner.requests.sender import Outcome, RunRefused, Sender, Unsettled
+from runner.requests.outcomes import Outcome, RunRefused, Unsettled
+from runner.requests.sender import Sender
 from runner.requests.targets import ApiError, generic_message
 from runner.run.settle import Parked, SettleQueue
 from runner.run.tally import RunResult, Tally

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from runner import __version__
-from runner.requests.sender import Counters
-from runner.requests.targets import generic_message
+from runner.requests.outcomes import Counters
+from runner.requests.targets import generic_message, refuses_for_good
 from runner.run.tally import RunResult
 
 TOP_REASONS = 5
@@ -59,11 +59,6 @@ def group_reasons(reasons: Iterable[tuple[Reason, int]]) -> list[dict[str, Any]]
     return [{"status": s, "code": c, "message": m, "count": n} for (s, c, m), n in ordered]
 
 
-def _is_refusal(status: int | None) -> bool:
-    """A status the API uses to refuse an item for good (skipped on a rerun)."""
-    return status is not None and status < 500 and status not in (408, 409, 429)
-
-
 def next_step(exit_code: int, *, manifest: str, argv: Sequence[str], retryable_failed: int,
               refused: int, op: str = "attach") -> str:
     """The command a user should run next."""
@@ -95,7 +90,7 @@ def build_summary(result: RunResult, counters: Counters, *, target: str, manifes
     `op`: the run's operation (attach for `run`, detach for `detach`)."""
     tally = result.tally
     reasons = group_reasons(tally.failed_reasons.items())
-    refused_now = sum(r["count"] for r in reasons if _is_refusal(r["status"]))
+    refused_now = sum(r["count"] for r in reasons if refuses_for_good(r["status"]))
     elapsed = max(result.elapsed, 1e-9)
     settled = (tally.attached + tally.already_attached + tally.updated + tally.detached
                + tally.already_detached + tally.failed)
