@@ -145,7 +145,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
            "guard)", kind=whole_number(0, 1_000_000_000), default=None, default_doc="none",
            commands=frozenset({"sync"}), metavar="N"),
     _switch("retry_failed", "also resend items the API refused"),
-    _switch("dry_run", "print what would be sent; no key, no lock, no write, no request"),
+    _switch("dry_run", "print what would be sent; no lock, no write (run, detach: no key, no "
+            "request; sync: only its list requests)"),
     _switch("json", "one JSON object on stdout at the end",
             frozenset({"run", "detach", "sync", "status"})),
     _switch("quiet", "no summary text and no periodic lines"),

@@ -41,7 +41,7 @@ _NOT_OURS = (
 )
 
 # fdatasync costs milliseconds (3 ms on the bench machine): once a second is the rule (see
-# README, "Durability"); the line count only bounds a burst far faster than anything we send.
+# docs/log.md, "Durability"); the line count only bounds a burst far faster than anything we send.
 FSYNC_EVERY = 16384
 
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)

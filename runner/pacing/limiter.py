@@ -42,7 +42,7 @@ class RateLimiter:
     rpm=N, auto=False: at most N per `period`; a 429 lowers the rate, which recovers up to N.
     auto=True: the rate is unknown; one probe goes first, then the rate follows
     `x-ratelimit-limit-requests` or doubles while nothing objects; rpm, if given, is a ceiling.
-    Both modes aim at 0.97 x the header's limit when that is below rpm, and slow down when
+    Both modes aim at SAFETY (0.99) x the header's limit when that is below rpm, and slow down when
     the header's remaining count would run out before its reset. Header limits are taken as
     per `period` (60 s in production, where they are per minute).
     """

@@ -1,8 +1,8 @@
 """Per-key pacing for --store-rpm: one fixed-rate `RateLimiter` per vector store.
 
-Each store has its own GCRA spacing, 429 pause and rate drop (README, "Under trouble: the rules
-it keeps"), with a little slack on the period for the server's late count, and late requests
-leave at the store's rate, never bunched. Which 429s are a store's is runner/pacing/store_429.py.
+Each store has its own GCRA spacing, 429 pause and rate drop (docs/trouble.md, "429"), with a
+little slack on the period for the server's late count, and late requests leave at the store's
+rate, never bunched. Which 429s are a store's is runner/pacing/store_429.py.
 """
 
 from __future__ import annotations

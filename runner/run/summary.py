@@ -1,6 +1,6 @@
 """The end of a run, in words and as one JSON object, and what the log says (`status`).
 
-JSON field names are a promise (README: "The --json fields"); add fields, never rename.
+JSON field names are a promise (docs/json.md, "The --json fields"); add fields, never rename.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The sandbox: a local stand-in of OpenAI's assistant-file and vector-store-file API.
 
 config.py    SandboxConfig: every knob, defaults and checks
-handlers.py  the per-request pipeline, assistant and admin routes, the documented rules
+handlers.py  the per-request pipeline and admin routes (the rules: docs/sandbox.md)
+assistants.py  the assistant-file routes
 vector_stores.py  the vector-store routes, the per-store write limit, preloading a store
 parsing.py   request bodies and list queries, checked as the API checks them
 state.py     assistant files, vector store files, batches; pagination

@@ -1,6 +1,6 @@
 """The assistant routes of the sandbox (Assistants v1): the assistant itself (retrieve) and its
-files (attach, retrieve, list, delete). The rules they follow are listed in handlers.py's
-docstring.
+files (attach, retrieve, list, delete). The rules they follow are listed in docs/sandbox.md,
+"Rules it follows".
 
 `AssistantRoutes` is mixed into `SandboxApi`, which serves these methods and owns the state
 they use (declared below).

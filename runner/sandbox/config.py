@@ -3,7 +3,7 @@
 All times are in milliseconds (`*_ms`), all rates are fractions in [0, 1] (`*_rate`), `rps`
 is requests per second and `store_rpm` writes (adds, batches, updates, deletes) per minute per
 vector store. `store_max_files` caps how many files a vector store holds (None: no cap), and
-`terse_404` makes a pair's 404 say only "Not found." (see handlers.py for both).
+`terse_404` makes a pair's 404 say only "Not found." (see docs/sandbox.md for both).
 """
 
 from __future__ import annotations

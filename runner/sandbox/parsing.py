@@ -13,7 +13,7 @@ from runner.sandbox import errors
 from runner.sandbox.errors import ApiError
 from runner.sandbox.state import DEFAULT_CHUNKING, CursorNotFound, Page, paginate
 
-MISSING = "missing"  # an id holding this names nothing (see handlers.py)
+MISSING = "missing"  # an id holding this names nothing (see docs/sandbox.md)
 MAX_BATCH_FILES = 2000
 MAX_LIST_LIMIT = 100
 ORDERS = ("asc", "desc")

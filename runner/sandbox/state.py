@@ -143,7 +143,7 @@ class VectorStore:
         self.batches: dict[str, FileBatch] = {}
 
     def to_json(self, now: float) -> dict[str, Any]:
-        """The vector_store object. Stores are created implicitly (see handlers.py): no name,
+        """The vector_store object. Stores are created implicitly (see docs/sandbox.md): no name,
         no expiry, always `completed`; `file_counts` are of the files in it now."""
         return {
             "id": self.id,
@@ -196,7 +196,7 @@ def file_counts(files: Iterable[VectorStoreFile], now: float) -> dict[str, int]:
 def assistant_json(
     assistant_id: str, created_at: int, files: Iterable[AssistantFile]
 ) -> dict[str, Any]:
-    """The (v1) assistant object. Assistants are created implicitly (see handlers.py), so all
+    """The (v1) assistant object. Assistants are created implicitly (see docs/sandbox.md), so all
     but the id, the creation time and the files are the defaults of one made with a model
     alone; `file_ids` are in the order they were attached."""
     return {

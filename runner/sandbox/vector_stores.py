@@ -1,7 +1,6 @@
 """The vector-store routes of the sandbox: the store itself (retrieve), files (add, retrieve,
 update, list, delete), file batches, the per-store write limit and file cap, and preloading a
-store. The rules they follow are listed in
-handlers.py's docstring.
+store. The rules they follow are listed in docs/sandbox.md.
 
 `VectorStoreRoutes` is mixed into `SandboxApi`, which serves these methods and owns the state
 they use (declared below).
