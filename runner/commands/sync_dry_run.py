@@ -15,8 +15,10 @@ from runner.manifest import ManifestStats
 from runner.requests.outcomes import RunRefused
 from runner.requests.targets import Target
 from runner.run.session import api_session
-from runner.sync.plan import StorePlan, guard_breaches, listing_refusal
-from runner.sync.report import list_with_progress, refusal_text
+from runner.sync.listing import list_with_progress, listing_refusal
+from runner.sync.phases import guard_breaches
+from runner.sync.plan import StorePlan
+from runner.sync.report import refusal_text
 
 
 async def show_sync_plan(settings: Settings, io: Io, target: Target, stats: ManifestStats,

@@ -20,7 +20,6 @@ detaches are made only from listed files whose id the store's manifest pairs do 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import uuid
 from collections.abc import Sequence
@@ -28,21 +27,15 @@ from typing import Any
 
 from runner.commands.common import (
     close_log,
-    load_index,
-    prepare,
     print_end,
     progress_for,
     resume_due_in,
     run_end_counts,
     run_error,
 )
-from runner.commands.sync_dry_run import show_sync_plan
-from runner.config import ApiKey, Settings, load_api_key
+from runner.config import ApiKey, Settings
 from runner.console import Io
-from runner.errors import UsageError, register_secret, scrub_secrets
 from runner.items import Item, pair_key
-from runner.log.lock import RunLock
-from runner.log.reader import check_log
 from runner.log.resume import Plan, ResumeIndex
 from runner.log.writer import ResultLog
 from runner.manifest import ManifestSource, ManifestStats, iter_items
@@ -50,91 +43,43 @@ from runner.operations.attach import Attach
 from runner.operations.detach import Detach
 from runner.requests.outcomes import Outcome, RunRefused
 from runner.requests.sender import Sender
-from runner.requests.targets import Target, VectorStoreFiles
+from runner.requests.targets import Target, generic_message
 from runner.run.engine import Engine
 from runner.run.session import api_session
 from runner.run.summary import build_summary
 from runner.run.tally import RunResult, Tally, exit_code_for
-from runner.sync.plan import (
-    StorePlan,
+from runner.sync.listing import list_with_progress, listing_refusal
+from runner.sync.phases import (
+    ListedAttach,
+    ListedDetach,
     guard_breaches,
     is_store_full,
-    listing_refusal,
-    read_writes,
+    uncount,
 )
+from runner.sync.plan import StorePlan, read_writes
 from runner.sync.report import (
     add_sync_fields,
-    final_tally,
-    list_with_progress,
     refusal_text,
     store_lines,
     sync_exit_code,
-    uncount,
 )
 
 
-class ListedAttach(Attach):
-    """Attach, planned from the listing: a pair is sent (SEND), or checked first (CHECK: an
-    unsettled write in the log), or updated (UPDATE: listed with other attributes)."""
-
-    skips_blocks = False
-
-    def __init__(self, sender: Sender, plans: dict[int, Plan]) -> None:
-        super().__init__(sender)
-        self._plans = plans
-
-    def plan(self, index: ResumeIndex, item: Item, *,  # type: ignore[override]
-             retry_failed: bool) -> tuple[Plan, int | None]:
-        return self._plans.get(pair_key(item.owner, item.file_id), Plan.SEND), None
-
-
-class ListedDetach(Detach):
-    """Detach the listed files the manifest does not name (CHECK first: an unsettled write)."""
-
-    def __init__(self, sender: Sender, checks: set[int]) -> None:
-        super().__init__(sender)
-        self._checks = checks
-
-    def plan(self, index: ResumeIndex, item: Item, *,  # type: ignore[override]
-             retry_failed: bool) -> tuple[Plan, int | None]:
-        key = pair_key(item.owner, item.file_id)
-        return (Plan.CHECK if key in self._checks else Plan.SEND), None
-
-
-def store_plans(source: ManifestSource, target: Target) -> list[StorePlan]:
-    """The manifest's pairs by store, in the order stores first appear (repeats once)."""
-    plans: dict[str, StorePlan] = {}
-    for item in iter_items(source, target.owner_column, target.group_key):
-        plan = plans.get(item.owner)
-        if plan is None:
-            plan = plans[item.owner] = StorePlan(item.owner)
-        plan.want(item)
-    return list(plans.values())
-
-
-def sync(settings: Settings, io: Io, argv: Sequence[str]) -> int:
-    target, source, stats = prepare(settings, io)
-    if not isinstance(target, VectorStoreFiles):
-        raise UsageError(f"{source.display}: sync is for vector stores, and this manifest is "
-                         "for assistants; use `attach-runner run` or `attach-runner detach`")
-    key = load_api_key(settings, os.environ)
-    register_secret(key.reveal())
-    argv = [scrub_secrets(arg) for arg in argv]
-    if settings.dry_run:
-        # SPEC: list requests only (so the key), no lock, no log written.
-        index = load_index(settings, target, io)
-        return asyncio.run(show_sync_plan(settings, io, target, stats, key, index,
-                                   store_plans(source, target), source.display))
-    check_log(settings.log)
-    lock = RunLock(settings.log)
-    lock.acquire()
-    try:
-        index = load_index(settings, target, io)
-        index.expect_repeats = False  # sync plans from its own map of the manifest
-        job = Sync(settings, io, target, index, store_plans(source, target), stats, source)
-        return asyncio.run(job.execute(key, source.display, argv))
-    finally:
-        lock.release()
+def final_tally(tally: Tally, plans: Sequence[StorePlan], stats: ManifestStats) -> None:
+    """Complete the manifest pairs' tally: pairs the listing found in place and the log
+    already knew, pairs refused earlier, and every pair of a store that could not be listed
+    (failed, with the listing's error)."""
+    tally.pairs = stats.pairs
+    tally.duplicates = stats.duplicates
+    for plan in plans:
+        tally.done_earlier += plan.in_place - len(plan.to_record)
+        tally.refused_earlier += plan.refused_earlier
+        if plan.listing_error is not None and plan.unlisted_failed:
+            status, error = plan.listing_error
+            tally.failed += plan.unlisted_failed
+            reason = (status, error.code, generic_message(error.message))
+            tally.failed_reasons[reason] = (tally.failed_reasons.get(reason, 0)
+                                            + plan.unlisted_failed)
 
 
 class Sync:

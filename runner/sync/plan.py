@@ -16,7 +16,6 @@ pair is not written to until the settle rule allows and a GET says what is there
 from __future__ import annotations
 
 import json
-import re
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,8 +25,9 @@ from runner.attributes import Options, chunking_matches, digest_value
 from runner.errors import UsageError
 from runner.items import Item
 from runner.log.resume import ResumeIndex, State
+from runner.manifest import ManifestSource, iter_items
 from runner.requests.outcomes import Outcome
-from runner.requests.targets import ApiError
+from runner.requests.targets import ApiError, Target
 
 # found[i]: what the listing said of the manifest's i-th pair of the store.
 NOT_LISTED, IN_PLACE, STALE = 0, 1, 2
@@ -35,18 +35,6 @@ NOT_LISTED, IN_PLACE, STALE = 0, 1, 2
 UNSETTLED = frozenset({State.SENT, State.FAILED_UNCERTAIN, State.BATCH})
 # How the plan printed by --dry-run shows each list: the first few ids.
 SHOW_IDS = 5
-# An add refused because the store holds its maximum of files (the real API's wording is not
-# documented: any 400 that says the store is full, or names a maximum or limit of files).
-_FULL = re.compile(r"\bis full\b|\bmaximum\b.*\bfiles\b|\bfiles?\b.*\blimit\b|too many files",
-                   re.IGNORECASE)
-
-
-def is_store_full(outcome: Outcome) -> bool:
-    error = outcome.error
-    return (outcome.outcome == "failed" and outcome.status == 400 and error is not None
-            and _FULL.search(error.message) is not None)
-
-
 @dataclass
 class StorePlan:
     """One named store: its manifest pairs, its listing, its plan and what the run did.
@@ -271,35 +259,15 @@ def _refused_attach(index: ResumeIndex, store: str, file_id: str) -> bool:
     return info is None or info.op != "detach"
 
 
-def listing_refusal(plans: list[StorePlan]) -> tuple[int, ApiError] | None:
-    """The run's refusal when every named store's listing was refused the same way (status
-    and code): a wrong --base-url, not a missing store (as run's breaker, which stops a run
-    whose first answers are all one refusal). One store that cannot be listed among stores
-    that can is that store's failure."""
-    errors = [plan.listing_error for plan in plans]
-    first = errors[0] if errors else None
-    if first is None or first[0] is None or not _is_refusal(first[0]):
-        return None
-    if any(e is None or (e[0], e[1].code) != (first[0], first[1].code) for e in errors):
-        return None
-    return first[0], first[1]
-
-
-def _is_refusal(status: int) -> bool:
-    return 400 <= status < 500 and status not in (408, 409, 429)
-
-
-def guard_breaches(plans: list[StorePlan], max_delete: int | None) -> list[str]:
-    """What stops the run before its first detach (SPEC: the guard, or --max-delete)."""
-    if max_delete is not None:
-        total = sum(plan.to_detach for plan in plans)
-        if total > max_delete:
-            return [f"{total} detach(es) planned over --max-delete {max_delete} ("
-                    + ", ".join(f"{p.store}: {p.to_detach} of {p.listed}"
-                                for p in plans if p.to_detach) + ")"]
-        return []
-    return [f"{plan.store} would detach {plan.to_detach} of its {plan.listed} listed file(s)"
-            for plan in plans if plan.over_guard()]
+def store_plans(source: ManifestSource, target: Target) -> list[StorePlan]:
+    """The manifest's pairs by store, in the order stores first appear (repeats once)."""
+    plans: dict[str, StorePlan] = {}
+    for item in iter_items(source, target.owner_column, target.group_key):
+        plan = plans.get(item.owner)
+        if plan is None:
+            plan = plans[item.owner] = StorePlan(item.owner)
+        plan.want(item)
+    return list(plans.values())
 
 
 def read_writes(plans: Mapping[str, StorePlan], items: Iterable[Item], display: str) -> None:

@@ -1,6 +1,6 @@
-"""What a sync says: how its listing goes; at the end, its pairs' tally, its exit code, the
-`--json` fields it adds to run's (`stores`, `failed_files`, `guard`, `list_requests`), the
-per-store lines of the text summary, and the one line of a refusal met while listing.
+"""What a sync says at the end: its exit code, the `--json` fields it adds to run's (`stores`,
+`failed_files`, `guard`, `list_requests`), the per-store lines of the text summary, and the one
+line of a refusal met while listing.
 """
 
 from __future__ import annotations
@@ -8,52 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from runner.config import ApiKey, Settings
-from runner.console import Io
+from runner.config import ApiKey
 from runner.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
-from runner.manifest import ManifestStats
-from runner.operations.listing import list_stores, listing_progress
-from runner.requests.outcomes import Outcome, RunRefused
-from runner.requests.sender import Sender
-from runner.requests.targets import Target, generic_message
-from runner.run.progress import PLAIN_EVERY, is_terminal
+from runner.requests.outcomes import RunRefused
+from runner.requests.targets import Target
 from runner.run.summary import group_reasons, refusal_line, rerun_command
 from runner.run.tally import RunResult, Tally, exit_code_for
 from runner.sync.plan import StorePlan
 
 # Stores shown one a line in the text summary; --json's `stores` has them all.
 SHOWN_STORES = 20
-
-
-def final_tally(tally: Tally, plans: Sequence[StorePlan], stats: ManifestStats) -> None:
-    """Complete the manifest pairs' tally: pairs the listing found in place and the log
-    already knew, pairs refused earlier, and every pair of a store that could not be listed
-    (failed, with the listing's error)."""
-    tally.pairs = stats.pairs
-    tally.duplicates = stats.duplicates
-    for plan in plans:
-        tally.done_earlier += plan.in_place - len(plan.to_record)
-        tally.refused_earlier += plan.refused_earlier
-        if plan.listing_error is not None and plan.unlisted_failed:
-            status, error = plan.listing_error
-            tally.failed += plan.unlisted_failed
-            reason = (status, error.code, generic_message(error.message))
-            tally.failed_reasons[reason] = (tally.failed_reasons.get(reason, 0)
-                                            + plan.unlisted_failed)
-
-
-def uncount(tally: Tally, failures: list[Outcome]) -> None:
-    """Take failures back out of a tally (adds a full store refused, sent again)."""
-    reasons = tally.failed_reasons
-    for outcome in failures:
-        tally.failed -= 1
-        err = outcome.error
-        reason = (outcome.status, err.code if err else None,
-                  generic_message(err.message) if err else "")
-        if reasons.get(reason, 0) > 1:
-            reasons[reason] -= 1
-        else:
-            reasons.pop(reason, None)
 
 
 def sync_exit_code(result: RunResult, plans: Sequence[StorePlan], detach_tally: Tally,
@@ -108,17 +72,6 @@ def store_lines(plans: Sequence[StorePlan]) -> str:
     if len(plans) > SHOWN_STORES:
         lines.append(f"  ... and {len(plans) - SHOWN_STORES} more (--json lists all)")
     return "\n".join(lines)
-
-
-async def list_with_progress(settings: Settings, io: Io, sender: Sender,
-                             plans: list[StorePlan]) -> None:
-    """List every named store, saying how it goes on stderr (not with --quiet or
-    --no-progress)."""
-    quiet = settings.quiet or settings.no_progress
-    async with listing_progress(plans, lambda: sender.counters.lists,
-                                None if quiet else io.err, tty=is_terminal(io.err),
-                                every=PLAIN_EVERY):
-        await list_stores(sender, [(p.store, p) for p in plans], settings.concurrency)
 
 
 def refusal_text(refusal: RunRefused, key: ApiKey, target: Target) -> str:

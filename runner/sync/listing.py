@@ -1,0 +1,44 @@
+"""sync's listing step: list every named store, saying how it goes on stderr, and decide
+whether the listings' errors refuse the whole run (SPEC "sync").
+"""
+
+from __future__ import annotations
+
+from runner.config import Settings
+from runner.console import Io
+from runner.operations.listing import list_stores, listing_progress
+from runner.requests.sender import Sender
+from runner.requests.targets import ApiError
+from runner.run.progress import PLAIN_EVERY, is_terminal
+from runner.sync.plan import StorePlan
+
+
+async def list_with_progress(settings: Settings, io: Io, sender: Sender,
+                             plans: list[StorePlan]) -> None:
+    """List every named store, saying how it goes on stderr (not with --quiet or
+    --no-progress)."""
+    quiet = settings.quiet or settings.no_progress
+    async with listing_progress(plans, lambda: sender.counters.lists,
+                                None if quiet else io.err, tty=is_terminal(io.err),
+                                every=PLAIN_EVERY):
+        await list_stores(sender, [(p.store, p) for p in plans], settings.concurrency)
+
+
+def listing_refusal(plans: list[StorePlan]) -> tuple[int, ApiError] | None:
+    """The run's refusal when every named store's listing was refused the same way (status
+    and code): a wrong --base-url, not a missing store (as run's breaker, which stops a run
+    whose first answers are all one refusal). One store that cannot be listed among stores
+    that can is that store's failure."""
+    errors = [plan.listing_error for plan in plans]
+    first = errors[0] if errors else None
+    if first is None or first[0] is None or not _is_refusal(first[0]):
+        return None
+    if any(e is None or (e[0], e[1].code) != (first[0], first[1].code) for e in errors):
+        return None
+    return first[0], first[1]
+
+
+def _is_refusal(status: int) -> bool:
+    return 400 <= status < 500 and status not in (408, 409, 429)
+
+
