@@ -1,9 +1,10 @@
-"""`attach-runner sync MANIFEST`: each vector store the manifest names ends holding exactly the
-manifest's files for it, with the manifest's attributes (SPEC "sync"). rclone's `sync` is the
-model: `run` is its `copy`.
+"""One sync run: each vector store the manifest names ends holding exactly the manifest's files
+for it, with the manifest's attributes (SPEC "sync"). rclone's `sync` is the model: `run` is
+its `copy`. The command around it (key, lock, the log's ends, the summary) is
+runner/commands/sync.py; this is the algorithm, and it never imports the commands.
 
 A sync is three steps over one log, under one lock:
-1. list every named store (runner/operations/listing.py) and plan each (runner/sync/plan.py);
+1. list every named store (runner/sync/listing.py) and plan each (runner/sync/plan.py);
 2. add what is missing and update attributes that differ: the attach operation, with the
    plan coming from the listing instead of the log (`ListedAttach`), under every rule of `run`
    (rate, per-store limit, batches, retries, breaker, settle rule);
@@ -20,20 +21,10 @@ detaches are made only from listed files whose id the store's manifest pairs do 
 from __future__ import annotations
 
 import asyncio
-import signal
-import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from runner.commands.common import (
-    close_log,
-    print_end,
-    progress_for,
-    resume_due_in,
-    run_end_counts,
-    run_error,
-)
-from runner.config import ApiKey, Settings
+from runner.config import Settings
 from runner.console import Io
 from runner.items import Item, pair_key
 from runner.log.resume import Plan, ResumeIndex
@@ -45,10 +36,9 @@ from runner.requests.outcomes import Outcome, RunRefused
 from runner.requests.sender import Sender
 from runner.requests.targets import Target, generic_message
 from runner.run.engine import Engine
-from runner.run.session import api_session
-from runner.run.summary import build_summary
-from runner.run.tally import RunResult, Tally, exit_code_for
-from runner.sync.listing import list_with_progress, listing_refusal
+from runner.run.progress import Progress
+from runner.run.tally import RunResult, Tally
+from runner.sync.listing import list_named_stores
 from runner.sync.phases import (
     ListedAttach,
     ListedDetach,
@@ -57,12 +47,6 @@ from runner.sync.phases import (
     uncount,
 )
 from runner.sync.plan import StorePlan, read_writes
-from runner.sync.report import (
-    add_sync_fields,
-    refusal_text,
-    store_lines,
-    sync_exit_code,
-)
 
 
 def final_tally(tally: Tally, plans: Sequence[StorePlan], stats: ManifestStats) -> None:
@@ -82,13 +66,34 @@ def final_tally(tally: Tally, plans: Sequence[StorePlan], stats: ManifestStats) 
                                             + plan.unlisted_failed)
 
 
-class Sync:
-    """One sync run: listing, adds and updates, then the guard and the detaches."""
+@dataclass
+class SyncResult:
+    """How a sync ended, for its exit code, error line and summary (runner/commands/sync.py)."""
 
-    sender: Sender  # once the session is open
+    plans: list[StorePlan]
+    tally: Tally  # the manifest's pairs (adds, updates, checks, in place)
+    detach_tally: Tally  # the extras' detaches
+    stop: str | None  # None | "SIGINT" | "SIGTERM" | "max-runtime" | "refused" | "guard"
+    refusal: RunRefused | None
+    guard: list[str]  # what stopped the run before its first detach (SPEC's guard)
+    log_error: str | None  # the log could not be written: the run stopped at once
+    engine: Engine | None  # the last phase's engine; None when no phase ran
+
+    def run_result(self, elapsed: float) -> RunResult:
+        """The pairs' tally and how the run ended, as run's summary and exit code read them
+        (the guard is not a stop of the engine: sync's exit code says it)."""
+        stop = self.stop if self.stop != "guard" else None
+        return RunResult(self.tally, stop, self.refusal, elapsed)
+
+
+class Sync:
+    """One sync run, the log open and the session up: listing, adds and updates, then the guard
+    and the detaches."""
 
     def __init__(self, settings: Settings, io: Io, target: Target, index: ResumeIndex,
-                 plans: list[StorePlan], stats: ManifestStats, source: ManifestSource) -> None:
+                 plans: list[StorePlan], stats: ManifestStats, source: ManifestSource, *,
+                 sender: Sender, log: ResultLog,
+                 progress: Callable[[int], Progress | None]) -> None:
         self.settings = settings
         self.source = source
         self.io = io
@@ -97,92 +102,38 @@ class Sync:
         self.plans = plans
         self.by_store = {plan.store: plan for plan in plans}
         self.stats = stats
+        self.sender = sender
+        self.log = log
+        self.progress = progress  # a bar for an engine's phase, of so many pairs
         self.stop: str | None = None
         self.refusal: RunRefused | None = None
         self.guard: list[str] = []
         self.log_error: str | None = None
         self.tally = Tally()  # the manifest's pairs (adds, updates, checks, in place)
         self.detach_tally = Tally()  # the extras' detaches
+        self.engine: Engine | None = None
 
-    async def execute(self, key: ApiKey, manifest: str, argv: Sequence[str]) -> int:
+    async def run(self, due_in: float, started: float) -> SyncResult:
+        """List, plan, write. `due_in`: seconds from `started` (the loop's clock) before a
+        pair an earlier run left uncertain may be checked."""
         settings = self.settings
-        due_in = resume_due_in(settings)
-        log = ResultLog(settings.log, uuid.uuid4().hex[:12])
-        log.open()
-        engine: Engine | None = None
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            log.append("run-start", manifest=manifest, target=self.target.name,
-                       items=self.stats.pairs, op="sync")
-            async with api_session(settings, self.target, self.stats, key) as (sender,
-                                                                               limiter):
-                self.sender = sender
-                await self._list()
-                counters = sender.counters
-                for plan in self.plans:
-                    plan.plan(self.index, retry_failed=settings.retry_failed)
-                    counters.chunking_mismatch += plan.chunking_mismatch
-                    counters.chunking_examples += plan.chunking_examples
-                del counters.chunking_examples[3:]
-                if self.stop is None and any(plan.writes for plan in self.plans):
-                    target = self.target
-                    read_writes(self.by_store, iter_items(self.source, target.owner_column,
-                                                          target.group_key), manifest)
-                engine = await self._phases(log, due_in - (loop.time() - started), started)
-            elapsed = loop.time() - started
-            result = self._result(elapsed)
-            code = self._exit_code(result)
-            error = self._error(result, key, engine)
-            summary = self._summary(result, code, error, manifest, log.run_id, limiter.rate,
-                                    argv)
-            if self.log_error is None:
-                log.append("run-end", counts=run_end_counts(summary),
-                           interrupted=summary["interrupted"], exit=code)
-        finally:
-            close_log(log, engine)
-        fatal = self.refusal is not None or self.log_error is not None or bool(self.guard)
-        print_end(settings, self.io, summary, sender, error, fatal=fatal,
-                  more=store_lines(self.plans))
-        return code
-
-    # --- step 1: the listing ----------------------------------------------------------------
-
-    async def _list(self) -> None:
-        """List every named store; a signal stops the listing (nothing was written yet)."""
-        loop = asyncio.get_running_loop()
-        listing = asyncio.create_task(list_with_progress(self.settings, self.io,
-                                                         self.sender, self.plans))
-
-        def stop(name: str) -> None:
-            self.stop = name
-            listing.cancel()
-
-        installed = []
-        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            loop.add_signal_handler(sig, stop, name)
-            installed.append(sig)
-        runtime = self.settings.max_runtime
-        timer = loop.call_later(runtime, stop, "max-runtime") if runtime else None
-        try:
-            await listing
-        except asyncio.CancelledError:
-            if self.stop is None:
-                raise
-        except RunRefused as refusal:
-            self.refusal = refusal
-            self.stop = "refused"
-        finally:
-            if timer is not None:
-                timer.cancel()
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-        if self.stop is None and (refused := listing_refusal(self.plans)) is not None:
-            self.refusal = RunRefused("listing", *refused)
-            self.stop = "refused"
-            for plan in self.plans:
-                plan.run_refused = True
-                plan.not_pruned = "its files could not be listed (the run was refused)"
+        self.stop, self.refusal = await list_named_stores(settings, self.io, self.sender,
+                                                          self.plans)
+        counters = self.sender.counters
+        for plan in self.plans:
+            plan.plan(self.index, retry_failed=settings.retry_failed)
+            counters.chunking_mismatch += plan.chunking_mismatch
+            counters.chunking_examples += plan.chunking_examples
+        del counters.chunking_examples[3:]
+        if self.stop is None and any(plan.writes for plan in self.plans):
+            target = self.target
+            read_writes(self.by_store, iter_items(self.source, target.owner_column,
+                                                  target.group_key), self.source.display)
+        self.engine = await self._phases(self.log, due_in - (loop.time() - started), started)
+        final_tally(self.tally, self.plans, self.stats)
+        return SyncResult(self.plans, self.tally, self.detach_tally, self.stop, self.refusal,
+                          self.guard, self.log_error, self.engine)
 
     # --- steps 2 and 3 ------------------------------------------------------------------------
 
@@ -283,7 +234,7 @@ class Sync:
             sender=self.sender, owner_column=self.target.owner_column,
             concurrency=settings.concurrency, batch_size=settings.batch_size,
             retry_failed=settings.retry_failed, max_runtime=left,
-            on_progress=progress_for(settings, self.io, len(items)),
+            on_progress=self.progress(len(items)),
             resume_due_in=max(0.0, due_in), operation=operation, on_outcome=count)
         engine.tally = tally
         tally.pairs += len(items)
@@ -303,41 +254,3 @@ class Sync:
             self.refusal = result.refusal
         if engine.log_error is not None and self.log_error is None:
             self.log_error = str(engine.log_error)
-
-    # --- the end ------------------------------------------------------------------------------
-
-    def _result(self, elapsed: float) -> RunResult:
-        final_tally(self.tally, self.plans, self.stats)
-        stop = self.stop if self.stop != "guard" else None
-        return RunResult(self.tally, stop, self.refusal, elapsed)
-
-    def _exit_code(self, result: RunResult) -> int:
-        if self.log_error is not None:
-            return exit_code_for(result)
-        return sync_exit_code(result, self.plans, self.detach_tally, self.guard)
-
-    def _error(self, result: RunResult, key: ApiKey, engine: Engine | None) -> str | None:
-        if self.log_error is not None:
-            return f"{self.log_error}; the run stopped sending at once"
-        if self.guard:
-            return ("the guard stopped the sync before any detach: " + "; ".join(self.guard)
-                    + " (more than half of a store, or over --max-delete); check the "
-                    "manifest with --dry-run, then allow it with --max-delete N")
-        if engine is None:
-            if result.refusal is not None:  # met while listing
-                return refusal_text(result.refusal, key, self.target)
-            if result.stop is not None:
-                return f"stopped by {result.stop}"
-            return None
-        return run_error(result, self.settings, key, self.target, self.sender, engine)
-
-    def _summary(self, result: RunResult, code: int, error: str | None, manifest: str,
-                 run_id: str, learned: float | None, argv: Sequence[str]) -> dict[str, Any]:
-        settings = self.settings
-        summary = build_summary(
-            result, self.sender.counters, target=self.target.name, manifest=manifest,
-            log=settings.log, rpm=settings.rpm, learned_rpm=learned, exit_code=code,
-            argv=argv, error=error, run_id=run_id, op="sync")
-        add_sync_fields(summary, result.tally, self.detach_tally, self.plans, self.guard,
-                        lists=self.sender.counters.lists, argv=argv)
-        return summary

@@ -1,12 +1,18 @@
-"""sync's listing step: list every named store, saying how it goes on stderr, and decide
-whether the listings' errors refuse the whole run (SPEC "sync").
+"""sync's first step: list every named store (each page folded into the store's plan by
+runner/operations/listing.py), saying how it goes on stderr; stop on a signal or
+--max-runtime (nothing is written yet); and decide whether the listings' errors refuse the
+whole run (SPEC "sync").
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
+
 from runner.config import Settings
 from runner.console import Io
 from runner.operations.listing import list_stores, listing_progress
+from runner.requests.outcomes import RunRefused
 from runner.requests.sender import Sender
 from runner.requests.targets import ApiError
 from runner.run.progress import PLAIN_EVERY, is_terminal
@@ -22,6 +28,49 @@ async def list_with_progress(settings: Settings, io: Io, sender: Sender,
                                 None if quiet else io.err, tty=is_terminal(io.err),
                                 every=PLAIN_EVERY):
         await list_stores(sender, [(p.store, p) for p in plans], settings.concurrency)
+
+
+async def list_named_stores(settings: Settings, io: Io, sender: Sender,
+                            plans: list[StorePlan]) -> tuple[str | None, RunRefused | None]:
+    """List every named store; a signal or --max-runtime stops the listing (nothing was
+    written yet), a refusal (a bad key, the quota, every store's listing refused alike) stops
+    the run. Returns why the run stops (None: it goes on) and the refusal."""
+    loop = asyncio.get_running_loop()
+    listing = asyncio.create_task(list_with_progress(settings, io, sender, plans))
+    stopped: str | None = None
+    refusal: RunRefused | None = None
+
+    def stop(name: str) -> None:
+        nonlocal stopped
+        stopped = name
+        listing.cancel()
+
+    installed = []
+    for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+        loop.add_signal_handler(sig, stop, name)
+        installed.append(sig)
+    runtime = settings.max_runtime
+    timer = loop.call_later(runtime, stop, "max-runtime") if runtime else None
+    try:
+        await listing
+    except asyncio.CancelledError:
+        if stopped is None:
+            raise
+    except RunRefused as refused_run:
+        refusal = refused_run
+        stopped = "refused"
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    if stopped is None and (refused := listing_refusal(plans)) is not None:
+        refusal = RunRefused("listing", *refused)
+        stopped = "refused"
+        for plan in plans:
+            plan.run_refused = True
+            plan.not_pruned = "its files could not be listed (the run was refused)"
+    return stopped, refusal
 
 
 def listing_refusal(plans: list[StorePlan]) -> tuple[int, ApiError] | None:

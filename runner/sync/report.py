@@ -1,6 +1,7 @@
 """What a sync says at the end: its exit code, the `--json` fields it adds to run's (`stores`,
 `failed_files`, `guard`, `list_requests`), the per-store lines of the text summary, and the one
-line of a refusal met while listing.
+line of a stop by the guard or of a refusal met while listing. Formatting only: what the run
+did comes in (the plans, the tallies), text and JSON go out.
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ def store_lines(plans: Sequence[StorePlan]) -> str:
     if len(plans) > SHOWN_STORES:
         lines.append(f"  ... and {len(plans) - SHOWN_STORES} more (--json lists all)")
     return "\n".join(lines)
+
+
+def guard_error(guard: list[str]) -> str:
+    """The one line of a sync the guard stopped before its first detach."""
+    return ("the guard stopped the sync before any detach: " + "; ".join(guard)
+            + " (more than half of a store, or over --max-delete); check the "
+            "manifest with --dry-run, then allow it with --max-delete N")
 
 
 def refusal_text(refusal: RunRefused, key: ApiKey, target: Target) -> str:
