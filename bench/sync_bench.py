@@ -355,7 +355,7 @@ target = get_target("vector-store-files")
 source = open_manifest(sys.argv[1], None)
 tracemalloc.start()
 plans = store_plans(source, target)
-print(tracemalloc.get_traced_memory()[0] / sum(plan.pairs for plan in plans))
+print(tracemalloc.get_traced_memory()[0] / sum(len(plan.pairs) for plan in plans))
 """
 
 

@@ -35,7 +35,7 @@ from runner.requests.targets import Target, VectorStoreFiles
 from runner.run.session import api_session
 from runner.run.summary import build_summary
 from runner.run.tally import RunResult, exit_code_for
-from runner.sync.execute import Sync, SyncResult
+from runner.sync.execute import SyncResult, run_sync
 from runner.sync.plan import StorePlan, store_plans
 from runner.sync.report import (
     add_sync_fields,
@@ -86,9 +86,10 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
         log.append("run-start", manifest=source.display, target=target.name,
                    items=stats.pairs, op="sync")
         async with api_session(settings, target, stats, key) as (sender, limiter):
-            job = Sync(settings, io, target, index, plans, stats, source, sender=sender,
-                       log=log, progress=lambda pairs: progress_for(settings, io, pairs))
-            synced = await job.run(due_in, started)
+            synced = await run_sync(
+                settings, io, target, source, stats, index, plans, sender=sender, log=log,
+                progress=lambda pairs: progress_for(settings, io, pairs), due_in=due_in,
+                started=started)
         result = synced.run_result(loop.time() - started)
         code = (exit_code_for(result) if synced.log_error is not None
                 else sync_exit_code(result, synced.plans, synced.detach_tally, synced.guard))

@@ -68,8 +68,8 @@ async def list_named_stores(settings: Settings, io: Io, sender: Sender,
         refusal = RunRefused("listing", *refused)
         stopped = "refused"
         for plan in plans:
-            plan.run_refused = True
-            plan.not_pruned = "its files could not be listed (the run was refused)"
+            plan.listing.refused_run = True
+            plan.result.not_pruned = "its files could not be listed (the run was refused)"
     return stopped, refusal
 
 
@@ -78,7 +78,7 @@ def listing_refusal(plans: list[StorePlan]) -> tuple[int, ApiError] | None:
     and code): a wrong --base-url, not a missing store (as run's breaker, which stops a run
     whose first answers are all one refusal). One store that cannot be listed among stores
     that can is that store's failure."""
-    errors = [plan.listing_error for plan in plans]
+    errors = [plan.listing.error for plan in plans]
     first = errors[0] if errors else None
     if first is None or first[0] is None or not _is_refusal(first[0]):
         return None
