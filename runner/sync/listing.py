@@ -80,14 +80,20 @@ def listing_refusal(plans: list[StorePlan]) -> tuple[int, ApiError] | None:
     that can is that store's failure."""
     errors = [plan.listing.error for plan in plans]
     first = errors[0] if errors else None
-    if first is None or first[0] is None or not _is_refusal(first[0]):
+    if first is None or first[0] is None or not listing_error_refuses(first[0], first[1]):
         return None
     if any(e is None or (e[0], e[1].code) != (first[0], first[1].code) for e in errors):
         return None
     return first[0], first[1]
 
 
-def _is_refusal(status: int) -> bool:
+def listing_error_refuses(status: int, error: ApiError) -> bool:
+    """sync's refusal test: whether a listing's failed answer is a refusal (a 4xx other than
+    408, 409 and 429), so that the same answer for every named store refuses the run.
+
+    The same question is answered elsewhere with other bounds: runner/run/summary.py
+    (`_is_refusal`: any status below 500 but 408, 409, 429) and runner/requests/targets.py
+    (`classify_error`: REFUSED for what is not 401, quota, invalid_beta, 408/409/429 or 5xx).
+    They are to become one rule in runner/requests/; this is the one place to swap it in.
+    `error` is unused until then."""
     return 400 <= status < 500 and status not in (408, 409, 429)
-
-
