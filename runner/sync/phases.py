@@ -126,6 +126,7 @@ class Phases:
         self.engine: Engine | None = None  # the last phase's
 
     async def run(self) -> None:
+        """A, then (unless A stopped the run) the guard, B's detaches and C."""
         await self.add_and_update()
         if self.stop is not None:
             return
