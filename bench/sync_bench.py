@@ -349,13 +349,13 @@ def one_round(directory: Path, manifest: Path, n: int, round_no: int) -> dict[st
 PLAN_BYTES = """
 import sys, tracemalloc
 from runner.manifest import open_manifest
-from runner.sync.execute import store_plans
+from runner.sync.plan import store_plans
 from runner.requests.targets import get_target
 target = get_target("vector-store-files")
 source = open_manifest(sys.argv[1], None)
 tracemalloc.start()
 plans = store_plans(source, target)
-print(tracemalloc.get_traced_memory()[0] / sum(plan.pairs for plan in plans))
+print(tracemalloc.get_traced_memory()[0] / sum(len(plan.pairs) for plan in plans))
 """
 
 

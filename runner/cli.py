@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from runner import __version__
-from runner.commands import demo, detach, failed, run, status, validate
+from runner.commands import demo, detach, failed, run, status, sync, validate
 from runner.config import (
     DEFAULT_API_KEY_ENV,
     Settings,
@@ -234,8 +234,6 @@ def dispatch(argv: list[str], io: Io) -> int:
         return (run.run if command == "run" else detach.detach)(settings, io, argv)
     if command == "sync":
         io.json = settings.json
-        from runner.sync import execute as sync
-
         return sync.sync(settings, io, argv)
     if command == "validate":
         return validate.validate(settings, io)

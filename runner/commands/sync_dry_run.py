@@ -15,8 +15,10 @@ from runner.manifest import ManifestStats
 from runner.requests.outcomes import RunRefused
 from runner.requests.targets import Target
 from runner.run.session import api_session
-from runner.sync.plan import StorePlan, guard_breaches, listing_refusal
-from runner.sync.report import list_with_progress, refusal_text
+from runner.sync.listing import list_with_progress, listing_refusal
+from runner.sync.phases import guard_breaches
+from runner.sync.plan import StorePlan
+from runner.sync.report import plan_lines, refusal_text, store_entry
 
 
 async def show_sync_plan(settings: Settings, io: Io, target: Target, stats: ManifestStats,
@@ -36,22 +38,23 @@ async def show_sync_plan(settings: Settings, io: Io, target: Target, stats: Mani
                                                        target))
     for plan in plans:
         plan.plan(index, retry_failed=settings.retry_failed)
-    breaches = guard_breaches([p for p in plans if p.listing_error is None],
+    breaches = guard_breaches([p for p in plans if p.listing.error is None],
                               settings.max_delete)
-    totals = {"adds": sum(len(p.adds) for p in plans),
-              "updates": sum(len(p.updates) for p in plans),
-              "checks": sum(len(p.checks) + len(p.detach_checks) for p in plans),
-              "detaches": sum(p.to_detach for p in plans),
-              "in_place": sum(p.in_place for p in plans)}
+    sets = [plan.sets for plan in plans]
+    totals = {"adds": sum(len(s.adds) for s in sets),
+              "updates": sum(len(s.updates) for s in sets),
+              "checks": sum(len(s.checks) + len(s.detach_checks) for s in sets),
+              "detaches": sum(s.to_detach for s in sets),
+              "in_place": sum(s.in_place for s in sets)}
     if settings.json:
         io.out.write(json.dumps({"dry_run": True, "exit": EXIT_OK, "op": "sync",
                             "manifest": manifest, "log": settings.log,
                             "list_requests": lists, **totals,
                             "guard": breaches or None,
-                            "stores": [p.report() for p in plans]}) + "\n")
+                            "stores": [store_entry(p) for p in plans]}) + "\n")
         return EXIT_OK
     for plan in plans:
-        io.out.write("\n".join(plan.plan_lines()) + "\n")
+        io.out.write("\n".join(plan_lines(plan)) + "\n")
     io.out.write(f"dry run: {totals['adds']} add(s), {totals['updates']} update(s), "
                  f"{totals['checks']} check(s) and {totals['detaches']} detach(es) planned in "
                  f"{len(plans)} store(s), {totals['in_place']} in place; {lists} list "

@@ -1,7 +1,7 @@
 """What a vector store holds: `GET /vector_stores/{id}/files`, every page, every status.
 
 `sync` lists each store the manifest names before it writes anything. A page (at most 100
-files) is read, folded into the store's plan (runner/sync/plan.py: `StorePlan.take`) and
+files) is read, folded into the store's listing (runner/sync/store.py: `StoreListing.take`) and
 dropped, so memory grows with what the plan keeps (a flag per manifest pair, the ids of files
 to detach), never with the listing's JSON. Stores are listed concurrently, each page under the
 run's rate limiter like any request; the pages of one store follow their cursor in order.

@@ -1,9 +1,11 @@
-"""`attach-runner sync MANIFEST`: each vector store the manifest names ends holding exactly the
-manifest's files for it, with the manifest's attributes (SPEC "sync"). rclone's `sync` is the
-model: `run` is its `copy`.
+"""One sync run: each vector store the manifest names ends holding exactly the manifest's files
+for it, with the manifest's attributes (SPEC "sync"). rclone's `sync` is the model: `run` is
+its `copy`. The command around it (key, lock, the log's ends, the summary) is
+runner/commands/sync.py; this is the algorithm, and it never imports the commands.
 
 A sync is three steps over one log, under one lock:
-1. list every named store (runner/operations/listing.py) and plan each (runner/sync/plan.py);
+1. list every named store (runner/sync/listing.py) and plan each: the store's sets, what to
+   add, update, check and detach (runner/sync/plan.py);
 2. add what is missing and update attributes that differ: the attach operation, with the
    plan coming from the listing instead of the log (`ListedAttach`), under every rule of `run`
    (rate, per-store limit, batches, retries, breaker, settle rule);
@@ -11,6 +13,7 @@ A sync is three steps over one log, under one lock:
    guard allows (2 x detaches > listed stops the run, exit 4, or `--max-delete N`), detach the
    files the manifest does not list (`ListedDetach`). An add refused because the store is full
    lets that store's detaches go first; the refused adds are sent again after them.
+Steps 2 and 3 are runner/sync/phases.py.
 
 Stores the manifest does not name are never written to: every write goes to a store of
 `plans`, and plans are made only from the manifest. A pair of the manifest is never detached:
@@ -20,379 +23,88 @@ detaches are made only from listed files whose id the store's manifest pairs do 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from runner.commands.common import (
-    close_log,
-    load_index,
-    prepare,
-    print_end,
-    progress_for,
-    resume_due_in,
-    run_end_counts,
-    run_error,
-)
-from runner.commands.sync_dry_run import show_sync_plan
-from runner.config import ApiKey, Settings, load_api_key
+from runner.config import Settings
 from runner.console import Io
-from runner.errors import UsageError, register_secret, scrub_secrets
-from runner.items import Item, pair_key
-from runner.log.lock import RunLock
-from runner.log.reader import check_log
-from runner.log.resume import Plan, ResumeIndex
+from runner.log.resume import ResumeIndex
 from runner.log.writer import ResultLog
 from runner.manifest import ManifestSource, ManifestStats, iter_items
-from runner.operations.attach import Attach
-from runner.operations.detach import Detach
-from runner.requests.outcomes import Outcome, RunRefused
+from runner.requests.outcomes import RunRefused
 from runner.requests.sender import Sender
-from runner.requests.targets import Target, VectorStoreFiles
+from runner.requests.targets import Target, generic_message
 from runner.run.engine import Engine
-from runner.run.session import api_session
-from runner.run.summary import build_summary
-from runner.run.tally import RunResult, Tally, exit_code_for
-from runner.sync.plan import (
-    StorePlan,
-    guard_breaches,
-    is_store_full,
-    listing_refusal,
-    read_writes,
-)
-from runner.sync.report import (
-    add_sync_fields,
-    final_tally,
-    list_with_progress,
-    refusal_text,
-    store_lines,
-    sync_exit_code,
-    uncount,
-)
+from runner.run.progress import Progress
+from runner.run.tally import RunResult, Tally
+from runner.sync.listing import list_named_stores
+from runner.sync.phases import Phases
+from runner.sync.plan import StorePlan, read_writes
+from runner.sync.store import CHUNKING_EXAMPLES
 
 
-class ListedAttach(Attach):
-    """Attach, planned from the listing: a pair is sent (SEND), or checked first (CHECK: an
-    unsettled write in the log), or updated (UPDATE: listed with other attributes)."""
+@dataclass
+class SyncResult:
+    """How a sync ended, for its exit code, error line and summary (runner/commands/sync.py)."""
 
-    skips_blocks = False
+    plans: list[StorePlan]  # each store's sets and result
+    tally: Tally  # the manifest's pairs (adds, updates, checks, in place)
+    detach_tally: Tally  # the extras' detaches
+    stop: str | None  # None | "SIGINT" | "SIGTERM" | "max-runtime" | "refused" | "guard"
+    refusal: RunRefused | None
+    guard: list[str]  # what stopped the run before its first detach (SPEC's guard)
+    log_error: str | None  # the log could not be written: the run stopped at once
+    engine: Engine | None  # the last phase's engine; None when no phase ran
 
-    def __init__(self, sender: Sender, plans: dict[int, Plan]) -> None:
-        super().__init__(sender)
-        self._plans = plans
-
-    def plan(self, index: ResumeIndex, item: Item, *,  # type: ignore[override]
-             retry_failed: bool) -> tuple[Plan, int | None]:
-        return self._plans.get(pair_key(item.owner, item.file_id), Plan.SEND), None
-
-
-class ListedDetach(Detach):
-    """Detach the listed files the manifest does not name (CHECK first: an unsettled write)."""
-
-    def __init__(self, sender: Sender, checks: set[int]) -> None:
-        super().__init__(sender)
-        self._checks = checks
-
-    def plan(self, index: ResumeIndex, item: Item, *,  # type: ignore[override]
-             retry_failed: bool) -> tuple[Plan, int | None]:
-        key = pair_key(item.owner, item.file_id)
-        return (Plan.CHECK if key in self._checks else Plan.SEND), None
-
-
-def store_plans(source: ManifestSource, target: Target) -> list[StorePlan]:
-    """The manifest's pairs by store, in the order stores first appear (repeats once)."""
-    plans: dict[str, StorePlan] = {}
-    for item in iter_items(source, target.owner_column, target.group_key):
-        plan = plans.get(item.owner)
-        if plan is None:
-            plan = plans[item.owner] = StorePlan(item.owner)
-        plan.want(item)
-    return list(plans.values())
-
-
-def sync(settings: Settings, io: Io, argv: Sequence[str]) -> int:
-    target, source, stats = prepare(settings, io)
-    if not isinstance(target, VectorStoreFiles):
-        raise UsageError(f"{source.display}: sync is for vector stores, and this manifest is "
-                         "for assistants; use `attach-runner run` or `attach-runner detach`")
-    key = load_api_key(settings, os.environ)
-    register_secret(key.reveal())
-    argv = [scrub_secrets(arg) for arg in argv]
-    if settings.dry_run:
-        # SPEC: list requests only (so the key), no lock, no log written.
-        index = load_index(settings, target, io)
-        return asyncio.run(show_sync_plan(settings, io, target, stats, key, index,
-                                   store_plans(source, target), source.display))
-    check_log(settings.log)
-    lock = RunLock(settings.log)
-    lock.acquire()
-    try:
-        index = load_index(settings, target, io)
-        index.expect_repeats = False  # sync plans from its own map of the manifest
-        job = Sync(settings, io, target, index, store_plans(source, target), stats, source)
-        return asyncio.run(job.execute(key, source.display, argv))
-    finally:
-        lock.release()
-
-
-class Sync:
-    """One sync run: listing, adds and updates, then the guard and the detaches."""
-
-    sender: Sender  # once the session is open
-
-    def __init__(self, settings: Settings, io: Io, target: Target, index: ResumeIndex,
-                 plans: list[StorePlan], stats: ManifestStats, source: ManifestSource) -> None:
-        self.settings = settings
-        self.source = source
-        self.io = io
-        self.target = target
-        self.index = index
-        self.plans = plans
-        self.by_store = {plan.store: plan for plan in plans}
-        self.stats = stats
-        self.stop: str | None = None
-        self.refusal: RunRefused | None = None
-        self.guard: list[str] = []
-        self.log_error: str | None = None
-        self.tally = Tally()  # the manifest's pairs (adds, updates, checks, in place)
-        self.detach_tally = Tally()  # the extras' detaches
-
-    async def execute(self, key: ApiKey, manifest: str, argv: Sequence[str]) -> int:
-        settings = self.settings
-        due_in = resume_due_in(settings)
-        log = ResultLog(settings.log, uuid.uuid4().hex[:12])
-        log.open()
-        engine: Engine | None = None
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            log.append("run-start", manifest=manifest, target=self.target.name,
-                       items=self.stats.pairs, op="sync")
-            async with api_session(settings, self.target, self.stats, key) as (sender,
-                                                                               limiter):
-                self.sender = sender
-                await self._list()
-                counters = sender.counters
-                for plan in self.plans:
-                    plan.plan(self.index, retry_failed=settings.retry_failed)
-                    counters.chunking_mismatch += plan.chunking_mismatch
-                    counters.chunking_examples += plan.chunking_examples
-                del counters.chunking_examples[3:]
-                if self.stop is None and any(plan.writes for plan in self.plans):
-                    target = self.target
-                    read_writes(self.by_store, iter_items(self.source, target.owner_column,
-                                                          target.group_key), manifest)
-                engine = await self._phases(log, due_in - (loop.time() - started), started)
-            elapsed = loop.time() - started
-            result = self._result(elapsed)
-            code = self._exit_code(result)
-            error = self._error(result, key, engine)
-            summary = self._summary(result, code, error, manifest, log.run_id, limiter.rate,
-                                    argv)
-            if self.log_error is None:
-                log.append("run-end", counts=run_end_counts(summary),
-                           interrupted=summary["interrupted"], exit=code)
-        finally:
-            close_log(log, engine)
-        fatal = self.refusal is not None or self.log_error is not None or bool(self.guard)
-        print_end(settings, self.io, summary, sender, error, fatal=fatal,
-                  more=store_lines(self.plans))
-        return code
-
-    # --- step 1: the listing ----------------------------------------------------------------
-
-    async def _list(self) -> None:
-        """List every named store; a signal stops the listing (nothing was written yet)."""
-        loop = asyncio.get_running_loop()
-        listing = asyncio.create_task(list_with_progress(self.settings, self.io,
-                                                         self.sender, self.plans))
-
-        def stop(name: str) -> None:
-            self.stop = name
-            listing.cancel()
-
-        installed = []
-        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            loop.add_signal_handler(sig, stop, name)
-            installed.append(sig)
-        runtime = self.settings.max_runtime
-        timer = loop.call_later(runtime, stop, "max-runtime") if runtime else None
-        try:
-            await listing
-        except asyncio.CancelledError:
-            if self.stop is None:
-                raise
-        except RunRefused as refusal:
-            self.refusal = refusal
-            self.stop = "refused"
-        finally:
-            if timer is not None:
-                timer.cancel()
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-        if self.stop is None and (refused := listing_refusal(self.plans)) is not None:
-            self.refusal = RunRefused("listing", *refused)
-            self.stop = "refused"
-            for plan in self.plans:
-                plan.run_refused = True
-                plan.not_pruned = "its files could not be listed (the run was refused)"
-
-    # --- steps 2 and 3 ------------------------------------------------------------------------
-
-    async def _phases(self, log: ResultLog, due_in: float, started: float) -> Engine | None:
-        """Adds and updates; then the guard and the detaches; then adds a full store refused."""
-        if self.stop is not None:
-            return None
-        work: list[Item] = []
-        plans: dict[int, Plan] = {}
-        for plan in self.plans:
-            store = plan.store
-            for file_id in plan.checks:
-                plans[pair_key(store, file_id)] = Plan.CHECK
-            for file_id in plan.updates:
-                plans[pair_key(store, file_id)] = Plan.UPDATE
-            work += plan.write_items(plan.checks + plan.updates + plan.adds)
-        engine = self._engine(log, work, ListedAttach(self.sender, plans), due_in, started,
-                              self.tally)
-        in_place = Outcome("already_attached", 200, 0)
-        for plan in self.plans:  # pairs the listing shows in place, which the log did not say
-            for file_id in plan.to_record:
-                digest = plan.digest_at(plan.index_of[file_id])
-                engine.record(Item(plan.store, file_id), in_place,
-                              digest=None if digest is None else f"{digest:016x}")
-        if work:
-            await self._run(engine)
-        if self.stop is not None:
-            return engine
-        prunable = self._prunable()
-        self.guard = guard_breaches([p for p in prunable if p.to_detach],
-                                    self.settings.max_delete)
-        if self.guard:
-            for plan in prunable:
-                if plan.to_detach:
-                    plan.not_pruned = "the guard stopped the run before any detach"
-            self.stop = "guard"
-            return engine
-        extras = [Item(plan.store, file_id) for plan in prunable
-                  for file_id in plan.detaches + plan.detach_checks]
-        checks = {pair_key(p.store, file_id) for p in prunable for file_id in p.detach_checks}
-        if extras:
-            engine = self._engine(log, extras, ListedDetach(self.sender, checks), due_in,
-                                  started, self.detach_tally)
-            await self._run(engine)
-        for plan in prunable:
-            plan.pruned = self.stop is None and plan.detach_failed == 0
-            if not plan.pruned:
-                plan.not_pruned = ("the run stopped" if self.stop is not None
-                                   else f"{plan.detach_failed} detach(es) failed")
-        refill = [item for plan in prunable if plan.pruned for item in plan.full]
-        refill_failures = [o for plan in prunable if plan.pruned for o in plan.full_outcomes]
-        if refill and self.stop is None:
-            for plan in prunable:  # counted failed above; sent again now
-                for _ in plan.full:
-                    plan.failed -= 1
-                plan.full = []
-            uncount(self.tally, refill_failures)
-            engine = self._engine(log, refill, ListedAttach(self.sender, {}), due_in,
-                                  started, self.tally)
-            await self._run(engine)
-        return engine
-
-    def _prunable(self) -> list[StorePlan]:
-        """The stores whose detaches may go: listed, and every add and update of this run
-        there succeeded (a full store's refused adds excepted: its detaches make room)."""
-        prunable = []
-        for plan in self.plans:
-            if plan.listing_error is not None:
-                plan.not_pruned = "its files could not be listed"
-            elif plan.failed > len(plan.full):
-                plan.not_pruned = (f"{plan.failed - len(plan.full)} add(s) or update(s) "
-                                   "failed in this run; the next run prunes it once they "
-                                   "succeed")
-            else:
-                prunable.append(plan)
-                if not plan.to_detach:
-                    plan.pruned = True
-        return prunable
-
-    def _engine(self, log: ResultLog, items: list[Item], operation: Attach | Detach,
-                due_in: float, started: float, tally: Tally) -> Engine:
-        settings = self.settings
-        loop = asyncio.get_running_loop()
-        spent = loop.time() - started
-        left = None if settings.max_runtime is None else max(0.001,
-                                                              settings.max_runtime - spent)
-        detaching = isinstance(operation, Detach)
-
-        def count(item: Item, outcome: Outcome) -> None:
-            plan = self.by_store[item.owner]
-            plan.count(outcome, detaching=detaching)
-            if not detaching and is_store_full(outcome):
-                plan.full.append(item)
-                plan.full_outcomes.append(outcome)
-
-        engine = Engine(
-            parts=lambda: iter(items), pairs=len(items), index=self.index, log=log,
-            sender=self.sender, owner_column=self.target.owner_column,
-            concurrency=settings.concurrency, batch_size=settings.batch_size,
-            retry_failed=settings.retry_failed, max_runtime=left,
-            on_progress=progress_for(settings, self.io, len(items)),
-            resume_due_in=max(0.0, due_in), operation=operation, on_outcome=count)
-        engine.tally = tally
-        tally.pairs += len(items)
-        return engine
-
-    async def _run(self, engine: Engine) -> None:
-        progress = engine.on_progress
-        try:
-            result = await engine.run()
-        finally:
-            close = getattr(progress, "close", None)
-            if close is not None:
-                close()
-        if result.stop is not None and self.stop is None:
-            self.stop = result.stop
-        if result.refusal is not None and self.refusal is None:
-            self.refusal = result.refusal
-        if engine.log_error is not None and self.log_error is None:
-            self.log_error = str(engine.log_error)
-
-    # --- the end ------------------------------------------------------------------------------
-
-    def _result(self, elapsed: float) -> RunResult:
-        final_tally(self.tally, self.plans, self.stats)
+    def run_result(self, elapsed: float) -> RunResult:
+        """The pairs' tally and how the run ended, as run's summary and exit code read them
+        (the guard is not a stop of the engine: sync's exit code says it)."""
         stop = self.stop if self.stop != "guard" else None
         return RunResult(self.tally, stop, self.refusal, elapsed)
 
-    def _exit_code(self, result: RunResult) -> int:
-        if self.log_error is not None:
-            return exit_code_for(result)
-        return sync_exit_code(result, self.plans, self.detach_tally, self.guard)
 
-    def _error(self, result: RunResult, key: ApiKey, engine: Engine | None) -> str | None:
-        if self.log_error is not None:
-            return f"{self.log_error}; the run stopped sending at once"
-        if self.guard:
-            return ("the guard stopped the sync before any detach: " + "; ".join(self.guard)
-                    + " (more than half of a store, or over --max-delete); check the "
-                    "manifest with --dry-run, then allow it with --max-delete N")
-        if engine is None:
-            if result.refusal is not None:  # met while listing
-                return refusal_text(result.refusal, key, self.target)
-            if result.stop is not None:
-                return f"stopped by {result.stop}"
-            return None
-        return run_error(result, self.settings, key, self.target, self.sender, engine)
+async def run_sync(settings: Settings, io: Io, target: Target, source: ManifestSource,
+                   stats: ManifestStats, index: ResumeIndex, plans: list[StorePlan], *,
+                   sender: Sender, log: ResultLog, progress: Callable[[int], Progress | None],
+                   due_in: float, started: float) -> SyncResult:
+    """List, plan, write, with the log open and the session up. `due_in`: seconds from
+    `started` (the loop's clock) before a pair an earlier run left unsettled may be checked;
+    `progress`: a bar for a phase of so many pairs."""
+    loop = asyncio.get_running_loop()
+    stop, refusal = await list_named_stores(settings, io, sender, plans)
+    counters = sender.counters
+    for plan in plans:
+        plan.plan(index, retry_failed=settings.retry_failed)
+        counters.chunking_mismatch += plan.listing.chunking_mismatch
+        counters.chunking_examples += plan.listing.chunking_examples
+    del counters.chunking_examples[CHUNKING_EXAMPLES:]
+    if stop is None and any(plan.sets.writes for plan in plans):
+        read_writes({plan.store: plan for plan in plans},
+                    iter_items(source, target.owner_column, target.group_key), source.display)
+    phases = Phases(settings, plans, index=index, log=log, sender=sender,
+                    owner_column=target.owner_column, progress=progress,
+                    due_in=due_in - (loop.time() - started), started=started)
+    if stop is None:
+        await phases.run()
+        stop, refusal = phases.stop, phases.refusal
+    final_tally(phases.tally, plans, stats)
+    return SyncResult(plans, phases.tally, phases.detach_tally, stop, refusal, phases.guard,
+                      phases.log_error, phases.engine)
 
-    def _summary(self, result: RunResult, code: int, error: str | None, manifest: str,
-                 run_id: str, learned: float | None, argv: Sequence[str]) -> dict[str, Any]:
-        settings = self.settings
-        summary = build_summary(
-            result, self.sender.counters, target=self.target.name, manifest=manifest,
-            log=settings.log, rpm=settings.rpm, learned_rpm=learned, exit_code=code,
-            argv=argv, error=error, run_id=run_id, op="sync")
-        add_sync_fields(summary, result.tally, self.detach_tally, self.plans, self.guard,
-                        lists=self.sender.counters.lists, argv=argv)
-        return summary
+
+def final_tally(tally: Tally, plans: Sequence[StorePlan], stats: ManifestStats) -> None:
+    """Complete the manifest pairs' tally: pairs the listing found in place and the log
+    already knew, pairs refused earlier, and every pair of a store that could not be listed
+    (failed, with the listing's error)."""
+    tally.pairs = stats.pairs
+    tally.duplicates = stats.duplicates
+    for plan in plans:
+        sets = plan.sets
+        tally.done_earlier += sets.in_place - len(sets.to_record)
+        tally.refused_earlier += sets.refused_earlier
+        unlisted = plan.unlisted_failed
+        if plan.listing.error is not None and unlisted:
+            status, error = plan.listing.error
+            tally.failed += unlisted
+            reason = (status, error.code, generic_message(error.message))
+            tally.failed_reasons[reason] = tally.failed_reasons.get(reason, 0) + unlisted

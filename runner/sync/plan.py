@@ -1,12 +1,8 @@
-"""sync's plan for one vector store: the manifest's pairs for it, what its listing showed, and
-so what this run adds, updates, checks and detaches (SPEC "sync").
-
-Memory: a manifest pair costs its file id (a key of `index_of`) and a few bytes in arrays
-(what the listing said of it, its attributes' digest, its chunking); its Item, with the
-attributes the manifest gives, is kept only if this run writes it (`writes`, filled by a
-second read of the manifest: `read_writes`). A listed file the manifest does not name keeps
-only its id (it is to be detached). A listed file costs nothing more, and the listing's JSON
-is dropped page by page (runner/operations/listing.py).
+"""sync's plan per vector store (SPEC "sync"): from the manifest's pairs for a store and what its
+listing showed (runner/sync/store.py), the sets this run writes there: what to add, update,
+check first and detach (`StoreSets`, made once by `plan_sets`, only read after). `StorePlan`
+holds a store's two sides, its sets and its `StoreResult` (runner/sync/result.py), which the
+phases write (runner/sync/phases.py).
 
 The listing is the truth of the run, except for a pair with an unsettled write in the log
 (`sent` with no `done`, a batch never followed, a `done` that is failed and uncertain): such a
@@ -15,254 +11,81 @@ pair is not written to until the settle rule allows and a GET says what is there
 
 from __future__ import annotations
 
-import json
-import re
-from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from runner.attributes import Options, chunking_matches, digest_value
+from runner.attributes import Options, digest_value
 from runner.errors import UsageError
 from runner.items import Item
 from runner.log.resume import ResumeIndex, State
-from runner.requests.outcomes import Outcome
-from runner.requests.targets import ApiError
+from runner.manifest import ManifestSource, iter_items
+from runner.requests.targets import ApiError, Target
+from runner.sync.result import StoreResult
+from runner.sync.store import IN_PLACE, STALE, StoreListing, StorePairs
 
-# found[i]: what the listing said of the manifest's i-th pair of the store.
-NOT_LISTED, IN_PLACE, STALE = 0, 1, 2
 # Log states whose write may have landed (or not): check before writing (SPEC's settle rule).
 UNSETTLED = frozenset({State.SENT, State.FAILED_UNCERTAIN, State.BATCH})
-# How the plan printed by --dry-run shows each list: the first few ids.
-SHOW_IDS = 5
-# An add refused because the store holds its maximum of files (the real API's wording is not
-# documented: any 400 that says the store is full, or names a maximum or limit of files).
-_FULL = re.compile(r"\bis full\b|\bmaximum\b.*\bfiles\b|\bfiles?\b.*\blimit\b|too many files",
-                   re.IGNORECASE)
-
-
-def is_store_full(outcome: Outcome) -> bool:
-    error = outcome.error
-    return (outcome.outcome == "failed" and outcome.status == 400 and error is not None
-            and _FULL.search(error.message) is not None)
 
 
 @dataclass
-class StorePlan:
-    """One named store: its manifest pairs, its listing, its plan and what the run did.
+class StoreSets:
+    """What this run does to one store: file ids, manifest pairs in the manifest's order and
+    extras in the listing's. Made once from the listing and the manifest (`plan_sets`); the
+    phases only read them."""
 
-    The plan's lists hold file ids; `writes` maps the ids this run writes to their Item."""
-
-    store: str
-    # The manifest's pairs, in order: id -> place; per place, in the arrays below, what the
-    # listing said (`found`), whether the manifest gives attributes and their digest, and
-    # which of `chunkings` it asks for (0: none given).
-    index_of: dict[str, int] = field(default_factory=dict)
-    found: bytearray = field(default_factory=bytearray)  # NOT_LISTED | IN_PLACE | STALE
-    managed: bytearray = field(default_factory=bytearray)  # 1: attributes given
-    digests: array[int] = field(default_factory=lambda: array("Q"))
-    chunking_of: array[int] = field(default_factory=lambda: array("I"))
-    chunkings: list[Mapping[str, Any] | None] = field(default_factory=lambda: [None])
-    listed: int = 0  # files the listing showed (every status), before this run's writes
-    extras: dict[str, None] = field(default_factory=dict)  # listed, not in the manifest (ordered)
-    failed_files: list[tuple[str, str]] = field(default_factory=list)  # (file id, last_error)
-    chunking_mismatch: int = 0
-    chunking_examples: list[str] = field(default_factory=list)  # a few, for the warning
-    listing_error: tuple[int | None, ApiError] | None = None
-    run_refused: bool = False  # every store's listing refused alike: its pairs are not done
-    # The plan, once listed (see plan()): file ids.
     adds: list[str] = field(default_factory=list)
-    updates: list[str] = field(default_factory=list)
+    updates: list[str] = field(default_factory=list)  # listed with other attributes
     checks: list[str] = field(default_factory=list)  # manifest pairs: check, then write
-    detaches: list[str] = field(default_factory=list)
+    detaches: list[str] = field(default_factory=list)  # listed, not in the manifest
     detach_checks: list[str] = field(default_factory=list)  # extras with an unsettled write
     to_record: list[str] = field(default_factory=list)  # in place; the log does not say so
-    writes: dict[str, Item | None] = field(default_factory=dict)  # adds, updates, checks
     in_place: int = 0
     refused_earlier: int = 0
-    # What the run did.
-    added: int = 0
-    updated: int = 0
-    detached: int = 0
-    failed: int = 0  # adds, updates and checks of manifest pairs that failed in this run
-    detach_failed: int = 0
-    full: list[Item] = field(default_factory=list)  # adds refused because the store is full
-    full_outcomes: list[Outcome] = field(default_factory=list)  # and how they were refused
-    pruned: bool = False
-    not_pruned: str | None = None  # why its detaches did not go
-    _chunking_index: dict[str, int] = field(default_factory=dict)
+    # The Items of the writes (adds, updates, checks): None until `read_writes` reads them.
+    writes: dict[str, Item | None] = field(default_factory=dict)
 
     @property
-    def pairs(self) -> int:
-        return len(self.index_of)
-
-    @property
-    def unlisted_failed(self) -> int:
-        """Pairs failed because the store could not be listed (none if the run was refused)."""
-        return self.pairs if self.listing_error is not None and not self.run_refused else 0
-
-    def want(self, item: Item) -> bool:
-        """Add a manifest pair; False if the manifest named it already (a repeat)."""
-        if item.file_id in self.index_of:
-            return False
-        self.index_of[item.file_id] = len(self.found)
-        self.found.append(NOT_LISTED)
-        options = item.options or Options()
-        attributes = options.attributes
-        self.managed.append(attributes is not None)
-        self.digests.append(digest_value(attributes) if attributes is not None else 0)
-        self.chunking_of.append(self._chunking(options.chunking_strategy))
-        return True
-
-    def _chunking(self, strategy: Mapping[str, Any] | None) -> int:
-        """Strategies are few: each distinct one is kept once."""
-        if strategy is None:
-            return 0
-        spelled = json.dumps(strategy, sort_keys=True)
-        at = self._chunking_index.get(spelled)
-        if at is None:
-            at = self._chunking_index[spelled] = len(self.chunkings)
-            self.chunkings.append(strategy)
-        return at
-
-    def digest_at(self, at: int) -> int | None:
-        """The digest of the attributes the manifest gives the pair, None if it gives none."""
-        return self.digests[at] if self.managed[at] else None
-
-    # --- the listing (runner/operations/listing.py calls these) ---
-
-    def take(self, entry: Mapping[str, Any]) -> None:
-        """One listed file."""
-        self.listed += 1
-        file_id = entry["id"]
-        at = self.index_of.get(file_id)
-        if at is None:
-            self.extras[file_id] = None
-            return
-        if self.found[at] != NOT_LISTED:
-            return  # listed twice (the store changed between pages): seen already
-        stale = self.managed[at] and self.digests[at] != digest_value(_attributes(entry))
-        self.found[at] = STALE if stale else IN_PLACE
-        if not chunking_matches(self.chunkings[self.chunking_of[at]],
-                                entry.get("chunking_strategy")):
-            self.chunking_mismatch += 1
-            if len(self.chunking_examples) < 3:
-                self.chunking_examples.append(f"{self.store}/{file_id}")
-        if entry.get("status") == "failed":
-            self.failed_files.append((file_id, _last_error(entry.get("last_error"))))
-
-    def listing_failed(self, status: int | None, error: ApiError) -> None:
-        self.listing_error = (status, error)
-
-    # --- the plan -------------------------------------------------------------------------
-
-    def plan(self, index: ResumeIndex, *, retry_failed: bool) -> None:
-        """From the listing and the log: what to add, update, check and detach."""
-        if self.listing_error is not None:
-            return
-        store = self.store
-        for at, (file_id, found) in enumerate(zip(self.index_of, self.found, strict=True)):
-            state = index.last_state(store, file_id)
-            if state in UNSETTLED:
-                self.checks.append(file_id)
-            elif found == STALE:
-                self.updates.append(file_id)
-            elif found == IN_PLACE:
-                self.in_place += 1
-                if not index.records_in_place(store, file_id, self.digest_at(at)):
-                    self.to_record.append(file_id)
-            elif (state == State.REFUSED and not retry_failed
-                  and _refused_attach(index, store, file_id)):
-                self.refused_earlier += 1
-            else:
-                self.adds.append(file_id)
-        for file_id in self.extras:
-            if index.last_state(store, file_id) in UNSETTLED:
-                self.detach_checks.append(file_id)
-            else:
-                self.detaches.append(file_id)
-        self.extras = {}  # the plan holds them now
-        self.writes = dict.fromkeys(self.checks + self.updates + self.adds)
+    def to_detach(self) -> int:
+        return len(self.detaches) + len(self.detach_checks)
 
     def write_items(self, file_ids: list[str]) -> list[Item]:
         """The Items of planned writes (after `read_writes`)."""
         writes = self.writes
         return [item for item in map(writes.__getitem__, file_ids) if item is not None]
 
-    @property
-    def to_detach(self) -> int:
-        return len(self.detaches) + len(self.detach_checks)
 
-    def over_guard(self) -> bool:
-        """SPEC's half-store guard: 2 x detaches > files listed."""
-        return 2 * self.to_detach > self.listed
-
-    # --- what the run did -------------------------------------------------------------------
-
-    def count(self, outcome: Outcome, *, detaching: bool) -> None:
-        kind = outcome.outcome
-        if detaching:
-            if kind in ("detached", "already_detached"):
-                self.detached += 1
-            else:
-                self.detach_failed += 1
-        elif kind == "attached":
-            self.added += 1
-        elif kind == "updated":
-            self.updated += 1
-        elif kind == "failed":
-            self.failed += 1
-
-    def report(self) -> dict[str, Any]:
-        """The store's entry in `--json`'s `stores`."""
-        error = self.listing_error
-        return {
-            "vector_store_id": self.store,
-            "listed": self.listed if error is None else None,
-            "manifest_files": self.pairs,
-            "in_place": self.in_place,
-            "added": self.added,
-            "updated": self.updated,
-            "detached": self.detached,
-            "failed": self.failed + self.detach_failed + self.unlisted_failed,
-            "to_add": len(self.adds), "to_update": len(self.updates),
-            "to_check": len(self.checks), "to_detach": self.to_detach,
-            "pruned": self.pruned,
-            "not_pruned": self.not_pruned,
-            "failed_files": [{"file_id": f, "last_error": e} for f, e in self.failed_files],
-            "listing_error": None if error is None else {"status": error[0],
-                                                         **error[1].as_log()},
-        }
-
-    def plan_lines(self) -> list[str]:
-        """The store's plan as --dry-run prints it."""
-        if self.listing_error is not None:
-            status, error = self.listing_error
-            return [f"{self.store}: could not be listed ({status or 'no answer'}: "
-                    f"{error.message}); nothing would be written to it"]
-        parts = [f"{self.store}: listed {self.listed}, in place {self.in_place}"]
-        for word, items in (("add", self.adds), ("update", self.updates),
-                            ("check first", self.checks + self.detach_checks),
-                            ("detach", self.detaches)):
-            if items:
-                shown = ", ".join(items[:SHOW_IDS])
-                more = ", ..." if len(items) > SHOW_IDS else ""
-                parts.append(f"  {word} {len(items)}: {shown}{more}")
-        for file_id, last_error in self.failed_files:
-            parts.append(f"  failed processing: {file_id} ({last_error})")
-        return parts
-
-
-def _attributes(entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    value = entry.get("attributes")
-    return value if isinstance(value, Mapping) else None
-
-
-def _last_error(value: Any) -> str:
-    if isinstance(value, Mapping):
-        code, message = value.get("code"), value.get("message")
-        return ": ".join(str(x) for x in (code, message) if x) or "failed"
-    return "failed"
+def plan_sets(listing: StoreListing, index: ResumeIndex, *, retry_failed: bool) -> StoreSets:
+    """From the listing and the log: what to add, update, check and detach (nothing for a
+    store that could not be listed)."""
+    sets = StoreSets()
+    if listing.error is not None:
+        return sets
+    store, pairs = listing.store, listing.pairs
+    found = listing.found or bytes(len(pairs))  # no manifest pair listed: none found
+    for at, (file_id, said) in enumerate(zip(pairs.index_of, found, strict=True)):
+        state = index.last_state(store, file_id)
+        if state in UNSETTLED:
+            sets.checks.append(file_id)
+        elif said == STALE:
+            sets.updates.append(file_id)
+        elif said == IN_PLACE:
+            sets.in_place += 1
+            if not index.records_in_place(store, file_id, pairs.digest_at(at)):
+                sets.to_record.append(file_id)
+        elif (state == State.REFUSED and not retry_failed
+              and _refused_attach(index, store, file_id)):
+            sets.refused_earlier += 1
+        else:
+            sets.adds.append(file_id)
+    for file_id in listing.extras:
+        if index.last_state(store, file_id) in UNSETTLED:
+            sets.detach_checks.append(file_id)
+        else:
+            sets.detaches.append(file_id)
+    listing.extras = {}  # the sets hold them now
+    sets.writes = dict.fromkeys(sets.checks + sets.updates + sets.adds)
+    return sets
 
 
 def _refused_attach(index: ResumeIndex, store: str, file_id: str) -> bool:
@@ -271,35 +94,69 @@ def _refused_attach(index: ResumeIndex, store: str, file_id: str) -> bool:
     return info is None or info.op != "detach"
 
 
-def listing_refusal(plans: list[StorePlan]) -> tuple[int, ApiError] | None:
-    """The run's refusal when every named store's listing was refused the same way (status
-    and code): a wrong --base-url, not a missing store (as run's breaker, which stops a run
-    whose first answers are all one refusal). One store that cannot be listed among stores
-    that can is that store's failure."""
-    errors = [plan.listing_error for plan in plans]
-    first = errors[0] if errors else None
-    if first is None or first[0] is None or not _is_refusal(first[0]):
-        return None
-    if any(e is None or (e[0], e[1].code) != (first[0], first[1].code) for e in errors):
-        return None
-    return first[0], first[1]
+class StorePlan:
+    """One named store: the manifest's pairs for it, its listing, the sets made from the two
+    (`plan`), and what the run did there (`result`). The manifest (`want`) and the listing
+    (`take`, `listing_failed`, `listed`: runner/operations/listing.py's `Listed`) feed it."""
+
+    __slots__ = ("store", "pairs", "listing", "sets", "result")
+
+    def __init__(self, store: str) -> None:
+        self.store = store
+        self.pairs = StorePairs()
+        self.listing = StoreListing(store, self.pairs)
+        self.sets = StoreSets()  # nothing to do until planned
+        self.result = StoreResult()
+
+    def want(self, item: Item) -> bool:
+        return self.pairs.want(item)
+
+    def take(self, entry: Mapping[str, Any]) -> None:
+        self.listing.take(entry)
+
+    def listing_failed(self, status: int | None, error: ApiError) -> None:
+        self.listing.listing_failed(status, error)
+
+    @property
+    def listed(self) -> int:
+        return self.listing.listed
+
+    @listed.setter
+    def listed(self, value: int) -> None:
+        self.listing.listed = value
+
+    def plan(self, index: ResumeIndex, *, retry_failed: bool) -> None:
+        """Once listed: make the store's sets."""
+        self.sets = plan_sets(self.listing, index, retry_failed=retry_failed)
+
+    # The sets read most, by name.
+    @property
+    def adds(self) -> list[str]:
+        return self.sets.adds
+
+    @property
+    def updates(self) -> list[str]:
+        return self.sets.updates
+
+    def write_items(self, file_ids: list[str]) -> list[Item]:
+        return self.sets.write_items(file_ids)
+
+    @property
+    def unlisted_failed(self) -> int:
+        """Pairs failed because the store could not be listed (none if the run was refused)."""
+        listing = self.listing
+        return len(self.pairs) if listing.error is not None and not listing.refused_run else 0
 
 
-def _is_refusal(status: int) -> bool:
-    return 400 <= status < 500 and status not in (408, 409, 429)
-
-
-def guard_breaches(plans: list[StorePlan], max_delete: int | None) -> list[str]:
-    """What stops the run before its first detach (SPEC: the guard, or --max-delete)."""
-    if max_delete is not None:
-        total = sum(plan.to_detach for plan in plans)
-        if total > max_delete:
-            return [f"{total} detach(es) planned over --max-delete {max_delete} ("
-                    + ", ".join(f"{p.store}: {p.to_detach} of {p.listed}"
-                                for p in plans if p.to_detach) + ")"]
-        return []
-    return [f"{plan.store} would detach {plan.to_detach} of its {plan.listed} listed file(s)"
-            for plan in plans if plan.over_guard()]
+def store_plans(source: ManifestSource, target: Target) -> list[StorePlan]:
+    """The manifest's pairs by store, in the order stores first appear (repeats once)."""
+    plans: dict[str, StorePlan] = {}
+    for item in iter_items(source, target.owner_column, target.group_key):
+        plan = plans.get(item.owner)
+        if plan is None:
+            plan = plans[item.owner] = StorePlan(item.owner)
+        plan.want(item)
+    return list(plans.values())
 
 
 def read_writes(plans: Mapping[str, StorePlan], items: Iterable[Item], display: str) -> None:
@@ -309,15 +166,19 @@ def read_writes(plans: Mapping[str, StorePlan], items: Iterable[Item], display: 
     file changed while the sync ran: stop before any write (UsageError)."""
     for item in items:
         plan = plans.get(item.owner)
-        if plan is None or plan.writes.get(item.file_id, False) is not None:
+        if plan is None:
+            continue
+        writes = plan.sets.writes
+        if writes.get(item.file_id, False) is not None:
             continue  # not written by this run, or taken already
         given = (item.options or Options()).attributes
-        at = plan.index_of[item.file_id]
-        if plan.digest_at(at) != (None if given is None else digest_value(given)):
+        pairs = plan.pairs
+        if pairs.digest_at(pairs.index_of[item.file_id]) != (
+                None if given is None else digest_value(given)):
             _changed(display, f"line {item.line}: the attributes of {item.file_id}")
-        plan.writes[item.file_id] = item
+        writes[item.file_id] = item
     for plan in plans.values():
-        for file_id, written in plan.writes.items():
+        for file_id, written in plan.sets.writes.items():
             if written is None:
                 _changed(display, f"{plan.store}/{file_id} is gone")
 

@@ -1,6 +1,7 @@
-"""What a sync says: how its listing goes; at the end, its pairs' tally, its exit code, the
-`--json` fields it adds to run's (`stores`, `failed_files`, `guard`, `list_requests`), the
-per-store lines of the text summary, and the one line of a refusal met while listing.
+"""What a sync says: its exit code, the `--json` fields it adds to run's (`stores`,
+`failed_files`, `guard`, `list_requests`), the per-store lines of the text summary and of the
+dry run's plan, and the one line of a stop by the guard or of a refusal met while listing.
+Formatting only: the stores' sets and results and the tallies come in, text and JSON go out.
 """
 
 from __future__ import annotations
@@ -8,52 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from runner.config import ApiKey, Settings
-from runner.console import Io
+from runner.config import ApiKey
 from runner.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
-from runner.manifest import ManifestStats
-from runner.operations.listing import list_stores, listing_progress
-from runner.requests.outcomes import Outcome, RunRefused
-from runner.requests.sender import Sender
-from runner.requests.targets import Target, generic_message
-from runner.run.progress import PLAIN_EVERY, is_terminal
+from runner.requests.outcomes import RunRefused
+from runner.requests.targets import Target
 from runner.run.summary import group_reasons, refusal_line, rerun_command
 from runner.run.tally import RunResult, Tally, exit_code_for
 from runner.sync.plan import StorePlan
 
 # Stores shown one a line in the text summary; --json's `stores` has them all.
 SHOWN_STORES = 20
-
-
-def final_tally(tally: Tally, plans: Sequence[StorePlan], stats: ManifestStats) -> None:
-    """Complete the manifest pairs' tally: pairs the listing found in place and the log
-    already knew, pairs refused earlier, and every pair of a store that could not be listed
-    (failed, with the listing's error)."""
-    tally.pairs = stats.pairs
-    tally.duplicates = stats.duplicates
-    for plan in plans:
-        tally.done_earlier += plan.in_place - len(plan.to_record)
-        tally.refused_earlier += plan.refused_earlier
-        if plan.listing_error is not None and plan.unlisted_failed:
-            status, error = plan.listing_error
-            tally.failed += plan.unlisted_failed
-            reason = (status, error.code, generic_message(error.message))
-            tally.failed_reasons[reason] = (tally.failed_reasons.get(reason, 0)
-                                            + plan.unlisted_failed)
-
-
-def uncount(tally: Tally, failures: list[Outcome]) -> None:
-    """Take failures back out of a tally (adds a full store refused, sent again)."""
-    reasons = tally.failed_reasons
-    for outcome in failures:
-        tally.failed -= 1
-        err = outcome.error
-        reason = (outcome.status, err.code if err else None,
-                  generic_message(err.message) if err else "")
-        if reasons.get(reason, 0) > 1:
-            reasons[reason] -= 1
-        else:
-            reasons.pop(reason, None)
+# How the plan printed by --dry-run shows each set: the first few ids.
+SHOW_IDS = 5
 
 
 def sync_exit_code(result: RunResult, plans: Sequence[StorePlan], detach_tally: Tally,
@@ -66,7 +33,7 @@ def sync_exit_code(result: RunResult, plans: Sequence[StorePlan], detach_tally: 
         return code
     if guard:
         return EXIT_REFUSED
-    unmatched = any(p.failed_files or not p.pruned for p in plans)
+    unmatched = any(p.listing.failed_files or not p.result.pruned for p in plans)
     if code == EXIT_OK and (detach_tally.failed or unmatched):
         return EXIT_FAILED
     return code
@@ -82,9 +49,9 @@ def add_sync_fields(summary: dict[str, Any], tally: Tally, detach_tally: Tally,
     summary["failed_by_reason"] = group_reasons(
         [*tally.failed_reasons.items(), *detach_tally.failed_reasons.items()])
     summary["list_requests"] = lists
-    summary["stores"] = [plan.report() for plan in plans]
+    summary["stores"] = [store_entry(plan) for plan in plans]
     summary["failed_files"] = [{"vector_store_id": p.store, "file_id": f, "last_error": e}
-                               for p in plans for f, e in p.failed_files]
+                               for p in plans for f, e in p.listing.failed_files]
     summary["guard"] = guard or None
     if guard:
         summary["stopped_by"] = "guard"
@@ -94,31 +61,71 @@ def add_sync_fields(summary: dict[str, Any], tally: Tally, detach_tally: Tally,
         summary["next"] = "nothing: every named store matches the manifest"
 
 
+def store_entry(plan: StorePlan) -> dict[str, Any]:
+    """The store's entry in `--json`'s `stores` (and in the dry run's)."""
+    listing, sets, result = plan.listing, plan.sets, plan.result
+    error = listing.error
+    return {
+        "vector_store_id": plan.store,
+        "listed": listing.listed if error is None else None,
+        "manifest_files": len(plan.pairs),
+        "in_place": sets.in_place,
+        "added": result.added,
+        "updated": result.updated,
+        "detached": result.detached,
+        "failed": result.failed + result.detach_failed + plan.unlisted_failed,
+        "to_add": len(sets.adds), "to_update": len(sets.updates),
+        "to_check": len(sets.checks), "to_detach": sets.to_detach,
+        "pruned": result.pruned,
+        "not_pruned": result.not_pruned,
+        "failed_files": [{"file_id": f, "last_error": e} for f, e in listing.failed_files],
+        "listing_error": None if error is None else {"status": error[0],
+                                                     **error[1].as_log()},
+    }
+
+
+def plan_lines(plan: StorePlan) -> list[str]:
+    """The store's plan as --dry-run prints it."""
+    listing, sets = plan.listing, plan.sets
+    if listing.error is not None:
+        status, error = listing.error
+        return [f"{plan.store}: could not be listed ({status or 'no answer'}: "
+                f"{error.message}); nothing would be written to it"]
+    parts = [f"{plan.store}: listed {listing.listed}, in place {sets.in_place}"]
+    for word, items in (("add", sets.adds), ("update", sets.updates),
+                        ("check first", sets.checks + sets.detach_checks),
+                        ("detach", sets.detaches)):
+        if items:
+            shown = ", ".join(items[:SHOW_IDS])
+            more = ", ..." if len(items) > SHOW_IDS else ""
+            parts.append(f"  {word} {len(items)}: {shown}{more}")
+    for file_id, last_error in listing.failed_files:
+        parts.append(f"  failed processing: {file_id} ({last_error})")
+    return parts
+
+
 def store_lines(plans: Sequence[StorePlan]) -> str:
     """The stores in a few lines: what each got, and why one was not pruned."""
     lines = ["stores:"]
     for plan in plans[:SHOWN_STORES]:
-        done = (f"listed {plan.listed}, added {plan.added}, updated {plan.updated}, "
-                f"detached {plan.detached}")
-        state = "matches the manifest" if plan.pruned and not plan.failed else (
-            f"not pruned: {plan.not_pruned}" if plan.not_pruned else "not finished")
+        result = plan.result
+        done = (f"listed {plan.listing.listed}, added {result.added}, updated "
+                f"{result.updated}, detached {result.detached}")
+        state = "matches the manifest" if result.pruned and not result.failed else (
+            f"not pruned: {result.not_pruned}" if result.not_pruned else "not finished")
         lines.append(f"  {plan.store}: {done}; {state}")
-        for file_id, last_error in plan.failed_files[:3]:
+        for file_id, last_error in plan.listing.failed_files[:3]:
             lines.append(f"    failed processing: {file_id} ({last_error})")
     if len(plans) > SHOWN_STORES:
         lines.append(f"  ... and {len(plans) - SHOWN_STORES} more (--json lists all)")
     return "\n".join(lines)
 
 
-async def list_with_progress(settings: Settings, io: Io, sender: Sender,
-                             plans: list[StorePlan]) -> None:
-    """List every named store, saying how it goes on stderr (not with --quiet or
-    --no-progress)."""
-    quiet = settings.quiet or settings.no_progress
-    async with listing_progress(plans, lambda: sender.counters.lists,
-                                None if quiet else io.err, tty=is_terminal(io.err),
-                                every=PLAIN_EVERY):
-        await list_stores(sender, [(p.store, p) for p in plans], settings.concurrency)
+def guard_error(guard: list[str]) -> str:
+    """The one line of a sync the guard stopped before its first detach."""
+    return ("the guard stopped the sync before any detach: " + "; ".join(guard)
+            + " (more than half of a store, or over --max-delete); check the "
+            "manifest with --dry-run, then allow it with --max-delete N")
 
 
 def refusal_text(refusal: RunRefused, key: ApiKey, target: Target) -> str:
