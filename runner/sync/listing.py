@@ -14,7 +14,7 @@ from runner.console import Io
 from runner.operations.listing import list_stores, listing_progress
 from runner.requests.outcomes import RunRefused
 from runner.requests.sender import Sender
-from runner.requests.targets import ApiError
+from runner.requests.targets import ApiError, refuses_for_good
 from runner.run.progress import PLAIN_EVERY, is_terminal
 from runner.sync.plan import StorePlan
 
@@ -80,20 +80,10 @@ def listing_refusal(plans: list[StorePlan]) -> tuple[int, ApiError] | None:
     that can is that store's failure."""
     errors = [plan.listing.error for plan in plans]
     first = errors[0] if errors else None
-    if first is None or first[0] is None or not listing_error_refuses(first[0], first[1]):
+    # A 2xx whose body is not a listing (no `data`, no cursor) is that store's failure, never a
+    # refusal: only an HTTP error the API repeats for good can say the run itself is wrong.
+    if first is None or first[0] is None or first[0] < 400 or not refuses_for_good(first[0]):
         return None
     if any(e is None or (e[0], e[1].code) != (first[0], first[1].code) for e in errors):
         return None
     return first[0], first[1]
-
-
-def listing_error_refuses(status: int, error: ApiError) -> bool:
-    """sync's refusal test: whether a listing's failed answer is a refusal (a 4xx other than
-    408, 409 and 429), so that the same answer for every named store refuses the run.
-
-    The same question is answered elsewhere with other bounds: runner/run/summary.py
-    (`_is_refusal`: any status below 500 but 408, 409, 429) and runner/requests/targets.py
-    (`classify_error`: REFUSED for what is not 401, quota, invalid_beta, 408/409/429 or 5xx).
-    They are to become one rule in runner/requests/; this is the one place to swap it in.
-    `error` is unused until then."""
-    return 400 <= status < 500 and status not in (408, 409, 429)
