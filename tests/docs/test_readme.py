@@ -13,7 +13,7 @@ from runner.cli import HELP, build_parser
 from runner.config import CONFIG_KEYS, OPTIONS
 from tests.cli import make_pairs, run_cli, write_csv
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 # Flags the README spells wrong on purpose, to show the error that names the closest one.
 TYPOS = {"--concurency"}

@@ -26,7 +26,7 @@ from runner.config import (
 )
 from runner.errors import ConfigError, UsageError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEY = "sk-proj-Abc123SECRETsecret456XYZ789tail"
 
 

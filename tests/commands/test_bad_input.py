@@ -26,7 +26,7 @@ import pytest
 from runner.cli import main
 from tests.cli import SANDBOX_KEY, cli_env, run_cli
 
-BAD = Path(__file__).resolve().parent / "data" / "bad"
+BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 ERROR = "attach-runner: error: "
 ERROR_LINE = re.compile(
     r"^attach-runner: error: (?P<where>[^;]+?): (?P<what>[^;]+); (?P<todo>\S.*)$")

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from runner.sandbox import SandboxConfig, add_sandbox_arguments
-from tests.test_sandbox import (
+from tests.sandbox.test_requests import (
     KEY,
     NO_BETA,
     V1,

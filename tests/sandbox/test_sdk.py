@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_sandbox import StartSandbox, pair
+from tests.sandbox.test_requests import StartSandbox, pair
 
 openai = pytest.importorskip("openai", reason="the SDK is in the `test` extra")
 

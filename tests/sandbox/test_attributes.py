@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.test_sandbox import V2, Http, StartSandbox, call, error_of, pair, store
+from tests.sandbox.test_requests import V2, Http, StartSandbox, call, error_of, pair, store
 
 AUTO_AS_REPORTED = {
     "type": "static",

@@ -28,7 +28,7 @@ from runner.manifest import (
     open_manifest,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "manifests"
 ASSISTANTS = ("assistant_id", "assistants")
 VECTOR_STORES = ("vector_store_id", "vector_stores")

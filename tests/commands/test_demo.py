@@ -17,7 +17,7 @@ from runner.manifest import iter_items, open_manifest
 from runner.requests.targets import VectorStoreFiles
 from tests.cli import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JOBS = ROOT / "jobs"
 VECTOR_STORES = ("vector_store_id", "vector_stores")
 

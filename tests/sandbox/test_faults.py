@@ -17,7 +17,7 @@ from aiohttp import web
 from runner.sandbox import SandboxConfig, SandboxThread, add_sandbox_arguments
 from runner.sandbox.app import format_base_url
 from runner.sandbox.handlers import SandboxApi
-from tests.test_sandbox import V2, Http, StartSandbox, call, error_of, pair, store
+from tests.sandbox.test_requests import V2, Http, StartSandbox, call, error_of, pair, store
 
 
 @pytest.fixture
