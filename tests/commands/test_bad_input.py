@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from tests.cli import SANDBOX_KEY, cli_env, run_cli
+from tests.cli import SANDBOX_KEY, cli_env, main_in, make_a_worker_raise, run_cli
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 ERROR = "attach-runner: error: "
@@ -620,26 +620,6 @@ REPORT_LINE = re.compile(
     r"(?P<path>\S+) \(run with --debug to see it here\)$")
 
 
-def make_a_worker_raise(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bug in the engine: recording an item's outcome raises."""
-    def record(self: object, item: object, outcome: object, pair: object = None) -> None:
-        raise RuntimeError("simulated bug in a worker")
-
-    monkeypatch.setattr("runner.run.engine.Engine.record", record)
-
-
-def main_in(tmp: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str],
-            reports: Path) -> tuple[int, str, str]:
-    """`main(argv)` in `tmp`, crash reports going to `reports`; (code, stdout, stderr)."""
-    monkeypatch.chdir(tmp)
-    monkeypatch.setenv("OPENAI_API_KEY", SANDBOX_KEY)
-    monkeypatch.setattr("tempfile.tempdir", str(reports))
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
-
-
 def test_a_crash_in_a_worker_is_one_line_and_a_private_report(tmp_path: Path, sandbox,
                                                               monkeypatch):
     """An unexpected exception in a real run: exit 70, one line naming the report; the report
@@ -648,11 +628,11 @@ def test_a_crash_in_a_worker_is_one_line_and_a_private_report(tmp_path: Path, sa
     good(tmp_path)
     (tmp_path / "reports").mkdir()
     make_a_worker_raise(monkeypatch)
-    code, out, err = main_in(tmp_path, monkeypatch, ["run", "m.csv", "--base-url", sb.base_url],
-                             tmp_path / "reports")
-    assert code == 70
-    assert "Traceback" not in out + err
-    [line] = err.splitlines()
+    res = main_in(tmp_path, monkeypatch, ["run", "m.csv", "--base-url", sb.base_url],
+                  reports=tmp_path / "reports")
+    assert res.code == 70
+    assert "Traceback" not in res.out + res.err
+    [line] = res.err.splitlines()
     match = REPORT_LINE.match(line)
     assert match, line
     report = Path(match["path"])
@@ -676,12 +656,11 @@ def test_debug_shows_the_traceback_instead(tmp_path: Path, sandbox, monkeypatch)
     good(tmp_path)
     (tmp_path / "reports").mkdir()
     make_a_worker_raise(monkeypatch)
-    code, _, err = main_in(tmp_path, monkeypatch,
-                           ["run", "m.csv", "--base-url", sb.base_url, "--debug"],
-                           tmp_path / "reports")
-    assert code == 70
-    assert err.startswith("Traceback (most recent call last):")
-    assert err.splitlines()[-1] == "attach-runner: internal error (RuntimeError); this is a bug"
+    res = main_in(tmp_path, monkeypatch, ["run", "m.csv", "--base-url", sb.base_url, "--debug"],
+                  reports=tmp_path / "reports")
+    assert res.code == 70
+    assert res.err.startswith("Traceback (most recent call last):")
+    assert res.err.splitlines()[-1] == "attach-runner: internal error (RuntimeError); this is a bug"
     assert list((tmp_path / "reports").iterdir()) == []
 
 
@@ -692,10 +671,10 @@ def test_a_report_that_cannot_be_written_is_still_one_line(tmp_path: Path, sandb
     good(tmp_path)
     make_a_worker_raise(monkeypatch)
     missing = tmp_path / "no-such-dir"
-    code, out, err = main_in(tmp_path, monkeypatch, ["run", "m.csv", "--base-url", sb.base_url],
-                             missing)
-    assert code == 70
-    assert err.splitlines() == [
+    res = main_in(tmp_path, monkeypatch, ["run", "m.csv", "--base-url", sb.base_url],
+                  reports=missing)
+    assert res.code == 70
+    assert res.err.splitlines() == [
         f"attach-runner: internal error (RuntimeError); this is a bug, and its report could not "
         f"be written to {missing} (No such file or directory); run with --debug to see it"]
 
@@ -742,7 +721,6 @@ def test_an_edited_log_with_odd_fields_is_read_without_a_crash(tmp_path: Path, m
     read: the readers answer, exit 0, no internal error."""
     good(tmp_path)
     (tmp_path / "m.csv.results.jsonl").write_text(EVENT + "\n" + line + "\n")
-    code, out, err = main_in(tmp_path, monkeypatch, [command[0], "m.csv", *command[1:]],
-                             tmp_path)
-    assert (code, err) == (0, "")
-    assert out
+    res = main_in(tmp_path, monkeypatch, [command[0], "m.csv", *command[1:]], reports=tmp_path)
+    assert (res.code, res.err) == (0, "")
+    assert res.out

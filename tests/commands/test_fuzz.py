@@ -10,7 +10,6 @@ arbitrary command lines. Nothing may raise anything but our one-line errors.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -23,12 +22,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.cli import build_parser, main
+from runner.cli import build_parser
 from runner.config import resolve_settings
 from runner.errors import ConfigError, LogError, ManifestError, UsageError
 from runner.items import is_valid_id
 from runner.log.reader import read_log
 from runner.manifest import ManifestSource, ManifestStats, check_manifest
+from tests.cli import run_main
 
 FUZZ = settings(deadline=None, max_examples=150,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -251,13 +251,6 @@ _events = st.builds(
         "exit": _log_values, "counts": _log_values}))
 
 
-def run_main(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
-
-
 @FUZZ
 @given(data=st.binary(max_size=300))
 def test_any_bytes_as_a_log_read_or_one_error_naming_a_line(tmp_path: Path, data: bytes):
@@ -291,10 +284,10 @@ def test_any_events_in_a_log_never_crash_the_readers(tmp_path: Path,
         f"{owner},{file_id}\n" for owner in ids for file_id in ids))
     Path("m.csv.results.jsonl").write_text(
         "".join(json.dumps(event) + "\n" for event in events))
-    code, _, err = run_main([command[0], "m.csv", *command[1:]])
-    assert code in (0, 2), err
-    if code == 2:
-        [line] = err.splitlines()
+    res = run_main([command[0], "m.csv", *command[1:]])
+    assert res.code in (0, 2), res.err
+    if res.code == 2:
+        [line] = res.err.splitlines()
         assert ERROR_LINE.match(line), line
 
 
@@ -325,10 +318,11 @@ def test_any_command_line_is_answered_or_refused_in_one_line(tmp_path: Path,
     Path("cfg.yaml").write_text("concurrency: 4\n")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setattr("sys.stdin", io.StringIO("assistant_id,file_id\nasst_1,file-1\n"))
-    code, _, err = run_main([command, *args])
-    assert code in (0, 2), err
+    res = run_main([command, *args])
+    err = res.err
+    assert res.code in (0, 2), err
     lines = [line for line in err.splitlines() if not line.startswith("attach-runner: warning:")]
-    if code == 0:
+    if res.code == 0:
         assert lines == []
     else:
         assert len(lines) == 1, err

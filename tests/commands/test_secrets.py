@@ -13,8 +13,6 @@ self-signed server is refused, SSL_CERT_FILE is honoured); log and lock files ar
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import os
 import pickle
 import re
@@ -25,18 +23,17 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
 
 import runner
-from runner.cli import build_parser, main
+from runner.cli import build_parser
 from runner.config import ApiKey, load_api_key, resolve_settings
 from runner.requests.client import ApiClient
 from runner.sandbox import SandboxConfig
 from runner.sandbox.handlers import SandboxApi
-from tests.cli import FAST, Result, run_cli, write_csv
+from tests.cli import FAST, Result, main_in, make_a_worker_raise, run_cli, write_csv
 
 SECRET = os.urandom(16).hex()
 SENTINEL = "sk-SENTINEL-" + SECRET
@@ -257,27 +254,16 @@ def test_a_key_with_a_line_break_is_refused_unseen(work: Path):
 
 def crash_in_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make a worker raise while it holds the key, the way a careless bug would."""
-    def record(self: Any, item: Any, outcome: Any, pair: Any = None) -> None:
-        raise RuntimeError(f"simulated bug; headers were {{'Authorization': 'Bearer {SENTINEL}'}}")
-
-    monkeypatch.setattr("runner.run.engine.Engine.record", record)
-
-
-def main_in(work: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> Result:
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
-    monkeypatch.setattr("tempfile.tempdir", str(work / "tmp"))
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return Result(code, out.getvalue(), err.getvalue())
+    make_a_worker_raise(
+        monkeypatch, f"simulated bug; headers were {{'Authorization': 'Bearer {SENTINEL}'}}")
 
 
 def test_a_crash_report_never_holds_the_key(work: Path, sandbox, monkeypatch):
     """A worker's exception that quotes the key: the report (0600) has it scrubbed."""
     sb = sandbox(api_key=SENTINEL)
     crash_in_worker(monkeypatch)
-    res = main_in(work, monkeypatch, ["run", "m.csv", "--base-url", sb.base_url, "--quiet"])
+    res = main_in(work, monkeypatch, ["run", "m.csv", "--base-url", sb.base_url, "--quiet"],
+                  key=SENTINEL)
     assert res.code == 70
     [report] = (work / "tmp").iterdir()
     assert mode(report) == 0o600
@@ -292,7 +278,8 @@ def test_debug_shows_the_traceback_but_never_the_key(work: Path, sandbox, monkey
     """--debug prints the traceback on stderr, key scrubbed; no report file is written."""
     sb = sandbox(api_key=SENTINEL)
     crash_in_worker(monkeypatch)
-    res = main_in(work, monkeypatch, ["run", "m.csv", "--base-url", sb.base_url, "--debug"])
+    res = main_in(work, monkeypatch, ["run", "m.csv", "--base-url", sb.base_url, "--debug"],
+                  key=SENTINEL)
     assert res.code == 70
     assert "Traceback" in res.err
     assert "RuntimeError: simulated bug" in res.err
@@ -353,7 +340,8 @@ def test_no_switch_turns_tls_verification_off():
 )
 def test_https_unless_loopback(work: Path, monkeypatch, url: str, accepted: bool):
     """Plain http only to 127.0.0.0/8, ::1 or localhost; https anywhere."""
-    res = main_in(work, monkeypatch, ["run", "m.csv", "--dry-run", "--base-url", url])
+    res = main_in(work, monkeypatch, ["run", "m.csv", "--dry-run", "--base-url", url],
+                  key=SENTINEL)
     if accepted:
         assert (res.code, res.err) == (0, ""), res.err
     else:

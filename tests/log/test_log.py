@@ -13,7 +13,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -21,21 +20,15 @@ from hypothesis import strategies as st
 
 from runner.errors import LogError
 from runner.items import Item
-from runner.log.reader import read_log
 from runner.log.writer import ResultLog
 from runner.requests.sender import Outcome
 from runner.requests.targets import ApiError
 from runner.run.engine import op_members, pair_members, plain_done_members
+from tests.cli import read_log_events as read_all
 
 TS_PATTERN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 TORN = "the last line is incomplete (a run was cut off while writing); it is ignored and will be cut off by the next run"  # noqa: E501
 NOT_OURS = "this file is not an attach-runner log or was edited: move it away or pass another --log"
-
-
-def read_all(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    warnings: list[str] = []
-    events = list(read_log(str(path), warn=warnings.append))
-    return events, warnings
 
 
 def test_lines_round_trip_with_required_keys(tmp_path: Path) -> None:

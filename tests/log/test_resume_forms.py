@@ -18,7 +18,7 @@ import runner.log.reader
 from runner.errors import LogError
 from runner.items import ascii_pair_keys, pair_keys
 from runner.log.reader import read_log, scan_log
-from runner.log.resume import ResumeIndex
+from tests.log.folds import fold_fast, fold_slowly, same_index
 
 SETTINGS = settings(
     deadline=None, max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -84,32 +84,6 @@ def other_event() -> st.SearchStrategy[dict[str, Any]]:
         {"event": "run-end", "ts": "t", "run": "r1", "exit": 0},
     ])
     return st.one_of(batch, run)
-
-
-def fold_slowly(path: Path, column: str) -> tuple[ResumeIndex, list[str]]:
-    warnings: list[str] = []
-    index = ResumeIndex(column)
-    index.load(read_log(str(path), warn=warnings.append))
-    return index, warnings
-
-
-def fold_fast(path: Path, column: str) -> tuple[ResumeIndex, list[str]]:
-    warnings: list[str] = []
-    index = ResumeIndex(column)
-    index.load_log(str(path), warn=warnings.append)
-    return index, warnings
-
-
-def same_index(a: ResumeIndex, b: ResumeIndex) -> None:
-    assert a.attached == b.attached
-    assert a.updated == b.updated
-    assert a.already == b.already
-    assert a.states == b.states
-    assert a.digests == b.digests
-    assert a.failed == b.failed
-    assert a.batch_of == b.batch_of
-    assert a.batch_files == b.batch_files
-    assert (a.runs, a.last_run_end) == (b.runs, b.last_run_end)
 
 
 def write(path: Path, lines: list[tuple[str, dict[str, Any]]], torn: bytes = b"") -> None:

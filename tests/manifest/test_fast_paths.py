@@ -25,6 +25,7 @@ from runner.manifest.jsonl_format import jsonl_rows
 from runner.manifest.reader import iter_rows
 from runner.run.engine import Tally
 from runner.run.work import Single, iter_work
+from tests.log.folds import fold_fast, fold_slowly, same_index
 
 SETTINGS = settings(
     deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -50,30 +51,6 @@ def test_pair_keys_tell_pairs_apart() -> None:
 
 
 # ---------------------------------------------------------------- the log
-
-
-def fold_slowly(path: Path, owner_column: str) -> tuple[ResumeIndex, list[str]]:
-    warnings: list[str] = []
-    index = ResumeIndex(owner_column)
-    index.load(read_log(str(path), warn=warnings.append))
-    return index, warnings
-
-
-def fold_fast(path: Path, owner_column: str) -> tuple[ResumeIndex, list[str]]:
-    warnings: list[str] = []
-    index = ResumeIndex(owner_column)
-    index.load_log(str(path), warn=warnings.append)
-    return index, warnings
-
-
-def same_index(a: ResumeIndex, b: ResumeIndex) -> None:
-    assert a.attached == b.attached
-    assert a.already == b.already
-    assert a.states == b.states
-    assert a.failed == b.failed
-    assert a.batch_of == b.batch_of
-    assert a.batch_files == b.batch_files
-    assert (a.runs, a.last_run_end) == (b.runs, b.last_run_end)
 
 
 def event_strategy() -> st.SearchStrategy[tuple[str, dict[str, Any]]]:

@@ -7,10 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +15,7 @@ import pytest
 import yaml
 
 from runner.attributes import AUTO_STATIC, same_attributes
-from tests.cli import FAST, cli_env, read_events, run_cli
+from tests.cli import FAST, kill_9_at_random_moments, log_of, read_events, run_cli
 
 Row = tuple[str, str, "dict[str, Any] | None", "dict[str, Any] | None"]
 STATIC = {"type": "static", "static": {"max_chunk_size_tokens": 400,
@@ -245,19 +241,13 @@ def test_kill_9_mid_run_then_rerun_converges_without_doing_anything_twice(
     rows: list[Row] = [(f"vs_{s}", f"file-{s}x{f}", {"lang": "en", "n": f}, None)
                        for s in range(3) for f in range(40)]
     manifest = write_manifest(tmp_path / "m.csv", "csv", rows)
-    args = [sys.executable, "-m", "runner", *args_for(manifest, sb.base_url, "--batch-size",
-                                                      batch, "--concurrency", "4",
-                                                      "--timeout", "2")]
-    for _ in range(3):
-        proc = subprocess.Popen(args, env=cli_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 1.2))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    final = run_cli(*args[3:])
+    args = args_for(manifest, sb.base_url, "--batch-size", batch, "--concurrency", "4",
+                    "--timeout", "2")
+    kill_9_at_random_moments(args, rng, between=(0.3, 1.2))
+    final = run_cli(*args)
     assert final.code == 0, final.err
     record = sb.record()
     assert_converged(record, rows)
     assert all(v["updated"] <= 1 for v in record["pairs"].values())
     assert sum(v["updated"] for v in record["pairs"].values()) <= len(stale)
-    assert any(e["event"] == "sent" for e in read_events(Path(f"{manifest}.results.jsonl")))
+    assert any(e["event"] == "sent" for e in read_events(log_of(manifest)))

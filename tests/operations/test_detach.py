@@ -11,12 +11,16 @@ from typing import Any
 
 import pytest
 
-from tests.cli import FAST, TARGETS, read_events, run_cli, write_csv
-
-
-def pairs_for(target: str, owners: int, files: int) -> list[tuple[str, str]]:
-    prefix = TARGETS[target][1]
-    return [(f"{prefix}_{o}", f"file-{o}x{f}") for o in range(owners) for f in range(files)]
+from tests.cli import (
+    FAST,
+    TARGETS,
+    kill_9_at_random_moments,
+    pairs_for,
+    read_events,
+    rerun_until_exit_0,
+    run_cli,
+    write_csv,
+)
 
 
 def args(command: str, manifest: Path, target: str, base_url: str, *extra: str) -> list[str]:
@@ -264,11 +268,6 @@ def test_kill_9_during_a_detach_then_rerun_removes_each_pair_once(tmp_path: Path
     then reruns to exit 0: every pair is gone, and no pair got a second DELETE after its
     first had landed (an uncertain DELETE is checked, after --settle, never repeated blind)."""
     import random
-    import signal
-    import subprocess
-    import sys
-
-    from tests.cli import cli_env
 
     sb = sandbox(latency_ms=30, late_apply_rate=0.1, late_apply_ms=800, seed=3)
     pairs = pairs_for("vector-store-files", 3, 25)
@@ -278,17 +277,8 @@ def test_kill_9_during_a_detach_then_rerun_removes_each_pair_once(tmp_path: Path
     argv = args("detach", manifest, "vector-store-files", sb.base_url, "--concurrency", "4",
                 "--timeout", "0.4", "--settle", "1", "--store-rpm", "60000")
     rng = random.Random(14)
-    for _ in range(3):
-        proc = subprocess.Popen([sys.executable, "-m", "runner", *argv], env=cli_env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.4, 1.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    for _ in range(3):
-        final = run_cli(*argv)
-        if final.code == 0:
-            break
-    assert final.code == 0, final.err
+    kill_9_at_random_moments(argv, rng, between=(0.4, 1.0))
+    rerun_until_exit_0(argv, runs=3)
     time.sleep(0.9)  # a DELETE still held by the server lands now
     assert held(sb, "vector-store-files", pairs) == []
     record = sb.record()["pairs"]

@@ -7,8 +7,6 @@ import asyncio
 import json
 import math
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -23,7 +21,7 @@ from runner.log.resume import Plan
 from runner.pacing.store_limiter import KeyedLimiter
 from runner.run.work import FreeStoresFirst, Single, Work
 from runner.sandbox import SandboxThread
-from tests.cli import FAST, attached_counts, cli_env, read_events, run_cli, write_csv
+from tests.cli import FAST, attached_counts, log_of, read_events, run_cli, spawn, write_csv
 
 TARGET = ["--target", "vector-store-files"]
 OWNER = "vector_store_id"
@@ -42,18 +40,9 @@ def run_args(sb: SandboxThread, manifest: Path, *extra: str) -> list[str]:
             *FAST, *extra]
 
 
-def log_of(manifest: Path) -> Path:
-    return Path(str(manifest) + ".results.jsonl")
-
-
 def done_lines(events: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     """The last `done` line of each pair (the one that stands)."""
     return {(e[OWNER], e["file_id"]): e for e in events if e["event"] == "done"}
-
-
-def start_run(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "runner", *args], env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for_events(log: Path, event: str, count: int, timeout: float = 20) -> None:
@@ -174,7 +163,7 @@ def test_batch_cancelled_on_the_server_fails_its_files_retryably(tmp_path: Path,
     pairs = store_pairs([4])
     manifest = write_csv(tmp_path / "m.csv", pairs, OWNER)
     log = log_of(manifest)
-    proc = start_run(run_args(sb, manifest, "--wait", "--batch-size", "10"))
+    proc = spawn(*run_args(sb, manifest, "--wait", "--batch-size", "10"))
     try:
         wait_for_events(log, "batch-created", 1)
         batch_id = next(e["batch_id"] for e in read_events(log)
@@ -204,7 +193,7 @@ def test_kill_after_batch_created_follows_the_batch(tmp_path: Path, sandbox):
     manifest = write_csv(tmp_path / "m.csv", pairs, OWNER)
     log = log_of(manifest)
     args = run_args(sb, manifest, "--wait", "--batch-size", "4")
-    proc = start_run(args)
+    proc = spawn(*args)
     try:
         wait_for_events(log, "batch-created", 2)
     finally:

@@ -8,21 +8,25 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cli import cli_env, read_events, run_cli, write_csv
+from tests.cli import (
+    kill_9_at_random_moments,
+    log_of,
+    pairs_for,
+    read_events,
+    rerun_until_exit_0,
+    run_cli,
+    spawn,
+    wait_until,
+    write_csv,
+)
 
 FAST = ["--backoff-initial", "0.01", "--backoff-max", "0.05"]
-
-
-def vs_pairs(stores: int, files: int) -> list[tuple[str, str]]:
-    return [(f"vs_{s}", f"file-{s}x{f}") for s in range(stores) for f in range(files)]
 
 
 def added_twice(record: dict[str, Any], pairs: list[tuple[str, str]]) -> list[str]:
@@ -46,7 +50,7 @@ def test_a_late_applied_write_is_checked_after_it_lands(tmp_path: Path, sandbox,
     1.5 each is found by its check and never added twice; with --settle 0 the check comes too
     early, finds nothing, and the file is added again (the control: this test can fail)."""
     sb = sandbox(late_apply_rate=0.25, late_apply_ms=1000, seed=3)
-    pairs = vs_pairs(2, 10)
+    pairs = pairs_for("vector-store-files", 2, 10)
     manifest = write_csv(tmp_path / "m.csv", pairs, "vector_store_id")
     res = run_cli(*run_args(manifest, sb.base_url, "--timeout", "0.3", "--settle", settle,
                             "--max-attempts", "10"))
@@ -71,7 +75,7 @@ def test_500_502_504_answers_to_a_write_are_checked_not_resent(tmp_path: Path, s
     (The sandbox's 5xx faults are not applied, so each check finds the file absent and the
     run adds it: once.)"""
     sb = sandbox(fail_rate=0.3, fault_methods=("POST",), seed=4)
-    pairs = vs_pairs(2, 8)
+    pairs = pairs_for("vector-store-files", 2, 8)
     manifest = write_csv(tmp_path / "m.csv", pairs, "vector_store_id")
     res = run_cli(*run_args(manifest, sb.base_url, "--settle", "0.2", "--max-attempts", "20"))
     assert res.code == 0, res.err
@@ -91,21 +95,12 @@ def test_late_applies_and_kill_9_then_reruns_add_nothing_twice(tmp_path: Path, s
     exactly once (an earlier run's `sent`/`batch-sent` is checked only after --settle)."""
     sb = sandbox(late_apply_rate=0.15, late_apply_ms=1200, latency_ms=10, seed=int(batch) + 7)
     rng = random.Random(int(batch))
-    pairs = vs_pairs(3, 30)
+    pairs = pairs_for("vector-store-files", 3, 30)
     manifest = write_csv(tmp_path / "m.csv", pairs, "vector_store_id")
     args = run_args(manifest, sb.base_url, "--timeout", "0.5", "--settle", "1",
                     "--batch-size", batch, "--concurrency", "4", "--max-attempts", "20")
-    for _ in range(3):
-        proc = subprocess.Popen([sys.executable, "-m", "runner", *args], env=cli_env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.4, 1.5))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    for _ in range(4):
-        final = run_cli(*args)
-        if final.code == 0:
-            break
-    assert final.code == 0, final.err
+    kill_9_at_random_moments(args, rng, between=(0.4, 1.5))
+    rerun_until_exit_0(args, runs=4)
     time.sleep(1.3)  # anything still held lands now: it must not make a duplicate
     record = sb.record()
     assert record["faults"].get("late_apply", 0) >= 1
@@ -116,16 +111,12 @@ def test_a_stop_while_waiting_leaves_the_pairs_uncertain(tmp_path: Path, sandbox
     """SIGTERM while uncertain pairs wait out --settle: exit 143 at once; each ends failed,
     retryable, uncertain; the next run checks them and adds nothing twice."""
     sb = sandbox(late_apply_rate=1.0, late_apply_ms=800)
-    pairs = vs_pairs(1, 4)
+    pairs = pairs_for("vector-store-files", 1, 4)
     manifest = write_csv(tmp_path / "m.csv", pairs, "vector_store_id")
-    log = Path(f"{manifest}.results.jsonl")
+    log = log_of(manifest)
     args = run_args(manifest, sb.base_url, "--timeout", "0.3", "--settle", "60")
-    proc = subprocess.Popen([sys.executable, "-m", "runner", *args], env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while sb.record()["faults"].get("late_apply", 0) < len(pairs):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    proc = spawn(*args)
+    wait_until(lambda: sb.record()["faults"].get("late_apply", 0) >= len(pairs), proc)
     time.sleep(0.6)  # every client has timed out: all four wait for their check
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -151,7 +142,7 @@ def test_an_earlier_runs_uncertain_pair_waits_for_timeout_plus_settle(tmp_path: 
     sb = sandbox()
     manifest = write_csv(tmp_path / "m.csv", [("vs_1", "file-a"), ("vs_1", "file-b")],
                          "vector_store_id")
-    log = Path(f"{manifest}.results.jsonl")
+    log = log_of(manifest)
     now = time.time()
     ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
     log.write_text(json.dumps({"event": "sent", "ts": ts, "run": "dead", "op": "attach",

@@ -11,27 +11,26 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runner.log.reader import read_log
 from runner.sandbox import confirm_attached_once, pair_key
 from tests.cli import (
     FAST,
-    SANDBOX_KEY,
     Result,
-    cli_env,
+    holds_while_running,
+    log_of,
     make_pairs,
     owner_kind,
     owner_of,
     pairs_for,
+    read_log_events,
     run_cli,
+    spawn,
+    wait_until,
     write_csv,
 )
 
@@ -46,42 +45,12 @@ def run_args(manifest: Path, target: str, base_url: str, *extra: str) -> list[st
     return ["run", str(manifest), "--target", target, "--base-url", base_url, *QUICK, *extra]
 
 
-def log_of(manifest: Path) -> Path:
-    return Path(f"{manifest}.results.jsonl")
-
-
-def spawn(*args: str, key: str = SANDBOX_KEY) -> subprocess.Popen[str]:
-    """The CLI as a subprocess we can signal or kill."""
-    return subprocess.Popen([sys.executable, "-m", "runner", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env(key=key))
-
-
 def sent_lines(log: Path) -> int:
     """`sent` lines written so far (each line is one write, starting with this prefix)."""
     try:
         return log.read_bytes().count(b'{"event":"sent"')
     except FileNotFoundError:
         return 0
-
-
-def holds_while_running(condition: Callable[[], bool], proc: subprocess.Popen[str],
-                        timeout: float = 30.0) -> bool:
-    """Poll `condition` until it holds (True) or `proc` ends first (False)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            return False
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the run")
-        time.sleep(0.005)
-    return True
-
-
-def wait_until(condition: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
-    """Poll `condition` until it holds; fail if `proc` ends first."""
-    if not holds_while_running(condition, proc):
-        out, err = proc.communicate()
-        raise AssertionError(f"the run ended ({proc.returncode}) first:\n{out}\n{err}")
 
 
 def signal_pending(pid: int, sig: signal.Signals) -> bool:
@@ -102,13 +71,6 @@ def rerun_until_done(args: list[str]) -> list[Result]:
         if res.code == 0:
             return results
     raise AssertionError(f"not done after {MAX_RUNS} runs: {results[-1].out}")
-
-
-def read_events(log: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every event of the log as the product reads it, and the warnings (torn last line)."""
-    warnings: list[str] = []
-    events = list(read_log(str(log), warn=warnings.append))
-    return events, warnings
 
 
 def last_done(events: list[dict[str, Any]], owner_col: str) -> dict[tuple[str, str], Any]:
@@ -176,7 +138,7 @@ def test_sigkill_at_random_moments_then_reruns_attach_each_pair_once(
         proc.kill()
         proc.communicate()
         kills += 1
-        _, warnings = read_events(log)  # a line torn in the middle would raise LogError
+        _, warnings = read_log_events(log)  # a line torn in the middle would raise LogError
         assert len(warnings) <= 1
         torn += len(warnings)
     assert kills >= 5
@@ -184,7 +146,7 @@ def test_sigkill_at_random_moments_then_reruns_attach_each_pair_once(
     rec = sb.record()
     assert confirm_attached_once(rec, pairs) == []
     assert posts_after_attached(rec) == {}
-    events, warnings = read_events(log)
+    events, warnings = read_log_events(log)
     assert warnings == []  # every torn line was cut off by the run after it
     assert sum(e["event"] == "run-start" for e in events) == kills + len(results) + (
         kills < 6)
@@ -213,7 +175,7 @@ def test_signal_drains_writes_run_end_and_the_rerun_finishes(
     assert summary["exit"] == code
     assert summary["interrupted"] is True
     assert f"stopped by {sig.name}" in err
-    events, warnings = read_events(log)
+    events, warnings = read_log_events(log)
     assert warnings == []
     end = events[-1]
     assert (end["event"], end["interrupted"], end["exit"]) == ("run-end", True, code)
@@ -247,7 +209,7 @@ def test_second_signal_stops_at_once(tmp_path: Path, sandbox):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert time.monotonic() - started < 4.0
-    events, warnings = read_events(log)
+    events, warnings = read_log_events(log)
     assert warnings == []
     assert events[-1]["event"] == "run-end"
     assert events[-1]["interrupted"] is True
@@ -274,7 +236,7 @@ def test_stop_during_a_429_pause_ends_at_once_with_nothing_uncertain(tmp_path: P
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err
     assert time.monotonic() - started < 3  # neither the pause nor the 10 s drain
-    events, _ = read_events(log)
+    events, _ = read_log_events(log)
     sent = {(e["assistant_id"], e["file_id"]) for e in events if e["event"] == "sent"}
     stands = last_done(events, "assistant_id")
     assert set(stands) == sent  # the waiting ones end too: none is left uncertain
@@ -301,7 +263,7 @@ def test_max_runtime_stops_with_exit_5_and_the_rerun_finishes(tmp_path: Path, sa
     summary = res.json()
     assert summary["exit"] == 5
     assert summary["error"] == "stopped at --max-runtime 1s"
-    events, _ = read_events(log)
+    events, _ = read_log_events(log)
     end = events[-1]
     assert (end["event"], end["interrupted"], end["exit"]) == ("run-end", True, 5)
     assert 0 < end["counts"]["pending"] < len(pairs)
@@ -370,7 +332,7 @@ def test_wrong_key_stops_at_once_and_is_never_shown(tmp_path: Path, sandbox):
     for text in (res.out, res.err, log.read_text()):
         assert wrong not in text
         assert wrong[3:-4] not in text
-    events, _ = read_events(log)
+    events, _ = read_log_events(log)
     assert all(e["retryable"] for e in events if e["event"] == "done")
     assert run_cli(*args).code == 0
     assert confirm_attached_once(sb.record(), pairs) == []
@@ -392,7 +354,7 @@ def test_quota_and_retired_beta_stop_the_run(tmp_path: Path, sandbox, setting: d
     assert says in res.err
     assert len(res.err.splitlines()) == 1
     assert sb.record()["requests"] <= 4  # those in flight when the refusal came; no more
-    events, _ = read_events(log_of(manifest))
+    events, _ = read_log_events(log_of(manifest))
     assert all(e["retryable"] for e in events if e["event"] == "done")
     sb.update(**{name: False for name in setting})
     assert run_cli(*args).code == 0
@@ -414,7 +376,7 @@ def test_wrong_base_url_trips_the_breaker_and_the_fixed_rerun_sends_all(
     rec = sb.record()
     assert 20 <= rec["by_route"]["POST unknown"] <= 20 + concurrency
     assert rec["requests"] == rec["by_route"]["POST unknown"]
-    events, _ = read_events(log_of(manifest))
+    events, _ = read_log_events(log_of(manifest))
     stands = last_done(events, owner_of(target)).values()
     assert all(e["retryable"] and e["outcome"] == "failed" for e in stands)
     # The refused (all of them: the breaker's window re-logged last) and those whose turn
@@ -478,7 +440,7 @@ def test_attempts_out_after_a_dropped_connection_end_uncertain_and_are_checked_f
     args = run_args(manifest, target, sb.base_url, "--max-attempts", "1", "--json")
     first = run_cli(*args)
     assert first.code == 1, first.err
-    events, _ = read_events(log_of(manifest))
+    events, _ = read_log_events(log_of(manifest))
     stands = last_done(events, owner_of(target))
     assert len(stands) == len(pairs)
     for done in stands.values():

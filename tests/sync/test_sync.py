@@ -14,7 +14,7 @@ from runner.errors import UsageError
 from runner.items import Item
 from runner.log.resume import ResumeIndex
 from runner.sync.plan import StorePlan, read_writes
-from tests.cli import FAST, read_events, run_cli
+from tests.cli import FAST, kill_9_at_random_moments, read_events, rerun_until_exit_0, run_cli
 
 OWNER = "vector_store_id"
 
@@ -329,12 +329,7 @@ def test_kill_9_at_random_moments_then_rerun_converges(tmp_path: Path, sandbox):
     0: every store holds exactly its manifest, nothing of the manifest was ever detached, no
     extra was detached twice, no missing file added twice, the unnamed store untouched."""
     import random
-    import signal
-    import subprocess
-    import sys
     import time
-
-    from tests.cli import cli_env
 
     sb = sandbox(latency_ms=30, late_apply_rate=0.1, late_apply_ms=800, seed=5)
     manifest = troubled_world(sb)
@@ -342,17 +337,8 @@ def test_kill_9_at_random_moments_then_rerun_converges(tmp_path: Path, sandbox):
     argv = sync_args(path, sb.base_url, "--concurrency", "4", "--timeout", "0.4",
                      "--settle", "1", "--store-rpm", "60000")
     rng = random.Random(21)
-    for _ in range(3):
-        proc = subprocess.Popen([sys.executable, "-m", "runner", *argv], env=cli_env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.5, 1.2))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    for _ in range(4):
-        final = run_cli(*argv)
-        if final.code == 0:
-            break
-    assert final.code == 0, final.err
+    kill_9_at_random_moments(argv, rng, between=(0.5, 1.2))
+    rerun_until_exit_0(argv, runs=4)
     time.sleep(0.9)  # a write still held by the server lands now
     assert_converged(sb, manifest)
 
@@ -368,11 +354,7 @@ def test_faults_then_rerun_converges(tmp_path: Path, sandbox):
     path = write_manifest(tmp_path / "f.jsonl", manifest)
     argv = sync_args(path, sb.base_url, "--timeout", "2", "--settle", "0.5",
                      "--store-rpm", "60000")
-    for _ in range(4):
-        final = run_cli(*argv)
-        if final.code == 0:
-            break
-    assert final.code == 0, final.err
+    rerun_until_exit_0(argv, runs=4)
     time.sleep(0.4)
     assert_converged(sb, manifest)
     record = sb.record()
