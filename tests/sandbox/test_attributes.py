@@ -4,13 +4,11 @@ record's per-pair counts and current content, and preloading files with their st
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.sandbox.test_requests import V2, Http, StartSandbox, call, error_of, pair, store
+from tests.sandbox.client import V2, Http, StartSandbox, call, error_of, pair, store
 
 AUTO_AS_REPORTED = {
     "type": "static",
@@ -20,12 +18,6 @@ STATIC_SMALL = {
     "type": "static",
     "static": {"max_chunk_size_tokens": 200, "chunk_overlap_tokens": 100},
 }
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 # -- what a file reports -----------------------------------------------------------------------

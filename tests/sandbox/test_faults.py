@@ -1,14 +1,12 @@
-"""The sandbox's writes to vector stores: the per-store limit counts every write (and names the
-store in its 429, with that store's own headers), and a late_apply fault lands a write seconds
-after its client gave up. All over real loopback HTTP."""
+"""The sandbox's seeded faults: 5xx answers, connections dropped before or after the
+write, slow answers, latency, and late_apply (a write held, then applied after its client
+gave up). All over real loopback HTTP."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -17,97 +15,99 @@ from aiohttp import web
 from runner.sandbox import SandboxConfig, SandboxThread, add_sandbox_arguments
 from runner.sandbox.app import format_base_url
 from runner.sandbox.handlers import SandboxApi
-from tests.sandbox.test_requests import V2, Http, StartSandbox, call, error_of, pair, store
+from tests.sandbox.client import (
+    V2,
+    Http,
+    StartSandbox,
+    asst,
+    call,
+    error_of,
+    pair,
+    store,
+)
+
+# -- 5xx, resets, slow answers -----------------------------------------------------------------
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-def seconds_of(go_duration: str) -> float:
-    """A Go duration of the sandbox's forms (`250ms`, `9.5s`, `1m0s`) in seconds."""
-    match = re.fullmatch(r"(?:(\d+)m)?(?:([\d.]+)s)?|([\d.]+)ms", go_duration)
-    assert match, go_duration
-    minutes, secs, millis = match.groups()
-    if millis is not None:
-        return float(millis) / 1000
-    return int(minutes or 0) * 60 + float(secs or 0)
-
-
-# -- the per-store limit -----------------------------------------------------------------------
-
-
-async def test_store_429_names_the_store_and_carries_its_own_headers(
+async def test_server_errors_are_json_and_the_502_is_html(
     sandbox: StartSandbox, http: Http
 ) -> None:
-    """A store's 429 says `vector store vs_1` and carries x-ratelimit-* of the store's bucket
-    (limit = store_rpm), not the global one's; a 200 keeps the global headers."""
-    sb = sandbox(rps=100, store_rpm=6)
-    first = await call(http, "POST", store(sb) + "/files", {"file_id": "f-1"}, headers=V2)
-    assert first.status == 200
-    assert first.headers["x-ratelimit-limit-requests"] == "6000"
-    limited = await call(http, "POST", store(sb) + "/files", {"file_id": "f-2"}, headers=V2)
-    assert limited.status == 429
-    error = error_of(limited)
-    assert (error["type"], error["code"]) == ("requests", "rate_limit_exceeded")
-    assert "vector store vs_1" in error["message"]
-    assert limited.headers["x-ratelimit-limit-requests"] == "6"
-    assert limited.headers["x-ratelimit-remaining-requests"] == "0"
-    # One token at 0.1 a second: the store's bucket is full again within 10 s.
-    assert 9 <= seconds_of(limited.headers["x-ratelimit-reset-requests"]) <= 10
-    assert limited.headers["retry-after"] == "10"
-    assert 9000 <= int(limited.headers["retry-after-ms"]) <= 10000
-    record = sb.record()
-    assert record["rate_limited"] == {"requests": 0, "store": 1}
-    assert record["rate_limited_by_store"] == {"vs_1": 1}
+    """fail_rate answers 500, 502 and 503; 500/503 in OpenAI's envelope, the 502 as HTML."""
+    sb = sandbox(fail_rate=1, seed=1)
+    answers = [await call(http, "GET", asst(sb)) for _ in range(30)]
+    assert {a.status for a in answers} == {500, 502, 503}
+    for answer in answers:
+        if answer.status == 502:
+            assert answer.headers["content-type"].startswith("text/html")
+            assert answer.text.startswith("<html>\r\n<head><title>502 Bad Gateway</title>")
+        else:
+            assert error_of(answer)["type"] == "server_error"
+    faults = sb.record()["faults"]
+    assert faults["http_500"] + faults["http_502"] + faults["http_503"] == 30
+    assert faults["http_502"] == sum(1 for a in answers if a.status == 502)
 
 
-WRITES = {
-    "add": ("POST", "/files", {"file_id": "f-new"}),
-    "batch": ("POST", "/file_batches", {"file_ids": ["f-new"]}),
-    "update": ("POST", "/files/f-held", {"attributes": {"k": "v"}}),
-    "delete": ("DELETE", "/files/f-held", None),
-}
-
-
-@pytest.mark.parametrize("kind", list(WRITES))
-async def test_every_write_counts_against_the_store_and_reads_do_not(
-    sandbox: StartSandbox, http: Http, kind: str
+async def test_reset_before_drops_the_connection_without_attaching(
+    sandbox: StartSandbox, http: Http
 ) -> None:
-    """Reads (check, list, batch, batch files) pass however many; each kind of write takes
-    the store's one token, so the next write to that store is a 429, and another store's not."""
-    sb = sandbox(store_rpm=6, processing_ms=0)
-    sb.preload("vector_store", "vs_1", ["f-held"])
-    sb.preload("vector_store", "vs_2", ["f-held"])
-    url = store(sb)
-    for _ in range(5):
-        assert (await call(http, "GET", url + "/files/f-held", headers=V2)).status == 200
-        assert (await call(http, "GET", url + "/files", headers=V2)).status == 200
-    method, path, body = WRITES[kind]
-    assert (await call(http, method, url + path, body, headers=V2)).status == 200
-    after = await call(http, "POST", url + "/files", {"file_id": "f-2"}, headers=V2)
-    assert after.status == 429
-    assert "vector store vs_1" in error_of(after)["message"]
-    other = await call(http, method, store(sb, "vs_2") + path, body, headers=V2)
-    assert other.status == 200
+    """reset_before drops the connection and the pair is not attached."""
+    sb = sandbox(reset_before_rate=1)
+    with pytest.raises(aiohttp.ClientError):
+        await call(http, "POST", asst(sb), {"file_id": "file-1"})
+    sb.update(reset_before_rate=0)
+    assert (await call(http, "GET", asst(sb) + "/file-1")).status == 404
     record = sb.record()
-    assert record["rate_limited_by_store"] == {"vs_1": 1}
-    assert record["store_attach_peak_per_60s"] == {"vs_1": 2, "vs_2": 1}
+    assert record["faults"]["reset_before"] == 1
+    assert "asst_1/file-1" not in record["pairs"]
+    assert record["by_status"] == {"404": 1}
+    assert record["requests"] == 2
+    assert record["in_flight"] == 0
 
 
-async def test_batch_reads_are_not_counted(sandbox: StartSandbox, http: Http) -> None:
-    """A batch's retrieve and file list are reads: they pass with the store's token spent."""
-    sb = sandbox(store_rpm=6, processing_ms=0)
-    url = store(sb)
-    batch = await call(http, "POST", url + "/file_batches", {"file_ids": ["f-1"]}, headers=V2)
-    assert batch.status == 200
-    batch_url = f"{url}/file_batches/{batch.body['id']}"
-    for _ in range(3):
-        assert (await call(http, "GET", batch_url, headers=V2)).status == 200
-        assert (await call(http, "GET", batch_url + "/files", headers=V2)).status == 200
-    assert sb.record()["store_attach_peak_per_60s"] == {"vs_1": 1}
+async def test_reset_after_attaches_then_drops_the_connection(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """reset_after applies the attach, then drops the connection unanswered."""
+    sb = sandbox(reset_after_rate=1)
+    with pytest.raises(aiohttp.ClientError):
+        await call(http, "POST", asst(sb), {"file_id": "file-1"})
+    sb.update(reset_after_rate=0)
+    assert (await call(http, "GET", asst(sb) + "/file-1")).status == 200
+    again = await call(http, "POST", asst(sb), {"file_id": "file-1"})
+    assert "already attached" in error_of(again)["message"]
+    record = sb.record()
+    assert record["faults"]["reset_after"] == 1
+    assert record["pairs"]["asst_1/file-1"] == pair(attached=1, posts_after_attached=1)
+
+
+async def test_slow_answer_outlives_the_client_timeout_but_applies(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """slow_rate applies the attach and answers after slow_ms: a short client timeout fires."""
+    sb = sandbox(slow_rate=1, slow_ms=400)
+    with pytest.raises(asyncio.TimeoutError):
+        await call(http, "POST", asst(sb), {"file_id": "file-1"}, timeout=0.1)
+    record = sb.record()
+    assert record["faults"]["slow"] == 1
+    assert record["pairs"]["asst_1/file-1"]["attached"] == 1
+
+
+async def test_faults_can_be_limited_to_posts(sandbox: StartSandbox, http: Http) -> None:
+    """With fault_methods=("POST",), GETs are never faulted."""
+    sb = sandbox(fail_rate=1, fault_methods=("POST",))
+    assert all([(await call(http, "GET", asst(sb))).status == 200 for _ in range(5)])
+    assert (await call(http, "POST", asst(sb), {"file_id": "file-1"})).status >= 500
+    assert sum(sb.record()["faults"].values()) == 1
+
+
+async def test_latency_delays_every_answer(sandbox: StartSandbox, http: Http) -> None:
+    """latency_ms delays each answer without blocking the others."""
+    sb = sandbox(latency_ms=150)
+    started = time.monotonic()
+    answers = await asyncio.gather(*(call(http, "GET", asst(sb)) for _ in range(5)))
+    elapsed = time.monotonic() - started
+    assert [a.status for a in answers] == [200] * 5
+    assert 0.14 <= elapsed < 0.6
 
 
 # -- late apply --------------------------------------------------------------------------------
@@ -210,3 +210,4 @@ def test_sandbox_thread_stop_drops_held_writes() -> None:
 
         asyncio.run(give_up())
     assert "vs_1/f-1" not in sb.record()["pairs"]
+

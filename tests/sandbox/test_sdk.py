@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox.test_requests import StartSandbox, pair
+from tests.sandbox.client import StartSandbox, pair
 
 openai = pytest.importorskip("openai", reason="the SDK is in the `test` extra")
 

@@ -1,54 +1,22 @@
-"""The sandbox's owners: retrieving a vector store or an assistant, `terse_404` (a pair's 404
-that does not say whether the owner exists), a vector store's file cap (`store_max_files`), and
-the record's count of writes per store. All over real loopback HTTP."""
+"""The sandbox's vector stores: files from in_progress to completed or failed, file
+batches, retrieving a store (its file_counts), a store's file cap (`store_max_files`) and
+preloaded files. Attributes and chunking: test_attributes.py. All over real loopback HTTP."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
-import aiohttp
 import pytest
 
 from runner.sandbox import SandboxConfig, add_sandbox_arguments
-from tests.sandbox.test_requests import (
-    KEY,
-    NO_BETA,
-    V1,
-    V2,
-    Http,
-    StartSandbox,
-    asst,
-    call,
-    error_of,
-    pair,
-    store,
-)
+from tests.sandbox.client import NO_BETA, V1, V2, Http, StartSandbox, call, error_of, pair, store
 
 VECTOR_STORE_KEYS = {
     "id", "object", "created_at", "name", "usage_bytes", "file_counts", "status",
     "expires_after", "expires_at", "last_active_at", "metadata",
 }  # fmt: skip
-ASSISTANT_KEYS = {
-    "id", "object", "created_at", "name", "model", "instructions", "tools", "file_ids",
-    "metadata",
-}  # fmt: skip
-TERSE = {"message": "Not found.", "type": "invalid_request_error", "param": None, "code": None}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-def owner_url(sb: Any, kind: str, owner_id: str) -> str:
-    """The owner's own URL: `/assistants/ID` or `/vector_stores/ID`."""
-    return f"{sb.base_url}/{'assistants' if kind == 'assistant' else 'vector_stores'}/{owner_id}"
-
 
 def counts(
     in_progress: int = 0, completed: int = 0, failed: int = 0, cancelled: int = 0
@@ -67,6 +35,190 @@ def full_message(store_id: str, limit: int) -> str:
         f"Vector store '{store_id}' is full: it holds the maximum of {limit} files. "
         "Remove files before adding more."
     )
+
+
+# -- vector store files and batches ------------------------------------------------------------
+
+
+async def test_vector_store_file_goes_from_in_progress_to_completed(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """A file added is in_progress for processing_ms, then completed; lists filter by status."""
+    sb = sandbox(processing_ms=400)
+    added = await call(http, "POST", store(sb) + "/files", {"file_id": "file-1"}, headers=V2)
+    assert added.body == {
+        "id": "file-1",
+        "object": "vector_store.file",
+        "usage_bytes": 0,
+        "created_at": added.body["created_at"],
+        "vector_store_id": "vs_1",
+        "status": "in_progress",
+        "last_error": None,
+        "chunking_strategy": {
+            "type": "static",
+            "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400},
+        },
+        "attributes": {},
+    }
+    pending = await call(http, "GET", store(sb) + "/files?filter=in_progress", headers=V2)
+    assert [item["id"] for item in pending.body["data"]] == ["file-1"]
+    await asyncio.sleep(0.45)
+    done = await call(http, "GET", store(sb) + "/files/file-1", headers=V2)
+    assert done.body["status"] == "completed"
+    completed = await call(http, "GET", store(sb) + "/files?filter=completed", headers=V2)
+    assert [item["id"] for item in completed.body["data"]] == ["file-1"]
+
+
+async def test_file_id_with_fail_ends_failed_with_last_error(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """A file id holding `fail` ends `failed` with last_error code invalid_file."""
+    sb = sandbox(processing_ms=0)
+    added = await call(http, "POST", store(sb) + "/files", {"file_id": "file-fail-1"}, headers=V2)
+    assert added.status == 200
+    assert added.body["status"] == "failed"
+    assert added.body["last_error"]["code"] == "invalid_file"
+    assert "file-fail-1" in added.body["last_error"]["message"]
+    assert sb.record()["pairs"]["vs_1/file-fail-1"]["attached"] == 1
+
+
+async def test_vs_fail_rate_fails_the_same_seeded_files(sandbox: StartSandbox, http: Http) -> None:
+    """vs_fail_rate fails a fraction of files, the same ones for the same seed."""
+    failed_sets = []
+    for _ in range(2):
+        sb = sandbox(processing_ms=0, vs_fail_rate=0.5, seed=4)
+        failed = set()
+        for i in range(40):
+            body = {"file_id": f"file-{i}"}
+            added = await call(http, "POST", store(sb) + "/files", body, headers=V2)
+            if added.body["status"] == "failed":
+                failed.add(added.body["id"])
+        failed_sets.append(failed)
+    assert failed_sets[0] == failed_sets[1]
+    assert 5 < len(failed_sets[0]) < 35
+
+
+async def test_file_already_in_store_answers_the_existing_object(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """Adding a file already in the store answers 200 with it, and counts a POST after attached."""
+    sb = sandbox(processing_ms=0)
+    first = await call(http, "POST", store(sb) + "/files", {"file_id": "file-1"}, headers=V2)
+    again = await call(http, "POST", store(sb) + "/files", {"file_id": "file-1"}, headers=V2)
+    assert again.status == 200
+    assert again.body == first.body
+    assert sb.record()["pairs"]["vs_1/file-1"] == pair(attached=1, posts_after_attached=1)
+
+
+async def test_vector_store_preload_is_in_place_and_processed(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """Preloaded vector store files are there, already completed, and not counted as attached."""
+    sb = sandbox(processing_ms=5000)
+    assert sb.preload("vector_store", "vs_1", ["file-1"]) == 1
+    check = await call(http, "GET", store(sb) + "/files/file-1", headers=V2)
+    assert check.body["status"] == "completed"
+    assert sb.record()["attached_total"] == 0
+
+
+async def test_batch_counts_files_and_lists_the_failed(sandbox: StartSandbox, http: Http) -> None:
+    """A batch adds each file, reports file_counts, and lists its files by status."""
+    sb = sandbox(processing_ms=0)
+    ids = ["file-a", "file-fail-b", "file-c"]
+    created = await call(http, "POST", store(sb) + "/file_batches", {"file_ids": ids}, headers=V2)
+    assert created.status == 200
+    batch = created.body
+    assert batch["id"].startswith("vsfb_")
+    assert batch["object"] == "vector_store.files_batch"
+    assert batch["vector_store_id"] == "vs_1"
+    assert batch["status"] == "completed"
+    assert batch["file_counts"] == {
+        "in_progress": 0,
+        "completed": 2,
+        "failed": 1,
+        "cancelled": 0,
+        "total": 3,
+    }
+    url = f"{store(sb)}/file_batches/{batch['id']}"
+    assert (await call(http, "GET", url, headers=V2)).body == batch
+    failed = await call(http, "GET", url + "/files?filter=failed", headers=V2)
+    assert [item["id"] for item in failed.body["data"]] == ["file-fail-b"]
+    assert failed.body["data"][0]["last_error"]["code"] == "invalid_file"
+    every = await call(http, "GET", url + "/files?order=asc", headers=V2)
+    assert [item["id"] for item in every.body["data"]] == sorted(ids)
+    record = sb.record()
+    assert [record["pairs"][f"vs_1/{i}"]["attached"] for i in ids] == [1, 1, 1]
+    assert record["by_route"] == {"POST batch": 1, "GET batch": 1, "GET batch_files": 2}
+
+
+async def test_batch_completes_when_its_files_leave_in_progress(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """A batch is in_progress while its files are, then completed."""
+    sb = sandbox(processing_ms=150)
+    body = {"file_ids": ["file-1", "file-2"]}
+    batch = (await call(http, "POST", store(sb) + "/file_batches", body, headers=V2)).body
+    assert batch["status"] == "in_progress"
+    assert batch["file_counts"]["in_progress"] == 2
+    await asyncio.sleep(0.2)
+    url = f"{store(sb)}/file_batches/{batch['id']}"
+    later = (await call(http, "GET", url, headers=V2)).body
+    assert later["status"] == "completed"
+    assert later["file_counts"]["completed"] == 2
+
+
+@pytest.mark.parametrize(("count", "status", "code"), [
+    (0, 400, "empty_array"), (2001, 400, "array_above_max_length"), (2000, 200, None),
+])  # fmt: skip
+async def test_batch_size_bounds(
+    sandbox: StartSandbox, http: Http, count: int, status: int, code: str | None
+) -> None:
+    """A batch takes 1 to 2,000 file ids; outside that it is a 400 and adds nothing."""
+    sb = sandbox()
+    body = {"file_ids": [f"file-{i}" for i in range(count)]}
+    answer = await call(http, "POST", store(sb) + "/file_batches", body, headers=V2)
+    assert answer.status == status
+    if code is not None:
+        assert error_of(answer)["code"] == code
+        assert sb.record()["pairs"] == {}
+    else:
+        assert answer.body["file_counts"]["total"] == count
+        assert sb.record()["attached_total"] == count
+
+
+async def test_batch_keeps_files_already_in_store(sandbox: StartSandbox, http: Http) -> None:
+    """A batch keeps a file already in the store and a repeated id once; both count as POSTs
+    after attached."""
+    sb = sandbox(processing_ms=0)
+    await call(http, "POST", store(sb) + "/files", {"file_id": "file-1"}, headers=V2)
+    body = {"file_ids": ["file-1", "file-2", "file-2"]}
+    batch = (await call(http, "POST", store(sb) + "/file_batches", body, headers=V2)).body
+    assert batch["file_counts"]["total"] == 2
+    pairs = sb.record()["pairs"]
+    assert pairs["vs_1/file-1"] == pair(attached=1, posts_after_attached=1)
+    assert pairs["vs_1/file-2"] == pair(attached=1, posts_after_attached=1)
+
+
+async def test_batch_cancel(sandbox: StartSandbox, http: Http) -> None:
+    """Cancelling a batch cancels its in-progress files; a finished batch cannot be cancelled."""
+    sb = sandbox(processing_ms=5000)
+    body = {"file_ids": ["file-1", "file-2"]}
+    batch = (await call(http, "POST", store(sb) + "/file_batches", body, headers=V2)).body
+    url = f"{store(sb)}/file_batches/{batch['id']}"
+    cancelled = await call(http, "POST", url + "/cancel", headers=V2)
+    assert cancelled.body["status"] == "cancelled"
+    assert cancelled.body["file_counts"]["cancelled"] == 2
+    file = await call(http, "GET", store(sb) + "/files/file-1", headers=V2)
+    assert file.body["status"] == "cancelled"
+    assert (await call(http, "POST", url + "/cancel", headers=V2)).body["status"] == "cancelled"
+
+    quick = sandbox(processing_ms=0)
+    done = (await call(http, "POST", store(quick) + "/file_batches", body, headers=V2)).body
+    refused = await call(
+        http, "POST", f"{store(quick)}/file_batches/{done['id']}/cancel", headers=V2
+    )
+    assert refused.status == 400
+    assert "completed" in error_of(refused)["message"]
 
 
 # -- retrieving a vector store -----------------------------------------------------------------
@@ -158,181 +310,6 @@ async def test_retrieve_store_is_a_read(sandbox: StartSandbox, http: Http) -> No
     assert record["writes_by_store"] == {}
     add = await call(http, "POST", store(sb) + "/files", {"file_id": "f-1"}, headers=V2)
     assert add.status == 200  # the store's one token was still there
-
-
-# -- retrieving an assistant -------------------------------------------------------------------
-
-
-async def test_retrieve_assistant_answers_the_assistant_object(
-    sandbox: StartSandbox, http: Http
-) -> None:
-    """With assistants=v1, an assistant answers its object with file_ids in attach order; a
-    detached file leaves file_ids; a never-used id exists, empty, as on its file routes."""
-    sb = sandbox()
-    before = int(time.time())
-    for file_id in ("file-2", "file-1", "file-3"):
-        assert (await call(http, "POST", asst(sb), {"file_id": file_id})).status == 200
-    assert (await call(http, "DELETE", asst(sb) + "/file-3")).status == 200
-    answer = await call(http, "GET", owner_url(sb, "assistant", "asst_1"), headers=V1)
-    assert answer.status == 200
-    body = answer.body
-    assert set(body) == ASSISTANT_KEYS
-    assert before <= body["created_at"] <= time.time()
-    assert body == {
-        "id": "asst_1",
-        "object": "assistant",
-        "created_at": body["created_at"],
-        "name": None,
-        "model": "gpt-4",
-        "instructions": None,
-        "tools": [],
-        "file_ids": ["file-2", "file-1"],
-        "metadata": {},
-    }
-    fresh = await call(http, "GET", owner_url(sb, "assistant", "asst_new"), headers=V1)
-    assert fresh.status == 200
-    assert fresh.body["file_ids"] == []
-    again = await call(http, "GET", owner_url(sb, "assistant", "asst_new"), headers=V1)
-    assert again.body == fresh.body  # created by its first use: created_at stays
-    assert sb.record()["by_route"]["GET assistant"] == 3
-
-
-async def test_retrieve_preloaded_assistant(sandbox: StartSandbox, http: Http) -> None:
-    """A preloaded assistant was created with its files, an hour ago."""
-    sb = sandbox()
-    sb.preload("assistant", "asst_9", ["file-a", "file-b"])
-    answer = await call(http, "GET", owner_url(sb, "assistant", "asst_9"), headers=V1)
-    assert answer.body["file_ids"] == ["file-a", "file-b"]
-    assert answer.body["created_at"] <= time.time() - 3500
-
-
-@pytest.mark.parametrize("headers", [NO_BETA, V2], ids=["no-beta", "v2"])
-async def test_retrieve_assistant_needs_beta_v1(
-    sandbox: StartSandbox, http: Http, headers: dict[str, str]
-) -> None:
-    """The assistant's retrieve follows its files' rule: assistants=v1 or 400 invalid_beta."""
-    sb = sandbox()
-    answer = await call(http, "GET", owner_url(sb, "assistant", "asst_1"), headers=headers)
-    assert answer.status == 400
-    error = error_of(answer)
-    assert error["code"] == "invalid_beta"
-    assert "assistants=v1" in error["message"]
-
-
-async def test_retrieve_assistant_retired_v1_and_missing(sandbox: StartSandbox, http: Http) -> None:
-    """A `missing` assistant is 404 naming it; with retire_v1 the retrieve is refused too."""
-    sb = sandbox()
-    missing = await call(http, "GET", owner_url(sb, "assistant", "asst_missing"), headers=V1)
-    assert missing.status == 404
-    assert error_of(missing) == {
-        "message": "No assistant found with id 'asst_missing'.",
-        "type": "invalid_request_error",
-        "param": None,
-        "code": None,
-    }
-    sb.update(retire_v1=True)
-    retired = await call(http, "GET", owner_url(sb, "assistant", "asst_1"), headers=V1)
-    assert retired.status == 400
-    assert "retired" in error_of(retired)["message"]
-
-
-# -- terse_404 ---------------------------------------------------------------------------------
-
-PAIR_CALLS = [
-    ("assistant", "GET", "/files/file-9", None),
-    ("assistant", "DELETE", "/files/file-9", None),
-    ("vector_store", "GET", "/files/file-9", None),
-    ("vector_store", "POST", "/files/file-9", {"attributes": {"k": "v"}}),
-    ("vector_store", "DELETE", "/files/file-9", None),
-]
-PAIR_IDS = ["asst-get", "asst-delete", "vs-get", "vs-update", "vs-delete"]
-
-
-def headers_for(kind: str) -> dict[str, str]:
-    return V1 if kind == "assistant" else V2
-
-
-@pytest.mark.parametrize(("kind", "method", "path", "body"), PAIR_CALLS, ids=PAIR_IDS)
-async def test_terse_404_off_names_the_file_and_the_owner(
-    sandbox: StartSandbox, http: Http, kind: str, method: str, path: str, body: Any
-) -> None:
-    """By default a pair's 404 names the file and its owner, or the owner that is missing."""
-    sb = sandbox()
-    assert sb.config.terse_404 is False
-    owner = "asst_1" if kind == "assistant" else "vs_1"
-    where = "on assistant" if kind == "assistant" else "in vector store"
-    absent = await call(http, method, owner_url(sb, kind, owner) + path, body,
-                        headers=headers_for(kind))  # fmt: skip
-    assert absent.status == 404
-    assert error_of(absent)["message"] == f"No file found with id 'file-9' {where} '{owner}'."
-    gone = await call(http, method, owner_url(sb, kind, owner + "_missing") + path, body,
-                      headers=headers_for(kind))  # fmt: skip
-    assert gone.status == 404
-    assert error_of(gone)["message"].endswith(f"found with id '{owner}_missing'.")
-
-
-@pytest.mark.parametrize(("kind", "method", "path", "body"), PAIR_CALLS, ids=PAIR_IDS)
-async def test_terse_404_says_only_not_found_and_the_owner_tells(
-    sandbox: StartSandbox, http: Http, kind: str, method: str, path: str, body: Any
-) -> None:
-    """With terse_404 a file absent from an existing owner and a pair of a missing owner get
-    the same "Not found."; only the owner's retrieve tells them apart."""
-    sb = sandbox(terse_404=True)
-    headers = headers_for(kind)
-    owner = "asst_1" if kind == "assistant" else "vs_1"
-    absent = await call(http, method, owner_url(sb, kind, owner) + path, body, headers=headers)
-    assert absent.status == 404
-    assert error_of(absent) == TERSE
-    missing_owner = owner + "_missing"
-    gone = await call(http, method, owner_url(sb, kind, missing_owner) + path, body,
-                      headers=headers)  # fmt: skip
-    assert gone.status == 404
-    assert error_of(gone) == TERSE
-    assert (await call(http, "GET", owner_url(sb, kind, owner), headers=headers)).status == 200
-    owner_gone = await call(http, "GET", owner_url(sb, kind, missing_owner), headers=headers)
-    assert owner_gone.status == 404
-    assert missing_owner in error_of(owner_gone)["message"]
-
-
-async def test_terse_404_leaves_other_404s_and_found_pairs_alone(
-    sandbox: StartSandbox, http: Http
-) -> None:
-    """terse_404 changes only a pair's 404: a present file answers as always, and a `missing`
-    file id in an add, a missing batch, an add to a missing store keep their messages."""
-    sb = sandbox(terse_404=True, processing_ms=0)
-    sb.preload("vector_store", "vs_1", ["f-1"])
-    assert (await call(http, "GET", store(sb) + "/files/f-1", headers=V2)).status == 200
-    add = await call(http, "POST", store(sb) + "/files", {"file_id": "file-missing"}, headers=V2)
-    assert error_of(add)["message"] == "No file found with id 'file-missing'."
-    batch = await call(http, "GET", store(sb) + "/file_batches/vsfb_nope", headers=V2)
-    assert "vsfb_nope" in error_of(batch)["message"]
-    owner = await call(http, "POST", store(sb, "vs_missing") + "/files", {"file_id": "f-2"},
-                       headers=V2)  # fmt: skip
-    assert error_of(owner)["message"] == "No vector store found with id 'vs_missing'."
-    assert (await call(http, "DELETE", store(sb) + "/files/f-1", headers=V2)).status == 200
-    again = await call(http, "DELETE", store(sb) + "/files/f-1", headers=V2)
-    assert error_of(again) == TERSE
-    assert sb.record()["pairs"]["vs_1/f-1"] == pair(
-        preloaded=True, detached=1, deletes_when_absent=1
-    )
-
-
-async def test_terse_404_is_set_live_through_the_admin_route(
-    sandbox: StartSandbox, http: Http
-) -> None:
-    """The admin config route turns terse_404 on and off like any other setting."""
-    sb = sandbox()
-    admin = sb.base_url.removesuffix("/v1") + "/__sandbox/config"
-    url = store(sb) + "/files/file-9"
-    assert error_of(await call(http, "GET", url, headers=V2))["message"] != "Not found."
-    turned = await call(http, "POST", admin, {"terse_404": True}, headers={})
-    assert turned.body["terse_404"] is True
-    assert error_of(await call(http, "GET", url, headers=V2)) == TERSE
-    await call(http, "POST", admin, {"terse_404": False}, headers={})
-    assert error_of(await call(http, "GET", url, headers=V2))["message"] != "Not found."
-    bad = await call(http, "POST", admin, {"terse_404": "yes"}, headers={})
-    assert bad.status == 400
-    assert "terse_404 must be true or false" in error_of(bad)["message"]
 
 
 # -- store_max_files ---------------------------------------------------------------------------
@@ -441,83 +418,3 @@ def test_store_max_files_and_terse_404_settings() -> None:
         with pytest.raises(ValueError, match="store_max_files"):
             SandboxConfig(store_max_files=value)  # type: ignore[arg-type]
     assert SandboxConfig().to_dict()["store_max_files"] is None
-
-
-# -- writes_by_store ---------------------------------------------------------------------------
-
-
-async def test_writes_by_store_counts_every_write_on_arrival(
-    sandbox: StartSandbox, http: Http
-) -> None:
-    """Each add, batch, update and delete sent to a store counts, refused and faulted ones too
-    (401, 400, 404, 400 full, 429, 5xx); reads and batch cancels do not; a store only read is
-    absent; a reset empties the count."""
-    sb = sandbox(processing_ms=60_000, store_max_files=2)
-    vs1 = store(sb)
-    writes: list[tuple[str, str, Any, dict[str, str], int]] = [
-        ("POST", "/files", {"file_id": "f-1"}, V2, 200),
-        ("POST", "/file_batches", {"file_ids": ["f-2"]}, V2, 200),
-        ("POST", "/files/f-1", {"attributes": {"k": "v"}}, V2, 200),
-        ("POST", "/files", {"file_id": "f-3"}, V2, 400),  # full
-        ("DELETE", "/files/f-9", None, V2, 404),
-        ("POST", "/files", {"file_id": "f-1"}, {"Authorization": "Bearer sk-wrong"}, 401),
-        ("POST", "/files", {"file_id": "f-1", "bad": 1}, V2, 400),
-        ("POST", "/files", {"file_id": "f-1"}, V1, 400),  # invalid_beta
-    ]
-    for method, path, body, headers, status in writes:
-        answer = await call(http, method, vs1 + path, body, headers=headers)
-        assert answer.status == status, (method, path, answer.text)
-    batch = await call(http, "POST", vs1 + "/file_batches", {"file_ids": ["f-1"]}, headers=V2)
-    cancel = await call(http, "POST", f"{vs1}/file_batches/{batch.body['id']}/cancel",
-                        headers=V2)  # fmt: skip
-    assert cancel.status == 200
-    assert (await call(http, "GET", vs1 + "/files/f-2", headers=V2)).status == 200
-    for path, status in (("", 200), ("/files", 200), ("/files/f-1", 404)):
-        assert (await call(http, "GET", store(sb, "vs_read") + path, headers=V2)).status == status
-    missing = await call(http, "DELETE", store(sb, "vs_missing") + "/files/f-1", headers=V2)
-    assert missing.status == 404
-
-    sb.update(store_rpm=6)
-    assert (await call(http, "DELETE", vs1 + "/files/f-1", headers=V2)).status == 200
-    assert (await call(http, "DELETE", vs1 + "/files/f-2", headers=V2)).status == 429
-    sb.update(store_rpm=None, fail_rate=1)
-    faulted = await call(http, "POST", vs1 + "/files", {"file_id": "f-5"}, headers=V2)
-    assert faulted.status in (500, 502, 503)
-
-    record = sb.record()
-    # 8 listed, the batch then cancelled, 2 deletes under store_rpm, 1 faulted add.
-    assert record["writes_by_store"] == {"vs_1": 12, "vs_missing": 1}
-    assert "vs_read" not in record["writes_by_store"]
-    assert record["by_route"]["POST batch_cancel"] == 1
-    sb.reset()
-    assert sb.record()["writes_by_store"] == {}
-
-
-async def test_writes_by_store_counts_dropped_and_retried_writes(
-    sandbox: StartSandbox, http: Http
-) -> None:
-    """A write whose connection is dropped before it applies still counts, and so does its
-    retry: the count is of requests, not of changes."""
-    sb = sandbox(reset_before_rate=1, processing_ms=0)
-    with pytest.raises(aiohttp.ClientError):
-        await call(http, "POST", store(sb) + "/files", {"file_id": "f-1"}, headers=V2)
-    sb.update(reset_before_rate=0)
-    retried = await call(http, "POST", store(sb) + "/files", {"file_id": "f-1"}, headers=V2)
-    assert retried.status == 200
-    record = sb.record()
-    assert record["writes_by_store"] == {"vs_1": 2}
-    assert record["pairs"]["vs_1/f-1"] == pair(attached=1)
-    assert record["faults"]["reset_before"] == 1
-
-
-async def test_writes_by_store_over_the_admin_route(sandbox: StartSandbox, http: Http) -> None:
-    """The admin record carries writes_by_store as the in-process one does."""
-    sb = sandbox(processing_ms=0)
-    headers = {"Authorization": f"Bearer {KEY}"}
-    for file_id in ("f-1", "f-2"):
-        await call(http, "POST", store(sb, "vs_a") + "/files", {"file_id": file_id},
-                   headers=headers)  # fmt: skip
-    admin = sb.base_url.removesuffix("/v1") + "/__sandbox/record"
-    record = (await call(http, "GET", admin, headers={})).body
-    assert record["writes_by_store"] == {"vs_a": 2}
-    assert record == sb.record()
