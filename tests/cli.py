@@ -24,6 +24,7 @@ import pytest
 
 from runner.cli import main
 from runner.log.reader import read_log
+from runner.sandbox import SandboxThread
 
 SANDBOX_KEY = "sk-sandbox"
 # Shrink retry waits through settings, not patches.
@@ -105,6 +106,23 @@ def wait_until(condition: Callable[[], bool], proc: subprocess.Popen[str]) -> No
     if not holds_while_running(condition, proc):
         out, err = proc.communicate()
         raise AssertionError(f"the run ended ({proc.returncode}) first:\n{out}\n{err}")
+
+
+def wait_for_held_writes(sandbox: SandboxThread, timeout: float = 10.0) -> dict[str, Any]:
+    """Poll the sandbox's record until it holds no write (`held_writes` 0: every write a
+    late_apply fault held has landed, or was dropped) and return that record; fail the test if
+    one is still held after `timeout` seconds. Judge a run only after this: a fixed sleep lets a
+    write held a little longer under load land after the checks, never checked."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = sandbox.record()
+        if record["held_writes"] == 0:
+            return record
+        if time.monotonic() > deadline:
+            pytest.fail(f"the sandbox still holds {record['held_writes']} write(s) after "
+                        f"{timeout} s (late_apply_ms: {sandbox.config.late_apply_ms})",
+                        pytrace=False)
+        time.sleep(0.02)
 
 
 def run_main(argv: list[str]) -> Result:

@@ -90,7 +90,9 @@ Rules a client under test can rely on (the real API's, unless said otherwise):
   writes.
 - Late apply: a write (POST or DELETE, not a batch cancel) drawn `late_apply` is held
   `late_apply_ms`, then goes through the rest of the pipeline and is answered. It is applied
-  even when the client has given up or aiohttp cancelled the handler meanwhile.
+  even when the client has given up or aiohttp cancelled the handler meanwhile. The record's
+  `held_writes` counts the writes held now, from the draw until each is applied or dropped;
+  a reset leaves it alone (a held write still lands after a reset).
 - Order of checks on /v1: unknown URL (404), key (401), quota (429 `insufficient_quota`),
   requests bucket (429), fault draw (a late_apply hold here), OpenAI-Beta (400), then the
   route (owner 404, store bucket 429, body 400, file 404, store full 400, apply).
@@ -171,6 +173,9 @@ class SandboxApi(AssistantRoutes, VectorStoreRoutes):
         self._request_serial = 0
         # Held writes of late_apply faults: referenced so they are not collected mid-sleep.
         self._late: set[asyncio.Task[web.StreamResponse]] = set()
+        # Writes held now, from the draw until applied or dropped (the record's held_writes).
+        # Not in Record: a reset must not forget a write that will still land.
+        self.held_writes = 0
         self.app = self._build_app()
 
     # -- steering -------------------------------------------------------------------------
@@ -313,11 +318,23 @@ class SandboxApi(AssistantRoutes, VectorStoreRoutes):
         """Hold the write `late_apply_ms`, then apply it. The apply runs in its own task and is
         awaited through a shield: when the client gives up, aiohttp may cancel this handler,
         but the write still lands, as the live API's did."""
-        await request.read()  # while the connection is open; cached for the route's read
+        # Counted before the first await: no snapshot can fall between the draw and the count.
+        self.held_writes += 1
+        try:
+            await request.read()  # while the connection is open; cached for the route's read
+        except BaseException:
+            self.held_writes -= 1  # dropped: the client left before its body arrived
+            raise
         task = asyncio.ensure_future(self._held(request, handler, target))
         self._late.add(task)
-        task.add_done_callback(self._late.discard)
+        task.add_done_callback(self._release)
         return await asyncio.shield(task)
+
+    def _release(self, task: asyncio.Task[web.StreamResponse]) -> None:
+        """A held write is over: applied, or cancelled at stop (a done callback runs either
+        way, even for a task cancelled before it started)."""
+        self._late.discard(task)
+        self.held_writes -= 1
 
     async def _held(
         self, request: web.Request, handler: Handler, target: str
@@ -408,6 +425,7 @@ class SandboxApi(AssistantRoutes, VectorStoreRoutes):
         """The record with the stores' current content (shape: runner.sandbox.record)."""
         now = time.monotonic()
         data = self.record.snapshot()
+        data["held_writes"] = self.held_writes
         data["vector_store_files"] = {
             store_id: {file_id: file.state_json(now) for file_id, file in store.files.items()}
             for store_id, store in self.stores.items()

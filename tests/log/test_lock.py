@@ -21,7 +21,7 @@ import sys, time
 from runner.log.lock import RunLock
 RunLock(sys.argv[1]).acquire()
 print("held", flush=True)
-time.sleep(60)
+time.sleep(60)  # holds the lock until the test kills it
 """
 
 

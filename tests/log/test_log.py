@@ -259,7 +259,9 @@ def test_writer_killed_with_sigkill_leaves_a_readable_log(tmp_path: Path) -> Non
     ) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"ready\n"
-        time.sleep(0.2)
+        while path.read_bytes().count(b"\n") <= 100:  # a poll, not a sleep: then the kill
+            assert proc.poll() is None, "the writer stopped by itself"
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     events, warnings = read_all(path)

@@ -5,7 +5,6 @@ when the pair was already gone)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from tests.cli import (
     read_events,
     rerun_until_exit_0,
     run_cli,
+    wait_for_held_writes,
     write_csv,
 )
 
@@ -127,8 +127,7 @@ def test_uncertain_deletes_are_checked_never_repeated_blind(tmp_path: Path, sand
     res = run_cli(*args("detach", manifest, target, sb.base_url, "--timeout", "0.3",
                         "--settle", "1.2" if fault == "late_apply" else "0.2",
                         "--max-attempts", "20"))
-    time.sleep(1.0)  # held writes land before judging
-    record = sb.record()
+    record = wait_for_held_writes(sb)  # every held DELETE has landed: all are judged
     assert res.code == 0, res.err
     assert sum(record["faults"].values()) >= 2, record["faults"]
     summary = res.json()
@@ -279,7 +278,7 @@ def test_kill_9_during_a_detach_then_rerun_removes_each_pair_once(tmp_path: Path
     rng = random.Random(14)
     kill_9_at_random_moments(argv, rng, between=(0.4, 1.0))
     rerun_until_exit_0(argv, runs=3)
-    time.sleep(0.9)  # a DELETE still held by the server lands now
+    wait_for_held_writes(sb)  # a DELETE still held by the server has landed
     assert held(sb, "vector-store-files", pairs) == []
     record = sb.record()["pairs"]
     assert all(record[f"{o}/{f}"]["detached"] == 1 for o, f in pairs)

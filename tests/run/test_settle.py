@@ -22,6 +22,7 @@ from tests.cli import (
     rerun_until_exit_0,
     run_cli,
     spawn,
+    wait_for_held_writes,
     wait_until,
     write_csv,
 )
@@ -54,11 +55,9 @@ def test_a_late_applied_write_is_checked_after_it_lands(tmp_path: Path, sandbox,
     manifest = write_csv(tmp_path / "m.csv", pairs, "vector_store_id")
     res = run_cli(*run_args(manifest, sb.base_url, "--timeout", "0.3", "--settle", settle,
                             "--max-attempts", "10"))
-    record = sb.record()
+    record = wait_for_held_writes(sb)  # every held write has landed: all are judged
     late = record["faults"].get("late_apply", 0)
     assert late >= 2
-    time.sleep(1.2)  # let every held write land before judging
-    record = sb.record()
     if settle == "0":
         assert added_twice(record, pairs) != []
         return
@@ -101,8 +100,7 @@ def test_late_applies_and_kill_9_then_reruns_add_nothing_twice(tmp_path: Path, s
                     "--batch-size", batch, "--concurrency", "4", "--max-attempts", "20")
     kill_9_at_random_moments(args, rng, between=(0.4, 1.5))
     rerun_until_exit_0(args, runs=4)
-    time.sleep(1.3)  # anything still held lands now: it must not make a duplicate
-    record = sb.record()
+    record = wait_for_held_writes(sb)  # anything held has landed: it must not make a duplicate
     assert record["faults"].get("late_apply", 0) >= 1
     assert added_twice(record, pairs) == []
 
@@ -117,7 +115,9 @@ def test_a_stop_while_waiting_leaves_the_pairs_uncertain(tmp_path: Path, sandbox
     args = run_args(manifest, sb.base_url, "--timeout", "0.3", "--settle", "60")
     proc = spawn(*args)
     wait_until(lambda: sb.record()["faults"].get("late_apply", 0) >= len(pairs), proc)
-    time.sleep(0.6)  # every client has timed out: all four wait for their check
+    # All four writes land 0.8 s after they arrived, long after their clients gave up (0.3 s):
+    # each run's pair now waits for its check (--settle 60), and the rerun's checks find them.
+    wait_for_held_writes(sb)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)

@@ -1,12 +1,13 @@
 """The sandbox's seeded faults: 5xx answers, connections dropped before or after the
 write, slow answers, latency, and late_apply (a write held, then applied after its client
-gave up). All over real loopback HTTP."""
+gave up), with the count of writes still held. All over real loopback HTTP."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import time
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -15,8 +16,11 @@ from aiohttp import web
 from runner.sandbox import SandboxConfig, SandboxThread, add_sandbox_arguments
 from runner.sandbox.app import format_base_url
 from runner.sandbox.handlers import SandboxApi
+from tests.cli import wait_for_held_writes
 from tests.sandbox.client import (
+    KEY,
     V2,
+    Answer,
     Http,
     StartSandbox,
     asst,
@@ -25,6 +29,15 @@ from tests.sandbox.client import (
     pair,
     store,
 )
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll `condition` without blocking this loop (a server in it must go on serving)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the sandbox"
+        await asyncio.sleep(0.01)
+
 
 # -- 5xx, resets, slow answers -----------------------------------------------------------------
 
@@ -125,13 +138,14 @@ async def test_late_apply_lands_the_write_after_the_client_gave_up(
         await call(http, "POST", store(sb) + "/files", {"file_id": "f-1"}, headers=V2, timeout=1)
     record = sb.record()
     assert record["faults"]["late_apply"] == 1
+    assert record["held_writes"] == 1
     assert "vs_1/f-1" not in record["pairs"]
     while "vs_1/f-1" not in sb.record()["pairs"]:
         assert time.monotonic() - sent < 5, "the held write never landed"
         await asyncio.sleep(0.05)
     landed = time.monotonic() - sent
     assert 2.9 <= landed < 4
-    assert sb.record()["pairs"]["vs_1/f-1"] == pair(attached=1)
+    assert wait_for_held_writes(sb, timeout=1)["pairs"]["vs_1/f-1"] == pair(attached=1)
     check = await call(http, "GET", store(sb) + "/files/f-1", headers=V2)
     assert check.body["status"] == "completed"
 
@@ -172,12 +186,12 @@ async def test_late_apply_survives_the_handler_being_cancelled(http: Http) -> No
         url = f"{base}/vector_stores/vs_1/files"
         with pytest.raises(asyncio.TimeoutError):
             await call(http, "POST", url, {"file_id": "f-1"}, headers=V2, timeout=0.1)
-        await asyncio.sleep(0.3)
+        await until(lambda: api.snapshot()["in_flight"] == 0)  # the handler was cancelled
         record = api.snapshot()
-        assert record["in_flight"] == 0  # the handler was cancelled, unanswered
-        assert record["by_status"] == {}
+        assert record["by_status"] == {}  # unanswered
+        assert record["held_writes"] == 1
         assert "vs_1/f-1" not in record["pairs"]
-        await asyncio.sleep(0.6)
+        await until(lambda: api.snapshot()["held_writes"] == 0)
         assert api.snapshot()["pairs"]["vs_1/f-1"] == pair(attached=1)
     finally:
         await runner.cleanup()
@@ -209,5 +223,78 @@ def test_sandbox_thread_stop_drops_held_writes() -> None:
                     await call(session, "POST", url, {"file_id": "f-1"}, headers=V2, timeout=0.2)
 
         asyncio.run(give_up())
-    assert "vs_1/f-1" not in sb.record()["pairs"]
+        assert sb.record()["held_writes"] == 1
+    record = sb.record()
+    assert record["held_writes"] == 0  # dropped
+    assert "vs_1/f-1" not in record["pairs"]
 
+
+
+def test_held_writes_counts_each_write_until_it_lands(sandbox: StartSandbox) -> None:
+    """The record's held_writes counts the writes a late_apply fault holds now: each from the
+    draw, on after its client gave up and after a reset, back to 0 once it has landed, by which
+    time the record shows what it did. Reads are never held."""
+    sb = sandbox(late_apply_rate=1, late_apply_ms=2000, processing_ms=0)
+    assert sb.record()["held_writes"] == 0
+
+    async def give_up() -> list[Answer | BaseException]:
+        async with aiohttp.ClientSession() as session:
+            adds = [call(session, "POST", store(sb) + "/files", {"file_id": f"f-{i}"},
+                         headers=V2, timeout=0.3) for i in range(3)]
+            answers = await asyncio.gather(*adds, return_exceptions=True)
+            read = await call(session, "GET", store(sb) + "/files", headers=V2)
+            assert read.status == 200
+            return answers
+
+    answers = asyncio.run(give_up())
+    assert all(isinstance(answer, asyncio.TimeoutError) for answer in answers), answers
+    record = sb.record()
+    assert (record["held_writes"], record["faults"]["late_apply"]) == (3, 3)
+    assert record["pairs"] == {}
+    sb.reset()  # a held write still lands after a reset, so it stays counted
+    assert sb.record()["held_writes"] == 3
+    landed = wait_for_held_writes(sb)
+    assert landed["held_writes"] == 0
+    assert [landed["pairs"][f"vs_1/f-{i}"] for i in range(3)] == [pair(attached=1)] * 3
+
+
+def test_waiting_for_a_write_held_too_long_fails_the_test_saying_so(
+    sandbox: StartSandbox,
+) -> None:
+    """wait_for_held_writes fails the test, with the count and late_apply_ms, at its timeout."""
+    sb = sandbox(late_apply_rate=1, late_apply_ms=60_000, processing_ms=0)
+
+    async def give_up() -> None:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(asyncio.TimeoutError):
+                await call(session, "POST", store(sb) + "/files", {"file_id": "f-1"},
+                           headers=V2, timeout=0.2)
+
+    asyncio.run(give_up())
+    with pytest.raises(pytest.fail.Exception) as failed:
+        wait_for_held_writes(sb, timeout=0.2)
+    assert str(failed.value) == (
+        "the sandbox still holds 1 write(s) after 0.2 s (late_apply_ms: 60000)")
+
+
+async def test_a_held_write_whose_client_leaves_before_its_body_is_dropped(
+    sandbox: StartSandbox,
+) -> None:
+    """A write drawn late_apply is counted from the draw; if its client leaves before the body
+    arrives, it is dropped (held_writes back to 0) and never applied."""
+    sb = sandbox(late_apply_rate=1, late_apply_ms=100, processing_ms=0)
+    port = int(sb.base_url.rsplit(":", 1)[1].split("/")[0])
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /v1/vector_stores/vs_1/files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Authorization: Bearer " + KEY.encode() + b"\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                 b'{"file_id": ')
+    await writer.drain()
+    await until(lambda: sb.record()["held_writes"] == 1)
+    writer.close()
+    await writer.wait_closed()
+    await until(lambda: sb.record()["held_writes"] == 0)
+    record = sb.record()
+    assert record["faults"]["late_apply"] == 1
+    assert record["pairs"] == {}
+    assert record["vector_store_files"] == {}

@@ -65,7 +65,7 @@ async def test_burst_beyond_the_bucket_gets_429_with_retry_headers(
     assert limited.headers["x-ratelimit-limit-requests"] == "60"
     assert limited.headers["x-ratelimit-remaining-requests"] == "0"
     assert re.fullmatch(r"1(\.\d+)?s|2s", limited.headers["x-ratelimit-reset-requests"])
-    await asyncio.sleep(int(limited.headers["retry-after-ms"]) / 1000)
+    await asyncio.sleep(int(limited.headers["retry-after-ms"]) / 1000)  # obeyed, as a client does
     assert (await call(http, "GET", asst(sb))).status == 200
     record = sb.record()
     assert record["rate_limited"] == {"requests": 1, "store": 0}

@@ -62,7 +62,7 @@ async def test_vector_store_file_goes_from_in_progress_to_completed(
     }
     pending = await call(http, "GET", store(sb) + "/files?filter=in_progress", headers=V2)
     assert [item["id"] for item in pending.body["data"]] == ["file-1"]
-    await asyncio.sleep(0.45)
+    await asyncio.sleep(0.45)  # processing_ms passes: a file's status is the clock's, not a race
     done = await call(http, "GET", store(sb) + "/files/file-1", headers=V2)
     assert done.body["status"] == "completed"
     completed = await call(http, "GET", store(sb) + "/files?filter=completed", headers=V2)
@@ -160,7 +160,7 @@ async def test_batch_completes_when_its_files_leave_in_progress(
     batch = (await call(http, "POST", store(sb) + "/file_batches", body, headers=V2)).body
     assert batch["status"] == "in_progress"
     assert batch["file_counts"]["in_progress"] == 2
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # processing_ms passes: the status is computed from the clock
     url = f"{store(sb)}/file_batches/{batch['id']}"
     later = (await call(http, "GET", url, headers=V2)).body
     assert later["status"] == "completed"
@@ -281,7 +281,7 @@ async def test_retrieve_store_counts_files_as_they_finish(
                            headers=V2)).status == 200  # fmt: skip
     answer = await call(http, "GET", store(sb), headers=V2)
     assert answer.body["file_counts"] == counts(in_progress=3)
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(0.4)  # processing_ms passes: file_counts are computed from the clock
     answer = await call(http, "GET", store(sb), headers=V2)
     assert answer.body["file_counts"] == counts(completed=2, failed=1)
 

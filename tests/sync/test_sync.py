@@ -14,7 +14,14 @@ from runner.errors import UsageError
 from runner.items import Item
 from runner.log.resume import ResumeIndex
 from runner.sync.plan import StorePlan, read_writes
-from tests.cli import FAST, kill_9_at_random_moments, read_events, rerun_until_exit_0, run_cli
+from tests.cli import (
+    FAST,
+    kill_9_at_random_moments,
+    read_events,
+    rerun_until_exit_0,
+    run_cli,
+    wait_for_held_writes,
+)
 
 OWNER = "vector_store_id"
 
@@ -329,7 +336,6 @@ def test_kill_9_at_random_moments_then_rerun_converges(tmp_path: Path, sandbox):
     0: every store holds exactly its manifest, nothing of the manifest was ever detached, no
     extra was detached twice, no missing file added twice, the unnamed store untouched."""
     import random
-    import time
 
     sb = sandbox(latency_ms=30, late_apply_rate=0.1, late_apply_ms=800, seed=5)
     manifest = troubled_world(sb)
@@ -339,15 +345,13 @@ def test_kill_9_at_random_moments_then_rerun_converges(tmp_path: Path, sandbox):
     rng = random.Random(21)
     kill_9_at_random_moments(argv, rng, between=(0.5, 1.2))
     rerun_until_exit_0(argv, runs=4)
-    time.sleep(0.9)  # a write still held by the server lands now
+    wait_for_held_writes(sb)  # a write still held by the server has landed
     assert_converged(sb, manifest)
 
 
 def test_faults_then_rerun_converges(tmp_path: Path, sandbox):
     """500s, resets before and after the write, 429s and late applies: reruns reach exit 0
     and the stores hold exactly the manifest, with each write done once."""
-    import time
-
     sb = sandbox(fail_rate=0.08, reset_before_rate=0.04, reset_after_rate=0.04, rps=100,
                  store_rpm=120, late_apply_rate=0.05, late_apply_ms=300, seed=8)
     manifest = troubled_world(sb)
@@ -355,7 +359,7 @@ def test_faults_then_rerun_converges(tmp_path: Path, sandbox):
     argv = sync_args(path, sb.base_url, "--timeout", "2", "--settle", "0.5",
                      "--store-rpm", "60000")
     rerun_until_exit_0(argv, runs=4)
-    time.sleep(0.4)
+    wait_for_held_writes(sb)
     assert_converged(sb, manifest)
     record = sb.record()
     assert record["faults"]["reset_after"]
