@@ -1,11 +1,12 @@
 """Fuzzing what users hand the runner, beyond the parsers' own property tests.
 
-tests/test_manifest.py feeds manifests arbitrary bytes and tokens, tests/test_config.py feeds the
-config loader YAML structures and text. Here: the config loader gets arbitrary bytes and must
-name a line that exists; structured-but-wrong manifests (JSONL objects, CSV rows, YAML trees)
-must be refused on exactly the lines that are wrong (or at least on lines that exist); result
-logs get arbitrary bytes and arbitrary events (two crashes were found this way); and the CLI gets
-arbitrary command lines. Nothing may raise anything but our one-line errors.
+tests/manifest/test_manifest.py feeds manifests arbitrary bytes and tokens,
+tests/config/test_config.py feeds the config loader YAML structures and text. Here: the config
+loader gets arbitrary bytes and must name a line that exists; structured-but-wrong manifests
+(JSONL objects, CSV rows, YAML trees) must be refused on exactly the lines that are wrong (or at
+least on lines that exist); result logs get arbitrary bytes and arbitrary events (two crashes
+were found this way); and the CLI gets arbitrary command lines. Nothing may raise anything but
+our one-line errors.
 """
 
 from __future__ import annotations

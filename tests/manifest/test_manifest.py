@@ -587,7 +587,7 @@ def test_streaming_memory_is_flat(tmp_path: Path, fmt: str) -> None:
     assert peak < 1 << 20, f"peak {peak} bytes for a {path.stat().st_size}-byte file"
 
 
-# The examples in jobs/ and the demo's packaged manifest: tests/test_demo.py.
+# The examples in jobs/ and the demo's packaged manifest: tests/commands/test_demo.py.
 
 
 # ---------------------------------------------------------------- properties
