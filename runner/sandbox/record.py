@@ -9,6 +9,8 @@
       "in_flight": 0,                # /v1 requests being handled now (from arrival, through
                                      # latency_ms and slow_ms, to the answer or the drop)
       "peak_in_flight": 16,          # most /v1 requests handled at once
+      "held_writes": 0,              # writes a late_apply fault holds now, from the draw
+                                     # until each is applied or dropped (see below)
       "peak_per_1s": 25,             # most requests started within any 1 s (sliding)
       "peak_per_60s": 600,           # most requests started within any 60 s (sliding)
       "by_status": {"200": 1200, "429": 30, "502": 4},   # answers sent, by status code;
@@ -70,6 +72,16 @@ converged set, a store the manifest does not name).
 current attributes, the chunking_strategy it reports and its last_error (null unless failed).
 It is not part of `Record` itself (the state is the server's): `SandboxApi.snapshot()` adds it,
 and a reset empties it with the rest.
+
+"held_writes" is, like "vector_store_files", the server's state now rather than a count of the
+past, and not part of `Record` itself: `SandboxApi.snapshot()` adds it. A write drawn
+`late_apply` counts from the moment of the draw until it has been applied (the record and the
+stores show its effect by the time it stops counting), or dropped: its client left before the
+body arrived, or the server stopped with it still held (never applied). A reset leaves it as it
+is: a write held across a reset still lands, in the reset record. It is 0 when no write can
+still change the stores behind a client's back: what a test waits for (polling, with a
+timeout) before it judges a run by the record, where "in_flight" would miss a held write whose
+client has gone (its handler may be over).
 
 "org_project" has one entry for each distinct (OpenAI-Organization, OpenAI-Project) pair of
 header values seen, in the order first seen; a header a request did not carry is null (an empty

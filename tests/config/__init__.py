@@ -1,0 +1,1 @@
+"""Settings (runner/config): precedence, sources, the config file, the API key."""

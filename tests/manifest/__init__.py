@@ -1,0 +1,1 @@
+"""Manifests (runner/manifest): formats, options, which target, the fast paths."""

@@ -1,0 +1,1 @@
+"""The request layer (runner/requests): the HTTP client against a real sandbox."""

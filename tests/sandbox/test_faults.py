@@ -1,0 +1,300 @@
+"""The sandbox's seeded faults: 5xx answers, connections dropped before or after the
+write, slow answers, latency, and late_apply (a write held, then applied after its client
+gave up), with the count of writes still held. All over real loopback HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from runner.sandbox import SandboxConfig, SandboxThread, add_sandbox_arguments
+from runner.sandbox.app import format_base_url
+from runner.sandbox.handlers import SandboxApi
+from tests.cli import wait_for_held_writes
+from tests.sandbox.client import (
+    KEY,
+    V2,
+    Answer,
+    Http,
+    StartSandbox,
+    asst,
+    call,
+    error_of,
+    pair,
+    store,
+)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll `condition` without blocking this loop (a server in it must go on serving)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the sandbox"
+        await asyncio.sleep(0.01)
+
+
+# -- 5xx, resets, slow answers -----------------------------------------------------------------
+
+
+async def test_server_errors_are_json_and_the_502_is_html(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """fail_rate answers 500, 502 and 503; 500/503 in OpenAI's envelope, the 502 as HTML."""
+    sb = sandbox(fail_rate=1, seed=1)
+    answers = [await call(http, "GET", asst(sb)) for _ in range(30)]
+    assert {a.status for a in answers} == {500, 502, 503}
+    for answer in answers:
+        if answer.status == 502:
+            assert answer.headers["content-type"].startswith("text/html")
+            assert answer.text.startswith("<html>\r\n<head><title>502 Bad Gateway</title>")
+        else:
+            assert error_of(answer)["type"] == "server_error"
+    faults = sb.record()["faults"]
+    assert faults["http_500"] + faults["http_502"] + faults["http_503"] == 30
+    assert faults["http_502"] == sum(1 for a in answers if a.status == 502)
+
+
+async def test_reset_before_drops_the_connection_without_attaching(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """reset_before drops the connection and the pair is not attached."""
+    sb = sandbox(reset_before_rate=1)
+    with pytest.raises(aiohttp.ClientError):
+        await call(http, "POST", asst(sb), {"file_id": "file-1"})
+    sb.update(reset_before_rate=0)
+    assert (await call(http, "GET", asst(sb) + "/file-1")).status == 404
+    record = sb.record()
+    assert record["faults"]["reset_before"] == 1
+    assert "asst_1/file-1" not in record["pairs"]
+    assert record["by_status"] == {"404": 1}
+    assert record["requests"] == 2
+    assert record["in_flight"] == 0
+
+
+async def test_reset_after_attaches_then_drops_the_connection(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """reset_after applies the attach, then drops the connection unanswered."""
+    sb = sandbox(reset_after_rate=1)
+    with pytest.raises(aiohttp.ClientError):
+        await call(http, "POST", asst(sb), {"file_id": "file-1"})
+    sb.update(reset_after_rate=0)
+    assert (await call(http, "GET", asst(sb) + "/file-1")).status == 200
+    again = await call(http, "POST", asst(sb), {"file_id": "file-1"})
+    assert "already attached" in error_of(again)["message"]
+    record = sb.record()
+    assert record["faults"]["reset_after"] == 1
+    assert record["pairs"]["asst_1/file-1"] == pair(attached=1, posts_after_attached=1)
+
+
+async def test_slow_answer_outlives_the_client_timeout_but_applies(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """slow_rate applies the attach and answers after slow_ms: a short client timeout fires."""
+    sb = sandbox(slow_rate=1, slow_ms=400)
+    with pytest.raises(asyncio.TimeoutError):
+        await call(http, "POST", asst(sb), {"file_id": "file-1"}, timeout=0.1)
+    record = sb.record()
+    assert record["faults"]["slow"] == 1
+    assert record["pairs"]["asst_1/file-1"]["attached"] == 1
+
+
+async def test_faults_can_be_limited_to_posts(sandbox: StartSandbox, http: Http) -> None:
+    """With fault_methods=("POST",), GETs are never faulted."""
+    sb = sandbox(fail_rate=1, fault_methods=("POST",))
+    assert all([(await call(http, "GET", asst(sb))).status == 200 for _ in range(5)])
+    assert (await call(http, "POST", asst(sb), {"file_id": "file-1"})).status >= 500
+    assert sum(sb.record()["faults"].values()) == 1
+
+
+async def test_latency_delays_every_answer(sandbox: StartSandbox, http: Http) -> None:
+    """latency_ms delays each answer without blocking the others."""
+    sb = sandbox(latency_ms=150)
+    started = time.monotonic()
+    answers = await asyncio.gather(*(call(http, "GET", asst(sb)) for _ in range(5)))
+    elapsed = time.monotonic() - started
+    assert [a.status for a in answers] == [200] * 5
+    assert 0.14 <= elapsed < 0.6
+
+
+# -- late apply --------------------------------------------------------------------------------
+
+
+async def test_late_apply_lands_the_write_after_the_client_gave_up(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """With late_apply_rate=1 an add is held late_apply_ms: a client with a 1 s timeout gives
+    up, and the file lands about 3 s after the request arrived."""
+    sb = sandbox(late_apply_rate=1, late_apply_ms=3000, processing_ms=0)
+    assert "late_apply" not in sb.record()["faults"]  # listed once one happened
+    sent = time.monotonic()
+    with pytest.raises(asyncio.TimeoutError):
+        await call(http, "POST", store(sb) + "/files", {"file_id": "f-1"}, headers=V2, timeout=1)
+    record = sb.record()
+    assert record["faults"]["late_apply"] == 1
+    assert record["held_writes"] == 1
+    assert "vs_1/f-1" not in record["pairs"]
+    while "vs_1/f-1" not in sb.record()["pairs"]:
+        assert time.monotonic() - sent < 5, "the held write never landed"
+        await asyncio.sleep(0.05)
+    landed = time.monotonic() - sent
+    assert 2.9 <= landed < 4
+    assert wait_for_held_writes(sb, timeout=1)["pairs"]["vs_1/f-1"] == pair(attached=1)
+    check = await call(http, "GET", store(sb) + "/files/f-1", headers=V2)
+    assert check.body["status"] == "completed"
+
+
+async def test_late_apply_answers_a_patient_client_and_spares_reads(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """A client that waits gets the write's answer after late_apply_ms; reads are never held;
+    the fault is turned on and off live."""
+    sb = sandbox(processing_ms=0)
+    sb.update(late_apply_rate=1, late_apply_ms=300)
+    started = time.monotonic()
+    answer = await call(http, "DELETE", store(sb) + "/files/f-none", headers=V2)
+    assert answer.status == 404
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    for _ in range(5):
+        assert (await call(http, "GET", store(sb) + "/files", headers=V2)).status == 200
+    assert time.monotonic() - started < 0.3
+    sb.update(late_apply_rate=0)
+    started = time.monotonic()
+    add = await call(http, "POST", store(sb) + "/files", {"file_id": "f-1"}, headers=V2)
+    assert add.status == 200
+    assert time.monotonic() - started < 0.3
+    assert sb.record()["faults"]["late_apply"] == 1
+
+
+async def test_late_apply_survives_the_handler_being_cancelled(http: Http) -> None:
+    """Served with aiohttp's handler_cancellation on (the handler is cancelled when its client
+    disconnects), the held write is still applied: the request is over long before it lands."""
+    api = SandboxApi(SandboxConfig(late_apply_rate=1, late_apply_ms=600, processing_ms=0))
+    runner = web.AppRunner(api.app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = format_base_url("127.0.0.1", runner.addresses[0][1])
+    try:
+        url = f"{base}/vector_stores/vs_1/files"
+        with pytest.raises(asyncio.TimeoutError):
+            await call(http, "POST", url, {"file_id": "f-1"}, headers=V2, timeout=0.1)
+        await until(lambda: api.snapshot()["in_flight"] == 0)  # the handler was cancelled
+        record = api.snapshot()
+        assert record["by_status"] == {}  # unanswered
+        assert record["held_writes"] == 1
+        assert "vs_1/f-1" not in record["pairs"]
+        await until(lambda: api.snapshot()["held_writes"] == 0)
+        assert api.snapshot()["pairs"]["vs_1/f-1"] == pair(attached=1)
+    finally:
+        await runner.cleanup()
+        await api.close()
+
+
+def test_late_apply_flags_and_config() -> None:
+    """--late-apply-rate and --late-apply-ms parse; the rate counts in the faults' sum."""
+    parser = argparse.ArgumentParser()
+    add_sandbox_arguments(parser)
+    args = parser.parse_args(["--late-apply-rate", "0.25", "--late-apply-ms", "1500"])
+    assert (args.late_apply_rate, args.late_apply_ms) == (0.25, 1500)
+    defaults = parser.parse_args([])
+    assert (defaults.late_apply_rate, defaults.late_apply_ms) == (0, 3000)
+    with pytest.raises(ValueError, match="must not exceed 1"):
+        SandboxConfig(late_apply_rate=0.6, fail_rate=0.5)
+    with pytest.raises(ValueError, match="late_apply_ms"):
+        SandboxConfig(late_apply_ms=-1)
+
+
+def test_sandbox_thread_stop_drops_held_writes() -> None:
+    """Stopping the server with a write still held ends cleanly (the write is never applied)."""
+    with SandboxThread(SandboxConfig(late_apply_rate=1, late_apply_ms=60_000)) as sb:
+        url = f"{sb.base_url}/vector_stores/vs_1/files"
+
+        async def give_up() -> None:
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises(asyncio.TimeoutError):
+                    await call(session, "POST", url, {"file_id": "f-1"}, headers=V2, timeout=0.2)
+
+        asyncio.run(give_up())
+        assert sb.record()["held_writes"] == 1
+    record = sb.record()
+    assert record["held_writes"] == 0  # dropped
+    assert "vs_1/f-1" not in record["pairs"]
+
+
+
+def test_held_writes_counts_each_write_until_it_lands(sandbox: StartSandbox) -> None:
+    """The record's held_writes counts the writes a late_apply fault holds now: each from the
+    draw, on after its client gave up and after a reset, back to 0 once it has landed, by which
+    time the record shows what it did. Reads are never held."""
+    sb = sandbox(late_apply_rate=1, late_apply_ms=2000, processing_ms=0)
+    assert sb.record()["held_writes"] == 0
+
+    async def give_up() -> list[Answer | BaseException]:
+        async with aiohttp.ClientSession() as session:
+            adds = [call(session, "POST", store(sb) + "/files", {"file_id": f"f-{i}"},
+                         headers=V2, timeout=0.3) for i in range(3)]
+            answers = await asyncio.gather(*adds, return_exceptions=True)
+            read = await call(session, "GET", store(sb) + "/files", headers=V2)
+            assert read.status == 200
+            return answers
+
+    answers = asyncio.run(give_up())
+    assert all(isinstance(answer, asyncio.TimeoutError) for answer in answers), answers
+    record = sb.record()
+    assert (record["held_writes"], record["faults"]["late_apply"]) == (3, 3)
+    assert record["pairs"] == {}
+    sb.reset()  # a held write still lands after a reset, so it stays counted
+    assert sb.record()["held_writes"] == 3
+    landed = wait_for_held_writes(sb)
+    assert landed["held_writes"] == 0
+    assert [landed["pairs"][f"vs_1/f-{i}"] for i in range(3)] == [pair(attached=1)] * 3
+
+
+def test_waiting_for_a_write_held_too_long_fails_the_test_saying_so(
+    sandbox: StartSandbox,
+) -> None:
+    """wait_for_held_writes fails the test, with the count and late_apply_ms, at its timeout."""
+    sb = sandbox(late_apply_rate=1, late_apply_ms=60_000, processing_ms=0)
+
+    async def give_up() -> None:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(asyncio.TimeoutError):
+                await call(session, "POST", store(sb) + "/files", {"file_id": "f-1"},
+                           headers=V2, timeout=0.2)
+
+    asyncio.run(give_up())
+    with pytest.raises(pytest.fail.Exception) as failed:
+        wait_for_held_writes(sb, timeout=0.2)
+    assert str(failed.value) == (
+        "the sandbox still holds 1 write(s) after 0.2 s (late_apply_ms: 60000)")
+
+
+async def test_a_held_write_whose_client_leaves_before_its_body_is_dropped(
+    sandbox: StartSandbox,
+) -> None:
+    """A write drawn late_apply is counted from the draw; if its client leaves before the body
+    arrives, it is dropped (held_writes back to 0) and never applied."""
+    sb = sandbox(late_apply_rate=1, late_apply_ms=100, processing_ms=0)
+    port = int(sb.base_url.rsplit(":", 1)[1].split("/")[0])
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /v1/vector_stores/vs_1/files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Authorization: Bearer " + KEY.encode() + b"\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                 b'{"file_id": ')
+    await writer.drain()
+    await until(lambda: sb.record()["held_writes"] == 1)
+    writer.close()
+    await writer.wait_closed()
+    await until(lambda: sb.record()["held_writes"] == 0)
+    record = sb.record()
+    assert record["faults"]["late_apply"] == 1
+    assert record["pairs"] == {}
+    assert record["vector_store_files"] == {}
