@@ -78,6 +78,9 @@ class SandboxApi(AssistantRoutes, VectorStoreRoutes):
         self._request_serial = 0
         # Held writes of late_apply faults: referenced so they are not collected mid-sleep.
         self._late: set[asyncio.Task[web.StreamResponse]] = set()
+        # Writes held now, from the draw until applied or dropped (the record's held_writes).
+        # Not in Record: a reset must not forget a write that will still land.
+        self.held_writes = 0
         self.app = self._build_app()
 
     # -- steering -------------------------------------------------------------------------
@@ -220,11 +223,23 @@ class SandboxApi(AssistantRoutes, VectorStoreRoutes):
         """Hold the write `late_apply_ms`, then apply it. The apply runs in its own task and is
         awaited through a shield: when the client gives up, aiohttp may cancel this handler,
         but the write still lands, as the live API's did."""
-        await request.read()  # while the connection is open; cached for the route's read
+        # Counted before the first await: no snapshot can fall between the draw and the count.
+        self.held_writes += 1
+        try:
+            await request.read()  # while the connection is open; cached for the route's read
+        except BaseException:
+            self.held_writes -= 1  # dropped: the client left before its body arrived
+            raise
         task = asyncio.ensure_future(self._held(request, handler, target))
         self._late.add(task)
-        task.add_done_callback(self._late.discard)
+        task.add_done_callback(self._release)
         return await asyncio.shield(task)
+
+    def _release(self, task: asyncio.Task[web.StreamResponse]) -> None:
+        """A held write is over: applied, or cancelled at stop (a done callback runs either
+        way, even for a task cancelled before it started)."""
+        self._late.discard(task)
+        self.held_writes -= 1
 
     async def _held(
         self, request: web.Request, handler: Handler, target: str
@@ -315,6 +330,7 @@ class SandboxApi(AssistantRoutes, VectorStoreRoutes):
         """The record with the stores' current content (shape: runner.sandbox.record)."""
         now = time.monotonic()
         data = self.record.snapshot()
+        data["held_writes"] = self.held_writes
         data["vector_store_files"] = {
             store_id: {file_id: file.state_json(now) for file_id, file in store.files.items()}
             for store_id, store in self.stores.items()
