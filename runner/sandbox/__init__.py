@@ -1,7 +1,8 @@
 """The sandbox: a local stand-in of OpenAI's assistant-file and vector-store-file API.
 
 config.py    SandboxConfig: every knob, defaults and checks
-handlers.py  the per-request pipeline and admin routes (the rules: docs/sandbox.md)
+handlers.py  the per-request pipeline and the route table (the rules: docs/sandbox.md)
+admin.py     the record, reset, live config and preloading (the /__sandbox/ routes)
 assistants.py  the assistant-file routes
 vector_stores.py  the vector-store routes, the per-store write limit, preloading a store
 parsing.py   request bodies and list queries, checked as the API checks them

@@ -1,6 +1,7 @@
 """The sandbox's application: every /v1 request's pipeline (latency, key, quota, rate limits,
-faults, OpenAI-Beta, late apply), the route table and the admin routes; the API's calls are
-mixins (assistants.py, vector_stores.py). The rules a client under test can rely on are in
+faults, OpenAI-Beta, late apply), the route table, and steering (live config, reset); the
+API's calls are mixins (assistants.py, vector_stores.py), and so are the admin routes
+(admin.py). The rules a client under test can rely on are in
 docs/sandbox.md ("Rules it follows", "Order of checks"): keep the two in step.
 """
 
@@ -9,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
 from aiohttp import web
 
 from runner.sandbox import errors
+from runner.sandbox.admin import ASSISTANT, VECTOR_STORE, AdminRoutes
 from runner.sandbox.assistants import AssistantRoutes
 from runner.sandbox.config import SandboxConfig
 from runner.sandbox.errors import ApiError
@@ -30,21 +32,14 @@ from runner.sandbox.faults import (
     drop_connection,
 )
 from runner.sandbox.limits import TokenBucket, format_go_duration, retry_headers
-from runner.sandbox.parsing import (
-    read_json_object,
-)
 from runner.sandbox.record import Record
 from runner.sandbox.state import (
     AssistantFile,
     VectorStore,
 )
-from runner.sandbox.vector_stores import VectorStoreRoutes, preload_entry
+from runner.sandbox.vector_stores import VectorStoreRoutes
 
-ASSISTANT = "assistant"
-VECTOR_STORE = "vector_store"
-OWNER_KINDS = (ASSISTANT, VECTOR_STORE)
 ADMIN_PREFIX = "/__sandbox/"
-PRELOAD_KEYS = frozenset({"owner_kind", "owner", "file_ids", "files"})
 RETIRED_V1_MESSAGE = (
     "The v1 Assistants API has been retired. Please try again with the header "
     "'OpenAI-Beta: assistants=v2'; see https://platform.openai.com/docs/assistants/migration."
@@ -60,7 +55,7 @@ class RouteInfo(NamedTuple):
     store_write: bool  # a write to a vector store: counts against the store's limit
 
 
-class SandboxApi(AssistantRoutes, VectorStoreRoutes):
+class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes):
     """The aiohttp application and all the state behind it. Not thread-safe: use it from the
     event loop that serves it."""
 
@@ -106,36 +101,6 @@ class SandboxApi(AssistantRoutes, VectorStoreRoutes):
         self._bucket = self._make_bucket()
         self._store_buckets.clear()
         self.faults.reseed(self.config.seed)
-
-    def preload(
-        self, owner_kind: str, owner: str, files: Sequence[str | Mapping[str, Any]]
-    ) -> int:
-        """Put pairs in place as if added an hour ago; they are marked `preloaded` in the
-        record, not counted in `attached`. Each item is a file id, or for a vector store an
-        object (see `preload_entry`: attributes, chunking_strategy, status, last_error); a
-        pair already in place is left as it is. Returns how many pairs were new."""
-        if owner_kind not in OWNER_KINDS:
-            raise ValueError(
-                f"owner_kind must be 'assistant' or 'vector_store', not {owner_kind!r}"
-            )
-        if not isinstance(owner, str) or not owner:
-            raise ValueError(f"owner must be a non-empty string, not {owner!r}")
-        if not isinstance(files, (list, tuple)):
-            raise ValueError(f"file_ids must be a list of file ids, not {files!r}")
-        entries = [preload_entry(item, owner_kind == VECTOR_STORE) for item in files]
-        created_at = int(time.time()) - 3600
-        added = 0
-        for entry in entries:
-            if owner_kind == ASSISTANT:
-                held = self._assistant(owner, created_at)
-                if entry.file_id in held:
-                    continue
-                held[entry.file_id] = AssistantFile(entry.file_id, owner, created_at)
-            elif not self.preload_vs_file(owner, entry, created_at):
-                continue
-            self.record.preloaded(owner, entry.file_id)
-            added += 1
-        return added
 
     # -- the pipeline every /v1 request goes through ----------------------------------------
 
@@ -323,49 +288,6 @@ class SandboxApi(AssistantRoutes, VectorStoreRoutes):
                 "rate-limits to learn more.",
                 retry_headers(wait),
             )
-
-    # -- admin ------------------------------------------------------------------------------
-
-    def snapshot(self) -> dict[str, Any]:
-        """The record with the stores' current content (shape: runner.sandbox.record)."""
-        now = time.monotonic()
-        data = self.record.snapshot()
-        data["held_writes"] = self.held_writes
-        data["vector_store_files"] = {
-            store_id: {file_id: file.state_json(now) for file_id, file in store.files.items()}
-            for store_id, store in self.stores.items()
-        }
-        return data
-
-    async def admin_record(self, request: web.Request) -> web.Response:
-        return web.json_response(self.snapshot())
-
-    async def admin_reset(self, request: web.Request) -> web.Response:
-        self.reset()
-        return web.json_response({"reset": True})
-
-    async def admin_config(self, request: web.Request) -> web.Response:
-        if request.method == "POST":
-            changes = await read_json_object(request, None)
-            try:
-                self.update(changes)
-            except (TypeError, ValueError) as exc:
-                raise ApiError(400, str(exc)) from exc
-        return web.json_response(self.config.to_dict())
-
-    async def admin_preload(self, request: web.Request) -> web.Response:
-        """Body: `owner_kind`, `owner`, and `file_ids` (ids) and/or `files` (objects)."""
-        body = await read_json_object(request, PRELOAD_KEYS)
-        files = body.get("file_ids", [])
-        if "files" in body:
-            if not isinstance(files, list) or not isinstance(body["files"], list):
-                raise ApiError(400, "file_ids and files must be lists", param="files")
-            files = files + body["files"]
-        try:
-            added = self.preload(body.get("owner_kind", ""), body.get("owner", ""), files)
-        except (TypeError, ValueError) as exc:
-            raise ApiError(400, str(exc)) from exc
-        return web.json_response({"preloaded": added})
 
     # -- the application --------------------------------------------------------------------
 
