@@ -34,6 +34,7 @@ from runner.errors import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERNAL,
     EXIT_USAGE,
+    SIGNAL_EXITS,
     ManifestError,
     RunnerError,
     UsageError,
@@ -262,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _json_exit(flag_json, exc.exit_code, message, io)
     except KeyboardInterrupt:
         io.err.write(f"{PROG}: interrupted\n")
-        return 130
+        return SIGNAL_EXITS["SIGINT"]
     except BrokenPipeError as exc:
         if not _stdout_is_closed():
             return _internal_error(exc, debug, io)

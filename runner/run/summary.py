@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from runner import __version__
+from runner.errors import EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME, EXIT_USAGE, SIGNAL_EXITS
 from runner.requests.outcomes import Counters
 from runner.requests.targets import generic_message, refuses_for_good
 from runner.run.tally import RunResult
@@ -65,12 +66,12 @@ def next_step(exit_code: int, *, manifest: str, argv: Sequence[str], retryable_f
     rerun = rerun_command(argv)
     if manifest == "-":
         rerun += "   (with the same manifest on stdin)"
-    if exit_code == 0:
+    if exit_code == EXIT_OK:
         return f"nothing: every pair is {_DONE[op]}"
-    if exit_code == 2:
+    if exit_code == EXIT_USAGE:
         return (f"{rerun}   (once the log's disk has room, or with another --log: the run "
                 "resumes from what was written)")
-    if exit_code in (4, 5, 130, 143):
+    if exit_code in (EXIT_REFUSED, EXIT_RUNTIME, *SIGNAL_EXITS.values()):
         return f"{rerun}   (the same command resumes where this run stopped)"
     if refused and not retryable_failed:
         return (f"attach-runner failed {shlex.quote(manifest)} > failed.csv   (see what the API "
@@ -160,15 +161,15 @@ def _headline(s: Mapping[str, Any]) -> str:
     code = s["exit"]
     not_attached = s["failed"] + s["refused_earlier"] + s["pending"]
     done = _DONE.get(s.get("op", "attach"), "attached")
-    if code == 0:
+    if code == EXIT_OK:
         verdict = f"every pair is {done}"
-    elif code == 2:
+    elif code == EXIT_USAGE:
         verdict = "stopped: the log could not be written"
-    elif code == 4:  # the API's refusal, or a certificate that fails: the error line says which
+    elif code == EXIT_REFUSED:  # the API refused, or a certificate failed: the error line says
         verdict = "stopped: the run was refused as a whole"
-    elif code == 5:
+    elif code == EXIT_RUNTIME:
         verdict = f"stopped at --max-runtime; {s['pending']:,} pairs not done yet"
-    elif code in (130, 143):
+    elif code in SIGNAL_EXITS.values():
         verdict = f"interrupted ({s['stopped_by']}); {s['pending']:,} pairs not done yet"
     else:
         verdict = f"{not_attached:,} of {s['pairs']:,} pairs not {done}"
