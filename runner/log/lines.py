@@ -1,0 +1,236 @@
+"""The log's line format, both ways: how the writer spells each line, and how the reader
+recognises the common ones without parsing them. Nothing outside runner/log spells a line:
+the engine, the operations and the commands hand values to `ResultLog`'s `append_*` methods.
+
+Every line is `{"event": ..., "ts": ..., "run": ..., **fields}`, in that key order, as compact
+ASCII JSON: no spaces, and non-ASCII text escaped (`\\u00e9`, a lone surrogate `\\ud800`), so a
+line is always valid UTF-8. These are exactly the bytes `json.dumps(line, separators=(",",
+":"))` makes; a line that a user or a tool rewrote with `json.dumps`'s default spacing
+(`{"event": "done", ...}`) reads the same.
+
+The lines written for every pair (`sent`, `done`) are spelled here with f-strings, not with the
+JSON encoder: a string that needs no escape (printable ASCII without `"` or `\\`, which every ID
+obeying the ID rule is) is a JSON string as it stands; any other string, and a `done` line's
+error, go through json. A property test (tests/test_log_format.py) holds these lines equal,
+byte for byte, to the encoder's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from runner.attributes import digest as attributes_digest
+from runner.items import Item
+
+# Every line the writer makes starts with these bytes (key order is fixed), and every line
+# json.dumps makes by default with those.
+LINE_PREFIX = b'{"event":"'
+SPACED_PREFIX = b'{"event": "'
+
+# The outcomes that leave a pair in place: a `done` line with one of them records the digest
+# of the managed attributes the pair was left with (SPEC, "The result log").
+IN_PLACE = frozenset({"attached", "already_attached", "updated"})
+
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+_encode = _ENCODER.encode
+
+
+class LoggedError(Protocol):
+    """What a `done` line says of the last error (requests.targets.ApiError is one)."""
+
+    @property
+    def type(self) -> str | None: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def code(self) -> str | None: ...
+
+
+class PairEnd(Protocol):
+    """A pair's end as its `done` line records it (requests.outcomes.Outcome is one)."""
+
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def error(self) -> LoggedError | None: ...
+    @property
+    def retryable(self) -> bool: ...
+    @property
+    def uncertain(self) -> bool: ...
+    @property
+    def file_status(self) -> str | None: ...
+    @property
+    def op(self) -> str: ...
+
+
+def looks_torn(tail: bytes) -> bool:
+    """Whether bytes after the last newline can be one of our writes cut short (or NUL bytes,
+    what some filesystems leave after a power cut)."""
+    head = tail[: len(LINE_PREFIX)]
+    return head == LINE_PREFIX[: len(head)] or not tail.strip(b"\0")
+
+
+def quote(value: str) -> str:
+    """`value` as a JSON string, as the encoder spells it; without the encoder when no
+    character needs escaping (every ID does not)."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return _encode(value)
+
+
+def fields_members(fields: Mapping[str, object]) -> str:
+    """Any fields as JSON members (`"k":v,...`, no braces), in the order given."""
+    return _encode(fields)[1:-1] if fields else ""
+
+
+def pair_members(owner_column: str, item: Item) -> str:
+    """The pair's fields. `owner_column` is one of ours (assistant_id, vector_store_id)."""
+    return f'"{owner_column}":{quote(item.owner)},"file_id":{quote(item.file_id)}'
+
+
+def sent_members(owner_column: str, item: Item, op: str) -> str:
+    """A `sent` line's fields: `op`, then the pair."""
+    return f'"op":{quote(op)},{pair_members(owner_column, item)}'
+
+
+def done_members(owner_column: str, item: Item, end: PairEnd, digest: str | None) -> str:
+    """A `done` line's fields: `op`, the pair, the outcome, status, attempts, error, retryable,
+    uncertain, then the file status and the attributes' digest when there are ones. `digest`:
+    given, or made from the item's managed attributes when the outcome leaves it in place."""
+    status = end.status
+    error = end.error
+    members = (
+        f'"op":{quote(end.op)},{pair_members(owner_column, item)},'
+        f'"outcome":{quote(end.outcome)},"status":{"null" if status is None else status},'
+        f'"attempts":{end.attempts},"error":'
+        f'{"null" if error is None else _encode(_error_fields(error))},'
+        f'"retryable":{"true" if end.retryable else "false"},'
+        f'"uncertain":{"true" if end.uncertain else "false"}'
+    )
+    if end.file_status is not None:
+        members += f',"file_status":{quote(end.file_status)}'
+    if digest is None:
+        digest = recorded_digest(item, end.outcome)
+    if digest is not None:
+        members += f',"attributes_digest":{quote(digest)}'
+    return members
+
+
+def _error_fields(error: LoggedError) -> dict[str, str | None]:
+    return {"type": error.type, "message": error.message, "code": error.code}
+
+
+def recorded_digest(item: Item, outcome: str) -> str | None:
+    """SPEC: a `done` line that leaves managed attributes in place records their digest."""
+    options = item.options
+    if options is None or options.attributes is None or outcome not in IN_PLACE:
+        return None
+    return attributes_digest(options.attributes)
+
+
+def batch_members(owner_column: str, store: str, file_ids: Sequence[str], op: str,
+                  batch_id: str | None = None) -> str:
+    """A `batch-sent` line's fields (no batch id) or a `batch-created` line's."""
+    batch = f'"batch_id":{quote(batch_id)},' if batch_id is not None else ""
+    return (f'"op":{quote(op)},"{owner_column}":{quote(store)},{batch}'
+            f'"file_ids":[{",".join(map(quote, file_ids))}]')
+
+
+class LineSpeller:
+    """Spells one run's lines: `{"event":E,"ts":T,"run":R,` + members + `}` and a newline.
+    The event's head and the run's id are spelled once; the time's whole second once a
+    second."""
+
+    __slots__ = (
+        "_run_part",  # '","run":"3f2a..."', spelled once
+        "_heads",  # event -> '{"event":"sent","ts":"', spelled once per event name
+        "_ts_second",  # the whole UTC second that _ts_prefix spells
+        "_ts_prefix",  # "2026-11-25T11:02:03." for _ts_second
+    )
+
+    def __init__(self, run_id: str) -> None:
+        self._run_part = '","run":' + quote(run_id)
+        self._heads: dict[str, str] = {}
+        self._ts_second = -1
+        self._ts_prefix = ""
+
+    def line(self, event: str, members: str, ns: int) -> bytes:
+        """The whole line at `ns` (time.time_ns()), newline included, as ASCII bytes."""
+        second, rest = divmod(ns, 1_000_000_000)
+        if second != self._ts_second:
+            self._ts_second = second
+            self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        head = self._heads.get(event)
+        if head is None:
+            head = self._heads[event] = '{"event":' + quote(event) + ',"ts":"'
+        return (f"{head}{self._ts_prefix}{rest // 1_000_000:03d}Z{self._run_part}"
+                f"{',' + members if members else ''}}}\n").encode()
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+# The lines written for every pair, in the writer's fixed key order, as a regular expression
+# that only ever matches valid JSON (IDs, ASCII strings without escapes, numbers, literals):
+# "sent", and "done" for a pair in place (attached, already_attached or updated, no error). A
+# log is nearly all such lines; the reader's scan hands them over in bulk, unparsed by json.
+# The same lines as `json.dumps` writes them with its default separators (", " and ": ": a
+# log rewritten by a script) have a pattern of their own: one pattern admitting both costs a
+# third more on our own lines. Every other spacing is still read, by json.
+_TEXT = rb'[\x20\x21\x23-\x5b\x5d-\x7e]*'  # a JSON string's inside: printable ASCII, no " or \\
+_ID = rb"([A-Za-z0-9_-]{1,128})"
+_COUNT = rb"(?:0|[1-9][0-9]{0,8})"  # JSON has no leading zeros
+
+
+def fast_pattern(owner_column: str, *, spaced: bool = False) -> re.Pattern[bytes]:
+    """A whole line: "sent", or "done" (group 1) in place; else any other line (group 6, with
+    its newline). Groups 2 and 3 are the pair, 4 the outcome, 5 the attributes' digest.
+    `op` is attach or update (or absent: an older log's line, which means attach). With
+    `spaced`, the line as json.dumps writes it by default: ", " between members, ": " in them."""
+    sep, colon = (b", ", b": ") if spaced else (b",", b":")
+
+    def member(name: bytes, value: bytes) -> bytes:
+        return b'"' + name + b'"' + colon + value
+
+    owner = re.escape(owner_column.encode())
+    head = sep.join([
+        b"\\{" + member(b"event", b'"(?:sent|(done))"'),
+        member(b"ts", b'"' + _TEXT + b'"'),
+        member(b"run", b'"' + _TEXT + b'"'),
+        b"(?:" + member(b"op", b'"(?:attach|update)"') + sep + b")?"
+        + member(owner, b'"' + _ID + b'"'),
+        member(b"file_id", b'"' + _ID + b'"'),
+    ])
+    # Only when group 1 (done) matched: the outcome fields, in the writer's order, and the
+    # digest of the managed attributes the pair was left with (group 5), if any.
+    done = b"(?(1)" + sep + sep.join([
+        member(b"outcome", b'"(attached|already_attached|updated)"'),
+        member(b"status", b"(?:[1-5][0-9][0-9]|null)"),
+        member(b"attempts", _COUNT),
+        member(b"error", b"null"),
+        member(b"retryable", b"(?:true|false)"),
+        member(b"uncertain", b"(?:true|false)"),
+    ]) + b"(?:" + sep + member(b"file_status", b'"[a-z_]{1,32}"') + b")?"
+    done += b"(?:" + sep + member(b"attributes_digest", b'"([0-9a-f]{16})"') + b")?)"
+    # Any other line, even an empty one, is group 6 with its newline: one row a line, always.
+    return re.compile(b"^" + head + done + rb"\}$|^(.*\n)", re.MULTILINE)
+
+
+_TS = re.compile(rb'"ts"\s*:\s*"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{3}|\.\d{6})?)Z"')
+_RUN_END = re.compile(rb'^\{\s*"event"\s*:\s*"run-end"')
+
+
+def line_time(line: bytes) -> tuple[str, bool] | None:
+    """A complete line's `ts` (ISO 8601, without its Z) and whether it is a `run-end`; None
+    when it has no `ts` that reads as one."""
+    found = _TS.search(line)
+    if found is None:
+        return None
+    return found.group(1).decode(), _RUN_END.match(line) is not None
