@@ -27,7 +27,7 @@ from runner.attributes import digest as attributes_digest
 from runner.items import Item
 
 # Every line the writer makes starts with these bytes (key order is fixed), and every line
-# json.dumps makes by default with those.
+# json.dumps makes by default with those: what a torn last line may begin with.
 LINE_PREFIX = b'{"event":"'
 SPACED_PREFIX = b'{"event": "'
 
@@ -72,10 +72,12 @@ class PairEnd(Protocol):
 
 
 def looks_torn(tail: bytes) -> bool:
-    """Whether bytes after the last newline can be one of our writes cut short (or NUL bytes,
-    what some filesystems leave after a power cut)."""
-    head = tail[: len(LINE_PREFIX)]
-    return head == LINE_PREFIX[: len(head)] or not tail.strip(b"\0")
+    """Whether bytes after the last newline can be one line cut short: the start of a line in
+    either spelling (ours, or json.dumps's default), or NUL bytes (what some filesystems leave
+    after a power cut)."""
+    return (LINE_PREFIX.startswith(tail[: len(LINE_PREFIX)])
+            or SPACED_PREFIX.startswith(tail[: len(SPACED_PREFIX)])
+            or not tail.strip(b"\0"))
 
 
 def quote(value: str) -> str:

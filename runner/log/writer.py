@@ -7,10 +7,10 @@ spelled is `runner.log.lines`; callers hand values to the `append_*` methods, ne
 A torn line is exactly the bytes after the last newline, whether or not they parse: the writer
 cuts those bytes off before appending, and the reader warns about them and ignores them. A
 newline-terminated line that does not parse is never torn (our newline is the last byte of one
-write), so it is a corrupt log wherever it stands. The torn bytes must look like the start of
-one of our lines (or be NUL bytes, what some filesystems leave after a power cut); anything else
-is not a result log, and the writer refuses to cut it, so a file passed as `--log` by mistake is
-never shortened.
+write), so it is a corrupt log wherever it stands. The torn bytes must look like the start of a
+line (ours, or one json.dumps spaced; or NUL bytes, what some filesystems leave after a power
+cut); anything else is not a result log, and the writer refuses to cut it, so a file passed as
+`--log` by mistake is never shortened.
 
 This module writes the log (`ResultLog`) and holds what the reader shares with the writer (the
 messages for a file that cannot be opened or is not ours); reading a log, the exact reader and
