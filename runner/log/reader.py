@@ -6,7 +6,8 @@ events with the same checks for the resume index, but hands over the common line
 "done" in place) in bulk, matched by one regular expression instead of parsed. `last_timestamp`
 reads the time of the last line, for the settle rule. The format, and which lines are torn or
 corrupt, is described in `runner.log.writer`, which writes it; how a line is spelled, and the
-patterns that recognise the common ones, in `runner.log.lines`.
+patterns that recognise the common ones, in `runner.log.lines`. A log is never read through a
+symbolic link (O_NOFOLLOW), as it is never written through one.
 """
 
 from __future__ import annotations
@@ -126,12 +127,19 @@ def last_timestamp(path: str) -> tuple[float, bool] | None:
     on by then); None when there is none. The settle rule needs to know when an earlier run
     may have sent its last write: no later than this."""
     try:
-        with open(path, "rb") as file:
-            size = file.seek(0, os.SEEK_END)
-            file.seek(max(0, size - 65536))
-            tail = file.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        size = os.lseek(fd, 0, os.SEEK_END)
+        start = max(0, size - 65536)
+        tail = os.pread(fd, size - start, start)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     for line in reversed(tail.split(b"\n")[:-1]):
         found = line_time(line)
         if found is not None:
@@ -142,23 +150,26 @@ def last_timestamp(path: str) -> tuple[float, bool] | None:
 
 
 def _open_log(path: str) -> IO[bytes] | None:
-    """The log opened for reading; None when there is none (nothing to read)."""
+    """The log opened for reading; None when there is none (nothing to read). Opened without
+    following a link, and checked on the open file: what is checked is what is read."""
     try:
-        info = os.stat(path)
+        # O_NONBLOCK: a FIFO given as --log must fail the regular-file check, not hang here.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise _open_error(path, exc) from None
-    if stat.S_ISDIR(info.st_mode):
-        raise _open_error(path, IsADirectoryError())
-    if not stat.S_ISREG(info.st_mode):
-        raise LogError(f"{path}: not a regular file; pass a file path to --log")
     try:
-        return open(path, "rb")  # noqa: SIM115 (the caller holds it in a `with`)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise _open_error(path, exc) from None
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _open_error(path, IsADirectoryError())
+        if not stat.S_ISREG(mode):
+            raise LogError(f"{path}: not a regular file; pass a file path to --log")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _torn_tail(path: str, number: int, line: bytes, warn: Callable[[str], None]) -> None:

@@ -12,6 +12,9 @@ line (ours, or one json.dumps spaced; or NUL bytes, what some filesystems leave 
 cut); anything else is not a result log, and the writer refuses to cut it, so a file passed as
 `--log` by mistake is never shortened.
 
+The log is never opened through a symbolic link (O_NOFOLLOW): a link given as `--log`,
+dangling or not, is refused, so a run never creates or appends to a file elsewhere.
+
 This module writes the log (`ResultLog`) and holds what the reader shares with the writer (the
 messages for a file that cannot be opened or is not ours); reading a log, the exact reader and
 the fast scan used by resume, is `runner.log.reader`.
@@ -19,6 +22,7 @@ the fast scan used by resume, is `runner.log.reader`.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -49,6 +53,16 @@ _NOT_OURS = (
 # README, "Durability"); the line count only bounds a burst far faster than anything we send.
 FSYNC_EVERY = 16384
 
+# Opening the final component of a path through a symbolic link fails with ELOOP (EMLINK on
+# FreeBSD) under O_NOFOLLOW.
+_LINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
+
+
+def is_link_error(path: str, exc: OSError) -> bool:
+    """Whether `exc`, from opening `path` with O_NOFOLLOW, says that `path` is a link."""
+    return exc.errno in _LINK_ERRNOS and os.path.islink(path)
+
+
 def _open_error(path: str, exc: OSError) -> LogError:
     """One line for a log file that cannot be opened: where, what, what to do."""
     if isinstance(exc, FileNotFoundError):
@@ -57,6 +71,9 @@ def _open_error(path: str, exc: OSError) -> LogError:
         what = "is a directory; pass a file path to --log"
     elif isinstance(exc, PermissionError):
         what = "permission denied; fix its permissions or pass another --log"
+    elif is_link_error(path, exc):
+        what = ("is a symbolic link, which attach-runner does not follow; pass the path of "
+                "the file itself as --log, or remove the link")
     else:
         what = f"cannot open it ({exc.strerror or exc}); pass another --log"
     return LogError(f"{path}: {what}")
@@ -125,7 +142,9 @@ class ResultLog:
         if self._fd is not None:
             return
         # O_NONBLOCK: a FIFO given as --log must fail the regular-file check, not hang here.
-        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+        # O_NOFOLLOW: a link, dangling or not, is refused, never followed (nor its target made).
+        flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+                 | os.O_NOFOLLOW)
         try:
             fd = os.open(self.path, flags, 0o600)
         except OSError as exc:
