@@ -80,12 +80,17 @@ def looks_torn(tail: bytes) -> bool:
             or not tail.strip(b"\0"))
 
 
+def plain(text: str) -> bool:
+    """Whether `text` is the inside of a JSON string as it stands, as json's ASCII encoder
+    spells it: printable ASCII without `"` or `\\`. A per-character test, so one call over
+    several strings joined answers for each of them."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
 def quote(value: str) -> str:
     """`value` as a JSON string, as the encoder spells it; without the encoder when no
-    character needs escaping (every ID does not)."""
-    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
-        return f'"{value}"'
-    return _encode(value)
+    character needs escaping (every ID obeying the ID rule)."""
+    return f'"{value}"' if plain(value) else _encode(value)
 
 
 def fields_members(fields: Mapping[str, object]) -> str:
@@ -93,41 +98,53 @@ def fields_members(fields: Mapping[str, object]) -> str:
     return _encode(fields)[1:-1] if fields else ""
 
 
-def pair_members(owner_column: str, item: Item) -> str:
-    """The pair's fields. `owner_column` is one of ours (assistant_id, vector_store_id)."""
-    return f'"{owner_column}":{quote(item.owner)},"file_id":{quote(item.file_id)}'
+# The per-pair lines test their strings once, joined (one `plain` a line, not one a string),
+# then splice them in as they stand; a line holding any string that needs escaping is spelled
+# string by string through `quote`. `owner_column` is one of ours (assistant_id,
+# vector_store_id), never a value read from outside.
 
 
 def sent_members(owner_column: str, item: Item, op: str) -> str:
     """A `sent` line's fields: `op`, then the pair."""
-    return f'"op":{quote(op)},{pair_members(owner_column, item)}'
+    owner, file_id = item.owner, item.file_id
+    if plain(op + owner + file_id):
+        return f'"op":"{op}","{owner_column}":"{owner}","file_id":"{file_id}"'
+    return f'"op":{quote(op)},"{owner_column}":{quote(owner)},"file_id":{quote(file_id)}'
 
 
 def done_members(owner_column: str, item: Item, end: PairEnd, digest: str | None) -> str:
     """A `done` line's fields: `op`, the pair, the outcome, status, attempts, error, retryable,
     uncertain, then the file status and the attributes' digest when there are ones. `digest`:
     given, or made from the item's managed attributes when the outcome leaves it in place."""
-    status = end.status
-    error = end.error
+    owner, file_id, op, outcome = item.owner, item.file_id, end.op, end.outcome
+    file_status, status, error = end.file_status, end.status, end.error
+    if digest is None:
+        digest = recorded_digest(item, outcome)
+    if plain(f"{op}{owner}{file_id}{outcome}{file_status or ''}{digest or ''}"):
+        head = (f'"op":"{op}","{owner_column}":"{owner}","file_id":"{file_id}",'
+                f'"outcome":"{outcome}"')
+    else:
+        head = (f'"op":{quote(op)},"{owner_column}":{quote(owner)},"file_id":{quote(file_id)},'
+                f'"outcome":{quote(outcome)}')
     members = (
-        f'"op":{quote(end.op)},{pair_members(owner_column, item)},'
-        f'"outcome":{quote(end.outcome)},"status":{"null" if status is None else status},'
-        f'"attempts":{end.attempts},"error":'
-        f'{"null" if error is None else _encode(_error_fields(error))},'
+        f'{head},"status":{"null" if status is None else status},"attempts":{end.attempts},'
+        f'"error":{"null" if error is None else _error_object(error)},'
         f'"retryable":{"true" if end.retryable else "false"},'
         f'"uncertain":{"true" if end.uncertain else "false"}'
     )
-    if end.file_status is not None:
-        members += f',"file_status":{quote(end.file_status)}'
-    if digest is None:
-        digest = recorded_digest(item, end.outcome)
+    if file_status is not None:
+        members += f',"file_status":{quote(file_status)}'
     if digest is not None:
         members += f',"attributes_digest":{quote(digest)}'
     return members
 
 
-def _error_fields(error: LoggedError) -> dict[str, str | None]:
-    return {"type": error.type, "message": error.message, "code": error.code}
+def _error_object(error: LoggedError) -> str:
+    """`{"type":...,"message":...,"code":...}`, as the encoder spells that dict."""
+    kind, code = error.type, error.code
+    return (f'{{"type":{"null" if kind is None else quote(kind)},'
+            f'"message":{quote(error.message)},'
+            f'"code":{"null" if code is None else quote(code)}}}')
 
 
 def recorded_digest(item: Item, outcome: str) -> str | None:
