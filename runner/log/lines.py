@@ -8,11 +8,13 @@ line is always valid UTF-8. These are exactly the bytes `json.dumps(line, separa
 ":"))` makes; a line that a user or a tool rewrote with `json.dumps`'s default spacing
 (`{"event": "done", ...}`) reads the same.
 
-The lines written for every pair (`sent`, `done`) are spelled here with f-strings, not with the
-JSON encoder: a string that needs no escape (printable ASCII without `"` or `\\`, which every ID
-obeying the ID rule is) is a JSON string as it stands; any other string, and a `done` line's
-error, go through json. A property test (tests/test_log_format.py) holds these lines equal,
-byte for byte, to the encoder's.
+The lines written for every pair (`sent`, `done`, and the batch lines) are spelled here with
+f-strings, not with the JSON encoder: a string that needs no escape (printable ASCII without `"`
+or `\\`, which every ID obeying the ID rule is) is a JSON string as it stands; any other string
+(an ID from a store's listing is the server's, not checked by the ID rule; an error message is
+anything) goes through json's string encoder. Other lines (run-start, run-end, `append`'s) go
+through json's encoder whole. A property test (tests/test_log_format.py) holds the pair lines
+equal, byte for byte, to the encoder's for any text.
 """
 
 from __future__ import annotations
