@@ -71,6 +71,11 @@ def digest_value(attributes: Attributes | None) -> int:
     return int(digest(attributes), 16)
 
 
+def digest_text(value: int) -> str:
+    """A `digest_value` back as the log spells it (16 hex digits)."""
+    return f"{value:016x}"
+
+
 def same_attributes(a: Attributes | None, b: Attributes | None) -> bool:
     return canonical(a) == canonical(b)
 

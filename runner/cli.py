@@ -257,8 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             io.err.write(f"{PROG}: error: {line}\n")
         return _json_exit(flag_json, exc.exit_code, lines[0], io)
     except RunnerError as exc:
-        # A path with a newline in it must not split the line.
-        message = one_line(str(exc))
+        # A path with a newline in it must not split the line, and a key pasted where a path
+        # goes (`run -- --api-key=sk-...`) must not be echoed back.
+        message = hide_keys(one_line(str(exc)))
         io.err.write(f"{PROG}: error: {message}\n")
         return _json_exit(flag_json, exc.exit_code, message, io)
     except KeyboardInterrupt:

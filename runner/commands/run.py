@@ -81,7 +81,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
     log = ResultLog(settings.log, uuid.uuid4().hex[:12])
     log.open()
     try:
-        log.append("run-start", manifest=source.display, target=target.name, items=stats.pairs)
+        log.append_run_start(manifest=source.display, target=target.name, items=stats.pairs)
         # Progress is on stderr, so it stays with --json; --quiet and --no-progress drop it.
         progress = progress_for(settings, io, stats.pairs)
         try:
@@ -106,8 +106,8 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
             log=settings.log, rpm=settings.rpm, learned_rpm=limiter.rate, exit_code=code,
             argv=argv, error=error, run_id=log.run_id, op=engine.operation.name)
         if engine.log_error is None:
-            log.append("run-end", counts=run_end_counts(summary),
-                       interrupted=summary["interrupted"], exit=code)
+            log.append_run_end(counts=run_end_counts(summary),
+                               interrupted=summary["interrupted"], exit_code=code)
     finally:
         close_log(log, engine)
     print_end(settings, io, summary, sender, error,

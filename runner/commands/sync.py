@@ -83,8 +83,8 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
-        log.append("run-start", manifest=source.display, target=target.name,
-                   items=stats.pairs, op="sync")
+        log.append_run_start(manifest=source.display, target=target.name, items=stats.pairs,
+                             op="sync")
         async with api_session(settings, target, stats, key) as (sender, limiter):
             synced = await run_sync(
                 settings, io, target, source, stats, index, plans, sender=sender, log=log,
@@ -101,8 +101,8 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
         add_sync_fields(summary, result.tally, synced.detach_tally, synced.plans,
                         synced.guard, lists=sender.counters.lists, argv=argv)
         if synced.log_error is None:
-            log.append("run-end", counts=run_end_counts(summary),
-                       interrupted=summary["interrupted"], exit=code)
+            log.append_run_end(counts=run_end_counts(summary),
+                               interrupted=summary["interrupted"], exit_code=code)
     finally:
         close_log(log, None if synced is None else synced.engine)
     fatal = (synced.refusal is not None or synced.log_error is not None

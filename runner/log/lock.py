@@ -3,7 +3,9 @@
 The lock belongs to the open file, so it dies with the process that holds it: a killed run never
 blocks the next one, and its stale PID text is simply overwritten. The file is kept on release
 (deleting it would race with a run that has just opened it) and holds the holder's PID, so a
-second run and `status` can name it.
+second run and `status` can name it. It is never opened through a symbolic link (O_NOFOLLOW): a
+link there, dangling or not, is refused, so taking the lock never creates or writes a file
+elsewhere.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from types import TracebackType
 
 from runner.errors import LockedError, LogError
+from runner.log.writer import is_link_error
 
 # A `status` probe holds a shared lock for a few microseconds; a run that starts at that very
 # moment tries again for this long before it reports the log as taken.
@@ -31,6 +34,9 @@ def _open_error(path: str, exc: OSError) -> LogError:
         what = "its directory does not exist; create it or pass another --log"
     elif isinstance(exc, PermissionError):
         what = "permission denied; fix the directory's permissions or pass another --log"
+    elif is_link_error(path, exc):
+        what = ("is a symbolic link, which attach-runner does not follow; remove the link "
+                "(the lock file is made anew) or pass another --log")
     else:
         what = f"cannot open it ({exc.strerror or exc}); pass another --log"
     return LogError(f"{path}: {what}")
@@ -78,7 +84,8 @@ class RunLock:
         if self._fd is not None:
             return
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                         0o600)
         except OSError as exc:
             raise _open_error(self.path, exc) from None
         try:
@@ -137,11 +144,15 @@ def holder_pid(log_path: str) -> int | None:
 
     Probes with a shared lock on a separate open file, released at once, so a running holder
     is never disturbed. None also when the holder's PID cannot be read (it writes it right
-    after locking; we look again a few times first).
+    after locking; we look again a few times first). A lock file that is a symbolic link is
+    refused (LogError), as a run refuses it.
     """
+    path = lock_path_for(log_path)
     try:
-        fd = os.open(lock_path_for(log_path), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        if is_link_error(path, exc):
+            raise _open_error(path, exc) from None
         return None  # no lock file: no run ever took this log (or we cannot see it)
     try:
         try:

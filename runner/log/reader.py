@@ -5,7 +5,9 @@ a `--log` that cannot be ours before the lock file is made beside it. `scan_log`
 events with the same checks for the resume index, but hands over the common lines ("sent", and
 "done" in place) in bulk, matched by one regular expression instead of parsed. `last_timestamp`
 reads the time of the last line, for the settle rule. The format, and which lines are torn or
-corrupt, is described in `runner.log.writer`, which writes it.
+corrupt, is described in `runner.log.writer`, which writes it; how a line is spelled, and the
+patterns that recognise the common ones, in `runner.log.lines`. A log is never read through a
+symbolic link (O_NOFOLLOW), as it is never written through one.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from operator import itemgetter
 from typing import IO, Any
 
 from runner.errors import LogError
-from runner.log.writer import _bad_line, _looks_torn, _open_error
+from runner.log.lines import SPACED_PREFIX, fast_pattern, line_time, looks_torn
+from runner.log.writer import _bad_line, _open_error
 
 _decode = json.JSONDecoder().decode
 
@@ -55,52 +58,8 @@ def read_log(path: str, *, warn: Callable[[str], None]) -> Iterator[dict[str, An
             yield _event(path, number, line)
 
 
-# One line the writer makes for every pair, in its fixed key order, as a regular expression
-# that only ever matches valid JSON (IDs, ASCII strings without escapes, numbers, literals):
-# "sent", and "done" for a pair in place (attached, already_attached or updated, no error). A
-# log is nearly all such lines; scan_log hands them over in bulk, unparsed by json. The same
-# lines as `json.dumps` writes them with its default separators (", " and ": ": a log rewritten
-# by a script) have a pattern of their own: one pattern admitting both costs a third more on
-# our own lines. Every other spacing is still read, by json.
-_TEXT = rb'[\x20\x21\x23-\x5b\x5d-\x7e]*'  # a JSON string's inside: printable ASCII, no " or \\
-_ID = rb"([A-Za-z0-9_-]{1,128})"
-_COUNT = rb"(?:0|[1-9][0-9]{0,8})"  # JSON has no leading zeros
 SCAN_CHUNK = 1 << 18  # bytes read at a time by scan_log
-_SPACED = b'{"event": '  # how every line json.dumps writes by default starts
-
-
-def _fast_pattern(owner_column: str, *, spaced: bool = False) -> re.Pattern[bytes]:
-    """A whole line: "sent", or "done" (group 1) in place; else any other line (group 6, with
-    its newline).
-    `op` is attach or update (or absent: an older log's line, which means attach). With
-    `spaced`, the line as json.dumps writes it by default: ", " between members, ": " in them."""
-    sep, colon = (b", ", b": ") if spaced else (b",", b":")
-
-    def member(name: bytes, value: bytes) -> bytes:
-        return b'"' + name + b'"' + colon + value
-
-    owner = re.escape(owner_column.encode())
-    head = sep.join([
-        b"\\{" + member(b"event", b'"(?:sent|(done))"'),
-        member(b"ts", b'"' + _TEXT + b'"'),
-        member(b"run", b'"' + _TEXT + b'"'),
-        b"(?:" + member(b"op", b'"(?:attach|update)"') + sep + b")?"
-        + member(owner, b'"' + _ID + b'"'),
-        member(b"file_id", b'"' + _ID + b'"'),
-    ])
-    # Only when group 1 (done) matched: the outcome fields, in the writer's order, and the
-    # digest of the managed attributes the pair was left with (group 5), if any.
-    done = b"(?(1)" + sep + sep.join([
-        member(b"outcome", b'"(attached|already_attached|updated)"'),
-        member(b"status", b"(?:[1-5][0-9][0-9]|null)"),
-        member(b"attempts", _COUNT),
-        member(b"error", b"null"),
-        member(b"retryable", b"(?:true|false)"),
-        member(b"uncertain", b"(?:true|false)"),
-    ]) + b"(?:" + sep + member(b"file_status", b'"[a-z_]{1,32}"') + b")?"
-    done += b"(?:" + sep + member(b"attributes_digest", b'"([0-9a-f]{16})"') + b")?)"
-    # Any other line, even an empty one, is group 6 with its newline: one row a line, always.
-    return re.compile(b"^" + head + done + rb"\}$|^(.*\n)", re.MULTILINE)
+_SPACED = SPACED_PREFIX[:-1]  # how every line json.dumps writes by default starts
 
 
 _PATTERNS: dict[str, tuple[re.Pattern[bytes], re.Pattern[bytes]]] = {}
@@ -121,7 +80,7 @@ def scan_log(path: str, owner_column: str, *,
     patterns = _PATTERNS.get(owner_column)
     if patterns is None:
         patterns = _PATTERNS[owner_column] = (
-            _fast_pattern(owner_column), _fast_pattern(owner_column, spaced=True))
+            fast_pattern(owner_column), fast_pattern(owner_column, spaced=True))
     file = _open_log(path)
     if file is None:
         return
@@ -162,54 +121,60 @@ def _scan_chunk(path: str, rows: list[FastRow], before: int,
     return len(rows)
 
 
-_TS = re.compile(rb'"ts"\s*:\s*"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{3}|\.\d{6})?)Z"')
-_RUN_END = re.compile(rb'^\{\s*"event"\s*:\s*"run-end"')
-
-
 def last_timestamp(path: str) -> tuple[float, bool] | None:
     """The `ts` of the log's last complete line, as a Unix time, and whether that line is a
     `run-end` (the run ended normally: every request it sent had been answered or given up
     on by then); None when there is none. The settle rule needs to know when an earlier run
     may have sent its last write: no later than this."""
     try:
-        with open(path, "rb") as file:
-            size = file.seek(0, os.SEEK_END)
-            file.seek(max(0, size - 65536))
-            tail = file.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        size = os.lseek(fd, 0, os.SEEK_END)
+        start = max(0, size - 65536)
+        tail = os.pread(fd, size - start, start)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     for line in reversed(tail.split(b"\n")[:-1]):
-        found = _TS.search(line)
+        found = line_time(line)
         if found is not None:
-            when = datetime.datetime.fromisoformat(found.group(1).decode())
-            ended = _RUN_END.match(line) is not None
+            stamp, ended = found
+            when = datetime.datetime.fromisoformat(stamp)
             return when.replace(tzinfo=datetime.timezone.utc).timestamp(), ended
     return None
 
 
 def _open_log(path: str) -> IO[bytes] | None:
-    """The log opened for reading; None when there is none (nothing to read)."""
+    """The log opened for reading; None when there is none (nothing to read). Opened without
+    following a link, and checked on the open file: what is checked is what is read."""
     try:
-        info = os.stat(path)
+        # O_NONBLOCK: a FIFO given as --log must fail the regular-file check, not hang here.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise _open_error(path, exc) from None
-    if stat.S_ISDIR(info.st_mode):
-        raise _open_error(path, IsADirectoryError())
-    if not stat.S_ISREG(info.st_mode):
-        raise LogError(f"{path}: not a regular file; pass a file path to --log")
     try:
-        return open(path, "rb")  # noqa: SIM115 (the caller holds it in a `with`)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise _open_error(path, exc) from None
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _open_error(path, IsADirectoryError())
+        if not stat.S_ISREG(mode):
+            raise LogError(f"{path}: not a regular file; pass a file path to --log")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _torn_tail(path: str, number: int, line: bytes, warn: Callable[[str], None]) -> None:
     """The bytes after the last newline: warn if they can be a line of ours cut short."""
-    if _looks_torn(line):
+    if looks_torn(line):
         warn(
             f"{path}:{number}: the last line is incomplete (a run was cut off "
             "while writing); it is ignored and will be cut off by the next run"

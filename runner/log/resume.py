@@ -7,7 +7,7 @@ keep their file lists. (pair_key hashes any str, so an edited log with "\ud800" 
 cannot crash the reader.)
 
 Speed matters too: a rerun over a million done pairs reads two million log lines. `load_log`
-takes the common lines in bulk from log_read.scan_log and folds them with C-level map/zip/update,
+takes the common lines in bulk from reader.scan_log and folds them with C-level map/zip/update,
 never a Python statement per line; the rare others go through `load` one by one.
 """
 
@@ -43,7 +43,7 @@ class State(enum.IntEnum):
 DONE_STATES = frozenset({State.ATTACHED, State.ALREADY_ATTACHED})
 DETACHED_STATES = frozenset({int(State.DETACHED), int(State.ALREADY_DETACHED)})
 
-# A fast log row's outcome (empty for "sent") -> its state: see log_read.scan_log. `updated` leaves
+# A fast log row's outcome (empty for "sent") -> its state: see reader.scan_log. `updated` leaves
 # the pair attached (and marked in ResumeIndex.updated): its own code here, ATTACHED after.
 _UPDATED = 0
 _FAST_STATE = {

@@ -1,36 +1,45 @@
 """The result log: append-only JSON Lines, one line an event, mode 0600.
 
-Every line is `{"event": ..., "ts": ..., "run": ..., **fields}`, written in that key order as
-compact ASCII JSON (non-ASCII text is escaped, so a line is always valid UTF-8, even for a lone
-surrogate in a server's message) by ONE `os.write`: nothing is buffered in Python, so a killed
-process loses nothing it wrote, and a crash mid-write leaves at most one torn last line.
+Each line is written by ONE `os.write`: nothing is buffered in Python, so a killed process
+loses nothing it wrote, and a crash mid-write leaves at most one torn last line. How a line is
+spelled is `runner.log.lines`; callers hand values to the `append_*` methods, never JSON.
 
 A torn line is exactly the bytes after the last newline, whether or not they parse: the writer
 cuts those bytes off before appending, and the reader warns about them and ignores them. A
 newline-terminated line that does not parse is never torn (our newline is the last byte of one
-write), so it is a corrupt log wherever it stands. The torn bytes must look like the start of one
-of our lines (or be NUL bytes, what some filesystems leave after a power cut); anything else is
-not a result log, and the writer refuses to cut it, so a file passed as `--log` by mistake is
-never shortened.
+write), so it is a corrupt log wherever it stands. The torn bytes must look like the start of a
+line (ours, or one json.dumps spaced; or NUL bytes, what some filesystems leave after a power
+cut); anything else is not a result log, and the writer refuses to cut it, so a file passed as
+`--log` by mistake is never shortened.
+
+The log is never opened through a symbolic link (O_NOFOLLOW): a link given as `--log`,
+dangling or not, is refused, so a run never creates or appends to a file elsewhere.
 
 This module writes the log (`ResultLog`) and holds what the reader shares with the writer (the
-torn-line test, the messages for a file that cannot be opened or is not ours); reading a log,
-the exact reader and the fast scan used by resume, is `runner.log.reader`.
+messages for a file that cannot be opened or is not ours); reading a log, the exact reader and
+the fast scan used by resume, is `runner.log.reader`.
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
 from runner.errors import LogError
-
-# Every line the writer makes starts with these bytes (key order is fixed).
-LINE_PREFIX = b'{"event":"'
+from runner.items import Item
+from runner.log.lines import (
+    LineSpeller,
+    PairEnd,
+    batch_members,
+    done_members,
+    fields_members,
+    looks_torn,
+    sent_members,
+)
 
 # A torn tail longer than this cannot be a line of ours cut short (the largest, a batch of
 # 2,000 file ids, is about 260 KB): stop scanning backwards for a newline.
@@ -44,52 +53,30 @@ _NOT_OURS = (
 # docs/log.md, "Durability"); the line count only bounds a burst far faster than anything we send.
 FSYNC_EVERY = 16384
 
-_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-_encode = _ENCODER.encode
+# Opening the final component of a path through a symbolic link fails with ELOOP (EMLINK on
+# FreeBSD) under O_NOFOLLOW.
+_LINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
 
 
-def _field_encoder() -> Callable[[dict[str, object]], str]:
-    """`_encode` for a dict of fields, with json's C encoder made once (JSONEncoder.encode
-    makes a new one per call, a third of an append's time); the same output."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator: the plain encoder
-        return _encode
-    markers: dict[int, object] = {}  # containers being encoded (circular references)
-    encoder = make(
-        markers, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",", False,
-        False, False,
-    )
-
-    def encode(fields: dict[str, object]) -> str:
-        try:
-            return "".join(encoder(fields, 0))
-        except BaseException:
-            markers.clear()  # a failed encoding leaves its containers marked
-            raise
-
-    return encode
-
-
-_encode_fields = _field_encoder()
+def is_link_error(path: str, exc: OSError) -> bool:
+    """Whether `exc`, from opening `path` with O_NOFOLLOW, says that `path` is a link."""
+    return exc.errno in _LINK_ERRNOS and os.path.islink(path)
 
 
 def _open_error(path: str, exc: OSError) -> LogError:
-    """One line for a log or lock file that cannot be opened: where, what, what to do."""
+    """One line for a log file that cannot be opened: where, what, what to do."""
     if isinstance(exc, FileNotFoundError):
         what = "its directory does not exist; create it or pass another --log"
     elif isinstance(exc, IsADirectoryError):
         what = "is a directory; pass a file path to --log"
     elif isinstance(exc, PermissionError):
         what = "permission denied; fix its permissions or pass another --log"
+    elif is_link_error(path, exc):
+        what = ("is a symbolic link, which attach-runner does not follow; pass the path of "
+                "the file itself as --log, or remove the link")
     else:
         what = f"cannot open it ({exc.strerror or exc}); pass another --log"
     return LogError(f"{path}: {what}")
-
-
-def _looks_torn(tail: bytes) -> bool:
-    """Whether bytes after the last newline can be one of our writes cut short."""
-    head = tail[: len(LINE_PREFIX)]
-    return head == LINE_PREFIX[: len(head)] or not tail.strip(b"\0")
 
 
 def _bad_line(path: str, number: int, reason: str) -> LogError:
@@ -100,10 +87,14 @@ class ResultLog:
     """Append-only JSON Lines result log of one run.
 
     `open()` creates the file (0600) or tightens an existing one to 0600, and cuts off a torn
-    last line. `append()` writes one line with one `os.write`; lines are fsynced in groups:
-    after `fsync_every` lines or when `fsync_interval` seconds have passed since the last fsync
-    (checked on append), and always on `close()`. Also a context manager (opens and closes).
-    Errors are `LogError`, one line naming the file.
+    last line. Each `append_*` writes one line with one `os.write`; lines are fsynced in
+    groups: after `fsync_every` lines or when `fsync_interval` seconds have passed since the
+    last fsync (checked on append), and always on `close()`. Also a context manager (opens and
+    closes). Errors are `LogError`, one line naming the file.
+
+    The lines (SPEC, "The result log"): `append_run_start`, `append_sent`, `append_done`,
+    `append_batch_sent`, `append_batch_created`, `append_run_end`; `append` writes any event
+    with any fields.
     """
 
     __slots__ = (
@@ -114,10 +105,7 @@ class ResultLog:
         "_fsync_interval",
         "_pending",  # lines written since the last fsync
         "_synced_at",  # time.monotonic() of the last fsync
-        "_ts_second",  # the whole UTC second that _ts_prefix spells
-        "_ts_prefix",  # "2026-11-25T11:02:03." for _ts_second: formatted once a second
-        "_heads",  # event -> '{"event":"sent","ts":"', encoded once per event name
-        "_run_part",  # '","run":"3f2a..."', encoded once
+        "_speller",  # spells this run's lines
     )
 
     def __init__(
@@ -131,10 +119,7 @@ class ResultLog:
         self._fsync_interval = fsync_interval
         self._pending = 0
         self._synced_at = 0.0
-        self._ts_second = -1
-        self._ts_prefix = ""
-        self._heads: dict[str, str] = {}
-        self._run_part = '","run":' + _encode(run_id)
+        self._speller = LineSpeller(run_id)
 
     def __repr__(self) -> str:
         state = "open" if self._fd is not None else "closed"
@@ -157,7 +142,9 @@ class ResultLog:
         if self._fd is not None:
             return
         # O_NONBLOCK: a FIFO given as --log must fail the regular-file check, not hang here.
-        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+        # O_NOFOLLOW: a link, dangling or not, is refused, never followed (nor its target made).
+        flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+                 | os.O_NOFOLLOW)
         try:
             fd = os.open(self.path, flags, 0o600)
         except OSError as exc:
@@ -204,7 +191,7 @@ class ResultLog:
                 break
         if not tail:
             return
-        if len(tail) > MAX_TORN_TAIL or not _looks_torn(tail):
+        if len(tail) > MAX_TORN_TAIL or not looks_torn(tail):
             line = _count_lines(fd, size - len(tail)) + 1
             raise _bad_line(self.path, line, "an incomplete line that is not an event")
         try:
@@ -219,29 +206,48 @@ class ResultLog:
         """Write one event as one line: event, ts, run, then `fields` in the order given."""
         if "ts" in fields or "run" in fields:
             raise TypeError("'ts' and 'run' are set by the log, not by the caller")
-        # The same bytes as encoding {"event", "ts", "run", **fields} whole, without building
-        # that dict: the fields are encoded as one object and spliced in after "run".
-        self.append_encoded(event, _encode_fields(fields)[1:-1])
+        self._write(event, fields_members(fields))
 
-    def append_encoded(self, event: str, members: str) -> None:
-        """`append` with the fields already encoded as JSON members (`"k":v,...`, no braces),
-        for the per-pair lines of the hot path: IDs obey the ID rule, so they are valid JSON
-        strings as they stand, and a line costs no encoder call."""
+    def append_run_start(self, *, manifest: str, target: str, items: int,
+                         op: str | None = None) -> None:
+        """`op`: the command, when it is not a plain run's (sync writes "sync")."""
+        fields: dict[str, object] = {"manifest": manifest, "target": target, "items": items}
+        if op is not None:
+            fields["op"] = op
+        self._write("run-start", fields_members(fields))
+
+    def append_run_end(self, *, counts: Mapping[str, object], interrupted: bool,
+                       exit_code: int) -> None:
+        self._write("run-end", fields_members(
+            {"counts": counts, "interrupted": interrupted, "exit": exit_code}))
+
+    def append_sent(self, owner_column: str, item: Item, op: str) -> None:
+        """Before an item's first request of a run: `op` is attach, update or detach."""
+        self._write("sent", sent_members(owner_column, item, op))
+
+    def append_done(self, owner_column: str, item: Item, end: PairEnd,
+                    digest: str | None = None) -> None:
+        """An item's end. The digest of the managed attributes it was left with is made from
+        the item (when its outcome leaves it in place), or given as `digest` (16 hex digits)
+        for an item that does not carry its attributes."""
+        self._write("done", done_members(owner_column, item, end, digest))
+
+    def append_batch_sent(self, owner_column: str, store: str, file_ids: Sequence[str],
+                          op: str = "attach") -> None:
+        """Before a `file_batches` POST for `file_ids` in `store`."""
+        self._write("batch-sent", batch_members(owner_column, store, file_ids, op))
+
+    def append_batch_created(self, owner_column: str, store: str, batch_id: str,
+                             file_ids: Sequence[str], op: str = "attach") -> None:
+        """After the POST, with the batch's id: a crash from now on follows this batch."""
+        self._write("batch-created", batch_members(owner_column, store, file_ids, op, batch_id))
+
+    def _write(self, event: str, members: str) -> None:
+        """One line of `event` with its fields already spelled (`members`, no braces)."""
         fd = self._fd
         if fd is None:
             raise RuntimeError(f"{self!r}: append() before open()")
-        ns = time.time_ns()
-        second, rest = divmod(ns, 1_000_000_000)
-        if second != self._ts_second:
-            self._ts_second = second
-            self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-        head = self._heads.get(event)
-        if head is None:
-            head = self._heads[event] = '{"event":' + _encode(event) + ',"ts":"'
-        rest_ms = rest // 1_000_000
-        line = (f"{head}{self._ts_prefix}{rest_ms:03d}Z{self._run_part}"
-                f"{',' + members if members else ''}}}\n")
-        data = line.encode()
+        data = self._speller.line(event, members, time.time_ns())
         try:
             written = os.write(fd, data)
             while written < len(data):  # only on a full disk or an odd filesystem

@@ -49,8 +49,7 @@ class BatchRunner:
         """Create a batch for `items` (one store) and see it through."""
         target = self.target
         file_ids = [i.file_id for i in items]
-        self.log.append("batch-sent", op="attach", **{self.owner_column: store,
-                                                       "file_ids": file_ids})
+        self.log.append_batch_sent(self.owner_column, store, file_ids)
         self.sender.counters.attach_requests += 1
         try:
             answer = await self.sender.request_retrying(
@@ -83,8 +82,7 @@ class BatchRunner:
             # Applied, but the answer does not say as what: settle each file by a check.
             await self._singles(items, uncertain=True)
             return
-        self.log.append("batch-created", op="attach", **{
-            self.owner_column: store, "batch_id": batch_id, "file_ids": file_ids})
+        self.log.append_batch_created(self.owner_column, store, batch_id, file_ids)
         await self._finish(store, batch_id, items, answer.status, body)
 
     async def follow(self, store: str, batch_id: str, items: list[Item]) -> None:

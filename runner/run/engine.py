@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Iterator
-from typing import Any
 
-from runner.attributes import digest as attributes_digest
 from runner.errors import LogError
 from runner.items import Item
 from runner.log.resume import Plan, ResumeIndex
@@ -44,45 +42,6 @@ SETTLING = ApiError("not_checked", "the run stopped before this uncertain pair c
 DRAIN_SECONDS = 10.0
 # Distinct failure reasons kept for the summary; the rest are counted together.
 MAX_REASONS = 200
-
-
-
-
-
-
-def pair_members(owner_column: str, item: Item) -> str:
-    """The pair as JSON members of a log line. IDs obey the ID rule (no character JSON must
-    escape), so they are JSON strings as they stand."""
-    return f'"{owner_column}":"{item.owner}","file_id":"{item.file_id}"'
-
-
-def op_members(op: str, pair: str) -> str:
-    """A pair line's `op` and pair members, in the log's key order."""
-    return f'"op":"{op}",{pair}'
-
-
-def plain_done_members(pair: str, outcome: Outcome, digest: str | None = None) -> str | None:
-    """A `done` line's members for the common outcome (no error, no file status) without the
-    JSON encoder: the same text `json` would make. None for any other outcome."""
-    if outcome.error is not None or outcome.file_status is not None:
-        return None
-    status = "null" if outcome.status is None else str(outcome.status)
-    return (f'"op":"{outcome.op}",{pair},"outcome":"{outcome.outcome}","status":{status},'
-            f'"attempts":{outcome.attempts},"error":null,'
-            f'"retryable":{"true" if outcome.retryable else "false"},'
-            f'"uncertain":{"true" if outcome.uncertain else "false"}'
-            + (f',"attributes_digest":"{digest}"' if digest is not None else ""))
-
-
-IN_PLACE = frozenset({"attached", "already_attached", "updated"})
-
-
-def recorded_digest(item: Item, outcome: Outcome) -> str | None:
-    """SPEC: a done line that leaves managed attributes in place records their digest."""
-    options = item.options
-    if options is None or options.attributes is None or outcome.outcome not in IN_PLACE:
-        return None
-    return attributes_digest(options.attributes)
 
 
 class Engine:
@@ -195,9 +154,8 @@ class Engine:
             return
         # Log "sent" before the first request: a crash after sending must leave the pair
         # uncertain (checked next run), not pending (sent blind).
-        pair = pair_members(self.owner_column, item)
         op = self.operation.op_of(plan)
-        self.log.append_encoded("sent", op_members(op, pair))
+        self.log.append_sent(self.owner_column, item, op)
         try:
             outcome = await self.operation.start(item, plan)
         except Unsettled as unsettled:
@@ -207,15 +165,14 @@ class Engine:
             self.record(item, Outcome("failed", refusal.status, 1, refusal.error, retryable=True,
                                       op=op))
             raise
-        self.record(item, outcome, pair)
+        self.record(item, outcome)
 
     async def _check_parked(self, parked: Parked) -> None:
         """A parked item's time has come: check it (GET), and send it only if absent."""
         item, unsettled = parked.item, parked.unsettled
         op = self.operation.name
         if unsettled is None:
-            self.log.append_encoded("sent", op_members(op, pair_members(
-                self.owner_column, item)))
+            self.log.append_sent(self.owner_column, item, op)
         state = unsettled.state if unsettled is not None else None
         try:
             outcome = await self.operation.settle(item, state)
@@ -239,47 +196,24 @@ class Engine:
                     "failed", None, 0, SETTLING, retryable=True, uncertain=True,
                     op=self.operation.name))
 
-    def record(self, item: Item, outcome: Outcome, pair: str | None = None,
-               digest: str | None = None) -> None:
-        """Write the item's `done` line and count it. `pair`: the pair's JSON members, when
-        the caller has them (see ResultLog.append_encoded); `digest`: the attributes' digest,
-        for an Item that does not carry them (sync records in-place pairs from its plan)."""
+    def record(self, item: Item, outcome: Outcome, digest: str | None = None) -> None:
+        """Write the item's `done` line and count it. `digest`: the attributes' digest, for
+        an Item that does not carry them (sync records in-place pairs from its plan)."""
         if outcome.outcome == "failed" and self.refusal is not None and not outcome.retryable:
             # After a run-level stop, a refusal may be the run's fault, not the item's.
             outcome.retryable = True
         try:
-            self._write_done(item, outcome, pair, digest)
+            self._write_done(item, outcome, digest)
         except LogError as error:
             self._log_failed(error)
         self._count(outcome)
         if self.on_outcome is not None:
             self.on_outcome(item, outcome)
 
-    def _write_done(self, item: Item, outcome: Outcome, pair: str | None,
-                    digest: str | None) -> None:
+    def _write_done(self, item: Item, outcome: Outcome, digest: str | None) -> None:
         if self.log_error is not None:
             return  # the log is failing: the pair keeps its `sent`, and is checked next run
-        digest = digest or recorded_digest(item, outcome)
-        members = plain_done_members(pair, outcome, digest) if pair is not None else None
-        if members is not None:
-            self.log.append_encoded("done", members)
-        else:
-            fields: dict[str, Any] = {
-                "op": outcome.op,
-                self.owner_column: item.owner,
-                "file_id": item.file_id,
-                "outcome": outcome.outcome,
-                "status": outcome.status,
-                "attempts": outcome.attempts,
-                "error": outcome.error.as_log() if outcome.error else None,
-                "retryable": outcome.retryable,
-                "uncertain": outcome.uncertain,
-            }
-            if outcome.file_status is not None:
-                fields["file_status"] = outcome.file_status
-            if digest is not None:
-                fields["attributes_digest"] = digest
-            self.log.append("done", **fields)
+        self.log.append_done(self.owner_column, item, outcome, digest)
 
     def _count(self, outcome: Outcome) -> None:
         tally = self.tally
@@ -370,17 +304,13 @@ class Engine:
         breaker = self.sender.breaker
         if self.refusal is None or self.refusal.kind != "breaker":
             return
+        signature = breaker.signature
+        status, code = signature if signature else (None, None)
+        refused = Outcome("failed", status, 1, ApiError(
+            "run_refused", "stopped: the first answers were all the same refusal", code),
+            retryable=True, op=self.operation.name)
         for item in breaker.items:
-            self.log.append("done", **{
-                "op": self.operation.name, self.owner_column: item.owner,
-                "file_id": item.file_id,
-                "outcome": "failed",
-                "status": breaker.signature[0] if breaker.signature else None, "attempts": 1,
-                "error": {"type": "run_refused",
-                          "message": "stopped: the first answers were all the same refusal",
-                          "code": breaker.signature[1] if breaker.signature else None},
-                "retryable": True, "uncertain": False,
-            })
+            self.log.append_done(self.owner_column, item, refused)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         installed: list[int] = []

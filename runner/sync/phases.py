@@ -12,6 +12,7 @@ import asyncio
 import re
 from collections.abc import Callable
 
+from runner.attributes import digest_text
 from runner.config import Settings
 from runner.items import Item, pair_key
 from runner.log.resume import Plan, ResumeIndex
@@ -155,7 +156,7 @@ class Phases:
             for file_id in plan.sets.to_record:
                 digest = pairs.digest_at(pairs.index_of[file_id])
                 engine.record(Item(plan.store, file_id), in_place,
-                              digest=None if digest is None else f"{digest:016x}")
+                              digest=None if digest is None else digest_text(digest))
         if work:
             await self._run(engine)
 

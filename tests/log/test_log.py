@@ -19,11 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.errors import LogError
-from runner.items import Item
 from runner.log.writer import ResultLog
-from runner.requests.outcomes import Outcome
-from runner.requests.targets import ApiError
-from runner.run.engine import op_members, pair_members, plain_done_members
 from tests.cli import read_log_events as read_all
 
 TS_PATTERN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -327,51 +323,3 @@ def test_log_bytes_are_compact_json(tmp_path: Path) -> None:
     assert line.endswith(b'","run":"r","file_id":"f"}\n')
     assert json.loads(line)["file_id"] == "f"
     assert os.path.getsize(path) == len(line)
-
-
-_IDS = st.from_regex(r"[A-Za-z0-9_-]{1,128}", fullmatch=True)
-
-
-@settings(deadline=None, max_examples=200)
-@given(owner=_IDS, file_id=_IDS,
-       outcome=st.sampled_from(["attached", "already_attached", "updated", "failed"]),
-       status=st.none() | st.integers(100, 599), attempts=st.integers(0, 1000),
-       retryable=st.booleans(), uncertain=st.booleans(),
-       column=st.sampled_from(["assistant_id", "vector_store_id"]),
-       digest=st.none() | st.from_regex(r"[0-9a-f]{16}", fullmatch=True))
-def test_hot_path_lines_are_the_bytes_the_encoder_makes(
-    owner: str, file_id: str, outcome: str, status: int | None, attempts: int, retryable: bool,
-    uncertain: bool, column: str, digest: str | None,
-) -> None:
-    """The engine writes `sent` and plain `done` lines without the JSON encoder: byte for byte
-    what `append` (json) writes for the same fields, and they read back as those fields."""
-    op = "update" if outcome == "updated" else "attach"
-    pair = pair_members(column, Item(owner, file_id))
-    members = plain_done_members(pair, Outcome(outcome, status, attempts, retryable=retryable,
-                                                uncertain=uncertain, op=op), digest)
-    assert members is not None
-    fields = {"op": op, column: owner, "file_id": file_id, "outcome": outcome,
-              "status": status, "attempts": attempts, "error": None, "retryable": retryable,
-              "uncertain": uncertain}
-    if digest is not None:
-        fields["attributes_digest"] = digest
-    with tempfile.TemporaryDirectory() as folder:
-        fast, slow = Path(folder, "fast.jsonl"), Path(folder, "slow.jsonl")
-        with ResultLog(str(fast), "r") as log:
-            log.append_encoded("sent", op_members(op, pair))
-            log.append_encoded("done", members)
-        with ResultLog(str(slow), "r") as log:
-            log.append("sent", **{"op": op, column: owner, "file_id": file_id})
-            log.append("done", **fields)
-        strip_ts = re.compile(rb'"ts":"[^"]*"')
-        assert strip_ts.sub(b"", fast.read_bytes()) == strip_ts.sub(b"", slow.read_bytes())
-        sent, done = read_all(fast)[0]
-        assert {k: done[k] for k in fields} == fields
-        assert (sent[column], sent["file_id"]) == (owner, file_id)
-
-
-def test_outcomes_with_an_error_or_file_status_take_the_encoder() -> None:
-    error = ApiError("invalid_request_error", 'a "quoted" message', None)
-    assert plain_done_members('"a":"b"', Outcome("failed", 400, 1, error)) is None
-    assert plain_done_members('"a":"b"', Outcome("attached", 200, 1,
-                                                 file_status="completed")) is None
