@@ -16,6 +16,8 @@ The modules, each importing only those above it:
     files.py    reading the YAML config file: shape, names, duplicates, relative paths
     resolve.py  `Settings`, `resolve_settings` (the precedence), `check_for_target`
     api_key.py  `ApiKey` and `load_api_key`: the env variable or a 0600 key file
+
+May import: the core modules only (errors); never the manifest or the log, its siblings.
 """
 
 from runner.config.api_key import MAX_KEY_FILE_BYTES, ApiKey, load_api_key

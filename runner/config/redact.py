@@ -14,7 +14,8 @@ from typing import Final
 KEY_STANDIN: Final = "(a value that looks like an API key)"
 
 _KEY_NOT_PATH = re.compile(r"sk-[A-Za-z0-9_-]{16,}")  # a key has no dot or slash; a path may
-_KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9_-])sk-[^\s'\"]*")  # "sk-...", not "task-..."
+# "sk-...", not "task-..."; a key holds no colon (so `--api-key=sk-x: no such file` keeps its)
+_KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9_-])sk-[^\s'\":]*")
 
 
 def looks_like_key(text: str) -> bool:

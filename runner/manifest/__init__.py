@@ -18,6 +18,8 @@ or runs past 1 MiB is one problem on its line, and memory stays flat however lon
     reader.py       iter_items, iter_blocks: any format, stopping at the first bad row
     options.py      per-file options (attributes, chunking_strategy), value by value
     yaml_values.py  YAML nodes as the plain values options are checked as
+
+May import: the core modules only (items, attributes, errors); never config or the log.
     target.py       detect_target: which target the manifest names, from its first rows
     check.py        check_manifest: every bad row named, else the counts
 """

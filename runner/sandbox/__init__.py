@@ -16,6 +16,9 @@ flags.py     the `attach-runner sandbox` flags (no server import: every command 
 cli.py       `attach-runner sandbox`
 
 Names are imported when first used: `runner.sandbox.flags` alone must not pull in aiohttp.web.
+
+It stands in for the API, so it imports nothing of the product but runner.errors (its command
+reports a bad flag as every command does): import-linter holds it to that in CI.
 """
 
 from __future__ import annotations
