@@ -232,6 +232,18 @@ def test_a_key_on_the_command_line_is_refused_unseen(work: Path, sandbox, argv: 
     assert_no_key(res.out, res.err)
 
 
+def test_a_flag_with_a_key_given_as_the_manifest_path_is_never_echoed(work: Path, sandbox):
+    """After `--` a pasted key is the manifest's path: the "no such file" line (exit 2, nothing
+    sent) says so without echoing it."""
+    sb = sandbox(api_key=SENTINEL)
+    res = cli(work, "run", "--base-url", sb.base_url, "--", f"--api-key={SENTINEL}")
+    assert res.code == 2, res.err
+    assert res.err.splitlines() == [res.err.strip()]
+    assert "no such file" in res.err
+    assert sb.record()["requests"] == 0
+    assert_no_key(res.out, res.err)
+
+
 @pytest.mark.parametrize("variable", ["OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_BASE_URL"])
 def test_a_key_in_the_wrong_variable_is_refused_unseen(work: Path, variable: str):
     """The key put in OPENAI_ORG_ID (or another variable that is not the key's) is refused."""
