@@ -9,7 +9,7 @@ from runner.commands.common import load_index, manifest_parts, prepare
 from runner.config import Settings
 from runner.console import Io
 from runner.errors import EXIT_OK
-from runner.log.resume import Plan
+from runner.log.states import Plan
 from runner.operations.base import Operation
 from runner.operations.detach import Detach
 from runner.requests.targets import VectorStoreFiles

@@ -14,7 +14,7 @@ from runner.commands.status import error_text
 from runner.config import Settings
 from runner.console import Io
 from runner.errors import EXIT_OK
-from runner.log.resume import Plan, State
+from runner.log.states import Plan, State
 
 
 def failed(settings: Settings, io: Io) -> int:

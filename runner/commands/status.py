@@ -12,7 +12,7 @@ from runner.config import Settings
 from runner.console import Io
 from runner.errors import EXIT_OK
 from runner.log.lock import holder_pid
-from runner.log.resume import Plan, State
+from runner.log.states import Plan, State
 from runner.run.summary import format_status, group_reasons
 
 

@@ -13,7 +13,6 @@ never a Python statement per line; the rare others go through `load` one by one.
 
 from __future__ import annotations
 
-import enum
 import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,24 +23,7 @@ from typing import Any
 from runner.attributes import digest_value
 from runner.items import Item, ascii_pair_keys, pair_key, pair_keys, pin_mmap_threshold
 from runner.log.reader import FastRow, scan_log
-
-
-class State(enum.IntEnum):
-    """The last word of the log on a pair."""
-
-    ATTACHED = 1
-    ALREADY_ATTACHED = 2
-    FAILED_RETRYABLE = 3
-    FAILED_UNCERTAIN = 4  # failed, retryable, and the last try may have been applied
-    REFUSED = 5  # failed, retryable: false
-    SENT = 6  # "sent" with no "done" after it: uncertain
-    BATCH = 7  # in a created batch whose outcome was never written: follow the batch
-    DETACHED = 8  # taken out of its owner (detach)
-    ALREADY_DETACHED = 9  # not there when detached: nothing to remove
-
-
-DONE_STATES = frozenset({State.ATTACHED, State.ALREADY_ATTACHED})
-DETACHED_STATES = frozenset({int(State.DETACHED), int(State.ALREADY_DETACHED)})
+from runner.log.states import DETACHED_STATES, FailedInfo, Plan, State
 
 # A fast log row's outcome (empty for "sent") -> its state: see reader.scan_log. `updated` leaves
 # the pair attached (and marked in ResumeIndex.updated): its own code here, ATTACHED after.
@@ -65,25 +47,8 @@ _IS_UPDATED = _UPDATED.__eq__
 SEEN = 64
 
 
-class Plan(enum.Enum):
-    SEND = "send"
-    CHECK = "check"  # uncertain: GET the pair before sending it again
-    FOLLOW = "follow"  # a created batch holds it
-    DONE = "done"  # attached earlier
-    UPDATE = "update"  # attached earlier, with other managed attributes than the manifest's
-    SKIP_REFUSED = "skip_refused"  # refused earlier; needs --retry-failed
-    DUPLICATE = "duplicate"  # met earlier in this manifest
 
 
-@dataclass(slots=True)
-class FailedInfo:
-    owner: str
-    file_id: str
-    status: int | None
-    error: Mapping[str, Any] | None
-    retryable: bool
-    uncertain: bool
-    op: str = "attach"  # the operation of the failed `done` line
 
 
 @dataclass

@@ -15,7 +15,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from runner.items import Item
-from runner.log.resume import Plan, ResumeIndex
+from runner.log.resume import ResumeIndex
+from runner.log.states import Plan
 from runner.operations.base import Operation
 from runner.operations.update import Updater, manages_attributes
 from runner.requests.client import Answer, TransportError

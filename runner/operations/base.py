@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from runner.items import Item
-from runner.log.resume import Plan, ResumeIndex
+from runner.log.resume import ResumeIndex
+from runner.log.states import Plan
 from runner.requests.outcomes import ItemState, Outcome
 
 if TYPE_CHECKING:

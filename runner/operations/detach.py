@@ -20,7 +20,8 @@ from collections.abc import Iterator
 
 from runner.errors import UsageError
 from runner.items import Item
-from runner.log.resume import Plan, ResumeIndex
+from runner.log.resume import ResumeIndex
+from runner.log.states import Plan
 from runner.manifest import ManifestSource
 from runner.operations.base import Operation
 from runner.requests.client import Answer

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 
 from runner.errors import LogError
 from runner.items import Item
-from runner.log.resume import Plan, ResumeIndex
+from runner.log.resume import ResumeIndex
+from runner.log.states import Plan
 from runner.log.writer import ResultLog
 from runner.manifest import Block
 from runner.operations.attach import Attach

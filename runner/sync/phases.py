@@ -15,7 +15,8 @@ from collections.abc import Callable
 from runner.attributes import digest_text
 from runner.config import Settings
 from runner.items import Item, pair_key
-from runner.log.resume import Plan, ResumeIndex
+from runner.log.resume import ResumeIndex
+from runner.log.states import Plan
 from runner.log.writer import ResultLog
 from runner.operations.attach import Attach
 from runner.operations.detach import Detach

@@ -18,7 +18,8 @@ from typing import Any, NoReturn
 from runner.attributes import Options, digest_value
 from runner.errors import UsageError
 from runner.items import Item
-from runner.log.resume import ResumeIndex, State
+from runner.log.resume import ResumeIndex
+from runner.log.states import State
 from runner.manifest import ManifestSource, iter_items
 from runner.requests.targets import ApiError, Target
 from runner.sync.result import StoreResult

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from runner.items import Item
-from runner.log.resume import Plan
+from runner.log.states import Plan
 from runner.pacing.store_limiter import KeyedLimiter
 from runner.run.work import FreeStoresFirst, Single, Work
 from runner.sandbox import SandboxThread
