@@ -99,6 +99,18 @@ def _key(key: Any) -> str:
 
 
 def _attribute(key: str, value: Any) -> str | int | float | bool:
+    # The common values first, before any message text is built (show() per key cost ~4 us a
+    # row when nothing was wrong); bool before int, of which it is a subclass.
+    if isinstance(value, str):
+        if len(value) <= MAX_STRING_CHARS:
+            return value
+    elif isinstance(value, bool):
+        return value
+    elif isinstance(value, int):
+        if abs(value) <= MAX_EXACT_INT:
+            return value
+    elif isinstance(value, float) and math.isfinite(value):
+        return value
     name = f"attribute {show(key)}"
     if isinstance(value, str):
         if len(value) > MAX_STRING_CHARS:
