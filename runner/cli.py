@@ -45,7 +45,6 @@ from runner.errors import (
 PROG = "attach-runner"
 
 
-
 EXAMPLES = {
     "run": """examples:
   attach-runner run jobs/nightly.csv

@@ -25,4 +25,3 @@ class Io:
 
 def stdout_io() -> Io:
     return Io(out=sys.stdout, err=sys.stderr)
-

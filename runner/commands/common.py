@@ -191,4 +191,3 @@ def refusal_message(result: RunResult, key: ApiKey, target: Target,
         size=breaker.size, signature=signature or "?", owners=len(breaker.owners),
         op=engine_op,
         detail=refusal.error.message if refusal.error else "")
-

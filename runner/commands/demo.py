@@ -87,7 +87,6 @@ def demo(make_settings: Callable[[list[str]], Settings], io: Io) -> int:
     return asyncio.run(main())
 
 
-
 # The summary's "next" row, unless it says there is nothing to do.
 _NEXT_ROW = re.compile(r"^(  next +)(?=\S)(?!nothing\b).*$", re.MULTILINE)
 
@@ -154,5 +153,3 @@ def _confirm(record: dict[str, Any], items: Sequence[Item], code: int, io: Io) -
                  "`attach-runner sandbox --port 8089` and point a run at it with "
                  "--base-url http://127.0.0.1:8089/v1\n")
     return EXIT_OK if ok else EXIT_FAILED
-
-

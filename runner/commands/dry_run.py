@@ -94,5 +94,3 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
         f"{tally.refused_earlier} refused earlier (skipped without --retry-failed); "
         "nothing was sent\n")
     return EXIT_OK
-
-

@@ -58,4 +58,3 @@ def _json_cell(value: Any) -> str:
     if value is None:
         return ""
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
-

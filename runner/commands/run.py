@@ -113,21 +113,3 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
     print_end(settings, io, summary, sender, error,
               fatal=result.refusal is not None or engine.log_error is not None)
     return code
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

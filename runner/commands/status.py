@@ -75,11 +75,3 @@ def status(settings: Settings, io: Io, *, as_json: bool) -> int:
     report = status_report(settings, io)
     io.out.write((json.dumps(report) if as_json else format_status(report)) + "\n")
     return EXIT_OK
-
-
-
-
-
-
-
-

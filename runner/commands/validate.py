@@ -25,4 +25,3 @@ def validate(settings: Settings, io: Io) -> int:
             io.warn(f"{source.display}: assistant {owner} gets {n} files; Assistants v1 allows "
                     "at most 20 per assistant, so the rest will be refused")
     return EXIT_OK
-

@@ -47,10 +47,6 @@ _IS_UPDATED = _UPDATED.__eq__
 SEEN = 64
 
 
-
-
-
-
 @dataclass
 class ResumeIndex:
     """The last word of the log on each pair. Pairs in place (nearly all of a big log) are

@@ -50,4 +50,3 @@ class FailedInfo:
     retryable: bool
     uncertain: bool
     op: str = "attach"  # the operation of the failed `done` line
-

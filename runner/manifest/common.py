@@ -29,8 +29,6 @@ EXAMPLE_OF = {"assistant_id": "asst_abc", "vector_store_id": "vs_abc"}
 Row: TypeAlias = "Item | ManifestProblem"
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class Block:
     """Valid pairs of consecutive lines, from `line` on, read in bulk by the fast path."""
@@ -44,8 +42,6 @@ class Block:
             yield Item(owner, file_id, line)
 
 
-
-
 Part: TypeAlias = "Block | Item | ManifestProblem"
 
 
@@ -56,7 +52,6 @@ class ManifestSource:
     display: str  # the path as the user gave it, or "<stdin>"
     path: str  # a regular file: stdin and pipes are spooled to a temporary file first
     format: str  # csv | yaml | jsonl
-
 
 
 NO_OPTIONS: tuple[Options | None, str | None] = (None, None)

@@ -260,4 +260,3 @@ class Attach(Operation):
 
     async def settle(self, item: Item, state: ItemState | None) -> Outcome:
         return await self.adder.attach(item, uncertain=True, state=state)
-

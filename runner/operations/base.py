@@ -47,5 +47,3 @@ class Operation:
     async def settle(self, item: Item, state: ItemState | None) -> Outcome:
         """A parked pair's time has come: check it, and send only if needed."""
         raise NotImplementedError
-
-

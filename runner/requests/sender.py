@@ -273,5 +273,3 @@ def _uncancel(task: asyncio.Task[Any]) -> int:
     3.10, which does not count them)."""
     uncancel = getattr(task, "uncancel", None)
     return int(uncancel()) if uncancel is not None else 0
-
-

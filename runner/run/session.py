@@ -32,4 +32,3 @@ async def api_session(settings: Settings, target: Target, stats: ManifestStats,
             backoff_max=settings.backoff_max, wait=settings.wait,
             wait_timeout=settings.wait_timeout,
             breaker=Breaker(manifest_owners=stats.owners), settle=settings.settle), limiter
-

@@ -52,8 +52,6 @@ class RunResult:
     exit_code: int = 0
 
 
-
-
 def exit_code_for(result: RunResult) -> int:
     if result.stop == "log-write":  # SPEC: 2 wins over everything but 70
         return EXIT_USAGE
@@ -65,4 +63,3 @@ def exit_code_for(result: RunResult) -> int:
         return EXIT_RUNTIME
     tally = result.tally
     return EXIT_OK if not (tally.failed or tally.refused_earlier or tally.pending) else EXIT_FAILED
-

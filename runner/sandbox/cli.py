@@ -104,5 +104,3 @@ def _loopback_host(host: str) -> str:
             "127.0.0.1 (or another 127.x address), ::1 or localhost"
         )
     return host
-
-

@@ -368,4 +368,3 @@ class VectorStoreRoutes:
                     file.cancelled = True
             batch.cancelled = True
         return web.json_response(store.batch_to_json(batch, now))
-

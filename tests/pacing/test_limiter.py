@@ -404,8 +404,6 @@ async def test_opening_window_frees_one_more_when_nothing_answers() -> None:
     assert OPENING_PATIENCE - 0.1 <= time.monotonic() - started <= OPENING_PATIENCE + 0.5
 
 
-
-
 @pytest.mark.parametrize(
     ("raw", "limit", "store", "mine"),
     [

@@ -122,4 +122,3 @@ def test_org_alone_sends_no_project_header(tmp_path: Path,
     second = sb.record()
     assert second["org_project"] == [
         {"organization": ORG, "project": None, "requests": second["requests"]}]
-

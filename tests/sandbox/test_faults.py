@@ -229,7 +229,6 @@ def test_sandbox_thread_stop_drops_held_writes() -> None:
     assert "vs_1/f-1" not in record["pairs"]
 
 
-
 def test_held_writes_counts_each_write_until_it_lands(sandbox: StartSandbox) -> None:
     """The record's held_writes counts the writes a late_apply fault holds now: each from the
     draw, on after its client gave up and after a reset, back to 0 once it has landed, by which
