@@ -5,6 +5,7 @@ target, the resume index) and ending a sending one (its error line, warnings and
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import time
@@ -19,7 +20,8 @@ from runner.errors import (
     UsageError,
 )
 from runner.items import Item
-from runner.log.reader import last_timestamp
+from runner.log.lock import RunLock
+from runner.log.reader import check_log, last_timestamp
 from runner.log.resume import ResumeIndex
 from runner.log.writer import ResultLog
 from runner.manifest import (
@@ -81,6 +83,15 @@ def resolve_target(settings: Settings, source: ManifestSource) -> tuple[Target, 
                          f"is for {said}, but {named} says otherwise; {drop} (the manifest "
                          f"says which), or give a manifest for {given}")
     return get_target(said), detected.line
+
+
+@contextlib.contextmanager
+def holding_the_lock(settings: Settings) -> Iterator[None]:
+    """One run per log: the lock on `<log>.lock` for the block. A wrong --log (not ours, a
+    link, a directory) is refused first, before a lock file is made beside it."""
+    check_log(settings.log)
+    with RunLock(settings.log):
+        yield
 
 
 def load_index(settings: Settings, target: Target, io: Io) -> ResumeIndex:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from runner.commands.common import (
     close_log,
+    holding_the_lock,
     load_index,
     manifest_parts,
     prepare,
@@ -26,8 +27,6 @@ from runner.errors import (
     register_secret,
     scrub_secrets,
 )
-from runner.log.lock import RunLock
-from runner.log.reader import check_log
 from runner.log.resume import ResumeIndex
 from runner.log.writer import ResultLog
 from runner.manifest import (
@@ -57,10 +56,7 @@ def send(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operat
     target, source, stats = prepare(settings, io)
     key = load_api_key(settings, os.environ)
     register_secret(key.reveal())
-    check_log(settings.log)  # a wrong --log is refused before a lock file is made beside it
-    lock = RunLock(settings.log)
-    lock.acquire()
-    try:
+    with holding_the_lock(settings):
         index = load_index(settings, target, io)
         # The check counted no repeated pair: the run need not remember each pair it meets.
         index.expect_repeats = stats.duplicates > 0
@@ -68,8 +64,6 @@ def send(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operat
         argv = [scrub_secrets(arg) for arg in argv]
         return asyncio.run(execute(settings, io, argv, target, source, stats, index, key,
                                    operation))
-    finally:
-        lock.release()
 
 
 async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Target,

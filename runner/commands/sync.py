@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from runner.commands.common import (
     close_log,
+    holding_the_lock,
     load_index,
     prepare,
     print_end,
@@ -25,8 +26,6 @@ from runner.commands.sync_dry_run import show_sync_plan
 from runner.config import ApiKey, Settings, load_api_key
 from runner.console import Io
 from runner.errors import UsageError, register_secret, scrub_secrets
-from runner.log.lock import RunLock
-from runner.log.reader import check_log
 from runner.log.resume import ResumeIndex
 from runner.log.writer import ResultLog
 from runner.manifest import ManifestSource, ManifestStats
@@ -60,16 +59,11 @@ def sync(settings: Settings, io: Io, argv: Sequence[str]) -> int:
         index = load_index(settings, target, io)
         return asyncio.run(show_sync_plan(settings, io, target, stats, key, index,
                                    store_plans(source, target), source.display))
-    check_log(settings.log)
-    lock = RunLock(settings.log)
-    lock.acquire()
-    try:
+    with holding_the_lock(settings):
         index = load_index(settings, target, io)
         index.expect_repeats = False  # sync plans from its own map of the manifest
         return asyncio.run(execute(settings, io, argv, target, source, stats, index,
                                    store_plans(source, target), key))
-    finally:
-        lock.release()
 
 
 async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Target,

@@ -109,8 +109,7 @@ def fields_members(fields: Mapping[str, object]) -> str:
 def sent_members(owner_column: str, item: Item, op: str) -> str:
     """A `sent` line's fields: `op`, then the pair."""
     owner, file_id = item.owner, item.file_id
-    text = op + owner + file_id  # plain(text), inline: this runs twice a pair
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+    if plain(op + owner + file_id):
         return f'"op":"{op}","{owner_column}":"{owner}","file_id":"{file_id}"'
     return f'"op":{quote(op)},"{owner_column}":{quote(owner)},"file_id":{quote(file_id)}'
 
@@ -123,8 +122,7 @@ def done_members(owner_column: str, item: Item, end: PairEnd, digest: str | None
     file_status, status, error = end.file_status, end.status, end.error
     if digest is None and item.options is not None:
         digest = recorded_digest(item, outcome)
-    text = f"{op}{owner}{file_id}{outcome}{file_status or ''}{digest or ''}"
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+    if plain(f"{op}{owner}{file_id}{outcome}{file_status or ''}{digest or ''}"):
         head = (f'"op":"{op}","{owner_column}":"{owner}","file_id":"{file_id}",'
                 f'"outcome":"{outcome}"')
     else:

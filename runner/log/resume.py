@@ -23,7 +23,7 @@ from typing import Any
 from runner.attributes import digest_value
 from runner.items import Item, ascii_pair_keys, pair_key, pair_keys, pin_mmap_threshold
 from runner.log.reader import FastRow, scan_log
-from runner.log.states import DETACHED_STATES, FailedInfo, Plan, State
+from runner.log.states import DETACHED_STATES, UNSETTLED_STATES, FailedInfo, Plan, State
 
 # A fast log row's outcome (empty for "sent") -> its state: see reader.scan_log. `updated` leaves
 # the pair attached (and marked in ResumeIndex.updated): its own code here, ATTACHED after.
@@ -309,7 +309,7 @@ class ResumeIndex:
             if self._refused_by_other(key, "detach"):
                 return Plan.SEND, raw
             return (Plan.SEND if retry_failed else Plan.SKIP_REFUSED), raw
-        if raw in (State.SENT, State.FAILED_UNCERTAIN, State.BATCH):
+        if raw in UNSETTLED_STATES:
             return Plan.CHECK, raw
         return Plan.SEND, raw
 

@@ -29,6 +29,8 @@ DONE_STATES = frozenset({State.ATTACHED, State.ALREADY_ATTACHED})
 
 
 DETACHED_STATES = frozenset({int(State.DETACHED), int(State.ALREADY_DETACHED)})
+# A write may have landed, or not: check before writing again (SPEC's settle rule).
+UNSETTLED_STATES = frozenset({int(State.SENT), int(State.FAILED_UNCERTAIN), int(State.BATCH)})
 
 
 class Plan(enum.Enum):

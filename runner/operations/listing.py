@@ -27,7 +27,7 @@ NO_CURSOR = ApiError("bad_listing", "the store's file list said has_more but gav
 
 
 class Listed(Protocol):
-    """What takes a store's pages (a StorePlan)."""
+    """What takes a store's pages (sync's StoreListing)."""
 
     listed: int  # files taken so far
 

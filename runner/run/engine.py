@@ -24,7 +24,7 @@ from runner.operations.base import Operation
 from runner.operations.batches import BatchRunner
 from runner.requests.outcomes import Outcome, RunRefused, Unsettled
 from runner.requests.sender import Sender
-from runner.requests.targets import ApiError, generic_message
+from runner.requests.targets import ApiError
 from runner.run.settle import Parked, SettleQueue
 from runner.run.tally import RunResult, Tally
 from runner.run.work import (
@@ -41,8 +41,6 @@ SETTLING = ApiError("not_checked", "the run stopped before this uncertain pair c
                     "checked (the server may have applied its last write late)", None)
 # In-flight requests get this long to finish after a stop (SIGINT/SIGTERM, --max-runtime).
 DRAIN_SECONDS = 10.0
-# Distinct failure reasons kept for the summary; the rest are counted together.
-MAX_REASONS = 200
 
 
 class Engine:
@@ -59,14 +57,14 @@ class Engine:
         batch_size: int,
         retry_failed: bool,
         max_runtime: float | None,
+        operation: Operation,
         on_progress: Callable[[Engine], None] | None = None,
         resume_due_in: float = 0.0,
-        operation: Operation | None = None,
         on_outcome: Callable[[Item, Outcome], None] | None = None,
     ) -> None:
         self._parts = parts
-        # What the run does to each pair (attach by default): see runner/operations/base.py.
-        self.operation = operation if operation is not None else Attach(sender)
+        # What the run does to each pair: see runner/operations/base.py.
+        self.operation = operation
         self.index = index
         self.log = log
         self.sender = sender
@@ -229,15 +227,7 @@ class Engine:
         elif outcome.outcome == "already_detached":
             tally.already_detached += 1
         else:
-            tally.failed += 1
-            err = outcome.error
-            reasons = tally.failed_reasons
-            reason = (outcome.status, err.code if err else None,
-                      generic_message(err.message) if err else "")
-            if reason not in reasons and len(reasons) >= MAX_REASONS:
-                # Memory stays bounded even when every message is different.
-                reason = (None, None, "other reasons (see attach-runner status)")
-            reasons[reason] = reasons.get(reason, 0) + 1
+            tally.fail(outcome.status, outcome.error)
 
     # --- the run --------------------------------------------------------------------------------
 

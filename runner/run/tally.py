@@ -15,6 +15,11 @@ from runner.errors import (
     SIGNAL_EXITS,
 )
 from runner.requests.outcomes import RunRefused
+from runner.requests.targets import ApiError, generic_message
+
+# Distinct failure reasons kept for the summary; the rest are counted together.
+MAX_REASONS = 200
+OTHER_REASONS = (None, None, "other reasons (see attach-runner status)")
 
 
 @dataclass
@@ -41,6 +46,36 @@ class Tally:
     @property
     def pending(self) -> int:
         return max(0, self.pairs - self.handled)
+
+    def fail(self, status: int | None, error: ApiError | None, count: int = 1) -> None:
+        """Count `count` failures of one reason (status, code, the message with its IDs
+        generic); past MAX_REASONS distinct ones, they are counted together, so memory stays
+        bounded even when every message differs."""
+        self.failed += count
+        reasons = self.failed_reasons
+        reason = _reason(status, error)
+        if reason not in reasons and len(reasons) >= MAX_REASONS:
+            reason = OTHER_REASONS
+        reasons[reason] = reasons.get(reason, 0) + count
+
+    def unfail(self, status: int | None, error: ApiError | None) -> None:
+        """Take back one failure counted by `fail` (sync: a full store's refused add, sent
+        again)."""
+        self.failed -= 1
+        reasons = self.failed_reasons
+        reason = _reason(status, error)
+        if reason not in reasons:
+            reason = OTHER_REASONS
+        if reasons.get(reason, 0) > 1:
+            reasons[reason] -= 1
+        else:
+            reasons.pop(reason, None)
+
+
+def _reason(status: int | None, error: ApiError | None) -> tuple[int | None, str | None, str]:
+    if error is None:
+        return status, None, ""
+    return status, error.code, generic_message(error.message)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from runner.log.writer import ResultLog
 from runner.manifest import ManifestSource, ManifestStats, iter_items
 from runner.requests.outcomes import RunRefused
 from runner.requests.sender import Sender
-from runner.requests.targets import Target, generic_message
+from runner.requests.targets import Target
 from runner.run.engine import Engine
 from runner.run.progress import Progress
 from runner.run.tally import RunResult, Tally
@@ -105,6 +105,4 @@ def final_tally(tally: Tally, plans: Sequence[StorePlan], stats: ManifestStats) 
         unlisted = plan.unlisted_failed
         if plan.listing.error is not None and unlisted:
             status, error = plan.listing.error
-            tally.failed += unlisted
-            reason = (status, error.code, generic_message(error.message))
-            tally.failed_reasons[reason] = tally.failed_reasons.get(reason, 0) + unlisted
+            tally.fail(status, error, unlisted)

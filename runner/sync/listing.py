@@ -24,10 +24,12 @@ async def list_with_progress(settings: Settings, io: Io, sender: Sender,
     """List every named store, saying how it goes on stderr (not with --quiet or
     --no-progress)."""
     quiet = settings.quiet or settings.no_progress
-    async with listing_progress(plans, lambda: sender.counters.lists,
+    listings = [plan.listing for plan in plans]
+    async with listing_progress(listings, lambda: sender.counters.lists,
                                 None if quiet else io.err, tty=is_terminal(io.err),
                                 every=PLAIN_EVERY):
-        await list_stores(sender, [(p.store, p) for p in plans], settings.concurrency)
+        await list_stores(sender, [(listing.store, listing) for listing in listings],
+                          settings.concurrency)
 
 
 async def list_named_stores(settings: Settings, io: Io, sender: Sender,

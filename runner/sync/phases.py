@@ -22,7 +22,6 @@ from runner.operations.attach import Attach
 from runner.operations.detach import Detach
 from runner.requests.outcomes import Outcome, RunRefused
 from runner.requests.sender import Sender
-from runner.requests.targets import generic_message
 from runner.run.engine import Engine
 from runner.run.progress import Progress
 from runner.run.tally import Tally
@@ -87,18 +86,6 @@ def over_half(plan: StorePlan) -> bool:
     return 2 * plan.sets.to_detach > plan.listing.listed
 
 
-def uncount(tally: Tally, failures: list[Outcome]) -> None:
-    """Take failures back out of a tally (adds a full store refused, sent again)."""
-    reasons = tally.failed_reasons
-    for outcome in failures:
-        tally.failed -= 1
-        err = outcome.error
-        reason = (outcome.status, err.code if err else None,
-                  generic_message(err.message) if err else "")
-        if reasons.get(reason, 0) > 1:
-            reasons[reason] -= 1
-        else:
-            reasons.pop(reason, None)
 
 
 class Phases:
@@ -220,7 +207,8 @@ class Phases:
             result = plan.result
             result.failed -= len(result.full)
             result.full = []
-        uncount(self.tally, refused)
+        for outcome in refused:
+            self.tally.unfail(outcome.status, outcome.error)
         engine = self._engine(refill, ListedAttach(self.sender, {}), self.tally)
         await self._run(engine)
 

@@ -13,20 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from runner.attributes import Options, digest_value
 from runner.errors import UsageError
 from runner.items import Item
 from runner.log.resume import ResumeIndex
-from runner.log.states import State
+from runner.log.states import UNSETTLED_STATES, State
 from runner.manifest import ManifestSource, iter_items
-from runner.requests.targets import ApiError, Target
+from runner.requests.targets import Target
 from runner.sync.result import StoreResult
 from runner.sync.store import IN_PLACE, STALE, StoreListing, StorePairs
-
-# Log states whose write may have landed (or not): check before writing (SPEC's settle rule).
-UNSETTLED = frozenset({State.SENT, State.FAILED_UNCERTAIN, State.BATCH})
 
 
 @dataclass
@@ -66,7 +63,7 @@ def plan_sets(listing: StoreListing, index: ResumeIndex, *, retry_failed: bool) 
     found = listing.found or bytes(len(pairs))  # no manifest pair listed: none found
     for at, (file_id, said) in enumerate(zip(pairs.index_of, found, strict=True)):
         state = index.last_state(store, file_id)
-        if state in UNSETTLED:
+        if state in UNSETTLED_STATES:
             sets.checks.append(file_id)
         elif said == STALE:
             sets.updates.append(file_id)
@@ -80,7 +77,7 @@ def plan_sets(listing: StoreListing, index: ResumeIndex, *, retry_failed: bool) 
         else:
             sets.adds.append(file_id)
     for file_id in listing.extras:
-        if index.last_state(store, file_id) in UNSETTLED:
+        if index.last_state(store, file_id) in UNSETTLED_STATES:
             sets.detach_checks.append(file_id)
         else:
             sets.detaches.append(file_id)
@@ -96,9 +93,9 @@ def _refused_attach(index: ResumeIndex, store: str, file_id: str) -> bool:
 
 
 class StorePlan:
-    """One named store: the manifest's pairs for it, its listing, the sets made from the two
-    (`plan`), and what the run did there (`result`). The manifest (`want`) and the listing
-    (`take`, `listing_failed`, `listed`: runner/operations/listing.py's `Listed`) feed it."""
+    """One named store: the manifest's pairs for it (`pairs`, fed by `store_plans`), its
+    listing (`listing`, fed by runner/operations/listing.py), the sets made from the two
+    (`plan`), and what the run did there (`result`)."""
 
     __slots__ = ("store", "pairs", "listing", "sets", "result")
 
@@ -109,38 +106,9 @@ class StorePlan:
         self.sets = StoreSets()  # nothing to do until planned
         self.result = StoreResult()
 
-    def want(self, item: Item) -> bool:
-        return self.pairs.want(item)
-
-    def take(self, entry: Mapping[str, Any]) -> None:
-        self.listing.take(entry)
-
-    def listing_failed(self, status: int | None, error: ApiError) -> None:
-        self.listing.listing_failed(status, error)
-
-    @property
-    def listed(self) -> int:
-        return self.listing.listed
-
-    @listed.setter
-    def listed(self, value: int) -> None:
-        self.listing.listed = value
-
     def plan(self, index: ResumeIndex, *, retry_failed: bool) -> None:
         """Once listed: make the store's sets."""
         self.sets = plan_sets(self.listing, index, retry_failed=retry_failed)
-
-    # The sets read most, by name.
-    @property
-    def adds(self) -> list[str]:
-        return self.sets.adds
-
-    @property
-    def updates(self) -> list[str]:
-        return self.sets.updates
-
-    def write_items(self, file_ids: list[str]) -> list[Item]:
-        return self.sets.write_items(file_ids)
 
     @property
     def unlisted_failed(self) -> int:
@@ -156,7 +124,7 @@ def store_plans(source: ManifestSource, target: Target) -> list[StorePlan]:
         plan = plans.get(item.owner)
         if plan is None:
             plan = plans[item.owner] = StorePlan(item.owner)
-        plan.want(item)
+        plan.pairs.want(item)
     return list(plans.values())
 
 

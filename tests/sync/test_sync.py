@@ -517,17 +517,17 @@ def test_a_manifest_changed_between_the_two_reads_stops_before_writing(tmp_path:
     a second time: a pair gone or changed by then is refused (exit 2), not written."""
     def planned() -> StorePlan:
         plan = StorePlan("vs_a")
-        plan.want(Item("vs_a", "file-1", 1, Options(attributes={"lang": "en"})))
-        plan.want(Item("vs_a", "file-2", 2))
-        plan.take({"id": "file-1", "attributes": {"lang": "fr"}})  # stale
+        plan.pairs.want(Item("vs_a", "file-1", 1, Options(attributes={"lang": "en"})))
+        plan.pairs.want(Item("vs_a", "file-2", 2))
+        plan.listing.take({"id": "file-1", "attributes": {"lang": "fr"}})  # stale
         plan.plan(ResumeIndex("vector_store_id"), retry_failed=False)
-        assert (plan.updates, plan.adds) == (["file-1"], ["file-2"])
+        assert (plan.sets.updates, plan.sets.adds) == (["file-1"], ["file-2"])
         return plan
 
     plan = planned()
     read_writes({"vs_a": plan}, [Item("vs_a", "file-1", 1, Options(attributes={"lang": "en"})),
                                  Item("vs_a", "file-2", 2), Item("vs_b", "file-9", 3)], "m")
-    assert [i.line for i in plan.write_items(["file-1", "file-2"])] == [1, 2]
+    assert [i.line for i in plan.sets.write_items(["file-1", "file-2"])] == [1, 2]
     with pytest.raises(UsageError, match="line 1: the attributes of file-1"):
         read_writes({"vs_a": planned()},
                     [Item("vs_a", "file-1", 1, Options(attributes={"lang": "de"}))], "m")
@@ -545,16 +545,16 @@ def test_the_listing_says_how_it_goes_on_stderr():
 
     from runner.operations.listing import listing_progress
 
-    plans = [StorePlan("vs_a"), StorePlan("vs_b")]
+    listings = [StorePlan("vs_a").listing, StorePlan("vs_b").listing]
     pages = [0]
 
     async def listing(stream: io.StringIO, tty: bool) -> None:
-        async with listing_progress(plans, lambda: pages[0], stream, tty=tty, every=0.05):
+        async with listing_progress(listings, lambda: pages[0], stream, tty=tty, every=0.05):
             for _ in range(3):
                 await asyncio.sleep(0.6)
                 pages[0] += 10
-                plans[0].listed += 1000
-                plans[1].listed += 500
+                listings[0].listed += 1000
+                listings[1].listed += 500
 
     plain = io.StringIO()
     asyncio.run(listing(plain, tty=False))
