@@ -49,17 +49,31 @@ from runner.run.tally import RunResult
 def prepare(settings: Settings, io: Io) -> tuple[Target, ManifestSource, ManifestStats]:
     """Open the manifest, settle the target and check the whole manifest before anything is
     sent (ManifestError, UsageError: exit 2)."""
+    target, source, said_on = open_source(settings)
+    return target, source, check_source(settings, io, target, source, said_on)
+
+
+def open_source(settings: Settings) -> tuple[Target, ManifestSource, int | None]:
+    """The manifest opened, its target and the line that names it (see resolve_target)."""
     source = open_manifest(settings.manifest, settings.format)
     target, said_on = resolve_target(settings, source)
     check_for_target(settings, target.name)
-    stats = check_manifest(source, target.owner_column, target.group_key, said_on=said_on)
+    return target, source, said_on
+
+
+def check_source(settings: Settings, io: Io, target: Target, source: ManifestSource,
+                 said_on: int | None,
+                 settles: Callable[[Block], bool] | None = None) -> ManifestStats:
+    """The whole manifest checked (see check_manifest; `settles` with the log read first)."""
+    stats = check_manifest(source, target.owner_column, target.group_key, said_on=said_on,
+                           settles=settles)
     if settings.command == "run":
         refuse_detach_rows(source)
     if stats.duplicates:
         io.warn(f"{source.display}: {stats.duplicates} repeated pair(s) in the manifest; "
                 f"each pair is {'detached' if settings.command == 'detach' else 'attached'} "
                 "once")
-    return target, source, stats
+    return stats
 
 
 def resolve_target(settings: Settings, source: ManifestSource) -> tuple[Target, int | None]:
@@ -108,9 +122,12 @@ def manifest_items(source: ManifestSource, target: Target) -> Callable[[], Itera
     return lambda: iter_items(source, target.owner_column, target.group_key)
 
 
-def manifest_parts(source: ManifestSource, target: Target) -> Callable[[], Iterator[Block | Item]]:
-    """What run and dry-run plan from: the manifest with its fast-path blocks left whole."""
-    return lambda: iter_blocks(source, target.owner_column, target.group_key)
+def manifest_parts(source: ManifestSource, target: Target,
+                   stats: ManifestStats | None = None) -> Callable[[], Iterator[Block | Item]]:
+    """What run and dry-run plan from: the manifest with its fast-path blocks left whole, less
+    the runs of blocks the check found settled (`stats`, when it had the log)."""
+    skips, identity = (stats.skips, stats.identity) if stats is not None else ({}, None)
+    return lambda: iter_blocks(source, target.owner_column, target.group_key, skips, identity)
 
 
 def resume_due_in(settings: Settings) -> float:

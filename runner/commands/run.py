@@ -9,10 +9,12 @@ import uuid
 from collections.abc import Sequence
 
 from runner.commands.common import (
+    check_source,
     close_log,
     holding_the_lock,
     load_index,
     manifest_parts,
+    open_source,
     prepare,
     print_end,
     progress_for,
@@ -27,6 +29,7 @@ from runner.errors import (
     register_secret,
     scrub_secrets,
 )
+from runner.log.reader import check_log, log_identity
 from runner.log.resume import ResumeIndex
 from runner.log.writer import ResultLog
 from runner.manifest import (
@@ -42,6 +45,7 @@ from runner.run.summary import (
     build_summary,
 )
 from runner.run.tally import exit_code_for
+from runner.run.work import block_settles
 
 
 def run(settings: Settings, io: Io, argv: Sequence[str]) -> int:
@@ -53,11 +57,26 @@ def send(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operat
     """Do `operation` to every pair the log does not show done (or show the plan, --dry-run)."""
     if settings.dry_run:
         return show_run_plan(settings, io, operation)
-    target, source, stats = prepare(settings, io)
+    index: ResumeIndex | None = None
+    if not operation.skips_blocks:
+        target, source, stats = prepare(settings, io)
+    else:
+        # The log is read before the manifest is checked, so that the check, reading every
+        # row anyway, also finds the blocks the log has all done: the run passes over them
+        # unread (a converged rerun reads its manifest once). The lock is taken after the
+        # check, as for every command (a bad manifest leaves no lock file), and the log read
+        # again under it if another run wrote to it meanwhile.
+        target, source, said_on = open_source(settings)
+        check_log(settings.log)
+        log_seen = log_identity(settings.log)
+        index = load_index(settings, target, io)
+        stats = check_source(settings, io, target, source, said_on, block_settles(index))
     key = load_api_key(settings, os.environ)
     register_secret(key.reveal())
     with holding_the_lock(settings):
-        index = load_index(settings, target, io)
+        if index is None or log_identity(settings.log) != log_seen:
+            index = load_index(settings, target, io)
+            stats.skips, stats.settled = {}, 0
         # The check counted no repeated pair: the run need not remember each pair it meets.
         index.expect_repeats = stats.duplicates > 0
         # The command line is echoed as the "next:" command: never with the key in it.
@@ -81,7 +100,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
         try:
             async with api_session(settings, target, stats, key) as (sender, limiter):
                 engine = Engine(
-                    parts=manifest_parts(source, target),
+                    parts=manifest_parts(source, target, stats), settled=stats.settled,
                     pairs=stats.pairs, index=index, log=log,
                     sender=sender, owner_column=target.owner_column,
                     concurrency=settings.concurrency, batch_size=settings.batch_size,

@@ -39,6 +39,15 @@ def check_log(path: str) -> None:
         break
 
 
+def log_identity(path: str) -> tuple[int, int, int] | None:
+    """What tells the log changed between two reads (size, mtime_ns, inode); None: none yet."""
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns, info.st_ino
+
+
 def read_log(path: str, *, warn: Callable[[str], None]) -> Iterator[dict[str, Any]]:
     """Yield every event of the log at `path`, in order.
 

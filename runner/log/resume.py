@@ -17,7 +17,7 @@ import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import itemgetter
+from operator import is_not, itemgetter
 from typing import Any
 
 from runner.attributes import digest_value
@@ -321,16 +321,32 @@ class ResumeIndex:
             return False
         return (info.op == "detach") != (op == "detach")
 
-    def all_in_place(self, pairs: list[tuple[str, str]]) -> bool:
-        """True when the log has every one of `pairs` attached (or already attached) and the
-        manifest repeats no pair: plan() would say DONE for each, so a rerun skips the block
-        with a few C-level set operations instead of one plan() per pair."""
-        if self.expect_repeats or not (self.attached or self.already):
+    def all_in_place(self, pairs: Sequence[tuple[str, str]],
+                     digests: Callable[[], list[int | None]] | None = None) -> bool:
+        """True when the log has every one of `pairs` attached (or already attached), with the
+        attributes `digests` gives, and the manifest repeats no pair: plan() would say DONE for
+        each, so a rerun skips the block with a few C-level set operations instead of one
+        plan() per pair."""
+        return not self.expect_repeats and self.settles(pairs, digests)
+
+    def settles(self, pairs: Sequence[tuple[str, str]],
+                digests: Callable[[], list[int | None]] | None = None) -> bool:
+        """Whether the log has every pair in place and, where `digests` (made only if they
+        are) gives one, recorded that digest of its managed attributes (None: not managed)."""
+        if not (self.attached or self.already):
             return False
         keys = pair_keys(pairs)
-        if self.attached.issuperset(keys):
+        if not self.attached.issuperset(keys) and not self.already.issuperset(
+                set(keys).difference(self.attached)):
+            return False
+        if digests is None:
             return True
-        return self.already.issuperset(set(keys).difference(self.attached))
+        wanted = digests()
+        recorded = list(map(self.digests.get, keys))
+        if None in wanted:  # rows that manage no attributes match whatever was recorded
+            managed = list(map(is_not, wanted, repeat(None)))
+            return list(compress(recorded, managed)) == list(compress(wanted, managed))
+        return recorded == wanted
 
     def _in_place(self, key: int, state: State, item: Item) -> tuple[Plan, int | None]:
         if self.expect_repeats:

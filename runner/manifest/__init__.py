@@ -24,8 +24,9 @@ May import: the core modules only (items, attributes, errors); never config or t
     check.py        check_manifest: every bad row named, else the counts
 """
 
+from runner.manifest.block import Block
 from runner.manifest.check import ManifestStats, check_manifest, options_key
-from runner.manifest.common import FORMATS, STDIN_DISPLAY, Block, ManifestSource
+from runner.manifest.common import FORMATS, STDIN_DISPLAY, ManifestSource
 from runner.manifest.reader import iter_blocks, iter_items
 from runner.manifest.source import open_manifest
 from runner.manifest.target import Detected, detect_target

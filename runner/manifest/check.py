@@ -6,14 +6,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import Any
 
 from runner.attributes import Options, canonical
 from runner.errors import MAX_REPORTED_PROBLEMS, ManifestError, ManifestProblem
 from runner.items import Item, pin_mmap_threshold
-from runner.manifest.common import Block, ManifestSource, Part
+from runner.manifest.block import Block, Part
+from runner.manifest.common import ManifestSource
 from runner.manifest.reader import iter_parts
 
 OWNERS_OVER_SHOWN = 20
@@ -32,23 +34,32 @@ class ManifestStats:
     max_files: int = 0
     owners_over: list[tuple[str, int]] = field(default_factory=list)  # most files first, capped
     owners_over_count: int = 0  # all owners over the limit, shown or not
+    # Runs of blocks the run has nothing to do for (check_manifest's `settles`): byte offset
+    # -> (end, lines), and the pairs they hold; the manifest's size, mtime and inode then.
+    skips: dict[int, tuple[int, int]] = field(default_factory=dict, compare=False)
+    settled: int = field(default=0, compare=False)
+    identity: tuple[int, int, int] | None = field(default=None, compare=False)
 
 
 def check_manifest(
     source: ManifestSource, owner_column: str, group_key: str, over_limit: int = 20, *,
-    said_on: int | None = None,
+    said_on: int | None = None, settles: Callable[[Block], bool] | None = None,
 ) -> ManifestStats:
     """Read the whole manifest once: raise ManifestError naming every bad row (and every pair
-    repeated with other options), else count it. `said_on`: see reader.iter_parts."""
+    repeated with other options), else count it. `said_on`: see reader.iter_parts.
+    `settles`: whether the run has nothing to do for a block (the resume index's verdict);
+    the runs of such blocks are kept in the stats, for the run to pass over unread."""
     pin_mmap_threshold()  # the set of a million keys below must give its memory back
+    identity = source.identity()
     problems: list[ManifestProblem] = []
     total = 0
     # hash((owner, file_id)) of distinct pairs, never the rows themselves. 64 bits are enough
     # here: a collision would only miscount a repeat in this count; the run de-duplicates on
     # items.pair_key (128 bits).
     seen: set[int] = set()
+    repeated: set[int] = set()  # pairs met more than once: their options are compared after
     files_of: Counter[str] = Counter()  # owner -> distinct files
-    repeats = _Repeats()
+    settled = _Settled()
     rows = 0
     for part in iter_parts(source, owner_column, group_key, said_on):
         if isinstance(part, Block):
@@ -57,14 +68,16 @@ def check_manifest(
             if len(keys) == len(part.pairs) and seen.isdisjoint(keys):
                 seen |= keys  # no repeat: count in bulk
                 files_of.update(map(OWNER_OF, part.pairs))
+                if settles is not None and settles(part):
+                    settled.add(part)
                 continue
-            for line, pair in enumerate(part.pairs, part.line):
+            for pair in part.pairs:
                 key = hash(pair)
-                if key not in seen:
+                if key in seen:
+                    repeated.add(key)
+                else:
                     seen.add(key)
                     files_of[pair[0]] += 1
-                elif repeats.given:
-                    repeats.plain_again(key, pair, line)
         elif isinstance(part, ManifestProblem):
             total += 1
             if len(problems) < MAX_REPORTED_PROBLEMS:
@@ -72,19 +85,42 @@ def check_manifest(
         else:
             rows += 1
             key = hash((part.owner, part.file_id))
-            new = key not in seen
-            if new:
+            if key in seen:
+                repeated.add(key)
+            else:
                 seen.add(key)
                 files_of[part.owner] += 1
-            if part.options is not None:
-                repeats.with_options(key, part, new)
-            elif not new and repeats.given:
-                repeats.plain_again(key, (part.owner, part.file_id), part.line)
-    clashes = repeats.problems(source, lambda: iter_parts(source, owner_column, group_key))
+    clashes = (_clashes(source, iter_parts(source, owner_column, group_key), repeated)
+               if repeated else [])
     if total or clashes:
         merged = sorted(problems + clashes, key=lambda p: p.line or 0)
         raise ManifestError(merged[:MAX_REPORTED_PROBLEMS], total + len(clashes))
-    return _stats(rows, len(seen), files_of, over_limit)
+    stats = _stats(rows, len(seen), files_of, over_limit)
+    if not repeated:  # a repeat is planned pair by pair (the first of it wins): none passed
+        stats.skips, stats.settled = settled.skips, settled.pairs
+    stats.identity = identity
+    return stats
+
+
+class _Settled:
+    """Runs of consecutive settled blocks: byte offset -> (end, lines)."""
+
+    def __init__(self) -> None:
+        self.skips: dict[int, tuple[int, int]] = {}
+        self.pairs = 0
+        self._last: tuple[int, int] | None = None  # (start, end) of the run being extended
+
+    def add(self, block: Block) -> None:
+        count = len(block.pairs)
+        self.pairs += count
+        last = self._last
+        if last is not None and last[1] == block.offset:
+            start = last[0]
+            self.skips[start] = (block.end, self.skips[start][1] + count)
+        else:
+            start = block.offset
+            self.skips[start] = (block.end, count)
+        self._last = (start, block.end)
 
 
 def options_key(options: Options | None) -> bytes:
@@ -98,56 +134,47 @@ def options_key(options: Options | None) -> bytes:
     return hashlib.blake2b(f"{attributes}|{chunking}".encode(), digest_size=8).digest()
 
 
-class _Repeats:
-    """A pair repeated with other options than before. Only pairs that give options are
-    remembered (`given`), so a plain manifest costs nothing more than its set of keys."""
-
-    def __init__(self) -> None:
-        self.given: dict[int, tuple[bytes, int]] = {}  # pair -> (options_key, first line)
-        self._clashes: list[tuple[tuple[str, str], int, int]] = []  # (pair, line, earlier)
-        # pair -> (owner, file_id), line: options on a pair first seen plain, whose first
-        # line is looked up in a second pass (only then, so a clean manifest is read once).
-        self._after_plain: dict[int, tuple[tuple[str, str], int]] = {}
-
-    def with_options(self, key: int, item: Item, new: bool) -> None:
-        mine = options_key(item.options)
-        earlier = self.given.get(key)
-        if earlier is None:
-            self.given[key] = (mine, item.line)
-            if not new:
-                self._after_plain.setdefault(key, ((item.owner, item.file_id), item.line))
-        elif earlier[0] != mine:
-            self._clashes.append(((item.owner, item.file_id), item.line, earlier[1]))
-
-    def plain_again(self, key: int, pair: tuple[str, str], line: int) -> None:
-        earlier = self.given.get(key)
-        if earlier is not None:
-            self._clashes.append((pair, line, earlier[1]))
-
-    def problems(self, source: ManifestSource,
-                 parts: Callable[[], Iterator[Part]]) -> list[ManifestProblem]:
-        clashes = list(self._clashes)
-        if self._after_plain:
-            for key, line in _first_plain_lines(parts(), set(self._after_plain)).items():
-                pair, later = self._after_plain[key]
-                clashes.append((pair, later, line))
-        return [ManifestProblem(source.display, line, (
-            f"{pair[0]}/{pair[1]} is repeated with other options than on line {earlier}; give "
-            "the pair one set of attributes and chunking_strategy, or remove the repeat"))
-            for pair, line, earlier in sorted(clashes, key=lambda clash: clash[1])]
-
-
-def _first_plain_lines(parts: Iterator[Part], wanted: set[int]) -> dict[int, int]:
-    """pair key -> the first line where it stands without options, for the keys wanted."""
-    found: dict[int, int] = {}
+def _clashes(source: ManifestSource, parts: Iterator[Part],
+             repeated: set[int]) -> list[ManifestProblem]:
+    """Each line where a repeated pair is given other options than before (a second pass,
+    over the repeated pairs alone). A pair's options are the first it is given with; a line
+    that gives none, or other ones, after that clashes with that line; options first given
+    on a repeat clash with the pair's first, plain, line."""
+    first: dict[int, list[Any]] = {}  # pair -> [first line, (options_key, line) or None]
+    clashes: list[tuple[tuple[str, str], int, int]] = []  # (pair, line, earlier line)
     for part in parts:
-        items = part.items() if isinstance(part, Block) else (part,)
+        if isinstance(part, Block):
+            if repeated.isdisjoint(map(hash, part.pairs)):
+                continue
+            items: Iterable[Part] = part.items()
+        else:
+            items = (part,)
         for item in items:
-            if isinstance(item, Item) and item.options is None:
-                key = hash((item.owner, item.file_id))
-                if key in wanted and key not in found:
-                    found[key] = item.line
-    return found
+            if not isinstance(item, Item):
+                continue
+            pair = (item.owner, item.file_id)
+            key = hash(pair)
+            if key not in repeated:
+                continue
+            state = first.get(key)
+            options = item.options
+            if state is None:
+                given = None if options is None else (options_key(options), item.line)
+                first[key] = [item.line, given]
+            elif options is None:
+                if state[1] is not None:
+                    clashes.append((pair, item.line, state[1][1]))
+            else:
+                mine = options_key(options)
+                if state[1] is None:
+                    state[1] = (mine, item.line)
+                    clashes.append((pair, item.line, state[0]))
+                elif state[1][0] != mine:
+                    clashes.append((pair, item.line, state[1][1]))
+    return [ManifestProblem(source.display, line, (
+        f"{pair[0]}/{pair[1]} is repeated with other options than on line {earlier}; give "
+        "the pair one set of attributes and chunking_strategy, or remove the repeat"))
+        for pair, line, earlier in sorted(clashes, key=lambda clash: clash[1])]
 
 
 def _stats(rows: int, pairs: int, files_of: dict[str, int], over_limit: int) -> ManifestStats:

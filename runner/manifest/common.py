@@ -5,6 +5,7 @@ shown in a message."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, TypeAlias
@@ -29,22 +30,6 @@ EXAMPLE_OF = {"assistant_id": "asst_abc", "vector_store_id": "vs_abc"}
 Row: TypeAlias = "Item | ManifestProblem"
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
-    """Valid pairs of consecutive lines, from `line` on, read in bulk by the fast path."""
-
-    line: int
-    pairs: list[tuple[str, str]]  # (owner, file_id)
-
-    def items(self) -> Iterator[Item]:
-        """The block taken apart: one Item a pair, with its line."""
-        for line, (owner, file_id) in enumerate(self.pairs, self.line):
-            yield Item(owner, file_id, line)
-
-
-Part: TypeAlias = "Block | Item | ManifestProblem"
-
-
 @dataclass(frozen=True)
 class ManifestSource:
     """A manifest ready to read: `display` names it in messages, `path` is a real file."""
@@ -52,6 +37,11 @@ class ManifestSource:
     display: str  # the path as the user gave it, or "<stdin>"
     path: str  # a regular file: stdin and pipes are spooled to a temporary file first
     format: str  # csv | yaml | jsonl
+
+    def identity(self) -> tuple[int, int, int]:
+        """What tells the file changed between two reads: size, mtime_ns, inode."""
+        info = os.stat(self.path)
+        return info.st_size, info.st_mtime_ns, info.st_ino
 
 
 NO_OPTIONS: tuple[Options | None, str | None] = (None, None)

@@ -7,19 +7,19 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from operator import itemgetter
 from typing import Any
 
 from runner.attributes import Options
 from runner.errors import ManifestProblem
+from runner.manifest.block import Block, OptionColumns, Part, attribute_object, chunking_object
 from runner.manifest.common import (
     MAX_LINE_BYTES,
     NO_OPTIONS,
     UTF8_BOM,
-    Block,
     DuplicateKey,
     NotFinite,
-    Part,
     Row,
     both_owners,
     checked_pair,
@@ -30,29 +30,67 @@ from runner.manifest.common import (
     show,
     wrong_target,
 )
-from runner.manifest.fastpath import FAST_ID, fast_blocks, fast_text
+from runner.manifest.fastpath import (
+    FAST_ID,
+    Take,
+    fast_blocks,
+    fast_text,
+    options_taker,
+    pairs_taker,
+)
 from runner.manifest.options import OPTION_NAMES, read_options
 
+QUOTE_IN_CELL = '""'  # a quote inside a quoted CSV cell
 
-def csv_parts(display: str, path: str, owner_column: str) -> Iterator[Part]:
+
+def csv_parts(display: str, path: str, owner_column: str,
+              skips: Mapping[int, tuple[int, int]] | None = None) -> Iterator[Part]:
     with open(path, "rb") as stream:
         first = stream.readline(MAX_LINE_BYTES + 1)
     header = _plain_header(first, owner_column)
     if header is None:
         yield from csv_rows(display, path, owner_column)
         return
-    owner_at, file_at = header.index(owner_column), header.index("file_id")
-    other = r'[^,"\r\n]{0,1000}'  # well within csv's field limit and the line limit
-    # An option cell must be empty here: a line that gives options (`{}` included, which
-    # clears attributes) is the line reader's, which parses and checks them.
-    fields = [FAST_ID if i in (owner_at, file_at) else "" if name in OPTION_NAMES else other
-              for i, name in enumerate(header)]
-    pattern = re.compile(r"^" + ",".join(fields) + r"\r?$", re.MULTILINE)
-    for part in fast_blocks(path, len(first), 1, pattern, swap=file_at < owner_at):
+    take, quotes = _taker(header, owner_column)
+    for part in fast_blocks(path, len(first), 1, take, quotes, skips):
         if isinstance(part, Block):
             yield part
         else:
             yield from csv_rows(display, path, owner_column, (*part, header))
+
+
+def _taker(header: list[str], owner_column: str) -> tuple[Take, bool]:
+    """How the fast path takes this header's lines, and whether a quote may stand in them."""
+    owner_at, file_at = header.index(owner_column), header.index("file_id")
+    other = r'[^,"\r\n]{0,1000}'  # well within csv's field limit and the line limit
+    with_options = owner_column == "vector_store_id" and any(
+        name in OPTION_NAMES for name in header)
+    if not with_options:
+        # An option cell must be empty here (assistants take none): a line that gives one is
+        # the line reader's, which names the problem.
+        fields = [FAST_ID if i in (owner_at, file_at) else "" if name in OPTION_NAMES else other
+                  for i, name in enumerate(header)]
+        pattern = re.compile(r"^" + ",".join(fields) + r"\r?$", re.MULTILINE)
+        return pairs_taker(pattern, swap=file_at < owner_at), False
+    groups: list[str] = []  # what each capture group of the pattern holds, in order
+    fields = []
+    for i, name in enumerate(header):
+        if i in (owner_at, file_at):
+            fields.append(FAST_ID)
+            groups.append("file_id" if i == file_at else owner_column)
+        elif name == "attributes":
+            fields.append(f'(?:"({attribute_object(QUOTE_IN_CELL)})")?')
+            groups.append(name)
+        elif name == "chunking_strategy":
+            fields.append(f'(?:"({chunking_object(QUOTE_IN_CELL)})")?')
+            groups.append(name)
+        else:
+            fields.append(other)
+    pattern = re.compile(r"^" + ",".join(fields) + r"\r?$", re.MULTILINE)
+    at = {name: groups.index(name) for name in groups}
+    return options_taker(pattern, itemgetter(at[owner_column], at["file_id"]),
+                         at.get("attributes"), at.get("chunking_strategy"),
+                         OptionColumns(owner_column), undouble=True), True
 
 
 def _plain_header(first: bytes, owner_column: str) -> list[str] | None:

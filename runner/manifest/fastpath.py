@@ -1,44 +1,39 @@
 """The fast path (CSV, JSONL): plain lines taken a chunk at a time, as Blocks of pairs.
 
-Most manifests are plain: a header, then `id,id` lines (or one flat JSON object a line). The
-fast path reads such lines a chunk at a time and takes a whole chunk with one regular
-expression that only matches lines the line-by-line readers would accept unchanged (valid
-IDs, no quotes, no blank lines, no NUL, UTF-8, no per-file options), yielding a Block of
-pairs. At the first chunk it does not take whole, it hands the rest of the file to the
-line-by-line reader, which reports every problem exactly as before, with the same line numbers.
+Most manifests are tool-written: a header, then `id,id` lines (or one flat JSON object a line),
+maybe with an `attributes` object on each. The fast path reads such lines a chunk at a time and
+takes a whole chunk with one regular expression that only matches lines the line-by-line readers
+would accept unchanged (valid IDs, no stray quotes, no blank lines, no NUL, UTF-8, options of the
+plain kind block.py admits), yielding a Block. At the first chunk it does not take whole, it
+hands the rest of the file to the line-by-line reader, which reports every problem exactly as
+before, with the same line numbers.
+
+A chunk starts where the last one ended and holds the whole lines of the FAST_CHUNK bytes read
+there, so where chunks begin depends on nothing but the file: a later pass may skip the chunks
+an earlier pass settled (`skips`) and still meet the same blocks after them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from operator import itemgetter
-from typing import IO
+from collections.abc import Callable, Iterator, Mapping
+from operator import itemgetter, methodcaller
+from typing import Any
 
-from runner.manifest.common import Block
+from runner.manifest.block import Block, OptionColumns
 
 FAST_CHUNK = 1 << 15  # bytes read at a time by the fast path: its rows stay under 1 MiB
 FAST_ID = r"([A-Za-z0-9_-]{1,128})"
 SWAPPED = itemgetter(1, 0)
+_UNDOUBLE = methodcaller("replace", '""', '"')
 
 
-def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
-    """The rest of `stream` in chunks of whole lines (the last may lack its newline)."""
-    tail = b""
-    while block := stream.read(FAST_CHUNK):
-        block = tail + block if tail else block
-        cut = block.rfind(b"\n") + 1
-        if cut:
-            yield block[:cut]
-        tail = block[cut:]
-    if tail:
-        yield tail
+Take = Callable[[str, int], "Block | None"]  # (chunk's text, its first line) -> its Block
 
 
 def fast_text(chunk: bytes, quotes: bool = False) -> str | None:
     """The chunk as text with a final newline, if the fast path may take it; else None.
-    `quotes`: a quote may stand in it (JSONL, whose pattern places every quote itself; in CSV
-    a quote changes what the fields are)."""
+    `quotes`: a quote may stand in it (the pattern places every quote itself)."""
     if b"\0" in chunk or (not quotes and b'"' in chunk) or (
             chunk.count(b"\r") != chunk.count(b"\r\n")):
         return None
@@ -49,21 +44,73 @@ def fast_text(chunk: bytes, quotes: bool = False) -> str | None:
     return text if text.endswith("\n") else text + "\n"
 
 
-def fast_blocks(path: str, start: int, before: int, pattern: re.Pattern[str], swap: bool,
-                quotes: bool = False) -> Iterator[Block | tuple[int, int]]:
-    """Blocks from byte `start` on; at the first chunk not taken, (offset, lines before) to
-    resume from line by line."""
+def pairs_taker(pattern: re.Pattern[str], swap: bool) -> Take:
+    """A Take for plain lines: `pattern` captures (owner, file_id), or (file_id, owner) when
+    `swap`, and must match every line."""
+    def take(text: str, line: int) -> Block | None:
+        pairs = pattern.findall(text)
+        if len(pairs) != text.count("\n"):
+            return None
+        return Block(line, list(map(SWAPPED, pairs)) if swap else pairs)
+    return take
+
+
+def options_taker(pattern: re.Pattern[str], pair_at: itemgetter[Any], attributes_at: int | None,
+                  chunking_at: int | None, columns: OptionColumns, *,
+                  undouble: bool) -> Take:
+    """A Take for lines with option columns: `pattern` captures the IDs (at `pair_at`) and the
+    option texts (at `attributes_at`, `chunking_at`; "" when a row gives none), which
+    `columns` checks; `undouble`: the texts stand in CSV cells, quotes doubled."""
+    def cells(rows: list[tuple[str, ...]], at: int | None) -> list[str] | None:
+        if at is None:
+            return None
+        texts = list(map(itemgetter(at), rows))
+        if not any(texts):
+            return None
+        return list(map(_UNDOUBLE, texts)) if undouble else texts
+
+    def take(text: str, line: int) -> Block | None:
+        rows = pattern.findall(text)
+        if len(rows) != text.count("\n"):
+            return None
+        attributes, chunking = cells(rows, attributes_at), cells(rows, chunking_at)
+        if attributes is not None and not columns.attributes_ok(attributes):
+            return None
+        if chunking is not None and not columns.chunking_ok(chunking):
+            return None
+        return Block(line, list(map(pair_at, rows)), attributes=attributes, chunking=chunking,
+                     chunking_of=columns.strategies)
+    return take
+
+
+def fast_blocks(path: str, start: int, before: int, take: Take, quotes: bool = False,
+                skips: Mapping[int, tuple[int, int]] | None = None,
+                ) -> Iterator[Block | tuple[int, int]]:
+    """Blocks from byte `start` on (where `before` lines lie behind); at the first chunk not
+    taken, (offset, lines before) to resume from line by line. `skips`: offset -> (end, lines)
+    of runs of blocks an earlier pass settled, passed over unread."""
     offset = start
     with open(path, "rb") as stream:
-        stream.seek(start)
-        for chunk in _chunks(stream):
+        while True:
+            if skips and offset in skips:
+                offset, lines = skips[offset]
+                before += lines
+            stream.seek(offset)
+            chunk = stream.read(FAST_CHUNK)
+            if not chunk:
+                return
+            if len(chunk) == FAST_CHUNK:
+                cut = chunk.rfind(b"\n") + 1
+                if not cut:  # a line longer than a chunk: the line reader's
+                    yield offset, before
+                    return
+                chunk = chunk[:cut]
             text = fast_text(chunk, quotes)
-            pairs = pattern.findall(text) if text is not None else []
-            if text is None or len(pairs) != text.count("\n") or len(chunk) > FAST_CHUNK * 2:
+            block = take(text, before + 1) if text is not None else None
+            if block is None:
                 yield offset, before
                 return
-            if swap:
-                pairs = list(map(SWAPPED, pairs))
-            yield Block(before + 1, pairs)
-            before += len(pairs)
+            block.offset, block.end = offset, offset + len(chunk)
+            yield block
+            before += len(block.pairs)
             offset += len(chunk)

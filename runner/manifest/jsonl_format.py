@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from operator import itemgetter
 from typing import Any
 
 from runner.errors import ManifestProblem
+from runner.manifest.block import Block, OptionColumns, Part, attribute_object, chunking_object
 from runner.manifest.common import (
     EXAMPLE_OF,
     UTF8_BOM,
-    Block,
     DuplicateKey,
     NotFinite,
-    Part,
     Row,
     both_owners,
     checked_pair,
@@ -28,25 +28,38 @@ from runner.manifest.common import (
     show,
     wrong_target,
 )
-from runner.manifest.fastpath import FAST_ID, fast_blocks
+from runner.manifest.fastpath import FAST_ID, Take, fast_blocks, options_taker, pairs_taker
 from runner.manifest.options import read_options
 
 
-def jsonl_parts(display: str, path: str, owner_column: str,
-                said_on: int | None = None) -> Iterator[Part]:
-    # Only an object of exactly the two IDs is taken: one with options is the line reader's.
-    space = r"[ \t]*"
-    pattern = re.compile(
-        rf'^{space}\{{{space}"{re.escape(owner_column)}"{space}:{space}"{FAST_ID}"{space},'
-        rf'{space}"file_id"{space}:{space}"{FAST_ID}"{space}\}}{space}\r?$', re.MULTILINE)
+def jsonl_parts(display: str, path: str, owner_column: str, said_on: int | None = None,
+                skips: Mapping[int, tuple[int, int]] | None = None) -> Iterator[Part]:
     with open(path, "rb") as stream:
         bom = stream.read(len(UTF8_BOM)) == UTF8_BOM
     start = len(UTF8_BOM) if bom else 0
-    for part in fast_blocks(path, start, 0, pattern, swap=False, quotes=True):
+    for part in fast_blocks(path, start, 0, _taker(owner_column), True, skips):
         if isinstance(part, Block):
             yield part
         else:
             yield from jsonl_rows(display, path, owner_column, *part, said_on=said_on)
+
+
+def _taker(owner_column: str) -> Take:
+    """How the fast path takes lines: an object of the two IDs, in that order, then (vector
+    stores) `attributes` and `chunking_strategy` of the plain kind, each optional, in that
+    order. Any other line is the line reader's."""
+    space = r"[ \t]*"
+    ids = (rf'^{space}\{{{space}"{re.escape(owner_column)}"{space}:{space}"{FAST_ID}"{space},'
+           rf'{space}"file_id"{space}:{space}"{FAST_ID}"')
+    end = rf"{space}\}}{space}\r?$"
+    if owner_column != "vector_store_id":
+        return pairs_taker(re.compile(ids + end, re.MULTILINE), swap=False)
+    options = "".join(rf'(?:{space},{space}"{name}"{space}:{space}({pattern}))?'
+                      for name, pattern in (("attributes", attribute_object('"')),
+                                            ("chunking_strategy", chunking_object('"'))))
+    pattern = re.compile(ids + options + end, re.MULTILINE)
+    return options_taker(pattern, itemgetter(0, 1), 2, 3, OptionColumns(owner_column),
+                         undouble=False)
 
 
 def jsonl_rows(display: str, path: str, owner_column: str, offset: int = 0,

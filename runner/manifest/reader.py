@@ -3,11 +3,12 @@ left whole); the format readers never raise on bad input, these stop at the firs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from runner.errors import ManifestError, ManifestProblem, UsageError
 from runner.items import Item
-from runner.manifest.common import Block, ManifestSource, Part, Row, show
+from runner.manifest.block import Block, Part
+from runner.manifest.common import ManifestSource, Row, show
 from runner.manifest.csv_format import csv_parts
 from runner.manifest.jsonl_format import jsonl_parts
 from runner.manifest.yaml_format import yaml_rows
@@ -21,11 +22,17 @@ def iter_items(source: ManifestSource, owner_column: str, group_key: str) -> Ite
         yield row
 
 
-def iter_blocks(source: ManifestSource, owner_column: str,
-                group_key: str) -> Iterator[Block | Item]:
+def iter_blocks(source: ManifestSource, owner_column: str, group_key: str,
+                skips: Mapping[int, tuple[int, int]] | None = None,
+                identity: tuple[int, int, int] | None = None) -> Iterator[Block | Item]:
     """`iter_items`, with the fast path's blocks of pairs left whole (a rerun can settle a
-    block of pairs it has all done with a few set operations)."""
-    for part in iter_parts(source, owner_column, group_key):
+    block of pairs it has all done with a few set operations). `skips`: the runs of blocks the
+    check found settled (ManifestStats.skips), passed over unread, if the file is still the
+    one checked (`identity`): else the run stops before anything is sent."""
+    if skips and (identity is None or identity != source.identity()):
+        raise UsageError(f"{source.display}: changed while the run was reading it; run "
+                         "the same command again once it is written")
+    for part in iter_parts(source, owner_column, group_key, skips=skips):
         if isinstance(part, ManifestProblem):
             raise ManifestError([part], 1)
         yield part
@@ -42,14 +49,15 @@ def iter_rows(source: ManifestSource, owner_column: str, group_key: str,
 
 
 def iter_parts(source: ManifestSource, owner_column: str, group_key: str,
-               said_on: int | None = None) -> Iterator[Part]:
+               said_on: int | None = None, *,
+               skips: Mapping[int, tuple[int, int]] | None = None) -> Iterator[Part]:
     """Every part in file order. `said_on`: the line where the manifest named its target (not
     --target), for the message about a row of the other target. A CSV names it in its header
-    alone, so no row of a CSV can be of the other target."""
+    alone, so no row of a CSV can be of the other target. `skips`: see iter_blocks."""
     if source.format == "csv":
-        parsed = csv_parts(source.display, source.path, owner_column)
+        parsed = csv_parts(source.display, source.path, owner_column, skips)
     elif source.format == "jsonl":
-        parsed = jsonl_parts(source.display, source.path, owner_column, said_on)
+        parsed = jsonl_parts(source.display, source.path, owner_column, said_on, skips)
     elif source.format == "yaml":
         parsed = yaml_rows(source.display, source.path, owner_column, group_key, said_on)
     else:

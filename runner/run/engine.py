@@ -61,6 +61,7 @@ class Engine:
         on_progress: Callable[[Engine], None] | None = None,
         resume_due_in: float = 0.0,
         on_outcome: Callable[[Item, Outcome], None] | None = None,
+        settled: int = 0,
     ) -> None:
         self._parts = parts
         # What the run does to each pair: see runner/operations/base.py.
@@ -77,6 +78,8 @@ class Engine:
         # Told of each pair's end once its `done` is written (sync counts per store).
         self.on_outcome = on_outcome
         self.tally = Tally(pairs=pairs)
+        # Pairs the manifest's check found done in runs of blocks `parts` passes over unread.
+        self.tally.done_earlier = settled
         self.stop_reason: str | None = None
         self.refusal: RunRefused | None = None
         # The log could not be written (a full disk): the run stopped sending at once.

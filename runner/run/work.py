@@ -165,12 +165,23 @@ def iter_work(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally, *
         yield NewBatch(store, group)
 
 
+def digests_of(block: Block) -> Callable[[], list[int | None]] | None:
+    """What a block's pairs must have recorded of their attributes to be settled (None: no
+    pair of it manages attributes)."""
+    return None if block.attributes is None else block.digests
+
+
+def block_settles(index: ResumeIndex) -> Callable[[Block], bool]:
+    """The check's verdict on a block: the log has all of it done (see check_manifest)."""
+    return lambda block: index.settles(block.pairs, digests_of(block))
+
+
 def _items_to_plan(parts: Iterable[Block | Item], index: ResumeIndex,
                    tally: Tally, skips_blocks: bool = True) -> Iterator[Item]:
     for part in parts:
         if isinstance(part, Item):
             yield part
-        elif skips_blocks and index.all_in_place(part.pairs):
+        elif skips_blocks and index.all_in_place(part.pairs, digests_of(part)):
             tally.done_earlier += len(part.pairs)
         else:
             yield from part.items()

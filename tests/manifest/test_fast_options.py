@@ -1,0 +1,280 @@
+"""The fast path with per-pair data: rows that give attributes and chunking_strategy are read in
+bulk (runner/manifest/block.py) exactly as the line-by-line readers read them, and a rerun
+settles a block of them (the digests compared in bulk, or the check's verdict passing it over
+unread) exactly as planning each pair would."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import runner.manifest.fastpath
+from runner.attributes import digest, digest_value, digest_values
+from runner.errors import ManifestError, UsageError
+from runner.items import Item
+from runner.log.resume import ResumeIndex
+from runner.log.writer import ResultLog
+from runner.manifest import Block, ManifestSource, check_manifest, iter_blocks, iter_items
+from runner.manifest.csv_format import csv_rows
+from runner.manifest.jsonl_format import jsonl_rows
+from runner.manifest.reader import iter_rows
+from runner.run.tally import Tally
+from runner.run.work import block_settles, iter_work
+
+SETTINGS = settings(
+    deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+VS = ("vector_store_id", "vector_stores")
+
+# Attribute objects as JSON text: the plain kind the fast path takes, and every kind it leaves
+# to the line reader (which then names the problem, or reads it the slow way).
+ATTRIBUTES = [
+    '{"team": "a", "year": 2021}', '{"year":2021.0,"public":true}', "{}", '{ "x": "y" }',
+    '{"title": "caf\\u00e9 \\"q\\" \\\\ /"}', '{"b": false, "a": -0.5}', '{"n": 123456789012345}',
+    '{"k": "\u00e9t\u00e9"}', '{"a": 1, "a": 2}', '{"a": null}', '{"a": [1]}', '{"a": {"b": 1}}',
+    '{"a": 1e3}', '{"a": 12345678901234567}', '{"a": "\\ud800"}', '{"": 1}', '{"a": NaN}',
+    '{"' + "k" * 65 + '": 1}', '{"s": "' + "x" * 513 + '"}', '{"s": "' + "x" * 512 + '"}',
+    '{"s": "' + "\\u00e9" * 200 + '"}', '{"s": "' + "\\u00e9" * 513 + '"}', "[]", '"text"',
+    "{" + ", ".join(f'"k{i}": {i}' for i in range(17)) + "}",
+    "{" + ", ".join(f'"k{i}": {i}' for i in range(16)) + "}", '{"t": "a},{b"}',
+    '{"q\\"": 1}', '{"v": "a\\":1"}',
+]
+CHUNKING = [
+    '{"type": "auto"}', '{"type":"static","static":{"max_chunk_size_tokens":800,'
+    '"chunk_overlap_tokens":400}}', '{"type": "static"}', '{"type": "auto", "type": "auto"}',
+    '{"type": "other"}', "null",
+]
+
+
+def slow_parts(source: ManifestSource) -> list[Item | tuple[int, str]]:
+    rows = (csv_rows(source.display, source.path, VS[0]) if source.format == "csv"
+            else jsonl_rows(source.display, source.path, VS[0]))
+    return [row if isinstance(row, Item) else (row.line, row.message) for row in rows]
+
+
+def fast_parts(source: ManifestSource) -> list[Item | tuple[int, str]]:
+    return [row if isinstance(row, Item) else (row.line, row.message)
+            for row in iter_rows(source, *VS)]
+
+
+def csv_cell(text: str | None) -> str:
+    return "" if text is None else '"' + text.replace('"', '""') + '"'
+
+
+ROW = st.tuples(st.sampled_from(["vs_a", "vs_b"]), st.sampled_from(["file-1", "file-2", "f-3"]),
+                st.one_of(st.none(), st.sampled_from(ATTRIBUTES)),
+                st.one_of(st.none(), st.sampled_from(CHUNKING)))
+
+
+@SETTINGS
+@given(rows=st.lists(ROW, max_size=25), chunk=st.sampled_from([64, 256, 1 << 15]),
+       swap=st.booleans())
+def test_csv_rows_with_options_read_like_the_line_reader(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+    rows: list[tuple[str, str, str | None, str | None]], chunk: int, swap: bool,
+) -> None:
+    """Any attributes and chunking cells, in chunks of any size: the same Items (options
+    included) and the same problems, on the same lines."""
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", chunk)
+    path = tmp_path_factory.mktemp("csv") / "m.csv"
+    header = ("file_id,note,vector_store_id,attributes,chunking_strategy" if swap
+              else "vector_store_id,file_id,attributes,chunking_strategy")
+    lines = [(f"{f},x,{o}" if swap else f"{o},{f}") + f",{csv_cell(a)},{csv_cell(c)}"
+             for o, f, a, c in rows]
+    path.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
+    source = ManifestSource(str(path), str(path), "csv")
+    assert fast_parts(source) == slow_parts(source)
+
+
+@SETTINGS
+@given(rows=st.lists(ROW, max_size=25), chunk=st.sampled_from([64, 256, 1 << 15]),
+       spaced=st.booleans())
+def test_jsonl_rows_with_options_read_like_the_line_reader(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+    rows: list[tuple[str, str, str | None, str | None]], chunk: int, spaced: bool,
+) -> None:
+    """The same for JSONL objects that carry attributes and chunking_strategy."""
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", chunk)
+    path = tmp_path_factory.mktemp("jsonl") / "m.jsonl"
+    sep = ", " if spaced else ","
+    lines = []
+    for owner, file_id, attributes, chunking in rows:
+        line = f'{{"vector_store_id": "{owner}"{sep}"file_id": "{file_id}"'
+        if attributes is not None:
+            line += f'{sep}"attributes": {attributes}'
+        if chunking is not None:
+            line += f'{sep}"chunking_strategy": {chunking}'
+        lines.append(line + "}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    source = ManifestSource(str(path), str(path), "jsonl")
+    assert fast_parts(source) == slow_parts(source)
+
+
+def test_attributed_rows_come_as_blocks(tmp_path: Path) -> None:
+    """Tool-written attributes (json.dumps, in a CSV cell or on the object) stay on the fast
+    path: Blocks all the way, their options the line reader's."""
+    csv_path, jsonl_path = tmp_path / "m.csv", tmp_path / "m.jsonl"
+    attrs = [{"team": f"t{i % 3}", "year": 2000 + i, "public": i % 2 == 0, "title": f"caf\u00e9 {i}"}
+             for i in range(2000)]
+    csv_path.write_text("vector_store_id,file_id,attributes\n" + "".join(
+        f"vs_1,file-{i},{csv_cell(json.dumps(a))}\n" for i, a in enumerate(attrs)))
+    jsonl_path.write_text("".join(json.dumps({"vector_store_id": "vs_1", "file_id": f"file-{i}",
+                                              "attributes": a}) + "\n"
+                                  for i, a in enumerate(attrs)))
+    for path, fmt in ((csv_path, "csv"), (jsonl_path, "jsonl")):
+        parts = list(iter_blocks(ManifestSource(str(path), str(path), fmt), *VS))
+        assert all(isinstance(part, Block) for part in parts)
+        items = [item for part in parts if isinstance(part, Block) for item in part.items()]
+        assert [item.options.attributes for item in items if item.options] == attrs
+
+
+@given(st.lists(st.dictionaries(
+    st.text(min_size=1, max_size=5),
+    st.one_of(st.text(max_size=8), st.integers(-2**53, 2**53), st.booleans(),
+              st.floats(allow_nan=False, allow_infinity=False).filter(
+                  lambda f: not f.is_integer())), max_size=4), max_size=12))
+def test_digests_in_bulk_equal_one_by_one(sets: list[dict[str, object]]) -> None:
+    """digest_values (one encoder call for a block) is digest_value of each set, whatever the
+    strings hold ("},{" included)."""
+    try:
+        expected = [digest_value(s) for s in sets]  # type: ignore[arg-type]
+    except UnicodeEncodeError:  # a lone surrogate: no digest either way
+        return
+    assert digest_values(sets) == expected  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- a rerun settles blocks
+
+
+DIGEST_CHOICES = [None, '{"team": "a", "year": 2021}', '{"year": 2021.0, "team": "a"}', "{}",
+                  '{"team": "b"}']
+
+
+def write_log(path: Path, done: list[tuple[str, str, str | None]]) -> None:
+    with ResultLog(str(path), "run-1") as log:
+        for owner, file_id, attributes in done:
+            extra = ({} if attributes is None
+                     else {"attributes_digest": digest(json.loads(attributes))})
+            log.append("done", vector_store_id=owner, file_id=file_id, outcome="attached",
+                       status=200, attempts=1, error=None, retryable=False, uncertain=False,
+                       **extra)
+
+
+@SETTINGS
+@given(
+    pairs=st.lists(st.tuples(st.sampled_from(["vs_a", "vs_b"]), st.integers(0, 11)),
+                   max_size=30),
+    wanted=st.lists(st.sampled_from(DIGEST_CHOICES), min_size=12, max_size=12),
+    logged=st.lists(st.tuples(st.sampled_from(["vs_a", "vs_b"]),
+                              st.sampled_from([f"file-{i}" for i in range(12)]),
+                              st.sampled_from(DIGEST_CHOICES)), max_size=30),
+    chunk=st.sampled_from([64, 128, 1 << 15]),
+    batch_size=st.sampled_from([0, 2]),
+)
+def test_settling_blocks_plans_like_item_by_item(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+    pairs: list[tuple[str, int]], wanted: list[str | None],
+    logged: list[tuple[str, str, str | None]], chunk: int, batch_size: int,
+) -> None:
+    """A rerun of an attributed manifest, three ways: each pair planned alone; blocks whose
+    digests all match the log's skipped in bulk; and blocks the check found settled passed
+    over unread. The same work, in the same order, and the same counts."""
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", chunk)
+    # A repeated pair keeps its attributes (a repeat with others is refused by the check).
+    manifest_rows = [(owner, f"file-{n}", wanted[n]) for owner, n in pairs]
+    folder = tmp_path_factory.mktemp("settle")
+    manifest, log_path = folder / "m.csv", folder / "r.jsonl"
+    manifest.write_text("vector_store_id,file_id,attributes\n" + "".join(
+        f"{o},{f},{csv_cell(a)}\n" for o, f, a in manifest_rows))
+    write_log(log_path, logged)
+    source = ManifestSource(str(manifest), str(manifest), "csv")
+    plans = []
+    for way in ("items", "blocks", "skips"):
+        index = ResumeIndex(VS[0])
+        index.load_log(str(log_path), warn=lambda _: None)
+        stats = check_manifest(source, *VS, settles=block_settles(index))
+        index.expect_repeats = stats.duplicates > 0
+        tally = Tally(pairs=stats.pairs)
+        if way == "items":
+            parts = iter_items(source, *VS)
+        elif way == "blocks":
+            parts = iter_blocks(source, *VS)
+        else:
+            tally.done_earlier = stats.settled
+            parts = iter_blocks(source, *VS, stats.skips, stats.identity)
+        work = list(iter_work(parts, index, tally, retry_failed=False, batch_size=batch_size))
+        plans.append((work, tally))
+    assert plans[1] == plans[0]
+    assert plans[2] == plans[0]
+
+
+def test_a_converged_rerun_reads_no_block_twice(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pair done with its attributes: the check finds every block settled, and the run
+    pass reads none of the manifest (the reader is given every block's range to skip)."""
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", 256)
+    rows = [("vs_a", f"file-{i}", '{"team": "a", "year": %d}' % i) for i in range(300)]
+    manifest, log_path = tmp_path / "m.csv", tmp_path / "r.jsonl"
+    manifest.write_text("vector_store_id,file_id,attributes\n" + "".join(
+        f"{o},{f},{csv_cell(a)}\n" for o, f, a in rows))
+    write_log(log_path, rows)
+    source = ManifestSource(str(manifest), str(manifest), "csv")
+    index = ResumeIndex(VS[0])
+    index.load_log(str(log_path), warn=lambda _: None)
+    stats = check_manifest(source, *VS, settles=block_settles(index))
+    assert stats.settled == 300
+    header = len("vector_store_id,file_id,attributes\n")
+    assert stats.skips == {header: (manifest.stat().st_size, 300)}  # one run, merged
+    assert list(iter_blocks(source, *VS, stats.skips, stats.identity)) == []
+    # One attribute changed: its block is read again and planned pair by pair.
+    write_log(log_path, [*rows[:-1], ("vs_a", "file-299", '{"team": "b"}')])
+    index = ResumeIndex(VS[0])
+    index.load_log(str(log_path), warn=lambda _: None)
+    stats = check_manifest(source, *VS, settles=block_settles(index))
+    assert 0 < stats.settled < 300
+    parts = list(iter_blocks(source, *VS, stats.skips, stats.identity))
+    assert sum(len(p.pairs) for p in parts if isinstance(p, Block)) == 300 - stats.settled
+
+
+def test_a_manifest_changed_after_its_check_stops_the_run(tmp_path: Path) -> None:
+    """The runs to skip are byte ranges of the file checked: a file changed since is refused
+    (one line, before anything is read), never skipped by stale offsets."""
+    rows = [("vs_a", f"file-{i}", '{"team": "a"}') for i in range(50)]
+    manifest, log_path = tmp_path / "m.csv", tmp_path / "r.jsonl"
+    manifest.write_text("vector_store_id,file_id,attributes\n" + "".join(
+        f"{o},{f},{csv_cell(a)}\n" for o, f, a in rows))
+    write_log(log_path, rows)
+    source = ManifestSource(str(manifest), str(manifest), "csv")
+    index = ResumeIndex(VS[0])
+    index.load_log(str(log_path), warn=lambda _: None)
+    stats = check_manifest(source, *VS, settles=block_settles(index))
+    assert stats.skips
+    with open(manifest, "a") as out:
+        out.write("vs_a,file-new,\n")
+    with pytest.raises(UsageError, match="changed while the run was reading it"):
+        list(iter_blocks(source, *VS, stats.skips, stats.identity))
+    os.utime(manifest)  # and no stale verdict when nothing is skipped
+    assert len(list(iter_items(source, *VS))) == 51
+
+
+def test_a_repeat_with_other_attributes_is_named_across_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Repeats are found by a second pass over the repeated pairs alone, blocks included:
+    the clash names both lines, as before."""
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", 128)
+    lines = [f'vs_a,file-{i},"{{""n"": {i}}}"' for i in range(40)]
+    lines.append('vs_a,file-3,"{""n"": 99}"')
+    lines.append('vs_a,file-4,"{""n"": 4}"')  # the same options: a plain repeat
+    path = tmp_path / "m.csv"
+    path.write_text("vector_store_id,file_id,attributes\n" + "\n".join(lines) + "\n")
+    source = ManifestSource(str(path), str(path), "csv")
+    with pytest.raises(ManifestError) as caught:
+        check_manifest(source, *VS)
+    assert [(p.line, p.message.split(";")[0]) for p in caught.value.problems] == [
+        (42, "vs_a/file-3 is repeated with other options than on line 5")]
