@@ -119,8 +119,8 @@ def test_attributed_rows_come_as_blocks(tmp_path: Path) -> None:
     """Tool-written attributes (json.dumps, in a CSV cell or on the object) stay on the fast
     path: Blocks all the way, their options the line reader's."""
     csv_path, jsonl_path = tmp_path / "m.csv", tmp_path / "m.jsonl"
-    attrs = [{"team": f"t{i % 3}", "year": 2000 + i, "public": i % 2 == 0, "title": f"caf\u00e9 {i}"}
-             for i in range(2000)]
+    attrs = [{"team": f"t{i % 3}", "year": 2000 + i, "public": i % 2 == 0,
+              "title": f"caf\u00e9 {i}"} for i in range(2000)]
     csv_path.write_text("vector_store_id,file_id,attributes\n" + "".join(
         f"vs_1,file-{i},{csv_cell(json.dumps(a))}\n" for i, a in enumerate(attrs)))
     jsonl_path.write_text("".join(json.dumps({"vector_store_id": "vs_1", "file_id": f"file-{i}",
@@ -218,7 +218,7 @@ def test_a_converged_rerun_reads_no_block_twice(tmp_path: Path,
     """Every pair done with its attributes: the check finds every block settled, and the run
     pass reads none of the manifest (the reader is given every block's range to skip)."""
     monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", 256)
-    rows = [("vs_a", f"file-{i}", '{"team": "a", "year": %d}' % i) for i in range(300)]
+    rows = [("vs_a", f"file-{i}", f'{{"team": "a", "year": {i}}}') for i in range(300)]
     manifest, log_path = tmp_path / "m.csv", tmp_path / "r.jsonl"
     manifest.write_text("vector_store_id,file_id,attributes\n" + "".join(
         f"{o},{f},{csv_cell(a)}\n" for o, f, a in rows))
