@@ -89,16 +89,15 @@ def digest_values(sets: Sequence[Mapping[str, AttributeValue]]) -> list[int]:
     """`digest_value` of each set, in bulk, for sets whose whole floats are already ints (a
     fast-path block reads them so): one encoder call for all of them, split where one set ends
     and the next begins, then BLAKE2b a set. A set that holds "},{" in a string would split
-    wrongly: then each is encoded alone."""
+    in two: then each is encoded alone."""
     if not sets:
         return []
     whole = _CANONICAL.encode(sets)  # "[{...},{...}]": the sets' canonical texts, in a list
-    bodies = whole[2:-2].split("},{")
-    if len(bodies) == len(sets):
-        texts = map("{%s}".__mod__, bodies)
-    else:
-        texts = map(_CANONICAL.encode, sets)
-    hashed = map(_DIGEST_BYTES, map(_BLAKE8, map(str.encode, texts)))
+    # Canonical JSON holds no raw NUL (it escapes control characters): mark the boundaries.
+    texts = whole[1:-1].encode().replace(b"},{", b"}\0{").split(b"\0")
+    if len(texts) != len(sets):
+        texts = [_CANONICAL.encode(one).encode() for one in sets]
+    hashed = map(_DIGEST_BYTES, map(_BLAKE8, texts))
     return list(map(int.from_bytes, hashed, repeat(_BIG)))
 
 

@@ -138,8 +138,11 @@ class ResumeIndex:
         """The digests and `updated` marks of a fast run (each pair's last word in it; `codes`
         their states, empty when all are attached)."""
         digests = self.digests
-        if digests or any(map(_DIGEST_OF, words)):
-            for key, digest in zip(keys, map(_DIGEST_OF, words), strict=True):
+        texts = list(map(_DIGEST_OF, words))
+        if all(texts):  # every pair's last word in place with a digest: taken in bulk
+            digests.update(zip(keys, map(int, texts, repeat(16)), strict=True))
+        elif digests or any(texts):
+            for key, digest in zip(keys, texts, strict=True):
                 if digest:
                     digests[key] = int(digest, 16)
                 else:  # a sent line, or in place without one

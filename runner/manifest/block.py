@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from itertools import compress
-from operator import methodcaller, sub
 from typing import Any, TypeAlias
 
 from runner.attributes import Options, digest_values
@@ -49,7 +48,7 @@ def attribute_object(quote: str) -> str:
     key = rf"{quote}{_PLAIN}{{1,{MAX_KEY_CHARS}}}{quote}"
     # A string's length is checked after it is read (OptionColumns), not here: a bounded
     # alternation cost the regex half again its time.
-    string = rf"{quote}{_PLAIN}*(?:{escape}{_PLAIN}*)*{quote}"
+    string = rf"{quote}{_PLAIN}*+(?:{escape}{_PLAIN}*+)*+{quote}"  # possessive: no backtracking
     number = r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]+)?"
     member = rf"{key}: ?(?:{string}|{number}|true|false)"
     return rf"\{{ ?(?:{member}(?:, ?{member}){{0,{MAX_KEYS - 1}}})? ?\}}"
@@ -69,18 +68,23 @@ class Block:
     `offset` to `end` of the manifest. `attributes` and `chunking`: the rows' option texts
     (JSON, "" where a row gives none), or None when no row of the block gives that option."""
 
-    __slots__ = ("line", "pairs", "offset", "end", "attributes", "chunking", "_chunking_of")
+    __slots__ = ("line", "pairs", "offset", "end", "attributes", "chunking", "doubled",
+                 "_chunking_of", "_compared")
 
     def __init__(self, line: int, pairs: list[tuple[str, str]], offset: int = 0, end: int = 0,
                  attributes: list[str] | None = None, chunking: list[str] | None = None,
-                 chunking_of: dict[str, dict[str, Any]] | None = None) -> None:
+                 chunking_of: dict[str, dict[str, Any]] | None = None,
+                 compared: list[Any] | None = None, doubled: bool = False) -> None:
         self.line = line
         self.pairs = pairs  # (owner, file_id)
         self.offset = offset
         self.end = end
         self.attributes = attributes
         self.chunking = chunking
+        self.doubled = doubled  # the texts as they stand in CSV cells: every quote doubled
         self._chunking_of = chunking_of or {}  # chunking text -> the checked strategy
+        # The given attribute objects as read for comparing (OptionColumns.read): read once.
+        self._compared = compared
 
     def items(self) -> Iterator[Item]:
         """The block taken apart: one Item a pair, with its line and options."""
@@ -90,7 +94,8 @@ class Block:
             return
         count = len(self.pairs)
         attributes: list[Any] = ([None] * count if self.attributes is None
-                                 else _read_attributes(self.attributes, exact=False))
+                                 else _read_attributes(self.attributes, self.doubled,
+                                                       exact=False))
         chunking_of = self._chunking_of
         chunking = ([None] * count if self.chunking is None
                     else [chunking_of.get(text) for text in self.chunking])
@@ -109,7 +114,10 @@ class Block:
         if texts is None:
             return [None] * len(self.pairs)
         given = list(map(bool, texts))
-        values = digest_values(_read_attributes(list(compress(texts, given)), exact=True))
+        compared = self._compared
+        if compared is None:
+            compared = _read_attributes(list(compress(texts, given)), self.doubled, exact=True)
+        values = digest_values(compared)
         if len(values) == len(texts):
             return list(values)
         out: list[int | None] = [None] * len(texts)
@@ -130,15 +138,21 @@ _AS_WRITTEN = json.JSONDecoder()
 _AS_COMPARED = json.JSONDecoder(parse_float=_whole)
 
 
-def _read_attributes(texts: list[str], *, exact: bool) -> list[Any]:
+def _read_attributes(texts: list[str], doubled: bool, *, exact: bool) -> list[Any]:
     """The attribute objects of a block in one JSON call ("" -> None). `exact`: whole floats
     read as ints (for digests; an Item keeps what was written, as the line reader does)."""
     decoder = _AS_COMPARED if exact else _AS_WRITTEN
-    if all(texts):
-        return decoder.decode("[" + ",".join(texts) + "]") if texts else []
-    given = decoder.decode("[" + ",".join(filter(None, texts)) + "]")
+    given = decoder.decode(_joined(list(filter(None, texts)), doubled))
+    if len(given) == len(texts):
+        return list(given)
     taken = iter(given)
     return [next(taken) if text else None for text in texts]
+
+
+def _joined(texts: list[str], doubled: bool) -> str:
+    """The texts as one JSON list; CSV's doubled quotes undone in one call for them all."""
+    joined = "[" + ",".join(texts) + "]"
+    return joined.replace('""', '"') if doubled else joined
 
 
 class OptionColumns:
@@ -152,29 +166,32 @@ class OptionColumns:
         self.strategies: dict[str, dict[str, Any]] = {}  # chunking text -> the strategy
         self._refused: set[str] = set()
 
-    def attributes_ok(self, texts: list[str]) -> bool:
-        """No key given twice (json keeps the last: counted instead) and no string too long."""
+    def read(self, texts: list[str], doubled: bool) -> list[Any] | None:
+        """The given attribute objects (whole floats read as ints, as compared: see
+        Block.digests), or None if a key is given twice (json keeps the last: counted instead)
+        or a string is too long."""
         given = list(filter(None, texts))
         if not given:
-            return True
+            return []
+        joined = _joined(given, doubled)
         try:
-            objects = _AS_WRITTEN.decode("[" + ",".join(given) + "]")
+            objects: list[Any] = _AS_COMPARED.decode(joined)
         except ValueError:  # the regex let through what json refuses: the line reader's
-            return False
+            return None
         # A key's closing quote before its colon is never escaped (keys take no escapes); a
-        # string's `":` always is.
-        members = list(map(sub, map(methodcaller("count", '":'), given),
-                           map(methodcaller("count", '\\":'), given)))
-        if list(map(len, objects)) != members:
-            return False
+        # string's `":` always is. Each object has at most as many keys as members written, so
+        # equal sums mean no object lost a key given twice.
+        members = joined.count('":') - joined.count('\\":')
+        if sum(map(len, objects)) != members:
+            return None
         if max(map(len, given)) > MAX_STRING_CHARS:  # a long text may hold a long string
-            return all(_strings_fit(obj) for obj in objects)
-        return True
+            return objects if all(map(_strings_fit, objects)) else None
+        return objects
 
-    def chunking_ok(self, texts: list[str]) -> bool:
+    def chunking_ok(self, texts: list[str], doubled: bool) -> bool:
         """Every distinct chunking text reads as a strategy `read_options` accepts."""
         for text in set(texts).difference(self.strategies, self._refused, ("",)):
-            strategy = self._strategy(text)
+            strategy = self._strategy(text.replace('""', '"') if doubled else text)
             if strategy is None:
                 self._refused.add(text)
             else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from operator import itemgetter, methodcaller
+from operator import itemgetter
 from typing import Any
 
 from runner.manifest.block import Block, OptionColumns
@@ -25,7 +25,6 @@ from runner.manifest.block import Block, OptionColumns
 FAST_CHUNK = 1 << 15  # bytes read at a time by the fast path: its rows stay under 1 MiB
 FAST_ID = r"([A-Za-z0-9_-]{1,128})"
 SWAPPED = itemgetter(1, 0)
-_UNDOUBLE = methodcaller("replace", '""', '"')
 
 
 Take = Callable[[str, int], "Block | None"]  # (chunk's text, its first line) -> its Block
@@ -65,21 +64,20 @@ def options_taker(pattern: re.Pattern[str], pair_at: itemgetter[Any], attributes
         if at is None:
             return None
         texts = list(map(itemgetter(at), rows))
-        if not any(texts):
-            return None
-        return list(map(_UNDOUBLE, texts)) if undouble else texts
+        return texts if any(texts) else None
 
     def take(text: str, line: int) -> Block | None:
         rows = pattern.findall(text)
         if len(rows) != text.count("\n"):
             return None
         attributes, chunking = cells(rows, attributes_at), cells(rows, chunking_at)
-        if attributes is not None and not columns.attributes_ok(attributes):
+        compared = columns.read(attributes, undouble) if attributes is not None else None
+        if attributes is not None and compared is None:
             return None
-        if chunking is not None and not columns.chunking_ok(chunking):
+        if chunking is not None and not columns.chunking_ok(chunking, undouble):
             return None
         return Block(line, list(map(pair_at, rows)), attributes=attributes, chunking=chunking,
-                     chunking_of=columns.strategies)
+                     chunking_of=columns.strategies, compared=compared, doubled=undouble)
     return take
 
 
