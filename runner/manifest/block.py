@@ -16,7 +16,7 @@ of their fingerprints, compared in bulk with the log's, the content read only wh
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from itertools import compress
 from typing import Any, TypeAlias
 
@@ -33,6 +33,8 @@ from runner.manifest.options import (
 )
 
 Part: TypeAlias = "Block | Item | ManifestProblem"  # what a format reader yields
+# Runs of blocks a pass may skip: byte offset -> (end, lines, the reader's state at the end).
+Skips: TypeAlias = "Mapping[int, tuple[int, int, object]]"
 
 _PLAIN = r'[^"\\\x00-\x1f]'  # a character a JSON string holds as it is
 
@@ -69,12 +71,13 @@ class Block:
     (JSON, "" where a row gives none), or None when no row of the block gives that option."""
 
     __slots__ = ("line", "pairs", "offset", "end", "attributes", "chunking", "doubled",
-                 "_chunking_of", "_compared")
+                 "lines", "span", "state", "_chunking_of", "_compared")
 
     def __init__(self, line: int, pairs: list[tuple[str, str]], offset: int = 0, end: int = 0,
                  attributes: list[str] | None = None, chunking: list[str] | None = None,
                  chunking_of: dict[str, dict[str, Any]] | None = None,
-                 compared: list[Any] | None = None, doubled: bool = False) -> None:
+                 compared: list[Any] | None = None, doubled: bool = False,
+                 lines: list[int] | None = None) -> None:
         self.line = line
         self.pairs = pairs  # (owner, file_id)
         self.offset = offset
@@ -82,14 +85,20 @@ class Block:
         self.attributes = attributes
         self.chunking = chunking
         self.doubled = doubled  # the texts as they stand in CSV cells: every quote doubled
+        # Each pair's line, where the block's lines hold more than pairs (YAML's group lines);
+        # else pair i stands on line + i.
+        self.lines = lines
+        self.span = len(pairs)  # the lines it covers (fastpath sets it)
+        self.state: object = None  # the reader's state after it (yaml_fast.YamlTake)
         self._chunking_of = chunking_of or {}  # chunking text -> the checked strategy
         # The given attribute objects as read for comparing (OptionColumns.read): read once.
         self._compared = compared
 
     def items(self) -> Iterator[Item]:
         """The block taken apart: one Item a pair, with its line and options."""
+        numbers = self.lines or range(self.line, self.line + len(self.pairs))
         if self.attributes is None and self.chunking is None:
-            for line, (owner, file_id) in enumerate(self.pairs, self.line):
+            for line, (owner, file_id) in zip(numbers, self.pairs, strict=True):
                 yield Item(owner, file_id, line)
             return
         count = len(self.pairs)
@@ -102,7 +111,7 @@ class Block:
         given_attributes = self.attributes or [""] * count
         given_chunking = self.chunking or [""] * count
         for line, (owner, file_id), values, strategy, a_text, c_text in zip(
-                range(self.line, self.line + count), self.pairs, attributes, chunking,
+                numbers, self.pairs, attributes, chunking,
                 given_attributes, given_chunking, strict=True):
             options = Options(values, strategy) if (a_text or c_text) else None
             yield Item(owner, file_id, line, options)

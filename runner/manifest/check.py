@@ -36,7 +36,7 @@ class ManifestStats:
     owners_over_count: int = 0  # all owners over the limit, shown or not
     # Runs of blocks the run has nothing to do for (check_manifest's `settles`): byte offset
     # -> (end, lines), and the pairs they hold; the manifest's size, mtime and inode then.
-    skips: dict[int, tuple[int, int]] = field(default_factory=dict, compare=False)
+    skips: dict[int, tuple[int, int, object]] = field(default_factory=dict, compare=False)
     settled: int = field(default=0, compare=False)
     identity: tuple[int, int, int] | None = field(default=None, compare=False)
 
@@ -103,23 +103,22 @@ def check_manifest(
 
 
 class _Settled:
-    """Runs of consecutive settled blocks: byte offset -> (end, lines)."""
+    """Runs of consecutive settled blocks: byte offset -> (end, lines, state at the end)."""
 
     def __init__(self) -> None:
-        self.skips: dict[int, tuple[int, int]] = {}
+        self.skips: dict[int, tuple[int, int, object]] = {}
         self.pairs = 0
         self._last: tuple[int, int] | None = None  # (start, end) of the run being extended
 
     def add(self, block: Block) -> None:
-        count = len(block.pairs)
-        self.pairs += count
+        self.pairs += len(block.pairs)
         last = self._last
         if last is not None and last[1] == block.offset:
             start = last[0]
-            self.skips[start] = (block.end, self.skips[start][1] + count)
+            self.skips[start] = (block.end, self.skips[start][1] + block.span, block.state)
         else:
             start = block.offset
-            self.skips[start] = (block.end, count)
+            self.skips[start] = (block.end, block.span, block.state)
         self._last = (start, block.end)
 
 

@@ -7,13 +7,20 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from operator import itemgetter
 from typing import Any
 
 from runner.attributes import Options
 from runner.errors import ManifestProblem
-from runner.manifest.block import Block, OptionColumns, Part, attribute_object, chunking_object
+from runner.manifest.block import (
+    Block,
+    OptionColumns,
+    Part,
+    Skips,
+    attribute_object,
+    chunking_object,
+)
 from runner.manifest.common import (
     MAX_LINE_BYTES,
     NO_OPTIONS,
@@ -44,7 +51,7 @@ QUOTE_IN_CELL = '""'  # a quote inside a quoted CSV cell
 
 
 def csv_parts(display: str, path: str, owner_column: str,
-              skips: Mapping[int, tuple[int, int]] | None = None) -> Iterator[Part]:
+              skips: Skips | None = None) -> Iterator[Part]:
     with open(path, "rb") as stream:
         first = stream.readline(MAX_LINE_BYTES + 1)
     header = _plain_header(first, owner_column)

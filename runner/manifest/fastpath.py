@@ -16,11 +16,11 @@ an earlier pass settled (`skips`) and still meet the same blocks after them.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from operator import itemgetter
 from typing import Any
 
-from runner.manifest.block import Block, OptionColumns
+from runner.manifest.block import Block, OptionColumns, Skips
 
 FAST_CHUNK = 1 << 15  # bytes read at a time by the fast path: its rows stay under 1 MiB
 FAST_ID = r"([A-Za-z0-9_-]{1,128})"
@@ -81,34 +81,43 @@ def options_taker(pattern: re.Pattern[str], pair_at: itemgetter[Any], attributes
     return take
 
 
+def _after_last_line(chunk: bytes) -> int:
+    return chunk.rfind(b"\n") + 1
+
+
 def fast_blocks(path: str, start: int, before: int, take: Take, quotes: bool = False,
-                skips: Mapping[int, tuple[int, int]] | None = None,
+                skips: Skips | None = None,
+                cut: Callable[[bytes], int] = _after_last_line,
                 ) -> Iterator[Block | tuple[int, int]]:
     """Blocks from byte `start` on (where `before` lines lie behind); at the first chunk not
-    taken, (offset, lines before) to resume from line by line. `skips`: offset -> (end, lines)
-    of runs of blocks an earlier pass settled, passed over unread."""
+    taken, (offset, lines before) to resume from line by line. `skips`: runs of blocks an
+    earlier pass settled, passed over unread (the take given its state after them). `cut`:
+    where a full read is cut (after its last whole line)."""
     offset = start
     with open(path, "rb") as stream:
         while True:
             if skips and offset in skips:
-                offset, lines = skips[offset]
+                offset, lines, state = skips[offset]
                 before += lines
+                if state is not None:
+                    take.state = state  # type: ignore[attr-defined]  # yaml_fast.YamlTake
             stream.seek(offset)
             chunk = stream.read(FAST_CHUNK)
             if not chunk:
                 return
             if len(chunk) == FAST_CHUNK:
-                cut = chunk.rfind(b"\n") + 1
-                if not cut:  # a line longer than a chunk: the line reader's
+                at = cut(chunk)
+                if not at:  # a line longer than a chunk: the line reader's
                     yield offset, before
                     return
-                chunk = chunk[:cut]
+                chunk = chunk[:at]
             text = fast_text(chunk, quotes)
             block = take(text, before + 1) if text is not None else None
-            if block is None:
+            if text is None or block is None:
                 yield offset, before
                 return
             block.offset, block.end = offset, offset + len(chunk)
+            block.span = text.count("\n")
             yield block
-            before += len(block.pairs)
+            before += block.span
             offset += len(chunk)

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from operator import itemgetter
 from typing import Any
 
 from runner.errors import ManifestProblem
-from runner.manifest.block import Block, OptionColumns, Part, attribute_object, chunking_object
+from runner.manifest.block import (
+    Block,
+    OptionColumns,
+    Part,
+    Skips,
+    attribute_object,
+    chunking_object,
+)
 from runner.manifest.common import (
     EXAMPLE_OF,
     UTF8_BOM,
@@ -33,7 +40,7 @@ from runner.manifest.options import read_options
 
 
 def jsonl_parts(display: str, path: str, owner_column: str, said_on: int | None = None,
-                skips: Mapping[int, tuple[int, int]] | None = None) -> Iterator[Part]:
+                skips: Skips | None = None) -> Iterator[Part]:
     with open(path, "rb") as stream:
         bom = stream.read(len(UTF8_BOM)) == UTF8_BOM
     start = len(UTF8_BOM) if bom else 0

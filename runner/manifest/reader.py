@@ -3,15 +3,15 @@ left whole); the format readers never raise on bad input, these stop at the firs
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from runner.errors import ManifestError, ManifestProblem, UsageError
 from runner.items import Item
-from runner.manifest.block import Block, Part
+from runner.manifest.block import Block, Part, Skips
 from runner.manifest.common import ManifestSource, Row, show
 from runner.manifest.csv_format import csv_parts
 from runner.manifest.jsonl_format import jsonl_parts
-from runner.manifest.yaml_format import yaml_rows
+from runner.manifest.yaml_fast import yaml_parts
 
 
 def iter_items(source: ManifestSource, owner_column: str, group_key: str) -> Iterator[Item]:
@@ -23,7 +23,7 @@ def iter_items(source: ManifestSource, owner_column: str, group_key: str) -> Ite
 
 
 def iter_blocks(source: ManifestSource, owner_column: str, group_key: str,
-                skips: Mapping[int, tuple[int, int]] | None = None,
+                skips: Skips | None = None,
                 identity: tuple[int, int, int] | None = None) -> Iterator[Block | Item]:
     """`iter_items`, with the fast path's blocks of pairs left whole (a rerun can settle a
     block of pairs it has all done with a few set operations). `skips`: the runs of blocks the
@@ -50,7 +50,7 @@ def iter_rows(source: ManifestSource, owner_column: str, group_key: str,
 
 def iter_parts(source: ManifestSource, owner_column: str, group_key: str,
                said_on: int | None = None, *,
-               skips: Mapping[int, tuple[int, int]] | None = None) -> Iterator[Part]:
+               skips: Skips | None = None) -> Iterator[Part]:
     """Every part in file order. `said_on`: the line where the manifest named its target (not
     --target), for the message about a row of the other target. A CSV names it in its header
     alone, so no row of a CSV can be of the other target. `skips`: see iter_blocks."""
@@ -59,7 +59,8 @@ def iter_parts(source: ManifestSource, owner_column: str, group_key: str,
     elif source.format == "jsonl":
         parsed = jsonl_parts(source.display, source.path, owner_column, said_on, skips)
     elif source.format == "yaml":
-        parsed = yaml_rows(source.display, source.path, owner_column, group_key, said_on)
+        parsed = yaml_parts(source.display, source.path, owner_column, group_key, said_on,
+                            skips)
     else:
         shown = show(source.format)
         raise UsageError(f"{source.display}: unknown format {shown}; use csv, yaml or jsonl")

@@ -24,6 +24,7 @@ from runner.manifest.common import (
     load_json,
     read_lines,
 )
+from runner.manifest.yaml_fast import yaml_fast_start
 from runner.manifest.yaml_format import is_str, node_line, read_document
 
 _OWNER_OF_GROUP = {group: column for column, group in GROUP_OF.items()}
@@ -97,6 +98,11 @@ def _from_jsonl(path: str) -> Detected | None:
 
 
 def _from_yaml(source: ManifestSource) -> Detected | None:
+    for group, owner in _OWNER_OF_GROUP.items():
+        # Grouped YAML in the shape tools write names its target on line 1, the document's
+        # first key: said without composing the whole document (yaml_fast).
+        if yaml_fast_start(source.path, group) is not None:
+            return Detected(owner, 1, f'"{group}:" key')
     root, _problem = read_document(source.display, source.path)
     if not isinstance(root, MappingNode):
         return None

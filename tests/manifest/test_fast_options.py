@@ -229,7 +229,7 @@ def test_a_converged_rerun_reads_no_block_twice(tmp_path: Path,
     stats = check_manifest(source, *VS, settles=block_settles(index))
     assert stats.settled == 300
     header = len("vector_store_id,file_id,attributes\n")
-    assert stats.skips == {header: (manifest.stat().st_size, 300)}  # one run, merged
+    assert stats.skips == {header: (manifest.stat().st_size, 300, None)}  # one run, merged
     assert list(iter_blocks(source, *VS, stats.skips, stats.identity)) == []
     # One attribute changed: its block is read again and planned pair by pair.
     write_log(log_path, [*rows[:-1], ("vs_a", "file-299", '{"team": "b"}')])
@@ -278,3 +278,82 @@ def test_a_repeat_with_other_attributes_is_named_across_blocks(
         check_manifest(source, *VS)
     assert [(p.line, p.message.split(";")[0]) for p in caught.value.problems] == [
         (42, "vs_a/file-3 is repeated with other options than on line 5")]
+
+
+# ---------------------------------------------------------------- grouped YAML
+
+
+YAML_IDS = ["file-1", "file-2", "f_3", "yes", "No", "123", "no-1", "0x1F", "null", "a" * 129]
+YAML_ENTRIES = st.one_of(
+    st.sampled_from(YAML_IDS),
+    st.builds(lambda f, a, c: "{file_id: " + f + (f", attributes: {a}" if a else "")
+              + (f", chunking_strategy: {c}" if c else "") + "}",
+              st.sampled_from(YAML_IDS[:3]), st.one_of(st.none(), st.sampled_from(ATTRIBUTES)),
+              st.one_of(st.none(), st.sampled_from(CHUNKING[:3]))),
+    st.sampled_from(["{file_id: file-1, attributes: {team: a}}", "file-1  # a comment",
+                     "{file_id: file-9, attributes: {}}", "'file-1'", "{file_id: file-1, x: 1}",
+                     "[file-1]", "file-1 ", "&a file-1", "\tfile-1"]),
+)
+YAML_GROUPS = st.sampled_from(["vs_a", "vs_b", "vs_c", "yes", "123", "vs_\u00e9"])
+
+
+@SETTINGS
+@given(groups=st.lists(st.tuples(YAML_GROUPS, st.lists(YAML_ENTRIES, max_size=6)), max_size=6),
+       indent=st.sampled_from([("  ", "    "), ("  ", "  "), (" ", "   ")]),
+       chunk=st.sampled_from([48, 128, 1 << 15]), extra=st.sampled_from(["", "\n", "items: []\n",
+                                                                          "# end\n"]))
+def test_grouped_yaml_reads_like_the_composer(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+    groups: list[tuple[str, list[str]]], indent: tuple[str, str], chunk: int, extra: str,
+) -> None:
+    """Grouped YAML through the fast path, in chunks of any size: the same Items, options
+    included, and the same problems (repeated or empty groups, YAML's own readings of yes and
+    123, comments, flow styles it does not take) as composing the whole document. (A document
+    YAML cannot read gives the composer's problem alone; the fast path may have given the
+    rows before it: refused all the same, as any problem refuses the manifest.)"""
+    from runner.manifest.yaml_format import yaml_rows
+
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", chunk)
+    path = tmp_path_factory.mktemp("yaml") / "m.yaml"
+    lines = ["vector_stores:"]
+    for group, entries in groups:
+        lines.append(f"{indent[0]}{group}:")
+        lines += [f"{indent[1]}- {entry}" for entry in entries]
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    fast = [row if isinstance(row, Item) else (row.line, row.message)
+            for row in iter_rows(ManifestSource(str(path), str(path), "yaml"), *VS)]
+    slow = [row if isinstance(row, Item) else (row.line, row.message)
+            for row in yaml_rows(str(path), str(path), *VS, None)]
+    if any("YAML syntax error" in str(row) for row in slow):
+        assert [row for row in fast if not isinstance(row, Item)] == slow
+    else:
+        assert fast == slow
+
+
+def test_grouped_yaml_comes_as_blocks_and_names_its_target_on_line_one(tmp_path: Path) -> None:
+    """The tool-written shape is read in Blocks throughout (attributes and all), and its
+    target is said from line 1 without composing the document."""
+    from runner.manifest import detect_target
+
+    path = tmp_path / "m.yaml"
+    lines = ["vector_stores:"]
+    for store in range(20):
+        lines.append(f"  vs_{store}:")
+        lines += [f'    - {{file_id: file-{store}-{i}, attributes: {{"n": {i}, "t": "x"}}}}'
+                  if i % 2 else f"    - file-{store}-{i}" for i in range(100)]
+    path.write_text("\n".join(lines) + "\n")
+    source = ManifestSource(str(path), str(path), "yaml")
+    parts = list(iter_blocks(source, *VS))
+    assert parts
+    assert all(isinstance(part, Block) for part in parts)
+    items = [item for part in parts if isinstance(part, Block) for item in part.items()]
+    assert len(items) == 2000
+    assert items[1].owner == "vs_0"
+    assert items[1].line == 4
+    assert items[1].options is not None
+    assert items[1].options.attributes == {"n": 1, "t": "x"}
+    assert items[100].owner == "vs_1"
+    assert items[100].line == 104
+    detected = detect_target(source)
+    assert detected is not None
+    assert (detected.owner_column, detected.line) == (VS[0], 1)
