@@ -1,14 +1,15 @@
 """Vector stores: a manifest with attributes on every pair against the plain one (the same
-pairs), in CSV and JSONL: pairs/s of a fresh run against an unlimited sandbox, peak RSS, and
-the rerun that has nothing to send.
+pairs), in CSV, JSONL and grouped YAML: pairs/s of a fresh run against an unlimited sandbox,
+peak RSS, and the rerun that has nothing to send.
 
-    python bench/attributes_bench.py                    # 100,000 pairs, 3 rounds (~4 min)
+    python bench/attributes_bench.py                    # 100,000 pairs, 3 rounds (~6 min)
     python bench/attributes_bench.py --pairs 20000 --rounds 1
+    python bench/attributes_bench.py --batch-size 500   # server-side file batches
 
 Each arm, each round: a fresh sandbox subprocess (`attach-runner sandbox --port 0
 --processing-ms 0`, no limits, pinned to CPU 0), then `attach-runner run` (pinned to CPU 1,
 under /usr/bin/time -v: wall, CPU, peak RSS) with a fresh log, `--concurrency 64`, `--rpm
-auto` and `--store-rpm 1000000` (the client's own per-store pacing would otherwise bind: 300
+auto`, `--store-rpm 1000000` and the `--batch-size` given (0: one POST a file) (the client's own per-store pacing would otherwise bind: 300
 a minute a store), then the same command again against the same sandbox (the rerun: it must
 send no request). Arms rotate within a round; the table gives medians and, for the attributes
 arms, the median of the per-round ratios against the plain arm of the same format. Every run
@@ -42,7 +43,7 @@ from runner.sandbox import confirm_attached_once  # noqa: E402
 
 CONCURRENCY = "64"
 FILES_PER_STORE = 1000
-ARMS = ("csv", "csv+attributes", "jsonl", "jsonl+attributes")
+ARMS = ("csv", "csv+attributes", "jsonl", "jsonl+attributes", "yaml", "yaml+attributes")
 
 
 def pair(i: int) -> tuple[str, str]:
@@ -71,6 +72,17 @@ def write_manifest(directory: Path, n: int, arm: str) -> Path:
                     out.write(f'{owner},{file_id},"{cell}"\n')
                 else:
                     out.write(f"{owner},{file_id}\n")
+        elif fmt == "yaml":  # grouped, as tools write it: a store's files under its ID
+            out.write("vector_stores:\n")
+            for i in range(n):
+                owner, file_id = pair(i)
+                if i % FILES_PER_STORE == 0:
+                    out.write(f"  {owner}:\n")
+                if with_attributes:
+                    out.write(f"    - {{file_id: {file_id}, attributes: "
+                              f"{json.dumps(attributes(i))}}}\n")
+                else:
+                    out.write(f"    - {file_id}\n")
         else:
             for i in range(n):
                 owner, file_id = pair(i)
@@ -96,13 +108,14 @@ def check(record: dict[str, Any], n: int, with_attributes: bool) -> list[str]:
     return problems
 
 
-def one_arm(manifest: Path, log: Path, n: int, with_attributes: bool) -> dict[str, Any]:
+def one_arm(manifest: Path, log: Path, n: int, with_attributes: bool,
+            batch_size: int) -> dict[str, Any]:
     """A fresh run and its rerun against one fresh sandbox."""
     for path in (log, log.with_name(log.name + ".lock")):
         path.unlink(missing_ok=True)
     argv = runner_argv("run", str(manifest), "--log", str(log), "--base-url", "{base_url}",
                        "--concurrency", CONCURRENCY, "--store-rpm", "1000000", "--no-progress",
-                       "--json")
+                       "--json", *(["--batch-size", str(batch_size)] if batch_size else []))
     with SandboxProcess("--processing-ms", "0") as sandbox:
         fresh = run_in(sandbox, argv)
         problems = check(sandbox.record(), n, with_attributes)
@@ -128,6 +141,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="passed to the runs (0: one POST a file)")
     parser.add_argument("--json", metavar="FILE", help="write every run here")
     args = parser.parse_args()
     n, rounds = args.pairs, args.rounds
@@ -139,7 +154,7 @@ def main() -> int:
             order = ARMS[round_no % len(ARMS):] + ARMS[:round_no % len(ARMS)]
             for arm in order:
                 result = one_arm(manifests[arm], directory / f"{arm}.results.jsonl", n,
-                                 arm.endswith("+attributes"))
+                                 arm.endswith("+attributes"), args.batch_size)
                 result["manifest_bytes"] = manifests[arm].stat().st_size
                 runs[arm].append(result)
                 print(f"  round {round_no + 1} {arm:17} {n / result['wall_s']:7,.0f} pairs/s "
@@ -149,11 +164,11 @@ def main() -> int:
                       + (f"; PROBLEMS {result['problems']}" if result["problems"] else ""),
                       flush=True)
     print()
-    print(f"{n:,} pairs over {n // FILES_PER_STORE} vector stores, {rounds} round(s), medians; "
-          f"{platform.machine()}, {started:%Y-%m-%d %H:%M} UTC")
-    print("| manifest | pairs/s (in-run) | vs plain | peak RSS | vs plain | rerun | vs plain "
-          "| rerun RSS | manifest size | log size |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"{n:,} pairs over {n // FILES_PER_STORE} vector stores, {rounds} round(s), medians, "
+          f"--batch-size {args.batch_size}; {platform.machine()}, {started:%Y-%m-%d %H:%M} UTC")
+    print("| manifest | pairs/s (in-run) | vs plain | client CPU a pair | vs plain | peak RSS "
+          "| vs plain | rerun | vs plain | rerun RSS | manifest size | log size |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for arm in ARMS:
         got = runs[arm]
         plain = runs[arm.partition("+")[0]]
@@ -168,6 +183,7 @@ def main() -> int:
         print(f"| {arm} | {median([n / r['wall_s'] for r in got]):,.0f} "
               f"({median([n / r['in_run_s'] for r in got]):,.0f}) "
               f"| {ratio('wall_s', inverse=True)} "
+              f"| {median([r['cpu_s'] for r in got]) / n * 1e6:.0f} us | {ratio('cpu_s')} "
               f"| {median([r['rss_mib'] for r in got]):.0f} MiB | {ratio('rss_mib')} "
               f"| {median([r['rerun_wall_s'] for r in got]):.2f} s | {ratio('rerun_wall_s')} "
               f"| {median([r['rerun_rss_mib'] for r in got]):.0f} MiB "
