@@ -9,9 +9,9 @@ peak RSS, and the rerun that has nothing to send.
 Each arm, each round: a fresh sandbox subprocess (`attach-runner sandbox --port 0
 --processing-ms 0`, no limits, pinned to CPU 0), then `attach-runner run` (pinned to CPU 1,
 under /usr/bin/time -v: wall, CPU, peak RSS) with a fresh log, `--concurrency 64`, `--rpm
-auto`, `--store-rpm 1000000` and the `--batch-size` given (0: one POST a file) (the client's own per-store pacing would otherwise bind: 300
-a minute a store), then the same command again against the same sandbox (the rerun: it must
-send no request). Arms rotate within a round; the table gives medians and, for the attributes
+auto`, `--store-rpm 1000000` (the client's own per-store pacing would otherwise bind: 300 a
+minute a store) and the `--batch-size` given (0: one POST a file), then the same command again
+against the same sandbox (the rerun: it must send no request). Arms rotate within a round; the table gives medians and, for the attributes
 arms, the median of the per-round ratios against the plain arm of the same format. Every run
 ends with the sandbox's record checked: each pair in its store exactly once and, with
 attributes, each store file's attributes equal to the manifest's.

@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 from operator import methodcaller
-from typing import Any, Literal, NamedTuple, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 AttributeValue: TypeAlias = "str | int | float | bool"
 Attributes: TypeAlias = "Mapping[str, AttributeValue]"
@@ -27,17 +27,48 @@ Attributes: TypeAlias = "Mapping[str, AttributeValue]"
 AUTO_STATIC = (800, 400)  # max_chunk_size_tokens, chunk_overlap_tokens
 
 
-class Options(NamedTuple):
-    """A pair's per-file options, as checked by the manifest reader. None: not given."""
+class Options:
+    """A pair's per-file options, as checked by the manifest reader. None: not given. The
+    attributes' canonical text (and so their digest) is made once a pair, however many times
+    the run needs it (the request body, the comparison with the store's, the `done` line)."""
 
-    attributes: Attributes | None = None
-    chunking_strategy: Mapping[str, Any] | None = None
+    __slots__ = ("attributes", "chunking_strategy", "_canonical")
+
+    def __init__(self, attributes: Attributes | None = None,
+                 chunking_strategy: Mapping[str, Any] | None = None) -> None:
+        self.attributes = attributes
+        self.chunking_strategy = chunking_strategy
+        self._canonical: str | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Options):
+            return NotImplemented
+        return (self.attributes, self.chunking_strategy) == (
+            other.attributes, other.chunking_strategy)
+
+    __hash__ = None  # type: ignore[assignment]  # holds dicts, as the tuple it was did
+
+    def __repr__(self) -> str:
+        return f"Options({self.attributes!r}, {self.chunking_strategy!r})"
+
+    def canonical(self) -> str:
+        """`canonical(self.attributes)`, made once."""
+        text = self._canonical
+        if text is None:
+            text = self._canonical = canonical(self.attributes)
+        return text
+
+    def digest(self) -> str:
+        """`digest(self.attributes)`, from the canonical text made once."""
+        return _digest_of(self.canonical())
 
     def members(self) -> str:
-        """The options as JSON members for a request body (`,"attributes":{...}`), or ""."""
+        """The options as JSON members for a request body (`,"attributes":{...}`), or "". The
+        attributes go in their canonical spelling (keys sorted, 2021.0 as 2021: the same JSON
+        values), made once for the comparison and the digest too."""
         out = ""
         if self.attributes is not None:
-            out += ',"attributes":' + _compact(self.attributes)
+            out += ',"attributes":' + self.canonical()
         if self.chunking_strategy is not None:
             out += ',"chunking_strategy":' + _compact(self.chunking_strategy)
         return out
@@ -72,7 +103,11 @@ def canonical(attributes: Attributes | None) -> str:
 
 def digest(attributes: Attributes | None) -> str:
     """16 hex digits of BLAKE2b over `canonical`: what the log records of a pair's attributes."""
-    return hashlib.blake2b(canonical(attributes).encode("utf-8"), digest_size=8).hexdigest()
+    return _digest_of(canonical(attributes))
+
+
+def _digest_of(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def digest_value(attributes: Attributes | None) -> int:

@@ -25,7 +25,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from runner.attributes import digest as attributes_digest
 from runner.items import Item
 
 # Every line the writer makes starts with these bytes (key order is fixed), and every line
@@ -154,7 +153,7 @@ def recorded_digest(item: Item, outcome: str) -> str | None:
     options = item.options
     if options is None or options.attributes is None or outcome not in IN_PLACE:
         return None
-    return attributes_digest(options.attributes)
+    return options.digest()
 
 
 def batch_members(owner_column: str, store: str, file_ids: Sequence[str], op: str,

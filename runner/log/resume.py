@@ -20,7 +20,6 @@ from itertools import compress, repeat
 from operator import is_not, itemgetter
 from typing import Any
 
-from runner.attributes import digest_value
 from runner.items import Item, ascii_pair_keys, pair_key, pair_keys, pin_mmap_threshold
 from runner.log.reader import FastRow, scan_log
 from runner.log.states import DETACHED_STATES, UNSETTLED_STATES, FailedInfo, Plan, State
@@ -359,7 +358,7 @@ class ResumeIndex:
             seen.add(key)
         options = item.options
         if options is not None and options.attributes is not None and (
-                self.digests.get(key) != digest_value(options.attributes)):
+                self.digests.get(key) != int(options.digest(), 16)):
             # SPEC: managed attributes that differ from the recorded digest (or a line that
             # recorded none) get exactly one update; the file is not added again.
             return Plan.UPDATE, state

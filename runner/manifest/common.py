@@ -57,9 +57,10 @@ def checked_pair(display: str, line: int, owner_column: str, owner: str, file_id
             return ManifestProblem(display, line, what)
         if not is_valid_id(value):
             return ManifestProblem(display, line, invalid_id(name, value))
-    if options[1] is not None:
-        return ManifestProblem(display, line, options[1])
-    return Item(owner, file_id, line, options[0])
+    given, problem = options
+    if problem is not None:
+        return ManifestProblem(display, line, problem)
+    return Item(owner, file_id, line, given)
 
 
 def invalid_id(name: str, value: str) -> str:

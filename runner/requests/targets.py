@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from runner.attributes import canonical
 from runner.items import Item
 
 # Retried statuses besides every 5xx (a proxy's 520/524 are as transient as a 502).
@@ -222,7 +221,7 @@ class VectorStoreFiles(Target):
     def update_body(self, item: Item) -> bytes:
         assert item.options is not None
         assert item.options.attributes is not None
-        return ('{"attributes":' + canonical(item.options.attributes) + "}").encode()
+        return ('{"attributes":' + item.options.canonical() + "}").encode()
 
     def batch_body(self, items: list[Item]) -> bytes:
         """`file_ids` for plain files; `files` (each with its own options) when any file of

@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     from runner.operations.base import Operation
     from runner.run.tally import Tally
 
-# The opening units are reordered round-robin by owner across this many (see interleave_owners).
+# The opening units are reordered round-robin by owner across this many (see interleave_owners),
+# and no more than this many pairs: with --batch-size 500, 256 units were 128,000 pairs, the
+# whole of a big manifest held as Items before the first request.
 OPENING_LOOKAHEAD = 256
+OPENING_PAIRS = 20_000
 # Vector stores: pairs held back while their store is busy, so others can go (see FreeStoresFirst).
 STORE_LOOKAHEAD = 20_000
 
@@ -55,16 +58,20 @@ def _store_of(unit: Work) -> str:
     return unit.item.owner if isinstance(unit, Single) else unit.store
 
 
-def interleave_owners(work: Iterator[Work], lookahead: int) -> Iterator[Work]:
-    """The first `lookahead` units, taken round-robin by owner, then the rest in order.
+def interleave_owners(work: Iterator[Work], lookahead: int,
+                      max_pairs: int = OPENING_PAIRS) -> Iterator[Work]:
+    """The first `lookahead` units (holding at most about `max_pairs` pairs), taken
+    round-robin by owner, then the rest in order.
 
     A run's first answers decide the breaker (SPEC: the first 20 answers must span 3 owners
     before a uniform refusal stops the run). A manifest sorted by owner would otherwise open
     with 20 requests to one owner, and a wrong base URL could then burn the whole manifest."""
     head: dict[str, list[Work]] = {}
+    pairs = 0
     for taken, unit in enumerate(work, 1):
         head.setdefault(_store_of(unit), []).append(unit)
-        if taken >= lookahead:
+        pairs += _size(unit)
+        if taken >= lookahead or pairs >= max_pairs:
             break
     queues = [q[::-1] for q in head.values()]  # popped from the end: keeps each owner's order
     while queues:
