@@ -11,8 +11,9 @@ Each arm, each round: a fresh sandbox subprocess (`attach-runner sandbox --port 
 under /usr/bin/time -v: wall, CPU, peak RSS) with a fresh log, `--concurrency 64`, `--rpm
 auto`, `--store-rpm 1000000` (the client's own per-store pacing would otherwise bind: 300 a
 minute a store) and the `--batch-size` given (0: one POST a file), then the same command again
-against the same sandbox (the rerun: it must send no request). Arms rotate within a round; the table gives medians and, for the attributes
-arms, the median of the per-round ratios against the plain arm of the same format. Every run
+against the same sandbox (the rerun: it must send no request). Arms rotate within a round;
+the table gives medians and, for the attributes arms, the median of the per-round ratios
+against the plain arm of the same format. Every run
 ends with the sandbox's record checked: each pair in its store exactly once and, with
 attributes, each store file's attributes equal to the manifest's.
 """
