@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from runner.attributes import canonical, chunking_matches
+from runner.attributes import chunking_matches, same_attributes
 from runner.items import Item
 from runner.requests.outcomes import GaveUp, ItemState, Outcome, RunRefused, Unsettled, refusal_kind
 from runner.requests.targets import Judgement, VectorStoreFiles, Verdict
@@ -43,8 +43,8 @@ class Updater:
             return None
         if not chunking_matches(options.chunking_strategy, obj.get("chunking_strategy")):
             self.note_chunking_mismatch(item)
-        if options.attributes is None or options.canonical() == canonical(
-                obj.get("attributes")):
+        if options.attributes is None or same_attributes(options.attributes,
+                                                         obj.get("attributes")):
             return None
         result = await self.send(item)
         if isinstance(result, Outcome):

@@ -357,3 +357,19 @@ def test_grouped_yaml_comes_as_blocks_and_names_its_target_on_line_one(tmp_path:
     detected = detect_target(source)
     assert detected is not None
     assert (detected.owner_column, detected.line) == (VS[0], 1)
+
+
+@given(st.dictionaries(st.sampled_from("abc"), st.one_of(
+           st.booleans(), st.integers(-2, 2), st.sampled_from([0.0, 1.0, 2.0, 0.5, -1.0]),
+           st.sampled_from(["1", "true", ""])), max_size=3),
+       st.dictionaries(st.sampled_from("abc"), st.one_of(
+           st.booleans(), st.integers(-2, 2), st.sampled_from([0.0, 1.0, 2.0, 0.5, -1.0]),
+           st.sampled_from(["1", "true", ""])), max_size=3))
+def test_same_attributes_is_the_canonical_comparison(a: dict[str, object],
+                                                     b: dict[str, object]) -> None:
+    """The quick comparison a run makes after every add says what comparing canonical texts
+    says: numbers by value, booleans never numbers, None as the empty set."""
+    from runner.attributes import canonical, same_attributes
+
+    assert same_attributes(a, b) is (canonical(a) == canonical(b))  # type: ignore[arg-type]
+    assert same_attributes(None, b) is (canonical(b) == "{}")  # type: ignore[arg-type]
