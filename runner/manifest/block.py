@@ -71,13 +71,13 @@ class Block:
     (JSON, "" where a row gives none), or None when no row of the block gives that option."""
 
     __slots__ = ("line", "pairs", "offset", "end", "attributes", "chunking", "doubled",
-                 "lines", "span", "state", "_chunking_of", "_compared")
+                 "lines", "span", "state", "_chunking_of", "_compared", "_as_written")
 
     def __init__(self, line: int, pairs: list[tuple[str, str]], offset: int = 0, end: int = 0,
                  attributes: list[str] | None = None, chunking: list[str] | None = None,
                  chunking_of: dict[str, dict[str, Any]] | None = None,
                  compared: list[Any] | None = None, doubled: bool = False,
-                 lines: list[int] | None = None) -> None:
+                 lines: list[int] | None = None, as_written: bool = False) -> None:
         self.line = line
         self.pairs = pairs  # (owner, file_id)
         self.offset = offset
@@ -93,6 +93,9 @@ class Block:
         self._chunking_of = chunking_of or {}  # chunking text -> the checked strategy
         # The given attribute objects as read for comparing (OptionColumns.read): read once.
         self._compared = compared
+        # Whether `compared` is also what was written (no whole float made an int): the
+        # run's Items then take the objects the check of the chunk read, not a second read.
+        self._as_written = as_written
 
     def items(self) -> Iterator[Item]:
         """The block taken apart: one Item a pair, with its line and options."""
@@ -102,9 +105,13 @@ class Block:
                 yield Item(owner, file_id, line)
             return
         count = len(self.pairs)
-        attributes: list[Any] = ([None] * count if self.attributes is None
-                                 else _read_attributes(self.attributes, self.doubled,
-                                                       exact=False))
+        attributes: list[Any]
+        if self.attributes is None:
+            attributes = [None] * count
+        elif self._compared is not None and self._as_written:
+            attributes = _spread(self._compared, self.attributes)  # read once, no float in it
+        else:
+            attributes = _read_attributes(self.attributes, self.doubled, exact=False)
         chunking_of = self._chunking_of
         chunking = ([None] * count if self.chunking is None
                     else [chunking_of.get(text) for text in self.chunking])
@@ -136,11 +143,17 @@ class Block:
         return out
 
 
+_WHOLE_READ = [0]  # whole floats _whole has read as ints, so far: see OptionColumns.read
+
+
 def _whole(text: str) -> Any:
     """A float the manifest wrote as a whole number (2021.0) read as the int it equals, as
     attributes.canonical spells it."""
     value = float(text)
-    return int(value) if value.is_integer() and abs(value) <= MAX_EXACT_INT else value
+    if value.is_integer() and abs(value) <= MAX_EXACT_INT:
+        _WHOLE_READ[0] += 1
+        return int(value)
+    return value
 
 
 _AS_WRITTEN = json.JSONDecoder()
@@ -151,7 +164,11 @@ def _read_attributes(texts: list[str], doubled: bool, *, exact: bool) -> list[An
     """The attribute objects of a block in one JSON call ("" -> None). `exact`: whole floats
     read as ints (for digests; an Item keeps what was written, as the line reader does)."""
     decoder = _AS_COMPARED if exact else _AS_WRITTEN
-    given = decoder.decode(_joined(list(filter(None, texts)), doubled))
+    return _spread(decoder.decode(_joined(list(filter(None, texts)), doubled)), texts)
+
+
+def _spread(given: list[Any], texts: list[str]) -> list[Any]:
+    """The objects read from the given texts, one a row: None where a row gives none."""
     if len(given) == len(texts):
         return list(given)
     taken = iter(given)
@@ -175,14 +192,15 @@ class OptionColumns:
         self.strategies: dict[str, dict[str, Any]] = {}  # chunking text -> the strategy
         self._refused: set[str] = set()
 
-    def read(self, texts: list[str], doubled: bool) -> list[Any] | None:
+    def read(self, texts: list[str], doubled: bool) -> tuple[list[Any], bool] | None:
         """The given attribute objects (whole floats read as ints, as compared: see
-        Block.digests), or None if a key is given twice (json keeps the last: counted instead)
-        or a string is too long."""
+        Block.digests) and whether they are also as written (no such float in them); None if
+        a key is given twice (json keeps the last: counted instead) or a string is too long."""
         given = list(filter(None, texts))
         if not given:
-            return []
+            return [], True
         joined = _joined(given, doubled)
+        whole_before = _WHOLE_READ[0]
         try:
             objects: list[Any] = _AS_COMPARED.decode(joined)
         except ValueError:  # the regex let through what json refuses: the line reader's
@@ -193,9 +211,10 @@ class OptionColumns:
         members = joined.count('":') - joined.count('\\":')
         if sum(map(len, objects)) != members:
             return None
-        if max(map(len, given)) > MAX_STRING_CHARS:  # a long text may hold a long string
-            return objects if all(map(_strings_fit, objects)) else None
-        return objects
+        # A long text may hold a long string.
+        if max(map(len, given)) > MAX_STRING_CHARS and not all(map(_strings_fit, objects)):
+            return None
+        return objects, _WHOLE_READ[0] == whole_before
 
     def chunking_ok(self, texts: list[str], doubled: bool) -> bool:
         """Every distinct chunking text reads as a strategy `read_options` accepts."""

@@ -108,9 +108,9 @@ class YamlTake:
             line += count + 1  # the group line after these entries
         given_attributes = attributes if any(attributes) else None
         given_chunking = chunking if any(chunking) else None
-        compared = (self._columns.read(given_attributes, False)
-                    if given_attributes is not None else None)
-        if given_attributes is not None and compared is None:
+        read = (self._columns.read(given_attributes, False) if given_attributes is not None
+                else ([], True))
+        if read is None:
             return None
         if given_chunking is not None and not self._columns.chunking_ok(given_chunking, False):
             return None
@@ -118,8 +118,8 @@ class YamlTake:
         if groups:
             self.state = groups[-1]
         block = Block(first, pairs, attributes=given_attributes, chunking=given_chunking,
-                      chunking_of=self._columns.strategies, compared=compared,
-                      lines=list(chain.from_iterable(lines)))
+                      chunking_of=self._columns.strategies, compared=read[0],
+                      lines=list(chain.from_iterable(lines)), as_written=read[1])
         block.state = self.state
         return block
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from runner.items import Item
@@ -26,6 +27,10 @@ from runner.requests.targets import Judgement, VectorStoreFiles, judge_vector_st
 
 LIST_PAGE = 100  # the API's largest page
 ENDED_BADLY = ("failed", "cancelled")  # file statuses that make a file's outcome `failed`
+
+
+# A listed file that holds what its pair's options want (see BatchRunner._listed).
+AS_WANTED: Mapping[str, Any] = MappingProxyType({})
 
 
 class BatchRunner:
@@ -157,13 +162,16 @@ class BatchRunner:
         """Record the files a batch put in place. Files with per-file options are compared
         first with what the batch's file list shows (SPEC: a file the store already held
         keeps its old attributes): those that differ get one update each."""
-        managed = [item for item in items if item.options is not None]
-        shown = await self._listed(store, batch_id) if managed else {}
+        managed = {item.file_id: item for item in items if item.options is not None}
+        shown = await self._listed(store, batch_id, managed) if managed else {}
         for item in items:
             if item.options is None:
                 self.record(item, ending(item))
                 continue
             obj = shown.get(item.file_id) if shown is not None else None
+            if obj is AS_WANTED:
+                self.record(item, ending(item))
+                continue
             try:
                 if obj is None:
                     # Not in the list (or the list cannot be read): look at the file itself.
@@ -175,13 +183,20 @@ class BatchRunner:
                 continue
             self.record(item, outcome)
 
-    async def _listed(self, store: str, batch_id: str) -> dict[str, Mapping[str, Any]] | None:
-        """Every file object of a batch, by file id (None if a page cannot be read)."""
+    async def _listed(self, store: str, batch_id: str, managed: Mapping[str, Item],
+                      ) -> dict[str, Mapping[str, Any]] | None:
+        """The file objects of a batch's pairs with options, by file id: AS_WANTED for each
+        that already holds what the manifest gives (only the others are kept whole, so a
+        batch's read-back costs its pages, not 500 objects held), None if a page cannot be
+        read."""
         found: dict[str, Mapping[str, Any]] = {}
+        as_wanted = self.adder.updater.as_wanted
         async for obj in self._pages(store, batch_id, None):
             if obj is None:
                 return None
-            found[obj["id"]] = obj
+            item = managed.get(obj["id"])
+            if item is not None:
+                found[item.file_id] = AS_WANTED if as_wanted(item, obj) else obj
         return found
 
     async def _poll(self, store: str, batch_id: str, last: Mapping[str, Any] | None,

@@ -52,6 +52,16 @@ class Updater:
         state.updated = True
         return None
 
+    @staticmethod
+    def as_wanted(item: Item, obj: Mapping[str, Any]) -> bool:
+        """Whether a file object shows the pair as its options want it: converge would do
+        nothing, note nothing (a batch's read-back keeps no more of it than that)."""
+        options = item.options
+        return options is not None and chunking_matches(
+            options.chunking_strategy, obj.get("chunking_strategy")) and (
+            options.attributes is None or same_attributes(options.attributes,
+                                                          obj.get("attributes")))
+
     async def converge_listed(self, item: Item, obj: Mapping[str, Any], ending: Outcome,
                               ) -> Outcome:
         """A pair a batch put in place, as its file list shows it: converge its attributes;
