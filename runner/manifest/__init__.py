@@ -12,8 +12,11 @@ first. CSV and JSONL are read as bytes, a line at a time: a line that is not UTF
 or runs past 1 MiB is one problem on its line, and memory stays flat however long the file is.
 
     source.py       open_manifest: the format, stdin and pipes spooled to a file
-    common.py       names, Block, ManifestSource, the last check of a pair, lines, messages
-    fastpath.py     plain CSV/JSONL lines taken a chunk at a time, as Blocks
+    common.py       names, ManifestSource, the last check of a pair, lines, messages
+    block.py        Block: pairs and their per-pair data (options, lines) in columns, checked
+                    and compared in bulk (a rerun settles a block by its digests)
+    fastpath.py     CSV/JSONL lines taken a chunk at a time, as Blocks
+    yaml_fast.py    grouped YAML as tools write it, a chunk at a time, as Blocks
     csv_format.py   jsonl_format.py   yaml_format.py   one reader a format
     reader.py       iter_items, iter_blocks: any format, stopping at the first bad row
     options.py      per-file options (attributes, chunking_strategy), value by value
@@ -21,7 +24,8 @@ or runs past 1 MiB is one problem on its line, and memory stays flat however lon
 
 May import: the core modules only (items, attributes, errors); never config or the log.
     target.py       detect_target: which target the manifest names, from its first rows
-    check.py        check_manifest: every bad row named, else the counts
+    check.py        check_manifest: every bad row named, else the counts (and, given the
+                    log's verdict, the runs of blocks a run may pass over unread)
 """
 
 from runner.manifest.block import Block
