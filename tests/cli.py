@@ -67,12 +67,19 @@ def spawn(*args: str, key: str = SANDBOX_KEY) -> subprocess.Popen[str]:
 
 
 def kill_9_at_random_moments(args: Sequence[str], rng: random.Random,
-                             between: tuple[float, float], kills: int = 3) -> None:
+                             between: tuple[float, float], kills: int = 3,
+                             once: Callable[[int], bool] | None = None) -> None:
     """Start the CLI with `args` `kills` times, each killed with SIGKILL a random number of
-    seconds (`rng.uniform(*between)`) after it started."""
-    for _ in range(kills):
+    seconds (`rng.uniform(*between)`) after it started, or after `once(n)` first held for the
+    n-th run (0, 1, ...; say, the log shows that run's first write sent: on a loaded machine a
+    fixed delay could end every run before it sent anything)."""
+    for n in range(kills):
         proc = subprocess.Popen([sys.executable, "-m", "runner", *args], env=cli_env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if once is not None:
+            deadline = time.monotonic() + 60
+            while not once(n) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)  # polling the log for the moment to start from
         time.sleep(rng.uniform(*between))  # fault injection, not a wait: the kill's moment
         proc.send_signal(signal.SIGKILL)
         proc.wait()

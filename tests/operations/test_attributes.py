@@ -15,7 +15,14 @@ import pytest
 import yaml
 
 from runner.attributes import AUTO_STATIC, same_attributes
-from tests.cli import FAST, kill_9_at_random_moments, log_of, read_events, run_cli
+from tests.cli import (
+    FAST,
+    kill_9_at_random_moments,
+    log_of,
+    read_events,
+    read_log_events,
+    run_cli,
+)
 
 Row = tuple[str, str, "dict[str, Any] | None", "dict[str, Any] | None"]
 STATIC = {"type": "static", "static": {"max_chunk_size_tokens": 400,
@@ -243,11 +250,26 @@ def test_kill_9_mid_run_then_rerun_converges_without_doing_anything_twice(
     manifest = write_manifest(tmp_path / "m.csv", "csv", rows)
     args = args_for(manifest, sb.base_url, "--batch-size", batch, "--concurrency", "4",
                     "--timeout", "2")
-    kill_9_at_random_moments(args, rng, between=(0.3, 1.2))
+    log = log_of(manifest)
+
+    def write_sent(run: int) -> bool:
+        """The run-th run has sent a write (its run-start, then a sent or batch-sent line)."""
+        if not log.exists():
+            return False
+        events = read_log_events(log)[0]  # a torn last line is warned, not read
+        starts = [i for i, e in enumerate(events) if e.get("event") == "run-start"]
+        return len(starts) > run and any(e.get("event") in ("sent", "batch-sent")
+                                         for e in events[starts[run]:])
+
+    kill_9_at_random_moments(args, rng, between=(0.0, 0.9), once=write_sent)
     final = run_cli(*args)
     assert final.code == 0, final.err
     record = sb.record()
     assert_converged(record, rows)
     assert all(v["updated"] <= 1 for v in record["pairs"].values())
     assert sum(v["updated"] for v in record["pairs"].values()) <= len(stale)
-    assert any(e["event"] == "sent" for e in read_events(log_of(manifest)))
+    events = read_events(log)
+    starts = sum(e["event"] == "run-start" for e in events)
+    ends = sum(e["event"] == "run-end" for e in events)
+    assert starts == 4
+    assert ends < starts  # the kills landed mid-run
