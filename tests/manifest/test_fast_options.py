@@ -19,7 +19,14 @@ from runner.errors import ManifestError, UsageError
 from runner.items import Item
 from runner.log.resume import ResumeIndex
 from runner.log.writer import ResultLog
-from runner.manifest import Block, ManifestSource, check_manifest, iter_blocks, iter_items
+from runner.manifest import (
+    Block,
+    ManifestSource,
+    ManifestStats,
+    check_manifest,
+    iter_blocks,
+    iter_items,
+)
 from runner.manifest.csv_format import csv_rows
 from runner.manifest.jsonl_format import jsonl_rows
 from runner.manifest.reader import iter_rows
@@ -213,29 +220,36 @@ def test_settling_blocks_plans_like_item_by_item(
     assert plans[2] == plans[0]
 
 
+def checked_with_log(folder: Path, rows: list[tuple[str, str, str]],
+                     logged: list[tuple[str, str, str | None]],
+                     ) -> tuple[ManifestSource, ManifestStats]:
+    """A CSV of `rows` (attributes as JSON), a log with `logged` done, and the check of the
+    manifest given the log's verdicts, as `run` makes it."""
+    manifest, log_path = folder / "m.csv", folder / "r.jsonl"
+    manifest.write_text("vector_store_id,file_id,attributes\n" + "".join(
+        f"{o},{f},{csv_cell(a)}\n" for o, f, a in rows))
+    write_log(log_path, logged)
+    source = ManifestSource(str(manifest), str(manifest), "csv")
+    index = ResumeIndex(VS[0])
+    index.load_log(str(log_path), warn=lambda _: None)
+    return source, check_manifest(source, *VS, settles=block_settles(index))
+
+
 def test_a_converged_rerun_reads_no_block_twice(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Every pair done with its attributes: the check finds every block settled, and the run
     pass reads none of the manifest (the reader is given every block's range to skip)."""
     monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", 256)
     rows = [("vs_a", f"file-{i}", f'{{"team": "a", "year": {i}}}') for i in range(300)]
-    manifest, log_path = tmp_path / "m.csv", tmp_path / "r.jsonl"
-    manifest.write_text("vector_store_id,file_id,attributes\n" + "".join(
-        f"{o},{f},{csv_cell(a)}\n" for o, f, a in rows))
-    write_log(log_path, rows)
-    source = ManifestSource(str(manifest), str(manifest), "csv")
-    index = ResumeIndex(VS[0])
-    index.load_log(str(log_path), warn=lambda _: None)
-    stats = check_manifest(source, *VS, settles=block_settles(index))
+    source, stats = checked_with_log(tmp_path, rows, list(rows))
     assert stats.settled == 300
     header = len("vector_store_id,file_id,attributes\n")
-    assert stats.skips == {header: (manifest.stat().st_size, 300, None)}  # one run, merged
+    size = os.path.getsize(source.path)
+    assert stats.skips == {header: (size, 300, None)}  # one run, merged
     assert list(iter_blocks(source, *VS, stats.skips, stats.identity)) == []
     # One attribute changed: its block is read again and planned pair by pair.
-    write_log(log_path, [*rows[:-1], ("vs_a", "file-299", '{"team": "b"}')])
-    index = ResumeIndex(VS[0])
-    index.load_log(str(log_path), warn=lambda _: None)
-    stats = check_manifest(source, *VS, settles=block_settles(index))
+    source, stats = checked_with_log(
+        tmp_path, rows, [*rows[:-1], ("vs_a", "file-299", '{"team": "b"}')])
     assert 0 < stats.settled < 300
     parts = list(iter_blocks(source, *VS, stats.skips, stats.identity))
     assert sum(len(p.pairs) for p in parts if isinstance(p, Block)) == 300 - stats.settled
@@ -245,15 +259,9 @@ def test_a_manifest_changed_after_its_check_stops_the_run(tmp_path: Path) -> Non
     """The runs to skip are byte ranges of the file checked: a file changed since is refused
     (one line, before anything is read), never skipped by stale offsets."""
     rows = [("vs_a", f"file-{i}", '{"team": "a"}') for i in range(50)]
-    manifest, log_path = tmp_path / "m.csv", tmp_path / "r.jsonl"
-    manifest.write_text("vector_store_id,file_id,attributes\n" + "".join(
-        f"{o},{f},{csv_cell(a)}\n" for o, f, a in rows))
-    write_log(log_path, rows)
-    source = ManifestSource(str(manifest), str(manifest), "csv")
-    index = ResumeIndex(VS[0])
-    index.load_log(str(log_path), warn=lambda _: None)
-    stats = check_manifest(source, *VS, settles=block_settles(index))
+    source, stats = checked_with_log(tmp_path, rows, list(rows))
     assert stats.skips
+    manifest = Path(source.path)
     with open(manifest, "a") as out:
         out.write("vs_a,file-new,\n")
     with pytest.raises(UsageError, match="changed while the run was reading it"):
