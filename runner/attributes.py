@@ -35,10 +35,12 @@ class Options:
     __slots__ = ("attributes", "chunking_strategy", "_canonical")
 
     def __init__(self, attributes: Attributes | None = None,
-                 chunking_strategy: Mapping[str, Any] | None = None) -> None:
+                 chunking_strategy: Mapping[str, Any] | None = None,
+                 canonical_text: str | None = None) -> None:
         self.attributes = attributes
         self.chunking_strategy = chunking_strategy
-        self._canonical: str | None = None
+        # `canonical(attributes)` when the caller made it already (a block, in bulk).
+        self._canonical: str | None = canonical_text
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Options):
@@ -120,19 +122,24 @@ _DIGEST_BYTES = methodcaller("digest")
 _BIG: Literal["big"] = "big"
 
 
-def digest_values(sets: Sequence[Mapping[str, AttributeValue]]) -> list[int]:
-    """`digest_value` of each set, in bulk, for sets whose whole floats are already ints (a
+def canonical_texts(sets: Sequence[Mapping[str, AttributeValue]]) -> list[str]:
+    """`canonical` of each set, in bulk, for sets whose whole floats are already ints (a
     fast-path block reads them so): one encoder call for all of them, split where one set ends
-    and the next begins, then BLAKE2b a set. A set that holds "},{" in a string would split
-    in two: then each is encoded alone."""
+    and the next begins. A set that holds "},{" in a string would split in two: then each is
+    encoded alone."""
     if not sets:
         return []
     whole = _CANONICAL.encode(sets)  # "[{...},{...}]": the sets' canonical texts, in a list
     # Canonical JSON holds no raw NUL (it escapes control characters): mark the boundaries.
-    texts = whole[1:-1].encode().replace(b"},{", b"}\0{").split(b"\0")
+    texts = whole[1:-1].replace("},{", "}\0{").split("\0")
     if len(texts) != len(sets):
-        texts = [_CANONICAL.encode(one).encode() for one in sets]
-    hashed = map(_DIGEST_BYTES, map(_BLAKE8, texts))
+        return [_CANONICAL.encode(one) for one in sets]
+    return texts
+
+
+def digest_values(sets: Sequence[Mapping[str, AttributeValue]]) -> list[int]:
+    """`digest_value` of each set, in bulk (see canonical_texts), a BLAKE2b a set."""
+    hashed = map(_DIGEST_BYTES, map(_BLAKE8, map(str.encode, canonical_texts(sets))))
     return list(map(int.from_bytes, hashed, repeat(_BIG)))
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from itertools import compress
 from typing import Any, TypeAlias
 
-from runner.attributes import Options, digest_values
+from runner.attributes import Options, canonical_texts, digest_values
 from runner.errors import ManifestProblem
 from runner.items import Item
 from runner.manifest.common import DuplicateKey, NotFinite, load_json
@@ -117,10 +117,14 @@ class Block:
                     else [chunking_of.get(text) for text in self.chunking])
         given_attributes = self.attributes or [""] * count
         given_chunking = self.chunking or [""] * count
-        for line, (owner, file_id), values, strategy, a_text, c_text in zip(
-                numbers, self.pairs, attributes, chunking,
-                given_attributes, given_chunking, strict=True):
-            options = Options(values, strategy) if (a_text or c_text) else None
+        # The canonical texts the run's bodies, comparisons and digests use, made in bulk.
+        canonicals: list[str | None] = (
+            [None] * count if self.attributes is None or self._compared is None
+            else _spread(canonical_texts(self._compared), self.attributes))
+        for line, (owner, file_id), values, strategy, a_text, c_text, text in zip(
+                numbers, self.pairs, attributes, chunking, given_attributes, given_chunking,
+                canonicals, strict=True):
+            options = Options(values, strategy, text) if (a_text or c_text) else None
             yield Item(owner, file_id, line, options)
 
     def digests(self) -> list[int | None]:

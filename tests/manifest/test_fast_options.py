@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import runner.manifest.fastpath
-from runner.attributes import digest, digest_value, digest_values
+from runner.attributes import canonical, digest, digest_value, digest_values
 from runner.errors import ManifestError, UsageError
 from runner.items import Item
 from runner.log.resume import ResumeIndex
@@ -65,8 +65,12 @@ def slow_parts(source: ManifestSource) -> list[Item | tuple[int, str]]:
 
 
 def fast_parts(source: ManifestSource) -> list[Item | tuple[int, str]]:
-    return [row if isinstance(row, Item) else (row.line, row.message)
+    rows = [row if isinstance(row, Item) else (row.line, row.message)
             for row in iter_rows(source, *VS)]
+    for row in rows:  # a block's Items carry their canonical text, made in bulk: the same
+        if isinstance(row, Item) and row.options is not None:
+            assert row.options.canonical() == canonical(row.options.attributes)
+    return rows
 
 
 def csv_cell(text: str | None) -> str:
@@ -377,7 +381,7 @@ def test_same_attributes_is_the_canonical_comparison(a: dict[str, object],
                                                      b: dict[str, object]) -> None:
     """The quick comparison a run makes after every add says what comparing canonical texts
     says: numbers by value, booleans never numbers, None as the empty set."""
-    from runner.attributes import canonical, same_attributes
+    from runner.attributes import same_attributes
 
     assert same_attributes(a, b) is (canonical(a) == canonical(b))  # type: ignore[arg-type]
     assert same_attributes(None, b) is (canonical(b) == "{}")  # type: ignore[arg-type]
