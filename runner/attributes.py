@@ -137,9 +137,9 @@ def canonical_texts(sets: Sequence[Mapping[str, AttributeValue]]) -> list[str]:
     return texts
 
 
-def digest_values(sets: Sequence[Mapping[str, AttributeValue]]) -> list[int]:
-    """`digest_value` of each set, in bulk (see canonical_texts), a BLAKE2b a set."""
-    hashed = map(_DIGEST_BYTES, map(_BLAKE8, map(str.encode, canonical_texts(sets))))
+def digest_values_of(texts: Sequence[str]) -> list[int]:
+    """`digest_value` of each canonical text (canonical_texts), a BLAKE2b a text."""
+    hashed = map(_DIGEST_BYTES, map(_BLAKE8, map(str.encode, texts)))
     return list(map(int.from_bytes, hashed, repeat(_BIG)))
 
 

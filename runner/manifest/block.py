@@ -3,11 +3,13 @@
 A Block is what the fast path yields for a chunk of manifest lines it took whole: the pairs, and
 for a manifest with per-file options, one column a field (the `attributes` and
 `chunking_strategy` JSON as written, "" where a row gives none). Nothing is parsed a row at a
-time: a block's attributes are read with one JSON call, their digests made in bulk
-(attributes.digest_values), and a row becomes an Item only when the run must plan it alone. The
-option text the fast path admits (`attribute_object`) is one `read_options` accepts as it is,
-but for a key given twice, which `OptionColumns` finds by counting. So a converged rerun of an
-attributed manifest costs a few C-level passes over each block, not a parse and a check a pair.
+time: a block's attributes are read with one JSON call, their canonical texts and digests made
+in bulk (attributes.canonical_texts, digest_values_of), and a row becomes an Item only when the
+run must plan it alone. The option text the fast path admits (`attribute_object`) is one
+`read_options` accepts as it is, but for a key given twice, which `OptionColumns` finds by
+counting. So a converged rerun of an attributed manifest costs a few C-level passes over each
+block, not a parse and a check a pair. Attribute objects keep whole floats as ints (2021.0 as
+2021): every use of them (the body, the comparison, the digest) reads numbers by value.
 
 Local files (the `path` rows) are meant to plug in here the same way: a column of paths and one
 of their fingerprints, compared in bulk with the log's, the content read only where they differ.
@@ -17,10 +19,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from itertools import compress
 from typing import Any, TypeAlias
 
-from runner.attributes import Options, canonical_texts, digest_values
+from runner.attributes import Options, canonical_texts, digest_values_of
 from runner.errors import ManifestProblem
 from runner.items import Item
 from runner.manifest.common import DuplicateKey, NotFinite, load_json
@@ -68,34 +69,33 @@ def chunking_object(quote: str) -> str:
 class Block:
     """Valid pairs of consecutive lines, from `line` on, read in bulk by the fast path; bytes
     `offset` to `end` of the manifest. `attributes` and `chunking`: the rows' option texts
-    (JSON, "" where a row gives none), or None when no row of the block gives that option."""
+    (JSON, "" where a row gives none), or None when no row of the block gives that option;
+    `objects`: the attribute objects OptionColumns.read made of the given texts."""
 
-    __slots__ = ("line", "pairs", "offset", "end", "attributes", "chunking", "doubled",
-                 "lines", "span", "state", "_chunking_of", "_compared", "_as_written")
+    __slots__ = ("line", "pairs", "offset", "end", "attributes", "chunking", "lines", "span",
+                 "state", "_chunking_of", "_objects", "_canonicals")
 
     def __init__(self, line: int, pairs: list[tuple[str, str]], offset: int = 0, end: int = 0,
-                 attributes: list[str] | None = None, chunking: list[str] | None = None,
+                 attributes: list[str] | None = None, objects: list[Any] | None = None,
+                 chunking: list[str] | None = None,
                  chunking_of: dict[str, dict[str, Any]] | None = None,
-                 compared: list[Any] | None = None, doubled: bool = False,
-                 lines: list[int] | None = None, as_written: bool = False) -> None:
+                 lines: list[int] | None = None) -> None:
         self.line = line
         self.pairs = pairs  # (owner, file_id)
         self.offset = offset
         self.end = end
         self.attributes = attributes
         self.chunking = chunking
-        self.doubled = doubled  # the texts as they stand in CSV cells: every quote doubled
         # Each pair's line, where the block's lines hold more than pairs (YAML's group lines);
         # else pair i stands on line + i.
         self.lines = lines
         self.span = len(pairs)  # the lines it covers (fastpath sets it)
         self.state: object = None  # the reader's state after it (yaml_fast.YamlTake)
         self._chunking_of = chunking_of or {}  # chunking text -> the checked strategy
-        # The given attribute objects as read for comparing (OptionColumns.read): read once.
-        self._compared = compared
-        # Whether `compared` is also what was written (no whole float made an int): the
-        # run's Items then take the objects the check of the chunk read, not a second read.
-        self._as_written = as_written
+        # The given texts' objects, read once by the check of the chunk (whole floats as
+        # ints: every use of them, body, comparison, digest, reads numbers by value).
+        self._objects = objects or []
+        self._canonicals: list[str] | None = None  # their canonical texts, made once
 
     def items(self) -> Iterator[Item]:
         """The block taken apart: one Item a pair, with its line and options."""
@@ -105,22 +105,13 @@ class Block:
                 yield Item(owner, file_id, line)
             return
         count = len(self.pairs)
-        attributes: list[Any]
-        if self.attributes is None:
-            attributes = [None] * count
-        elif self._compared is not None and self._as_written:
-            attributes = _spread(self._compared, self.attributes)  # read once, no float in it
-        else:
-            attributes = _read_attributes(self.attributes, self.doubled, exact=False)
-        chunking_of = self._chunking_of
-        chunking = ([None] * count if self.chunking is None
-                    else [chunking_of.get(text) for text in self.chunking])
         given_attributes = self.attributes or [""] * count
-        given_chunking = self.chunking or [""] * count
+        attributes = _spread(self._objects, given_attributes)
         # The canonical texts the run's bodies, comparisons and digests use, made in bulk.
-        canonicals: list[str | None] = (
-            [None] * count if self.attributes is None or self._compared is None
-            else _spread(canonical_texts(self._compared), self.attributes))
+        canonicals = _spread(self._canonical_texts(), given_attributes)
+        chunking_of = self._chunking_of
+        given_chunking = self.chunking or [""] * count
+        chunking = [chunking_of.get(text) for text in given_chunking]
         for line, (owner, file_id), values, strategy, a_text, c_text, text in zip(
                 numbers, self.pairs, attributes, chunking, given_attributes, given_chunking,
                 canonicals, strict=True):
@@ -130,49 +121,28 @@ class Block:
     def digests(self) -> list[int | None]:
         """Each row's digest of its managed attributes (attributes.digest_value), None where
         the row gives none: what the log's `done` lines must hold for the block to be settled."""
-        texts = self.attributes
-        if texts is None:
+        if self.attributes is None:
             return [None] * len(self.pairs)
-        given = list(map(bool, texts))
-        compared = self._compared
-        if compared is None:
-            compared = _read_attributes(list(compress(texts, given)), self.doubled, exact=True)
-        values = digest_values(compared)
-        if len(values) == len(texts):
-            return list(values)
-        out: list[int | None] = [None] * len(texts)
-        taken = iter(values)
-        for at in compress(range(len(texts)), given):
-            out[at] = next(taken)
-        return out
+        return _spread(digest_values_of(self._canonical_texts()), self.attributes)
 
-
-_WHOLE_READ = [0]  # whole floats _whole has read as ints, so far: see OptionColumns.read
+    def _canonical_texts(self) -> list[str]:
+        if self._canonicals is None:
+            self._canonicals = canonical_texts(self._objects)
+        return self._canonicals
 
 
 def _whole(text: str) -> Any:
     """A float the manifest wrote as a whole number (2021.0) read as the int it equals, as
     attributes.canonical spells it."""
     value = float(text)
-    if value.is_integer() and abs(value) <= MAX_EXACT_INT:
-        _WHOLE_READ[0] += 1
-        return int(value)
-    return value
+    return int(value) if value.is_integer() and abs(value) <= MAX_EXACT_INT else value
 
 
-_AS_WRITTEN = json.JSONDecoder()
-_AS_COMPARED = json.JSONDecoder(parse_float=_whole)
-
-
-def _read_attributes(texts: list[str], doubled: bool, *, exact: bool) -> list[Any]:
-    """The attribute objects of a block in one JSON call ("" -> None). `exact`: whole floats
-    read as ints (for digests; an Item keeps what was written, as the line reader does)."""
-    decoder = _AS_COMPARED if exact else _AS_WRITTEN
-    return _spread(decoder.decode(_joined(list(filter(None, texts)), doubled)), texts)
+_DECODER = json.JSONDecoder(parse_float=_whole)
 
 
 def _spread(given: list[Any], texts: list[str]) -> list[Any]:
-    """The objects read from the given texts, one a row: None where a row gives none."""
+    """The values made of the given (non-empty) texts, one a row: None where a row gives none."""
     if len(given) == len(texts):
         return list(given)
     taken = iter(given)
@@ -196,17 +166,16 @@ class OptionColumns:
         self.strategies: dict[str, dict[str, Any]] = {}  # chunking text -> the strategy
         self._refused: set[str] = set()
 
-    def read(self, texts: list[str], doubled: bool) -> tuple[list[Any], bool] | None:
-        """The given attribute objects (whole floats read as ints, as compared: see
-        Block.digests) and whether they are also as written (no such float in them); None if
-        a key is given twice (json keeps the last: counted instead) or a string is too long."""
+    def read(self, texts: list[str], doubled: bool) -> list[Any] | None:
+        """The objects of the given attribute texts, in one JSON call (whole floats read as
+        ints, as attributes.canonical spells them); None if a key is given twice (json keeps
+        the last: counted instead) or a string is too long."""
         given = list(filter(None, texts))
         if not given:
-            return [], True
+            return []
         joined = _joined(given, doubled)
-        whole_before = _WHOLE_READ[0]
         try:
-            objects: list[Any] = _AS_COMPARED.decode(joined)
+            objects: list[Any] = _DECODER.decode(joined)
         except ValueError:  # the regex let through what json refuses: the line reader's
             return None
         # A key's closing quote before its colon is never escaped (keys take no escapes); a
@@ -218,7 +187,7 @@ class OptionColumns:
         # A long text may hold a long string.
         if max(map(len, given)) > MAX_STRING_CHARS and not all(map(_strings_fit, objects)):
             return None
-        return objects, _WHOLE_READ[0] == whole_before
+        return objects
 
     def chunking_ok(self, texts: list[str], doubled: bool) -> bool:
         """Every distinct chunking text reads as a strategy `read_options` accepts."""

@@ -71,14 +71,13 @@ def options_taker(pattern: re.Pattern[str], pair_at: itemgetter[Any], attributes
         if len(rows) != text.count("\n"):
             return None
         attributes, chunking = cells(rows, attributes_at), cells(rows, chunking_at)
-        read = columns.read(attributes, undouble) if attributes is not None else ([], True)
-        if read is None:
+        objects = columns.read(attributes, undouble) if attributes is not None else []
+        if objects is None:
             return None
         if chunking is not None and not columns.chunking_ok(chunking, undouble):
             return None
-        return Block(line, list(map(pair_at, rows)), attributes=attributes, chunking=chunking,
-                     chunking_of=columns.strategies, compared=read[0], doubled=undouble,
-                     as_written=read[1])
+        return Block(line, list(map(pair_at, rows)), attributes=attributes, objects=objects,
+                     chunking=chunking, chunking_of=columns.strategies)
     return take
 
 

@@ -98,11 +98,11 @@ def _from_jsonl(path: str) -> Detected | None:
 
 
 def _from_yaml(source: ManifestSource) -> Detected | None:
-    for group, owner in _OWNER_OF_GROUP.items():
-        # Grouped YAML in the shape tools write names its target on line 1, the document's
-        # first key: said without composing the whole document (yaml_fast).
-        if yaml_fast_start(source.path, group) is not None:
-            return Detected(owner, 1, f'"{group}:" key')
+    # Grouped YAML in the shape tools write names its target on line 1, the document's first
+    # key: said without composing the whole document (yaml_fast).
+    shape = yaml_fast_start(source.path)
+    if shape is not None and shape[0] in _OWNER_OF_GROUP:
+        return Detected(_OWNER_OF_GROUP[shape[0]], 1, f'"{shape[0]}:" key')
     root, _problem = read_document(source.display, source.path)
     if not isinstance(root, MappingNode):
         return None

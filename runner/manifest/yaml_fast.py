@@ -41,21 +41,21 @@ _NON_PRINTABLE = re.compile(
 _WORDS = "|".join(("true", "True", "TRUE", "false", "False", "FALSE", "yes", "Yes", "YES", "no",
                    "No", "NO", "on", "On", "ON", "off", "Off", "OFF", "null", "Null", "NULL"))
 YAML_ID = rf"((?!(?:{_WORDS})(?![A-Za-z0-9_-]))[A-Za-z_][A-Za-z0-9_-]{{0,127}})"
-_INDENT = re.compile(rb"( +)[A-Za-z_][A-Za-z0-9_-]*:\r?\n( +)- ")
 
 
-def yaml_fast_start(path: str, group_key: str) -> tuple[int, bytes, bytes] | None:
-    """(offset of line 2, group indentation, entry indentation) if the document opens in the
-    fast path's shape: `<group_key>:` alone on line 1, then a group line and its first entry."""
+_SHAPE = re.compile(rb"([a-z_]+):\n( +)[A-Za-z_][A-Za-z0-9_-]*:\r?\n( +)- ")
+
+
+def yaml_fast_start(path: str) -> tuple[str, int, str, str] | None:
+    """(the group key, offset of line 2, group indentation, entry indentation) if the
+    document opens in the fast path's shape: `<group key>:` alone on line 1, then a group line
+    and its first entry, deeper or as deep."""
     with open(path, "rb") as stream:
-        head = stream.read(4096)
-    first = group_key.encode() + b":\n"
-    if not head.startswith(first):
+        shape = _SHAPE.match(stream.read(4096))
+    if shape is None or len(shape.group(3)) < len(shape.group(2)):
         return None
-    shape = _INDENT.match(head, len(first))
-    if shape is None or len(shape.group(2)) < len(shape.group(1)):
-        return None
-    return len(first), shape.group(1), shape.group(2)
+    return (shape.group(1).decode(), len(shape.group(1)) + 2, shape.group(2).decode(),
+            shape.group(3).decode())
 
 
 class YamlTake:
@@ -65,7 +65,6 @@ class YamlTake:
 
     def __init__(self, owner_column: str, group_indent: str, entry_indent: str) -> None:
         self._group = re.compile(rf"^{group_indent}{YAML_ID}:\r?\n", re.MULTILINE)
-        options = ""
         if owner_column == "vector_store_id":
             options = "".join(rf"(?:, {name}: ({pattern}))?" for name, pattern in (
                 ("attributes", attribute_object('"')), ("chunking_strategy",
@@ -108,18 +107,18 @@ class YamlTake:
             line += count + 1  # the group line after these entries
         given_attributes = attributes if any(attributes) else None
         given_chunking = chunking if any(chunking) else None
-        read = (self._columns.read(given_attributes, False) if given_attributes is not None
-                else ([], True))
-        if read is None:
+        objects = (self._columns.read(given_attributes, False)
+                   if given_attributes is not None else [])
+        if objects is None:
             return None
         if given_chunking is not None and not self._columns.chunking_ok(given_chunking, False):
             return None
         self._seen.update(groups)
         if groups:
             self.state = groups[-1]
-        block = Block(first, pairs, attributes=given_attributes, chunking=given_chunking,
-                      chunking_of=self._columns.strategies, compared=read[0],
-                      lines=list(chain.from_iterable(lines)), as_written=read[1])
+        block = Block(first, pairs, attributes=given_attributes, objects=objects,
+                      chunking=given_chunking, chunking_of=self._columns.strategies,
+                      lines=list(chain.from_iterable(lines)))
         block.state = self.state
         return block
 
@@ -129,11 +128,11 @@ def yaml_parts(display: str, path: str, owner_column: str, group_key: str,
                ) -> Iterator[Part]:
     """Grouped YAML through the fast path while it keeps the shape; then the composer's rows
     from the first line it did not take on (and every problem the composer finds)."""
-    start = yaml_fast_start(path, group_key)
+    start = yaml_fast_start(path)
     handed_over = 1
-    if start is not None:
-        offset, group_indent, entry_indent = start
-        take = YamlTake(owner_column, group_indent.decode(), entry_indent.decode())
+    if start is not None and start[0] == group_key:
+        _, offset, group_indent, entry_indent = start
+        take = YamlTake(owner_column, group_indent, entry_indent)
         for part in fast_blocks(path, offset, 1, take, True, skips, cut=_before_group_line):
             if isinstance(part, Block):
                 yield part
