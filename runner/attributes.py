@@ -32,13 +32,17 @@ class Options:
     attributes' canonical text (and so their digest) is made once a pair, however many times
     the run needs it (the request body, the comparison with the store's, the `done` line)."""
 
-    __slots__ = ("attributes", "chunking_strategy", "_canonical")
+    __slots__ = ("attributes", "chunking_strategy", "written", "_canonical")
 
     def __init__(self, attributes: Attributes | None = None,
                  chunking_strategy: Mapping[str, Any] | None = None,
-                 canonical_text: str | None = None) -> None:
+                 canonical_text: str | None = None, written: str | None = None) -> None:
         self.attributes = attributes
         self.chunking_strategy = chunking_strategy
+        # The attributes' text exactly as the manifest's fast path read it (a CSV cell's
+        # quotes still doubled), when it did: the log records its fingerprint beside the
+        # digest, so that a rerun can settle the row by its text, unparsed (digest_values_of).
+        self.written = written
         # `canonical(attributes)` when the caller made it already (a block, in bulk).
         self._canonical: str | None = canonical_text
 
@@ -63,6 +67,11 @@ class Options:
     def digest(self) -> str:
         """`digest(self.attributes)`, from the canonical text made once."""
         return _digest_of(self.canonical())
+
+    def written_digest(self) -> str | None:
+        """16 hex digits of BLAKE2b over the attributes as written (digest_values_of), or None
+        when the manifest's line reader read them (no text kept)."""
+        return None if self.written is None else _digest_of(self.written)
 
     def members(self) -> str:
         """The options as JSON members for a request body (`,"attributes":{...}`), or "". The
@@ -138,7 +147,11 @@ def canonical_texts(sets: Sequence[Mapping[str, AttributeValue]]) -> list[str]:
 
 
 def digest_values_of(texts: Sequence[str]) -> list[int]:
-    """`digest_value` of each canonical text (canonical_texts), a BLAKE2b a text."""
+    """A BLAKE2b of each text as a 64-bit int: of canonical texts (canonical_texts), their
+    `digest_value`; of attributes texts exactly as written, their fingerprints
+    (`Options.written_digest`). Equal texts as written mean equal attributes, so a rerun whose
+    log recorded a pair's fingerprint needs neither to read its text nor to spell it
+    canonically."""
     hashed = map(_DIGEST_BYTES, map(_BLAKE8, map(str.encode, texts)))
     return list(map(int.from_bytes, hashed, repeat(_BIG)))
 

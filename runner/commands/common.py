@@ -62,11 +62,12 @@ def open_source(settings: Settings) -> tuple[Target, ManifestSource, int | None]
 
 
 def check_source(settings: Settings, io: Io, target: Target, source: ManifestSource,
-                 said_on: int | None,
-                 settles: Callable[[Block], bool] | None = None) -> ManifestStats:
-    """The whole manifest checked (see check_manifest; `settles` with the log read first)."""
+                 said_on: int | None, settles: Callable[[Block], bool] | None = None,
+                 vouches: Callable[[Block], bool] | None = None) -> ManifestStats:
+    """The whole manifest checked (see check_manifest; `settles` and `vouches` with the log
+    read first)."""
     stats = check_manifest(source, target.owner_column, target.group_key, said_on=said_on,
-                           settles=settles)
+                           settles=settles, vouches=vouches)
     if settings.command == "run":
         refuse_detach_rows(source)
     if stats.duplicates:

@@ -45,7 +45,7 @@ from runner.run.summary import (
     build_summary,
 )
 from runner.run.tally import exit_code_for
-from runner.run.work import block_settles
+from runner.run.work import block_settles, block_vouches
 
 
 def run(settings: Settings, io: Io, argv: Sequence[str]) -> int:
@@ -70,7 +70,8 @@ def send(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operat
         check_log(settings.log)
         log_seen = log_identity(settings.log)
         index = load_index(settings, target, io)
-        stats = check_source(settings, io, target, source, said_on, block_settles(index))
+        stats = check_source(settings, io, target, source, said_on, block_settles(index),
+                             block_vouches(index))
     key = load_api_key(settings, os.environ)
     register_secret(key.reveal())
     with holding_the_lock(settings):

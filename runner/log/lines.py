@@ -116,11 +116,15 @@ def sent_members(owner_column: str, item: Item, op: str) -> str:
 def done_members(owner_column: str, item: Item, end: PairEnd, digest: str | None) -> str:
     """A `done` line's fields: `op`, the pair, the outcome, status, attempts, error, retryable,
     uncertain, then the file status and the attributes' digest when there are ones. `digest`:
-    given, or made from the item's managed attributes when the outcome leaves it in place."""
+    given, or made from the item's managed attributes when the outcome leaves it in place
+    (then with the fingerprint of their text as written, when the fast path kept it)."""
     owner, file_id, op, outcome = item.owner, item.file_id, end.op, end.outcome
     file_status, status, error = end.file_status, end.status, end.error
+    written = None
     if digest is None and item.options is not None:
         digest = recorded_digest(item, outcome)
+        if digest is not None:
+            written = item.options.written_digest()
     if plain(f"{op}{owner}{file_id}{outcome}{file_status or ''}{digest or ''}"):
         head = (f'"op":"{op}","{owner_column}":"{owner}","file_id":"{file_id}",'
                 f'"outcome":"{outcome}"')
@@ -137,6 +141,8 @@ def done_members(owner_column: str, item: Item, end: PairEnd, digest: str | None
         members += f',"file_status":{quote(file_status)}'
     if digest is not None:
         members += f',"attributes_digest":{quote(digest)}'
+    if written is not None:
+        members += f',"attributes_written":"{written}"'
     return members
 
 
@@ -218,10 +224,12 @@ _COUNT = rb"(?:0|[1-9][0-9]{0,8})"  # JSON has no leading zeros
 
 
 def fast_pattern(owner_column: str, *, spaced: bool = False) -> re.Pattern[bytes]:
-    """A whole line: "sent", or "done" (group 1) in place; else any other line (group 6, with
-    its newline). Groups 2 and 3 are the pair, 4 the outcome, 5 the attributes' digest.
-    `op` is attach or update (or absent: an older log's line, which means attach). With
-    `spaced`, the line as json.dumps writes it by default: ", " between members, ": " in them."""
+    """A whole line: "sent", or "done" (group 1) in place; else any other line (group 7, with
+    its newline). Groups 2 and 3 are the pair, 4 the outcome, 5 the attributes' digest, 6
+    the fingerprint of their text as written (recorded with the digest where the manifest's
+    fast path read them). `op` is attach or update (or absent: an older log's line, which
+    means attach). With `spaced`, the line as json.dumps writes it by default: ", " between
+    members, ": " in them."""
     sep, colon = (b", ", b": ") if spaced else (b",", b":")
 
     def member(name: bytes, value: bytes) -> bytes:
@@ -246,8 +254,9 @@ def fast_pattern(owner_column: str, *, spaced: bool = False) -> re.Pattern[bytes
         member(b"retryable", b"(?:true|false)"),
         member(b"uncertain", b"(?:true|false)"),
     ]) + b"(?:" + sep + member(b"file_status", b'"[a-z_]{1,32}"') + b")?"
-    done += b"(?:" + sep + member(b"attributes_digest", b'"([0-9a-f]{16})"') + b")?)"
-    # Any other line, even an empty one, is group 6 with its newline: one row a line, always.
+    done += (b"(?:" + sep + member(b"attributes_digest", b'"([0-9a-f]{16})"') + b"(?:" + sep
+             + member(b"attributes_written", b'"([0-9a-f]{16})"') + b")?)?)")
+    # Any other line, even an empty one, is group 7 with its newline: one row a line, always.
     return re.compile(b"^" + head + done + rb"\}$|^(.*\n)", re.MULTILINE)
 
 

@@ -73,10 +73,11 @@ _SPACED = SPACED_PREFIX[:-1]  # how every line json.dumps writes by default star
 
 _PATTERNS: dict[str, tuple[re.Pattern[bytes], re.Pattern[bytes]]] = {}
 
-# "done" or b"" (sent), owner, file_id, outcome or b"" (sent), attributes digest or b"", b""
-# (the other line's bytes with its newline; empty for a fast row). All as read: ASCII bytes.
-FastRow = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
-_OTHER_OF = itemgetter(5)
+# "done" or b"" (sent), owner, file_id, outcome or b"" (sent), attributes digest or b"", their
+# fingerprint as written or b"", b"" (the other line's bytes with its newline; empty for a fast
+# row). All as read: ASCII bytes.
+FastRow = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]
+_OTHER_OF = itemgetter(6)
 
 
 def scan_log(path: str, owner_column: str, *,
@@ -123,7 +124,7 @@ def _scan_chunk(path: str, rows: list[FastRow], before: int,
     for at in compress(range(len(rows)), map(_OTHER_OF, rows)):  # the other lines
         if at > start:
             yield rows[start:at]
-        yield _event(path, before + at + 1, rows[at][5])
+        yield _event(path, before + at + 1, rows[at][6])
         start = at + 1
     if start < len(rows):
         yield rows[start:] if start else rows

@@ -17,7 +17,7 @@ import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import is_not, itemgetter
+from operator import add, is_not, itemgetter, rshift
 from typing import Any
 
 from runner.items import Item, ascii_pair_keys, pair_key, pair_keys, pin_mmap_threshold
@@ -36,11 +36,14 @@ _FAST_STATE = {
 _PAIR_OF = itemgetter(1, 2)
 _OUTCOME_OF = itemgetter(3)
 _DIGEST_OF = itemgetter(4)
+_WRITTEN_OF = itemgetter(5)
 _DONE_OF = itemgetter(0)
 _IS_ATTACHED = frozenset({int(State.ATTACHED), _UPDATED}).__contains__
 _IS_ALREADY = int(State.ALREADY_ATTACHED).__eq__
 _IS_SENT = int(State.SENT).__eq__
 _IS_UPDATED = _UPDATED.__eq__
+
+_DIGEST_BITS = (1 << 64) - 1  # of a `digests` value: the digest; above it, the fingerprint
 
 # Marks a key as met in this run's manifest (for de-duplication and "not in the manifest").
 SEEN = 64
@@ -64,7 +67,8 @@ class ResumeIndex:
     expect_repeats: bool = True
     failed: dict[int, FailedInfo] = field(default_factory=dict)
     batch_of: dict[int, str] = field(default_factory=dict)  # pair -> batch id (State.BATCH)
-    # pair -> digest (64-bit int) of the managed attributes its last in-place `done` recorded;
+    # pair -> digest (64-bit int) of the managed attributes its last in-place `done` recorded,
+    # with the fingerprint of their text as written above it (`<< 64`) when the line has one;
     # only pairs whose manifest manages attributes have one, so a plain log costs nothing here.
     digests: dict[int, int] = field(default_factory=dict)
     # batch id -> (store, file ids)
@@ -138,6 +142,8 @@ class ResumeIndex:
         their states, empty when all are attached)."""
         digests = self.digests
         texts = list(map(_DIGEST_OF, words))
+        if any(map(_WRITTEN_OF, words)):  # the fingerprint's hex digits before the digest's
+            texts = list(map(add, map(_WRITTEN_OF, words), texts))
         if all(texts):  # every pair's last word in place with a digest: taken in bulk
             digests.update(zip(keys, map(int, texts, repeat(16)), strict=True))
         elif digests or any(texts):
@@ -226,6 +232,9 @@ class ResumeIndex:
         """A done line's attributes digest and `updated` mark (a sent line clears both)."""
         digest = ev.get("attributes_digest") if ev.get("event") == "done" else None
         if isinstance(digest, str) and len(digest) == 16:
+            written = ev.get("attributes_written")
+            if isinstance(written, str) and len(written) == 16:
+                digest = written + digest  # the fingerprint above the digest, as in bulk
             try:
                 self.digests[key] = int(digest, 16)
             except ValueError:
@@ -335,20 +344,28 @@ class ResumeIndex:
                 digests: Callable[[], list[int | None]] | None = None) -> bool:
         """Whether the log has every pair in place and, where `digests` (made only if they
         are) gives one, recorded that digest of its managed attributes (None: not managed)."""
-        if not (self.attached or self.already):
-            return False
-        keys = pair_keys(pairs)
-        if not self.attached.issuperset(keys) and not self.already.issuperset(
-                set(keys).difference(self.attached)):
+        if not self._in_place_all(keys := pair_keys(pairs)):
             return False
         if digests is None:
             return True
         wanted = digests()
-        recorded = list(map(self.digests.get, keys))
+        recorded = [None if value is None else value & _DIGEST_BITS
+                    for value in map(self.digests.get, keys)]
         if None in wanted:  # rows that manage no attributes match whatever was recorded
             managed = list(map(is_not, wanted, repeat(None)))
             return list(compress(recorded, managed)) == list(compress(wanted, managed))
         return recorded == wanted
+
+    def vouches(self, pairs: Sequence[tuple[str, str]], written: Callable[[], list[int]]) -> bool:
+        """`settles`, told by the fingerprints of the attributes as written (`written`, made
+        only if every pair is in place; 0 where a row gives none): a pair whose last `done`
+        recorded its row's very text was left with these attributes. Nothing is parsed; a row
+        whose line recorded no fingerprint (an older log, a row the line reader read) fails
+        it, and is left to `settles`."""
+        if not self.digests or not self._in_place_all(keys := pair_keys(pairs)):
+            return False
+        recorded = map(rshift, map(self.digests.get, keys, repeat(0)), repeat(64))
+        return list(recorded) == written()
 
     def _in_place(self, key: int, state: State, item: Item) -> tuple[Plan, int | None]:
         if self.expect_repeats:
@@ -358,11 +375,18 @@ class ResumeIndex:
             seen.add(key)
         options = item.options
         if options is not None and options.attributes is not None and (
-                self.digests.get(key) != int(options.digest(), 16)):
+                self._recorded(key) != int(options.digest(), 16)):
             # SPEC: managed attributes that differ from the recorded digest (or a line that
             # recorded none) get exactly one update; the file is not added again.
             return Plan.UPDATE, state
         return Plan.DONE, state
+
+    def _in_place_all(self, keys: list[int]) -> bool:
+        """Whether the log's last word on every pair of `keys` leaves it in place."""
+        if not (self.attached or self.already):
+            return False
+        return self.attached.issuperset(keys) or self.already.issuperset(
+            set(keys).difference(self.attached))
 
     def last_state(self, owner: str, file_id: str) -> State | None:
         """The log's last word on a pair, without planning it (sync plans from the listing)."""
@@ -381,7 +405,12 @@ class ResumeIndex:
         key = pair_key(owner, file_id)
         if key not in self.attached and key not in self.already:
             return False
-        return digest is None or self.digests.get(key) == digest
+        return digest is None or self._recorded(key) == digest
+
+    def _recorded(self, key: int) -> int | None:
+        """The digest of the managed attributes the pair's last in-place `done` recorded."""
+        value = self.digests.get(key)
+        return None if value is None else value & _DIGEST_BITS
 
     def batch_for(self, item: Item) -> str | None:
         return self.batch_of.get(pair_key(item.owner, item.file_id))

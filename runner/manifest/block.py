@@ -17,8 +17,9 @@ of their fingerprints, compared in bulk with the log's, the content read only wh
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeAlias
 
 from runner.attributes import Options, canonical_texts, digest_values_of
@@ -34,6 +35,8 @@ from runner.manifest.options import (
 )
 
 Part: TypeAlias = "Block | Item | ManifestProblem"  # what a format reader yields
+# Reads a block's given attribute texts: their objects, or None (OptionColumns.read).
+ReadAttributes: TypeAlias = "Callable[[list[str]], list[Any] | None]"
 # Runs of blocks a pass may skip: byte offset -> (end, lines, the reader's state at the end).
 Skips: TypeAlias = "Mapping[int, tuple[int, int, object]]"
 
@@ -70,13 +73,13 @@ class Block:
     """Valid pairs of consecutive lines, from `line` on, read in bulk by the fast path; bytes
     `offset` to `end` of the manifest. `attributes` and `chunking`: the rows' option texts
     (JSON, "" where a row gives none), or None when no row of the block gives that option;
-    `objects`: the attribute objects OptionColumns.read made of the given texts."""
+    `reader`: what reads the given attribute texts (OptionColumns.read), once, at `read`."""
 
     __slots__ = ("line", "pairs", "offset", "end", "attributes", "chunking", "lines", "span",
-                 "state", "_chunking_of", "_objects", "_canonicals")
+                 "state", "vouched", "_chunking_of", "_reader", "_objects", "_canonicals")
 
     def __init__(self, line: int, pairs: list[tuple[str, str]], offset: int = 0, end: int = 0,
-                 attributes: list[str] | None = None, objects: list[Any] | None = None,
+                 attributes: list[str] | None = None, reader: ReadAttributes | None = None,
                  chunking: list[str] | None = None,
                  chunking_of: dict[str, dict[str, Any]] | None = None,
                  lines: list[int] | None = None) -> None:
@@ -91,11 +94,30 @@ class Block:
         self.lines = lines
         self.span = len(pairs)  # the lines it covers (fastpath sets it)
         self.state: object = None  # the reader's state after it (yaml_fast.YamlTake)
+        # Settled by its attributes' texts as written (fastpath's `vouches`), left unread.
+        self.vouched = False
         self._chunking_of = chunking_of or {}  # chunking text -> the checked strategy
-        # The given texts' objects, read once by the check of the chunk (whole floats as
-        # ints: every use of them, body, comparison, digest, reads numbers by value).
-        self._objects = objects or []
+        self._reader = reader  # reads the given attribute texts (OptionColumns.read)
+        # The given texts' objects, read once (`read`; whole floats as ints: every use of
+        # them, body, comparison, digest, reads numbers by value); None until then.
+        self._objects: list[Any] | None = None if attributes is not None else []
         self._canonicals: list[str] | None = None  # their canonical texts, made once
+
+    def read(self) -> bool:
+        """Read the given attribute texts (one JSON call for the block); False where a row's
+        would be a problem (a key given twice, a string too long): the line reader's then."""
+        if self._objects is None and self._reader is not None:
+            self._objects = self._reader(self.attributes or [])
+        return self._objects is not None
+
+    def written(self) -> list[int]:
+        """Each row's fingerprint of its attributes as written (Options.written_digest as an
+        int), 0 where the row gives none: what the log's `done` lines hold for a rerun to
+        settle the block without reading it."""
+        if self.attributes is None:
+            return [0] * len(self.pairs)
+        given = list(filter(None, self.attributes))
+        return _spread(digest_values_of(given), self.attributes, 0)
 
     def items(self) -> Iterator[Item]:
         """The block taken apart: one Item a pair, with its line and options."""
@@ -106,7 +128,7 @@ class Block:
             return
         count = len(self.pairs)
         given_attributes = self.attributes or [""] * count
-        attributes = _spread(self._objects, given_attributes)
+        attributes = _spread(self._read_objects(), given_attributes)
         # The canonical texts the run's bodies, comparisons and digests use, made in bulk.
         canonicals = _spread(self._canonical_texts(), given_attributes)
         chunking_of = self._chunking_of
@@ -115,7 +137,8 @@ class Block:
         for line, (owner, file_id), values, strategy, a_text, c_text, text in zip(
                 numbers, self.pairs, attributes, chunking, given_attributes, given_chunking,
                 canonicals, strict=True):
-            options = Options(values, strategy, text) if (a_text or c_text) else None
+            options = (Options(values, strategy, text, a_text or None) if (a_text or c_text)
+                       else None)
             yield Item(owner, file_id, line, options)
 
     def digests(self) -> list[int | None]:
@@ -127,8 +150,16 @@ class Block:
 
     def _canonical_texts(self) -> list[str]:
         if self._canonicals is None:
-            self._canonicals = canonical_texts(self._objects)
+            self._canonicals = canonical_texts(self._read_objects())
         return self._canonicals
+
+    def _read_objects(self) -> list[Any]:
+        # A block is read before it is yielded unless vouched for, and a vouched block is
+        # settled: nothing asks a vouched block for its Items or digests.
+        self.read()
+        if self._objects is None:
+            raise RuntimeError("a block's attributes were used though they do not read")
+        return self._objects
 
 
 def _whole(text: str) -> Any:
@@ -141,12 +172,13 @@ def _whole(text: str) -> Any:
 _DECODER = json.JSONDecoder(parse_float=_whole)
 
 
-def _spread(given: list[Any], texts: list[str]) -> list[Any]:
-    """The values made of the given (non-empty) texts, one a row: None where a row gives none."""
+def _spread(given: list[Any], texts: list[str], empty: Any = None) -> list[Any]:
+    """The values made of the given (non-empty) texts, one a row: `empty` where a row gives
+    none."""
     if len(given) == len(texts):
         return list(given)
     taken = iter(given)
-    return [next(taken) if text else None for text in texts]
+    return [next(taken) if text else empty for text in texts]
 
 
 def _joined(texts: list[str], doubled: bool) -> str:
@@ -165,6 +197,11 @@ class OptionColumns:
         self.owner_column = owner_column
         self.strategies: dict[str, dict[str, Any]] = {}  # chunking text -> the strategy
         self._refused: set[str] = set()
+
+    def reader(self, doubled: bool) -> ReadAttributes:
+        """`read` for a block's texts (`doubled`: CSV cells), for the block to call when it
+        must be read."""
+        return functools.partial(self.read, doubled=doubled)
 
     def read(self, texts: list[str], doubled: bool) -> list[Any] | None:
         """The objects of the given attribute texts, in one JSON call (whole floats read as

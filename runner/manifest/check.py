@@ -16,6 +16,7 @@ from runner.errors import MAX_REPORTED_PROBLEMS, ManifestError, ManifestProblem
 from runner.items import Item, pin_mmap_threshold
 from runner.manifest.block import Block, Part
 from runner.manifest.common import ManifestSource
+from runner.manifest.fastpath import Vouches
 from runner.manifest.reader import iter_parts
 
 OWNERS_OVER_SHOWN = 20
@@ -44,11 +45,14 @@ class ManifestStats:
 def check_manifest(
     source: ManifestSource, owner_column: str, group_key: str, over_limit: int = 20, *,
     said_on: int | None = None, settles: Callable[[Block], bool] | None = None,
+    vouches: Vouches | None = None,
 ) -> ManifestStats:
     """Read the whole manifest once: raise ManifestError naming every bad row (and every pair
     repeated with other options), else count it. `said_on`: see reader.iter_parts.
     `settles`: whether the run has nothing to do for a block (the resume index's verdict);
-    the runs of such blocks are kept in the stats, for the run to pass over unread."""
+    the runs of such blocks are kept in the stats, for the run to pass over unread.
+    `vouches`: its verdict on a block's attribute texts as written (fastpath.fast_blocks),
+    which settles a block without reading them."""
     pin_mmap_threshold()  # the set of a million keys below must give its memory back
     identity = source.identity()
     problems: list[ManifestProblem] = []
@@ -61,14 +65,15 @@ def check_manifest(
     files_of: Counter[str] = Counter()  # owner -> distinct files
     settled = _Settled()
     rows = 0
-    for part in iter_parts(source, owner_column, group_key, said_on):
+    for part in iter_parts(source, owner_column, group_key, said_on,
+                           vouches=vouches if settles is not None else None):
         if isinstance(part, Block):
             rows += len(part.pairs)
             keys = set(map(hash, part.pairs))
             if len(keys) == len(part.pairs) and seen.isdisjoint(keys):
                 seen |= keys  # no repeat: count in bulk
                 files_of.update(map(OWNER_OF, part.pairs))
-                if settles is not None and settles(part):
+                if settles is not None and (part.vouched or settles(part)):
                     settled.add(part)
                 continue
             for pair in part.pairs:

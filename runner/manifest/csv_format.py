@@ -40,6 +40,7 @@ from runner.manifest.common import (
 from runner.manifest.fastpath import (
     FAST_ID,
     Take,
+    Vouches,
     fast_blocks,
     fast_text,
     options_taker,
@@ -50,8 +51,8 @@ from runner.manifest.options import OPTION_NAMES, read_options
 QUOTE_IN_CELL = '""'  # a quote inside a quoted CSV cell
 
 
-def csv_parts(display: str, path: str, owner_column: str,
-              skips: Skips | None = None) -> Iterator[Part]:
+def csv_parts(display: str, path: str, owner_column: str, skips: Skips | None = None,
+              vouches: Vouches | None = None) -> Iterator[Part]:
     with open(path, "rb") as stream:
         first = stream.readline(MAX_LINE_BYTES + 1)
     header = _plain_header(first, owner_column)
@@ -59,7 +60,7 @@ def csv_parts(display: str, path: str, owner_column: str,
         yield from csv_rows(display, path, owner_column)
         return
     take, quotes = _taker(header, owner_column)
-    for part in fast_blocks(path, len(first), 1, take, quotes, skips):
+    for part in fast_blocks(path, len(first), 1, take, quotes, skips, vouches=vouches):
         if isinstance(part, Block):
             yield part
         else:

@@ -28,6 +28,7 @@ SWAPPED = itemgetter(1, 0)
 
 
 Take = Callable[[str, int], "Block | None"]  # (chunk's text, its first line) -> its Block
+Vouches = Callable[[Block], bool]  # a block settled by its texts as written (ResumeIndex)
 
 
 def fast_text(chunk: bytes, quotes: bool = False) -> str | None:
@@ -59,24 +60,24 @@ def options_taker(pattern: re.Pattern[str], pair_at: itemgetter[Any], attributes
                   undouble: bool) -> Take:
     """A Take for lines with option columns: `pattern` captures the IDs (at `pair_at`) and the
     option texts (at `attributes_at`, `chunking_at`; "" when a row gives none), which
-    `columns` checks; `undouble`: the texts stand in CSV cells, quotes doubled."""
+    `columns` checks (the attributes when the block is read: fast_blocks); `undouble`: the
+    texts stand in CSV cells, quotes doubled."""
     def cells(rows: list[tuple[str, ...]], at: int | None) -> list[str] | None:
         if at is None:
             return None
         texts = list(map(itemgetter(at), rows))
         return texts if any(texts) else None
 
+    reader = columns.reader(undouble)
+
     def take(text: str, line: int) -> Block | None:
         rows = pattern.findall(text)
         if len(rows) != text.count("\n"):
             return None
         attributes, chunking = cells(rows, attributes_at), cells(rows, chunking_at)
-        objects = columns.read(attributes, undouble) if attributes is not None else []
-        if objects is None:
-            return None
         if chunking is not None and not columns.chunking_ok(chunking, undouble):
             return None
-        return Block(line, list(map(pair_at, rows)), attributes=attributes, objects=objects,
+        return Block(line, list(map(pair_at, rows)), attributes=attributes, reader=reader,
                      chunking=chunking, chunking_of=columns.strategies)
     return take
 
@@ -88,11 +89,13 @@ def _after_last_line(chunk: bytes) -> int:
 def fast_blocks(path: str, start: int, before: int, take: Take, quotes: bool = False,
                 skips: Skips | None = None,
                 cut: Callable[[bytes], int] = _after_last_line,
-                ) -> Iterator[Block | tuple[int, int]]:
+                vouches: Vouches | None = None) -> Iterator[Block | tuple[int, int]]:
     """Blocks from byte `start` on (where `before` lines lie behind); at the first chunk not
     taken, (offset, lines before) to resume from line by line. `skips`: runs of blocks an
     earlier pass settled, passed over unread (the take given its state after them). `cut`:
-    where a full read is cut (after its last whole line)."""
+    where a full read is cut (after its last whole line). `vouches`: whether the resume
+    index settles a block by its attribute texts as written; such a block is yielded unread
+    (`vouched`), every other one read (Block.read)."""
     offset = start
     with open(path, "rb") as stream:
         while True:
@@ -113,6 +116,12 @@ def fast_blocks(path: str, start: int, before: int, take: Take, quotes: bool = F
                 chunk = chunk[:at]
             text = fast_text(chunk, quotes)
             block = take(text, before + 1) if text is not None else None
+            if block is not None and block.attributes is not None:
+                # Texts the log recorded for these very pairs were checked when they were
+                # sent: the same texts need no second look (nor a parse) to be settled.
+                block.vouched = vouches is not None and vouches(block)
+                if not block.vouched and not block.read():
+                    block = None
             if text is None or block is None:
                 yield offset, before
                 return

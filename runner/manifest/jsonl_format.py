@@ -35,16 +35,24 @@ from runner.manifest.common import (
     show,
     wrong_target,
 )
-from runner.manifest.fastpath import FAST_ID, Take, fast_blocks, options_taker, pairs_taker
+from runner.manifest.fastpath import (
+    FAST_ID,
+    Take,
+    Vouches,
+    fast_blocks,
+    options_taker,
+    pairs_taker,
+)
 from runner.manifest.options import read_options
 
 
 def jsonl_parts(display: str, path: str, owner_column: str, said_on: int | None = None,
-                skips: Skips | None = None) -> Iterator[Part]:
+                skips: Skips | None = None, vouches: Vouches | None = None) -> Iterator[Part]:
     with open(path, "rb") as stream:
         bom = stream.read(len(UTF8_BOM)) == UTF8_BOM
     start = len(UTF8_BOM) if bom else 0
-    for part in fast_blocks(path, start, 0, _taker(owner_column), True, skips):
+    for part in fast_blocks(path, start, 0, _taker(owner_column), True, skips,
+                            vouches=vouches):
         if isinstance(part, Block):
             yield part
         else:

@@ -10,6 +10,7 @@ from runner.items import Item
 from runner.manifest.block import Block, Part, Skips
 from runner.manifest.common import ManifestSource, Row, show
 from runner.manifest.csv_format import csv_parts
+from runner.manifest.fastpath import Vouches
 from runner.manifest.jsonl_format import jsonl_parts
 from runner.manifest.yaml_fast import yaml_parts
 
@@ -49,18 +50,20 @@ def iter_rows(source: ManifestSource, owner_column: str, group_key: str,
 
 
 def iter_parts(source: ManifestSource, owner_column: str, group_key: str,
-               said_on: int | None = None, *,
-               skips: Skips | None = None) -> Iterator[Part]:
+               said_on: int | None = None, *, skips: Skips | None = None,
+               vouches: Vouches | None = None) -> Iterator[Part]:
     """Every part in file order. `said_on`: the line where the manifest named its target (not
     --target), for the message about a row of the other target. A CSV names it in its header
-    alone, so no row of a CSV can be of the other target. `skips`: see iter_blocks."""
+    alone, so no row of a CSV can be of the other target. `skips`: see iter_blocks.
+    `vouches`: see fastpath.fast_blocks."""
     if source.format == "csv":
-        parsed = csv_parts(source.display, source.path, owner_column, skips)
+        parsed = csv_parts(source.display, source.path, owner_column, skips, vouches)
     elif source.format == "jsonl":
-        parsed = jsonl_parts(source.display, source.path, owner_column, said_on, skips)
+        parsed = jsonl_parts(source.display, source.path, owner_column, said_on, skips,
+                             vouches)
     elif source.format == "yaml":
         parsed = yaml_parts(source.display, source.path, owner_column, group_key, said_on,
-                            skips)
+                            skips, vouches)
     else:
         shown = show(source.format)
         raise UsageError(f"{source.display}: unknown format {shown}; use csv, yaml or jsonl")

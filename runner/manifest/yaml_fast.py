@@ -32,7 +32,7 @@ from runner.manifest.block import (
     attribute_object,
     chunking_object,
 )
-from runner.manifest.fastpath import fast_blocks
+from runner.manifest.fastpath import Vouches, fast_blocks
 from runner.manifest.yaml_format import yaml_rows
 
 # What PyYAML's reader refuses anywhere in a document (yaml.reader.Reader.NON_PRINTABLE).
@@ -75,6 +75,7 @@ class YamlTake:
             rf"^{entry_indent}- (?:{YAML_ID}|\{{file_id: {YAML_ID}{options}\}})\r?$",
             re.MULTILINE)
         self._columns = OptionColumns(owner_column)
+        self._reader = self._columns.reader(False)
         self._seen: set[str] = set()  # group names met: a repeat is the composer's to name
         self.state: str | None = None
 
@@ -107,16 +108,12 @@ class YamlTake:
             line += count + 1  # the group line after these entries
         given_attributes = attributes if any(attributes) else None
         given_chunking = chunking if any(chunking) else None
-        objects = (self._columns.read(given_attributes, False)
-                   if given_attributes is not None else [])
-        if objects is None:
-            return None
         if given_chunking is not None and not self._columns.chunking_ok(given_chunking, False):
             return None
         self._seen.update(groups)
         if groups:
             self.state = groups[-1]
-        block = Block(first, pairs, attributes=given_attributes, objects=objects,
+        block = Block(first, pairs, attributes=given_attributes, reader=self._reader,
                       chunking=given_chunking, chunking_of=self._columns.strategies,
                       lines=list(chain.from_iterable(lines)))
         block.state = self.state
@@ -125,7 +122,7 @@ class YamlTake:
 
 def yaml_parts(display: str, path: str, owner_column: str, group_key: str,
                said_on: int | None, skips: Skips | None = None,
-               ) -> Iterator[Part]:
+               vouches: Vouches | None = None) -> Iterator[Part]:
     """Grouped YAML through the fast path while it keeps the shape; then the composer's rows
     from the first line it did not take on (and every problem the composer finds)."""
     start = yaml_fast_start(path)
@@ -133,7 +130,8 @@ def yaml_parts(display: str, path: str, owner_column: str, group_key: str,
     if start is not None and start[0] == group_key:
         _, offset, group_indent, entry_indent = start
         take = YamlTake(owner_column, group_indent, entry_indent)
-        for part in fast_blocks(path, offset, 1, take, True, skips, cut=_before_group_line):
+        for part in fast_blocks(path, offset, 1, take, True, skips, cut=_before_group_line,
+                                vouches=vouches):
             if isinstance(part, Block):
                 yield part
                 continue

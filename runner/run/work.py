@@ -183,6 +183,12 @@ def block_settles(index: ResumeIndex) -> Callable[[Block], bool]:
     return lambda block: index.settles(block.pairs, digests_of(block))
 
 
+def block_vouches(index: ResumeIndex) -> Callable[[Block], bool]:
+    """The check's verdict on a block by its attribute texts as written, before they are read
+    (see fastpath.fast_blocks): the log has all of it done with these very texts."""
+    return lambda block: index.vouches(block.pairs, block.written)
+
+
 def _items_to_plan(parts: Iterable[Block | Item], index: ResumeIndex,
                    tally: Tally, skips_blocks: bool = True) -> Iterator[Item]:
     for part in parts:

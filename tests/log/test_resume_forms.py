@@ -142,8 +142,8 @@ def test_spaced_lines_take_the_fast_path(tmp_path: Path) -> None:
             "attributes_digest": DIGESTS[0]}
     write(path, [("spaced", sent), ("spaced", done)])
     parts = list(scan_log(str(path), "assistant_id", warn=lambda message: None))
-    assert parts == [[(b"", b"asst_a", b"file-1", b"", b"", b""),
-                      (b"done", b"asst_a", b"file-1", b"updated", DIGESTS[0].encode(), b"")]]
+    assert parts == [[(b"", b"asst_a", b"file-1", b"", b"", b"", b""),
+                      (b"done", b"asst_a", b"file-1", b"updated", DIGESTS[0].encode(), b"", b"")]]
 
 
 @pytest.mark.parametrize("chunk", [50, 1 << 18])

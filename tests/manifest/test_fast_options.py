@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import runner.manifest.fastpath
 from runner.attributes import (
+    Options,
     canonical,
     canonical_texts,
     digest,
@@ -36,8 +37,9 @@ from runner.manifest import (
 from runner.manifest.csv_format import csv_rows
 from runner.manifest.jsonl_format import jsonl_rows
 from runner.manifest.reader import iter_rows
+from runner.requests.outcomes import Outcome
 from runner.run.tally import Tally
-from runner.run.work import block_settles, iter_work
+from runner.run.work import block_settles, block_vouches, iter_work
 
 SETTINGS = settings(
     deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -172,11 +174,17 @@ DIGEST_CHOICES = [None, '{"team": "a", "year": 2021}', '{"year": 2021.0, "team":
                   '{"team": "b"}']
 
 
-def write_log(path: Path, done: list[tuple[str, str, str | None]]) -> None:
+def write_log(path: Path, done: list[tuple[str, str, str | None]],
+              written: list[bool] | None = None) -> None:
+    """`done` lines; `written`: which record the fingerprint of their attributes' text as a
+    CSV cell holds it (quotes doubled), as a run from such a manifest does."""
     with ResultLog(str(path), "run-1") as log:
-        for owner, file_id, attributes in done:
+        for at, (owner, file_id, attributes) in enumerate(done):
             extra = ({} if attributes is None
                      else {"attributes_digest": digest(json.loads(attributes))})
+            if written and written[at] and attributes is not None:
+                extra["attributes_written"] = Options(written=csv_cell(attributes)[1:-1]
+                                                      ).written_digest() or ""
             log.append("done", vector_store_id=owner, file_id=file_id, outcome="attached",
                        status=200, attempts=1, error=None, retryable=False, uncertain=False,
                        **extra)
@@ -192,15 +200,18 @@ def write_log(path: Path, done: list[tuple[str, str, str | None]]) -> None:
                               st.sampled_from(DIGEST_CHOICES)), max_size=30),
     chunk=st.sampled_from([64, 128, 1 << 15]),
     batch_size=st.sampled_from([0, 2]),
+    written=st.lists(st.booleans(), min_size=30, max_size=30),
 )
 def test_settling_blocks_plans_like_item_by_item(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
     pairs: list[tuple[str, int]], wanted: list[str | None],
     logged: list[tuple[str, str, str | None]], chunk: int, batch_size: int,
+    written: list[bool],
 ) -> None:
-    """A rerun of an attributed manifest, three ways: each pair planned alone; blocks whose
-    digests all match the log's skipped in bulk; and blocks the check found settled passed
-    over unread. The same work, in the same order, and the same counts."""
+    """A rerun of an attributed manifest, four ways: each pair planned alone; blocks whose
+    digests all match the log's skipped in bulk; blocks the check found settled passed over
+    unread; and the same with the check settling blocks by their texts as written, where the
+    log recorded them. The same work, in the same order, and the same counts."""
     monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", chunk)
     # A repeated pair keeps its attributes (a repeat with others is refused by the check).
     manifest_rows = [(owner, f"file-{n}", wanted[n]) for owner, n in pairs]
@@ -208,13 +219,14 @@ def test_settling_blocks_plans_like_item_by_item(
     manifest, log_path = folder / "m.csv", folder / "r.jsonl"
     manifest.write_text("vector_store_id,file_id,attributes\n" + "".join(
         f"{o},{f},{csv_cell(a)}\n" for o, f, a in manifest_rows))
-    write_log(log_path, logged)
+    write_log(log_path, logged, written)
     source = ManifestSource(str(manifest), str(manifest), "csv")
     plans = []
-    for way in ("items", "blocks", "skips"):
+    for way in ("items", "blocks", "skips", "vouched"):
         index = ResumeIndex(VS[0])
         index.load_log(str(log_path), warn=lambda _: None)
-        stats = check_manifest(source, *VS, settles=block_settles(index))
+        stats = check_manifest(source, *VS, settles=block_settles(index),
+                               vouches=block_vouches(index) if way == "vouched" else None)
         index.expect_repeats = stats.duplicates > 0
         tally = Tally(pairs=stats.pairs)
         if way == "items":
@@ -228,6 +240,7 @@ def test_settling_blocks_plans_like_item_by_item(
         plans.append((work, tally))
     assert plans[1] == plans[0]
     assert plans[2] == plans[0]
+    assert plans[3] == plans[0]
 
 
 def checked_with_log(folder: Path, rows: list[tuple[str, str, str]],
@@ -263,6 +276,72 @@ def test_a_converged_rerun_reads_no_block_twice(tmp_path: Path,
     assert 0 < stats.settled < 300
     parts = list(iter_blocks(source, *VS, stats.skips, stats.identity))
     assert sum(len(p.pairs) for p in parts if isinstance(p, Block)) == 300 - stats.settled
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "yaml"])
+def test_a_rerun_settles_blocks_by_their_texts_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """The log a run writes from a fast-path manifest records each pair's attributes as
+    written: the rerun's check settles every block by them, none read (no JSON parsed). A row
+    whose text changed but not its attributes (keys in another order) is settled by the exact
+    digests, its block read; a changed attribute is planned as an update."""
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", 512)
+    rows = [("vs_a", f"file-{i}", f'{{"team": "t{i % 3}", "year": {2000 + i}}}')
+            for i in range(60)]
+
+    def write_manifest(rows: list[tuple[str, str, str]]) -> ManifestSource:
+        path = tmp_path / f"m.{fmt}"
+        if fmt == "csv":
+            path.write_text("vector_store_id,file_id,attributes\n" + "".join(
+                f"{o},{f},{csv_cell(a)}\n" for o, f, a in rows))
+        elif fmt == "jsonl":
+            path.write_text("".join(f'{{"vector_store_id": "{o}", "file_id": "{f}", '
+                                    f'"attributes": {a}}}\n' for o, f, a in rows))
+        else:
+            path.write_text("vector_stores:\n  vs_a:\n" + "".join(
+                f"    - {{file_id: {f}, attributes: {a}}}\n" for _, f, a in rows))
+        return ManifestSource(str(path), str(path), fmt)
+
+    log_path = tmp_path / "r.jsonl"
+    with ResultLog(str(log_path), "run-1") as log:  # what the run writes for each pair
+        for item in iter_rows(write_manifest(rows), *VS):
+            assert isinstance(item, Item)
+            log.append_done(VS[0], item, Outcome("attached", 200, 1))
+
+    def rerun(rows: list[tuple[str, str, str]]) -> tuple[list[Block], ManifestStats, int]:
+        source = write_manifest(rows)
+        index = ResumeIndex(VS[0])
+        index.load_log(str(log_path), warn=lambda _: None)
+        vouched: list[Block] = []
+        vouches = block_vouches(index)
+
+        def watching(block: Block) -> bool:
+            verdict = vouches(block)
+            if verdict:
+                vouched.append(block)
+            return verdict
+        stats = check_manifest(source, *VS, settles=block_settles(index), vouches=watching)
+        index.expect_repeats = False
+        tally = Tally(pairs=stats.pairs, done_earlier=stats.settled)
+        work = list(iter_work(iter_blocks(source, *VS, stats.skips, stats.identity), index,
+                              tally, retry_failed=False, batch_size=0))
+        return vouched, stats, len(work)
+
+    vouched, stats, work = rerun(rows)
+    assert stats.settled == 60
+    assert work == 0
+    assert sum(len(block.pairs) for block in vouched) == 60
+    assert all(block._objects is None for block in vouched)  # never read
+    reordered = [*rows[:30], ("vs_a", "file-30", '{"year": 2030, "team": "t0"}'), *rows[31:]]
+    vouched, stats, work = rerun(reordered)
+    assert stats.settled == 60
+    assert work == 0
+    assert 0 < sum(len(block.pairs) for block in vouched) < 60
+    changed = [*rows[:30], ("vs_a", "file-30", '{"team": "t9", "year": 2030}'), *rows[31:]]
+    vouched, stats, work = rerun(changed)
+    assert stats.settled < 60
+    assert work == 1
 
 
 def test_a_manifest_changed_after_its_check_stops_the_run(tmp_path: Path) -> None:

@@ -140,8 +140,8 @@ def test_bulk_log_scan_takes_our_lines_in_bulk(tmp_path: Path) -> None:
     parts = list(scan_log(str(path), "assistant_id", warn=lambda message: None))
     assert isinstance(parts[0], dict)
     assert parts[0]["event"] == "run-start"
-    assert parts[1] == [(b"", b"asst_a", b"file-1", b"", b"", b""),
-                        (b"done", b"asst_a", b"file-1", b"attached", b"", b"")]
+    assert parts[1] == [(b"", b"asst_a", b"file-1", b"", b"", b"", b""),
+                        (b"done", b"asst_a", b"file-1", b"attached", b"", b"", b"")]
     assert isinstance(parts[2], dict)
     assert parts[2]["outcome"] == "failed"
 
