@@ -20,6 +20,8 @@ from itertools import repeat
 from operator import methodcaller
 from typing import Any, Literal, TypeAlias
 
+import orjson
+
 AttributeValue: TypeAlias = "str | int | float | bool"
 Attributes: TypeAlias = "Mapping[str, AttributeValue]"
 
@@ -30,21 +32,49 @@ AUTO_STATIC = (800, 400)  # max_chunk_size_tokens, chunk_overlap_tokens
 class Options:
     """A pair's per-file options, as checked by the manifest reader. None: not given. The
     attributes' canonical text (and so their digest) is made once a pair, however many times
-    the run needs it (the request body, the comparison with the store's, the `done` line)."""
+    the run needs it (the request body, the comparison with the store's, the `done` line).
 
-    __slots__ = ("attributes", "chunking_strategy", "written", "_canonical")
+    A fast-path row's attributes are kept as that canonical text alone (`spelled`) and read
+    again whenever they are asked for: a run holds tens of thousands of Items at once (64
+    batches of 500 in flight), and a dict of attributes costs three times its text."""
+
+    __slots__ = ("chunking_strategy", "written", "_attributes", "_canonical")
 
     def __init__(self, attributes: Attributes | None = None,
-                 chunking_strategy: Mapping[str, Any] | None = None,
-                 canonical_text: str | None = None, written: str | None = None) -> None:
-        self.attributes = attributes
+                 chunking_strategy: Mapping[str, Any] | None = None) -> None:
+        self._attributes: Any = attributes  # or _SPELLED: read from _canonical when asked
         self.chunking_strategy = chunking_strategy
-        # The attributes' text exactly as the manifest's fast path read it (a CSV cell's
-        # quotes still doubled), when it did: the log records its fingerprint beside the
-        # digest, so that a rerun can settle the row by its text, unparsed (digest_values_of).
-        self.written = written
-        # `canonical(attributes)` when the caller made it already (a block, in bulk).
-        self._canonical: str | None = canonical_text
+        # The fingerprint (digest_values_of) of the attributes' text exactly as the fast path
+        # read it (a CSV cell's quotes still doubled), when it did: the log records it beside
+        # the digest, so that a rerun can settle the row by its text, unparsed.
+        self.written: int | None = None
+        self._canonical: str | None = None  # canonical(attributes), made once
+
+    @classmethod
+    def spelled(cls, canonical_text: str | None, chunking_strategy: Mapping[str, Any] | None,
+                written: int | None) -> Options:
+        """Options kept as the canonical text of their attributes (None: not managed), made
+        in bulk by the caller (a block), and the fingerprint of the text as written."""
+        options = cls(None, chunking_strategy)
+        if canonical_text is not None:
+            options._attributes = _SPELLED
+            options._canonical = canonical_text
+        options.written = written
+        return options
+
+    @property
+    def attributes(self) -> Attributes | None:
+        """The managed attributes (None: not managed)."""
+        if self._attributes is _SPELLED:
+            spelled: Attributes = _read_canonical(self._canonical or "{}")  # set together
+            return spelled
+        given: Attributes | None = self._attributes
+        return given
+
+    @property
+    def manages_attributes(self) -> bool:
+        """Whether the row gives attributes (without reading them)."""
+        return self._attributes is not None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Options):
@@ -61,7 +91,7 @@ class Options:
         """`canonical(self.attributes)`, made once."""
         text = self._canonical
         if text is None:
-            text = self._canonical = canonical(self.attributes)
+            text = self._canonical = canonical(self._attributes)
         return text
 
     def digest(self) -> str:
@@ -69,20 +99,24 @@ class Options:
         return _digest_of(self.canonical())
 
     def written_digest(self) -> str | None:
-        """16 hex digits of BLAKE2b over the attributes as written (digest_values_of), or None
-        when the manifest's line reader read them (no text kept)."""
-        return None if self.written is None else _digest_of(self.written)
+        """The fingerprint of the attributes as written, as the log spells it, or None when
+        the manifest's line reader read them (no text kept)."""
+        return None if self.written is None else digest_text(self.written)
 
     def members(self) -> str:
         """The options as JSON members for a request body (`,"attributes":{...}`), or "". The
         attributes go in their canonical spelling (keys sorted, 2021.0 as 2021: the same JSON
         values), made once for the comparison and the digest too."""
         out = ""
-        if self.attributes is not None:
+        if self._attributes is not None:
             out += ',"attributes":' + self.canonical()
         if self.chunking_strategy is not None:
             out += ',"chunking_strategy":' + _compact(self.chunking_strategy)
         return out
+
+
+_SPELLED: Any = object()  # Options' attributes kept as their canonical text
+_read_canonical = orjson.loads  # canonical text holds whole floats as ints: orjson reads it
 
 
 # Made once: `json.dumps` with any option builds an encoder every call (~2 us a pair). Each is

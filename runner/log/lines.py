@@ -157,7 +157,7 @@ def _error_object(error: LoggedError) -> str:
 def recorded_digest(item: Item, outcome: str) -> str | None:
     """SPEC: a `done` line that leaves managed attributes in place records their digest."""
     options = item.options
-    if options is None or options.attributes is None or outcome not in IN_PLACE:
+    if options is None or not options.manages_attributes or outcome not in IN_PLACE:
         return None
     return options.digest()
 

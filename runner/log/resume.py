@@ -374,7 +374,7 @@ class ResumeIndex:
                 return Plan.DUPLICATE, state
             seen.add(key)
         options = item.options
-        if options is not None and options.attributes is not None and (
+        if options is not None and options.manages_attributes and (
                 self._recorded(key) != int(options.digest(), 16)):
             # SPEC: managed attributes that differ from the recorded digest (or a line that
             # recorded none) get exactly one update; the file is not added again.

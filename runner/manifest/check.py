@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from runner.attributes import Options, canonical
+from runner.attributes import Options
 from runner.errors import MAX_REPORTED_PROBLEMS, ManifestError, ManifestProblem
 from runner.items import Item, pin_mmap_threshold
 from runner.manifest.block import Block, Part
@@ -132,7 +132,7 @@ def options_key(options: Options | None) -> bytes:
     value, keys in any order), and different for None (not managed) and {} (none)."""
     if options is None:
         return b""
-    attributes = "-" if options.attributes is None else canonical(options.attributes)
+    attributes = options.canonical() if options.manages_attributes else "-"
     chunking = ("-" if options.chunking_strategy is None
                 else json.dumps(options.chunking_strategy, sort_keys=True))
     return hashlib.blake2b(f"{attributes}|{chunking}".encode(), digest_size=8).digest()

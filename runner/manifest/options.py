@@ -86,6 +86,21 @@ def _attributes(value: Any) -> dict[str, str | int | float | bool]:
     return out
 
 
+def _is_text(value: str) -> bool:
+    """No lone surrogate (a JSON escape like \\udc00 alone): the string encodes as UTF-8."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _lone_surrogate(value: str) -> str:
+    """The first lone surrogate of `value`, as its escape."""
+    at = next(i for i, char in enumerate(value) if "\ud800" <= char <= "\udfff")
+    return f"\\u{ord(value[at]):04x}"
+
+
 def _key(key: Any) -> str:
     if not isinstance(key, str):
         raise _Bad(f"attribute key {show(_text(key))} is {_kind(key)}, not a string; quote it")
@@ -95,6 +110,10 @@ def _key(key: Any) -> str:
     if len(key) > MAX_KEY_CHARS:
         raise _Bad(f"attribute key {show(key)} is longer than {MAX_KEY_CHARS} characters; "
                    "shorten it")
+    if not (key.isascii() or _is_text(key)):
+        raise _Bad(f"attribute key {show(key)} holds {_lone_surrogate(key)}, half of a UTF-16 "
+                   "pair, which is not text; write the character itself, or both halves of "
+                   "its pair")
     return key
 
 
@@ -102,7 +121,7 @@ def _attribute(key: str, value: Any) -> str | int | float | bool:
     # The common values first, before any message text is built (show() per key cost ~4 us a
     # row when nothing was wrong); bool before int, of which it is a subclass.
     if isinstance(value, str):
-        if len(value) <= MAX_STRING_CHARS:
+        if len(value) <= MAX_STRING_CHARS and (value.isascii() or _is_text(value)):
             return value
     elif isinstance(value, bool):
         return value
@@ -116,7 +135,8 @@ def _attribute(key: str, value: Any) -> str | int | float | bool:
         if len(value) > MAX_STRING_CHARS:
             raise _Bad(f"{name} is a string of {len(value)} characters, over the limit of "
                        f"{MAX_STRING_CHARS}; shorten it")
-        return value
+        raise _Bad(f"{name} holds {_lone_surrogate(value)}, half of a UTF-16 pair, which is "
+                   "not text; write the character itself, or both halves of its pair")
     if isinstance(value, bool):
         return value
     if isinstance(value, int):

@@ -291,3 +291,6 @@ class BatchRunner:
             if not body.get("has_more") or not isinstance(last, str):
                 return
             after = last
+            # Not held while the next page is awaited: 64 batches reading back at once held
+            # a parsed page each (~200 KB of objects), a fifth of the run's peak memory.
+            del answer, body, data

@@ -43,8 +43,8 @@ class Updater:
             return None
         if not chunking_matches(options.chunking_strategy, obj.get("chunking_strategy")):
             self.note_chunking_mismatch(item)
-        if options.attributes is None or same_attributes(options.attributes,
-                                                         obj.get("attributes")):
+        if not options.manages_attributes or same_attributes(options.attributes,
+                                                             obj.get("attributes")):
             return None
         result = await self.send(item)
         if isinstance(result, Outcome):
@@ -59,8 +59,8 @@ class Updater:
         options = item.options
         return options is not None and chunking_matches(
             options.chunking_strategy, obj.get("chunking_strategy")) and (
-            options.attributes is None or same_attributes(options.attributes,
-                                                          obj.get("attributes")))
+            not options.manages_attributes or same_attributes(options.attributes,
+                                                              obj.get("attributes")))
 
     async def converge_listed(self, item: Item, obj: Mapping[str, Any], ending: Outcome,
                               ) -> Outcome:
@@ -124,4 +124,4 @@ class Updater:
 
 
 def manages_attributes(item: Item) -> bool:
-    return item.options is not None and item.options.attributes is not None
+    return item.options is not None and item.options.manages_attributes

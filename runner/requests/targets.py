@@ -220,7 +220,7 @@ class VectorStoreFiles(Target):
 
     def update_body(self, item: Item) -> bytes:
         assert item.options is not None
-        assert item.options.attributes is not None
+        assert item.options.manages_attributes
         return ('{"attributes":' + item.options.canonical() + "}").encode()
 
     def batch_body(self, items: list[Item]) -> bytes:

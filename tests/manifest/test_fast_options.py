@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 import runner.manifest.fastpath
 from runner.attributes import (
-    Options,
     canonical,
     canonical_texts,
     digest,
+    digest_text,
     digest_value,
     digest_values_of,
 )
@@ -183,8 +183,8 @@ def write_log(path: Path, done: list[tuple[str, str, str | None]],
             extra = ({} if attributes is None
                      else {"attributes_digest": digest(json.loads(attributes))})
             if written and written[at] and attributes is not None:
-                extra["attributes_written"] = Options(written=csv_cell(attributes)[1:-1]
-                                                      ).written_digest() or ""
+                cell = csv_cell(attributes)[1:-1]  # as the fast path captures it
+                extra["attributes_written"] = digest_text(digest_values_of([cell])[0])
             log.append("done", vector_store_id=owner, file_id=file_id, outcome="attached",
                        status=200, attempts=1, error=None, retryable=False, uncertain=False,
                        **extra)

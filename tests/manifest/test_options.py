@@ -132,6 +132,13 @@ JSONL_CASES = {
     "integer-past-2-53": (V + '"attributes": {"a": -9007199254740993}}',
                           'attribute "a" is -9007199254740993, beyond +-2^53, where numbers lose '
                           "digits; write it as a string"),
+    "lone-surrogate": (V + '"attributes": {"a": "x\\udc00"}}',
+                       'attribute "a" holds \\udc00, half of a UTF-16 pair, which is not text; '
+                       "write the character itself, or both halves of its pair"),
+    "lone-surrogate-key": (V + '"attributes": {"k\\ud800": 1}}',
+                           'attribute key "k\\ud800" holds \\ud800, half of a UTF-16 pair, '
+                           "which is not text; write the character itself, or both halves of "
+                           "its pair"),
     "attributes-null": (V + '"attributes": null}',
                         "attributes is null; leave the key out to leave the file's attributes as "
                         "they are, or give {} to clear them"),
