@@ -170,24 +170,37 @@ class Block:
 def _whole(text: str) -> Any:
     """A float the manifest wrote as a whole number (2021.0) read as the int it equals, as
     attributes.canonical spells it."""
-    value = float(text)
+    return _whole_value(float(text))
+
+
+def _whole_value(value: float) -> Any:
     return int(value) if value.is_integer() and abs(value) <= MAX_EXACT_INT else value
 
 
 _DECODER = json.JSONDecoder(parse_float=_whole)
-# A number with a fraction of zeros (2021.0), or a string that looks like one: json's hook then.
+# A number with a fraction of zeros (2021.0), or a string that looks like one.
 _WHOLE_FLOAT = re.compile(r"[0-9]\.0+(?![0-9])")
 
 
 def _decode(joined: str) -> Any:
-    """The block's texts as one JSON list, by orjson (2-3x json's speed) unless a whole float
-    may stand in them: only json's hook reads that as the int it equals."""
-    if _WHOLE_FLOAT.search(joined) is None:
-        try:
-            return orjson.loads(joined)
-        except orjson.JSONDecodeError:
-            pass  # json names nothing orjson refuses that the regex admits; json decides
-    return _DECODER.decode(joined)
+    """The block's texts as one JSON list (objects), by orjson (2-3x json's speed), whole
+    floats then made ints where one may stand in them; json, with its hook, reads what orjson
+    refuses (nothing the regex admits, but json decides)."""
+    try:
+        objects = orjson.loads(joined)
+    except orjson.JSONDecodeError:
+        return _DECODER.decode(joined)
+    if _WHOLE_FLOAT.search(joined) is not None:
+        objects = list(map(_wholes, objects))
+    return objects
+
+
+def _wholes(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` with each float that is a whole number read as `_whole` reads it."""
+    if not any(type(value) is float and value.is_integer() for value in obj.values()):
+        return obj
+    return {key: _whole_value(value) if type(value) is float else value
+            for key, value in obj.items()}
 
 
 def _spread(given: list[Any], texts: list[str], empty: Any = None) -> list[Any]:

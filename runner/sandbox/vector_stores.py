@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+import orjson
 from aiohttp import web
 
 from runner.sandbox import errors
@@ -107,6 +108,17 @@ def _last_error(item: Mapping[str, Any], status: str | None) -> dict[str, str] |
             f"{', '.join(LAST_ERROR_CODES)}"
         )
     return dict(error)
+
+
+def fast_json_response(data: Mapping[str, Any]) -> web.Response:
+    """`web.json_response`, encoded by orjson: a page of 100 file objects is the sandbox's
+    most frequent large answer (a batch's read-back), and json spent a sixth of its time on
+    them. json still encodes what orjson refuses."""
+    try:
+        body = orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        return web.json_response(data)
+    return web.Response(body=body, content_type="application/json")
 
 
 class VectorStoreRoutes:
@@ -321,7 +333,7 @@ class VectorStoreRoutes:
                 raise errors.invalid_value("filter", wanted, VS_FILE_STATUSES)
             files = [file for file in files if file.status(now) == wanted]
         items, has_more = paginate_or_400(files, page, store.files)
-        return web.json_response(list_json(items, has_more, now))
+        return fast_json_response(list_json(items, has_more, now))
 
     # -- file batches -----------------------------------------------------------------------
 
