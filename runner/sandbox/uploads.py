@@ -47,6 +47,9 @@ async def receive_upload(request: web.Request, max_bytes: int) -> Upload:
     The file part is read to its end even when it is too large, so the answer is the 400
     rather than a reset; aiohttp reads nothing it is not asked for, so this is also what
     keeps the connection usable for the next request."""
+    if request.content_type == "application/x-www-form-urlencoded":
+        # What a client sends for a form without its file: answered as the missing file.
+        return _checked(await _read_urlencoded(request), None, max_bytes)
     if request.content_type != "multipart/form-data":
         raise ApiError(400, NOT_MULTIPART_MESSAGE)
     try:
@@ -75,6 +78,21 @@ async def _read_form(
         else:
             fields[name] = await _read_field(part, name)
     return fields, content
+
+
+async def _read_urlencoded(request: web.Request) -> dict[str, str]:
+    try:
+        form = await request.post()  # small: held to the app's client_max_size
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ApiError(413, "The request body is too large.") from exc
+    fields: dict[str, str] = {}
+    for name, value in form.items():
+        if name not in FIELDS:
+            raise errors.unknown_parameter(name)
+        if name in fields:
+            raise ApiError(400, f"Invalid request: the field '{name}' was given more than once.")
+        fields[name] = str(value)
+    return fields
 
 
 async def _read_file(part: BodyPartReader, max_bytes: int) -> tuple[str, int, str]:
