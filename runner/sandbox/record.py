@@ -18,6 +18,8 @@
       "by_route": {"POST attach": 1000, "GET check": 12, "POST batch": 3, "GET batch": 9,
                    "GET batch_files": 2, "POST batch_cancel": 0, "GET list": 1,
                    "POST update": 0, "DELETE file": 0, "GET store": 1, "GET assistant": 0,
+                   "POST upload": 3, "GET file_list": 1, "GET file_object": 0,
+                   "DELETE file_object": 1,   # the Files API's
                    "POST unknown": 0},   # received by method and route kind, as
                                      # "requests"; only kinds seen ("GET store" and
                                      # "GET assistant": retrieves of the owner itself)

@@ -3,7 +3,7 @@ Files API checks it. A 400 MB upload never sits in memory: the file part is read
 that are hashed (SHA-256), counted and dropped; the other fields are small and capped.
 
 The messages of the refusals are the live API's where it was seen sending them (see
-docs/sandbox.md, "Files"); the rest are the sandbox's own, in OpenAI's envelope.
+docs/sandbox.md ("Files")); the rest are the sandbox's own, in OpenAI's envelope.
 """
 
 from __future__ import annotations

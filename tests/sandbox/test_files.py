@@ -4,12 +4,14 @@ file out of every store, and what the record shows of file objects."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import time
 from email.utils import parsedate_to_datetime
 
 import pytest
 
+from runner.sandbox import SandboxConfig, add_sandbox_arguments
 from tests.sandbox.client import NO_BETA, V1, V2, Http, StartSandbox, call, error_of, pair, store
 from tests.sandbox.uploading import files_url, list_files, upload
 
@@ -363,3 +365,13 @@ async def test_a_filename_holding_fail_gives_a_file_that_fails_in_a_store(
     added = await call(http, "POST", store(sb) + "/files", {"file_id": failing}, headers=V2)
     assert added.body["status"] == "failed"
     assert added.body["last_error"]["code"] == "invalid_file"
+
+
+def test_file_max_bytes_flag_and_config() -> None:
+    """--file-max-bytes sets file_max_bytes (default the API's 512 MiB); it must be >= 1."""
+    parser = argparse.ArgumentParser()
+    add_sandbox_arguments(parser)
+    assert parser.parse_args([]).file_max_bytes == 512 * 1024**2 == SandboxConfig().file_max_bytes
+    assert parser.parse_args(["--file-max-bytes", "2048"]).file_max_bytes == 2048
+    with pytest.raises(ValueError, match="file_max_bytes must be an integer >= 1"):
+        SandboxConfig(file_max_bytes=0)
