@@ -1,10 +1,13 @@
-"""The sandbox: a local stand-in of OpenAI's assistant-file and vector-store-file API.
+"""The sandbox: a local stand-in of OpenAI's assistant-file, vector-store-file and Files API.
 
 config.py    SandboxConfig: every knob, defaults and checks
 handlers.py  the per-request pipeline and the route table (the rules: docs/sandbox.md)
 admin.py     the record, reset, live config and preloading (the /__sandbox/ routes)
 assistants.py  the assistant-file routes
 vector_stores.py  the vector-store routes, the per-store write limit, preloading a store
+files.py     the Files API routes (upload, list, retrieve, delete) and the file objects
+uploads.py   an upload's multipart body, streamed, hashed and checked
+formdata.py  a streaming multipart/form-data reader (what uploads.py reads with)
 parsing.py   request bodies and list queries, checked as the API checks them
 state.py     assistant files, vector store files, batches; pagination
 errors.py    OpenAI's error envelope and messages

@@ -1,7 +1,7 @@
-"""The sandbox's admin side, for tests and the demo: its record (with the stores' content and
-the writes it holds), reset, live config, and preloading pairs (GET /__sandbox/record, POST
-/__sandbox/reset, GET/POST /__sandbox/config, POST /__sandbox/preload; docs/sandbox.md, "Its
-record, and the admin routes").
+"""The sandbox's admin side, for tests and the demo: its record (with the stores' content, the
+file objects and the writes it holds), reset, live config, and preloading pairs (GET
+/__sandbox/record, POST /__sandbox/reset, GET/POST /__sandbox/config, POST /__sandbox/preload;
+docs/sandbox.md, "Its record, and the admin routes").
 
 `AdminRoutes` is mixed into `SandboxApi`, which serves these methods and owns the state they
 use (declared below).
@@ -39,6 +39,7 @@ class AdminRoutes:
     reset: Callable[[], None]  # SandboxApi's: forget every pair, batch and count
     _assistant: Callable[[str, int], dict[str, AssistantFile]]  # AssistantRoutes'
     preload_vs_file: Callable[[str, PreloadEntry, int], bool]  # VectorStoreRoutes'
+    files_snapshot: Callable[[], dict[str, dict[str, Any]]]  # FileRoutes': the record's "files"
 
     def preload(
         self, owner_kind: str, owner: str, files: Sequence[str | Mapping[str, Any]]
@@ -79,6 +80,7 @@ class AdminRoutes:
             store_id: {file_id: file.state_json(now) for file_id, file in store.files.items()}
             for store_id, store in self.stores.items()
         }
+        data["files"] = self.files_snapshot()
         return data
 
     async def admin_record(self, request: web.Request) -> web.Response:

@@ -44,6 +44,7 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
             retire_v1=args.retire_v1,
             quota_exhausted=args.quota_exhausted,
             store_max_files=args.store_max_files,
+            file_max_bytes=args.file_max_bytes,
             terse_404=args.terse_404,
             fault_methods=args.fault_methods.split(",") if args.fault_methods else None,
         )

@@ -2,8 +2,9 @@
 
 All times are in milliseconds (`*_ms`), all rates are fractions in [0, 1] (`*_rate`), `rps`
 is requests per second and `store_rpm` writes (adds, batches, updates, deletes) per minute per
-vector store. `store_max_files` caps how many files a vector store holds (None: no cap), and
-`terse_404` makes a pair's 404 say only "Not found." (see docs/sandbox.md for both).
+vector store. `store_max_files` caps how many files a vector store holds (None: no cap),
+`file_max_bytes` the size of an upload (the live API's 512 MiB by default), and `terse_404`
+makes a pair's 404 say only "Not found." (see docs/sandbox.md for these).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+FILE_MAX_BYTES = 512 * 1024**2  # the Files API's limit on one file: "512 MB"
 FAULT_RATE_FIELDS = (
     "fail_rate",
     "reset_before_rate",
@@ -51,6 +53,7 @@ class SandboxConfig:
     quota_exhausted: bool = False
     max_assistant_files: int = 20
     store_max_files: int | None = None
+    file_max_bytes: int = FILE_MAX_BYTES
     terse_404: bool = False
     fault_methods: tuple[str, ...] | None = None
 
@@ -78,6 +81,12 @@ class SandboxConfig:
             raise ValueError(
                 f"store_max_files must be an integer >= 1 or null, not {self.store_max_files!r}"
             )
+        if (
+            not isinstance(self.file_max_bytes, int)
+            or isinstance(self.file_max_bytes, bool)
+            or self.file_max_bytes < 1
+        ):
+            raise ValueError(f"file_max_bytes must be an integer >= 1, not {self.file_max_bytes!r}")
         for name in ("retire_v1", "quota_exhausted", "terse_404"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")

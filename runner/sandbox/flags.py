@@ -84,6 +84,14 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: unlimited)",
     )
     add(
+        "--file-max-bytes",
+        type=_positive_int,
+        default=512 * 1024**2,
+        metavar="N",
+        help="largest upload (POST /files) taken, in bytes; a larger one is a 400 'File is too "
+        "large.' (default 536870912: the API's 512 MB)",
+    )
+    add(
         "--terse-404",
         action="store_true",
         help="a file's 404 on retrieve, update or delete says only 'Not found.', not whether "

@@ -1,6 +1,6 @@
 """The sandbox's application: every /v1 request's pipeline (latency, key, quota, rate limits,
 faults, OpenAI-Beta, late apply), the route table, and steering (live config, reset); the
-API's calls are mixins (assistants.py, vector_stores.py), and so are the admin routes
+API's calls are mixins (assistants.py, vector_stores.py, files.py), and so are the admin routes
 (admin.py). The rules a client under test can rely on are in
 docs/sandbox.md ("Rules it follows", "Order of checks"): keep the two in step.
 """
@@ -31,6 +31,7 @@ from runner.sandbox.faults import (
     FaultInjector,
     drop_connection,
 )
+from runner.sandbox.files import FILES, FileObject, FileRoutes
 from runner.sandbox.limits import TokenBucket, format_go_duration, retry_headers
 from runner.sandbox.record import Record
 from runner.sandbox.state import (
@@ -50,12 +51,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class RouteInfo(NamedTuple):
     label: str  # the record's by_route key, e.g. "POST attach"
-    target: str  # ASSISTANT or VECTOR_STORE
-    write: bool  # adds, batches, updates, deletes: what a late_apply fault may hold
+    target: str  # ASSISTANT, VECTOR_STORE or FILES
+    write: bool  # adds, batches, updates, deletes, uploads: what a late_apply fault may hold
     store_write: bool  # a write to a vector store: counts against the store's limit
+    upload: bool = False  # POST /files: a multipart body, streamed (see files.py)
 
 
-class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes):
+class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes, FileRoutes):
     """The aiohttp application and all the state behind it. Not thread-safe: use it from the
     event loop that serves it."""
 
@@ -70,6 +72,8 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes):
         self._store_buckets: dict[str, TokenBucket] = {}
         self._routes: dict[object, RouteInfo] = {}  # aiohttp route -> what it is
         self._batch_serial = 0  # not reset: batch ids stay unique for the server's life
+        self.files: dict[str, FileObject] = {}
+        self._file_serial = 0  # not reset: file ids stay unique for the server's life
         self._request_serial = 0
         # Held writes of late_apply faults: referenced so they are not collected mid-sleep.
         self._late: set[asyncio.Task[web.StreamResponse]] = set()
@@ -98,6 +102,7 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes):
         self.assistants.clear()
         self.assistant_created_at.clear()
         self.stores.clear()
+        self.files.clear()
         self._bucket = self._make_bucket()
         self._store_buckets.clear()
         self.faults.reseed(self.config.seed)
@@ -134,6 +139,8 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes):
             return response
         finally:
             record.request_finished(status)
+            if route is not None and route.upload:
+                record.upload_finished(status)
 
     async def _serve(
         self, request: web.Request, handler: Handler, route: RouteInfo | None, record: Record
@@ -161,10 +168,14 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes):
                     drop_connection(request)
                     return None
                 if fault == LATE_APPLY:
-                    return self._finish(await self._apply_late(request, handler, route.target))
+                    return self._finish(await self._apply_late(request, handler, route))
             response = await self._apply(request, handler, route.target)
         except ApiError as error:
             response = error.response()
+        except ConnectionResetError:
+            # The client left while its body was being read (an upload cut off, say): there
+            # is no one to answer, and nothing was applied.
+            return None
         if fault == RESET_AFTER:
             drop_connection(request)
             return None
@@ -183,7 +194,7 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes):
             return error.response()
 
     async def _apply_late(
-        self, request: web.Request, handler: Handler, target: str
+        self, request: web.Request, handler: Handler, route: RouteInfo
     ) -> web.StreamResponse:
         """Hold the write `late_apply_ms`, then apply it. The apply runs in its own task and is
         awaited through a shield: when the client gives up, aiohttp may cancel this handler,
@@ -191,11 +202,17 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes):
         # Counted before the first await: no snapshot can fall between the draw and the count.
         self.held_writes += 1
         try:
-            await request.read()  # while the connection is open; cached for the route's read
+            # The whole body, while the connection is open: an upload is streamed and hashed
+            # now (its handler then only makes the file object); a JSON body is cached for
+            # the route's own read.
+            if route.upload:
+                handler = await self.received_handler(request)
+            else:
+                await request.read()
         except BaseException:
             self.held_writes -= 1  # dropped: the client left before its body arrived
             raise
-        task = asyncio.ensure_future(self._held(request, handler, target))
+        task = asyncio.ensure_future(self._held(request, handler, route.target))
         self._late.add(task)
         task.add_done_callback(self._release)
         return await asyncio.shield(task)
@@ -246,6 +263,8 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes):
             raise errors.incorrect_key(key)
 
     def _check_beta(self, header: str | None, target: str) -> None:
+        if target == FILES:
+            return  # the Files API is not the Assistants API: the header is not read
         version = _assistants_version(header)
         if version == "v1" and self.config.retire_v1:
             raise errors.invalid_beta(RETIRED_V1_MESSAGE)
@@ -313,13 +332,23 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes):
             ("GET", batch, self.get_batch, "batch", VECTOR_STORE),
             ("GET", batch + "/files", self.list_batch_files, "batch_files", VECTOR_STORE),
             ("POST", batch + "/cancel", self.cancel_batch, "batch_cancel", VECTOR_STORE),
+            ("POST", "/v1/files", self.create_file, "upload", FILES),
+            ("GET", "/v1/files", self.list_files, "file_list", FILES),
+            ("GET", "/v1/files/{file_id}", self.get_file, "file_object", FILES),
+            ("DELETE", "/v1/files/{file_id}", self.delete_file, "file_object", FILES),
         ]
         for method, path, handler, kind, target in api:
             route = app.router.add_route(method, path, handler)
             # Cancelling a batch is left out: the product never does, the limit is on writes
             # of files.
             write = method in ("POST", "DELETE") and kind != "batch_cancel"
-            info = RouteInfo(f"{method} {kind}", target, write, write and target == VECTOR_STORE)
+            info = RouteInfo(
+                f"{method} {kind}",
+                target,
+                write,
+                write and target == VECTOR_STORE,
+                upload=kind == "upload",
+            )
             self._routes[route] = info
         app.router.add_get(ADMIN_PREFIX + "record", self.admin_record)
         app.router.add_post(ADMIN_PREFIX + "reset", self.admin_reset)

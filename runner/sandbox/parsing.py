@@ -255,9 +255,13 @@ def _only_keys(body: Mapping[str, Any], param: str, allowed: frozenset[str]) -> 
             raise errors.unknown_parameter(f"{param}.{key}")
 
 
-def page_of(query: Mapping[str, str]) -> Page:
+def page_of(
+    query: Mapping[str, str], *, default_limit: int = 20, max_limit: int = MAX_LIST_LIMIT
+) -> Page:
+    """The paging a list query asks: `limit` 1..`max_limit` (default `default_limit`),
+    `order` asc|desc (default desc), `after` and `before` cursors."""
     raw_limit = query.get("limit")
-    limit = 20
+    limit = default_limit
     if raw_limit is not None:
         try:
             limit = int(raw_limit)
@@ -276,11 +280,11 @@ def page_of(query: Mapping[str, str]) -> Page:
                 param="limit",
                 code="integer_below_min_value",
             )
-        if limit > MAX_LIST_LIMIT:
+        if limit > max_limit:
             raise ApiError(
                 400,
                 f"Invalid 'limit': integer above maximum value. Expected a value <= "
-                f"{MAX_LIST_LIMIT}, but got {limit} instead.",
+                f"{max_limit}, but got {limit} instead.",
                 param="limit",
                 code="integer_above_max_value",
             )

@@ -18,6 +18,8 @@
       "by_route": {"POST attach": 1000, "GET check": 12, "POST batch": 3, "GET batch": 9,
                    "GET batch_files": 2, "POST batch_cancel": 0, "GET list": 1,
                    "POST update": 0, "DELETE file": 0, "GET store": 1, "GET assistant": 0,
+                   "POST upload": 3, "GET file_list": 1, "GET file_object": 0,
+                   "DELETE file_object": 1,   # the Files API's
                    "POST unknown": 0},   # received by method and route kind, as
                                      # "requests"; only kinds seen ("GET store" and
                                      # "GET assistant": retrieves of the owner itself)
@@ -47,6 +49,11 @@
                                                        "static": {"max_chunk_size_tokens": 800,
                                                                   "chunk_overlap_tokens": 400}},
                                                    "last_error": null}}},
+      "uploads": {"applied": 3, "by_status": {"200": 3, "400": 1, "dropped": 1}},
+      "file_deletes": {"applied": 1, "not_found": 0},
+      "files": {"file-00000000000000000000000001": {"filename": "guide.md", "bytes": 5120,
+                "sha256": "9f86d0...", "purpose": "assistants", "created_at": 1767225600,
+                "deleted": false, "stores": ["vs_abc"], "stores_when_deleted": []}},
     }
 
 A pair's key is `f"{owner}/{file_id}"` (see `pair_key`); owner is the assistant or vector store
@@ -82,6 +89,23 @@ is: a write held across a reset still lands, in the reset record. It is 0 when n
 still change the stores behind a client's back: what a test waits for (polling, with a
 timeout) before it judges a run by the record, where "in_flight" would miss a held write whose
 client has gone (its handler may be over).
+
+"uploads" counts `POST /files`: "applied" the file objects made (an upload dropped by a
+reset_after fault, or held by late_apply and applied after its client left, included);
+"by_status" the answers sent to uploads, by status code, and "dropped" for an upload whose
+connection was dropped before any answer (a reset fault, or a client that left: it may still
+have been applied, see "applied"). "file_deletes" counts `DELETE /files/{id}`: "applied" the
+file objects deleted, "not_found" the 404s (an unknown or already deleted id: a retry after
+a delete that landed).
+
+"files" is, like "vector_store_files", the server's state now (`SandboxApi.snapshot()` adds
+it; a reset empties it): every file object uploaded, deleted ones included, by id, with its
+filename, size, the SHA-256 of its content (hex), purpose, created_at, whether it is deleted,
+the vector stores holding it now ("stores", in the order the stores were first used) and, once
+deleted, the stores the delete took it out of ("stores_when_deleted"). A file object's removal
+from a store by its delete is not a detach: the pair's "detached" does not count it. The
+stores' pairs hold any file id (the attach routes take ids never uploaded): "files" lists only
+the objects `POST /files` made.
 
 "org_project" has one entry for each distinct (OpenAI-Organization, OpenAI-Project) pair of
 header values seen, in the order first seen; a header a request did not carry is null (an empty
@@ -181,6 +205,9 @@ class Record:
         self.pairs: dict[str, PairEntry] = {}
         # (OpenAI-Organization, OpenAI-Project) -> requests; None: the header was absent
         self.org_project: Counter[tuple[str | None, str | None]] = Counter()
+        self.uploads_applied = 0  # file objects made by POST /files
+        self.uploads_by_status: Counter[str] = Counter()  # "200", "400", ..., "dropped"
+        self.file_deletes: Counter[str] = Counter()  # "applied", "not_found"
 
     def request_started(self, route: str, now: float, organization: str | None = None,
                         project: str | None = None) -> None:
@@ -208,6 +235,16 @@ class Record:
         if window is None:
             window = self.store_writes[store_id] = SlidingWindow(60.0)
         window.add(now)
+
+    def upload_finished(self, status: int | None) -> None:
+        """An upload's answer was sent (None: its connection was dropped without one)."""
+        self.uploads_by_status["dropped" if status is None else str(status)] += 1
+
+    def upload_applied(self) -> None:
+        self.uploads_applied += 1
+
+    def file_delete(self, applied: bool) -> None:
+        self.file_deletes["applied" if applied else "not_found"] += 1
 
     def fault(self, kind: str) -> None:
         self.faults[kind] += 1
@@ -279,4 +316,11 @@ class Record:
             ],
             "attached_total": sum(entry.attached for entry in self.pairs.values()),
             "pairs": {key: entry.to_json() for key, entry in self.pairs.items()},
+            "uploads": {
+                "applied": self.uploads_applied,
+                "by_status": dict(sorted(self.uploads_by_status.items())),
+            },
+            "file_deletes": {
+                kind: self.file_deletes[kind] for kind in ("applied", "not_found")
+            },
         }

@@ -244,7 +244,8 @@ def decides_cancel(file_id: str) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Page:
-    """A list request's paging: `limit` 1..100, `order` asc|desc, cursors are object ids."""
+    """A list request's paging: `limit` 1..100 (the Files API's: 1..10,000), `order` asc|desc,
+    cursors are object ids."""
 
     limit: int = 20
     order: str = "desc"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import orjson
@@ -129,6 +129,7 @@ class VectorStoreRoutes:
     stores: dict[str, VectorStore]
     _store_buckets: dict[str, TokenBucket]  # store id -> its bucket of writes (store_rpm)
     _batch_serial: int  # not reset: batch ids stay unique for the server's life
+    check_attachable: Callable[[Iterable[str]], None]  # FileRoutes': 404 for a deleted file
 
     def preload_vs_file(self, store_id: str, entry: PreloadEntry, created_at: int) -> bool:
         """Put one file in the store as `entry` says; False if it was there already."""
@@ -264,6 +265,7 @@ class VectorStoreRoutes:
         body = await read_json_object(request, VS_FILE_KEYS)
         file_id = file_id_of(body)
         attributes, chunking = attributes_of(body), chunking_of(body)
+        self.check_attachable((file_id,))
         now = time.monotonic()
         file = store.files.get(file_id)
         if file is not None and file.status(now) != "cancelled":
@@ -342,6 +344,8 @@ class VectorStoreRoutes:
         self._take_store_token(store.id)
         body = await read_json_object(request, BATCH_KEYS)
         entries = batch_entries_of(body)
+        # All or nothing, as for a `missing` id: one deleted file refuses the whole batch.
+        self.check_attachable(entry.file_id for entry in entries)
         now = time.monotonic()
         file_ids = tuple(dict.fromkeys(entry.file_id for entry in entries))
         # All or nothing, as for a missing id: a batch that does not fit adds none of its files.
