@@ -7,7 +7,6 @@ assistants.py  the assistant-file routes
 vector_stores.py  the vector-store routes, the per-store write limit, preloading a store
 files.py     the Files API routes (upload, list, retrieve, delete) and the file objects
 uploads.py   an upload's multipart body, streamed, hashed and checked
-formdata.py  a streaming multipart/form-data reader (what uploads.py reads with)
 parsing.py   request bodies and list queries, checked as the API checks them
 state.py     assistant files, vector store files, batches; pagination
 errors.py    OpenAI's error envelope and messages

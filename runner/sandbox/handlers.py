@@ -51,7 +51,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class RouteInfo(NamedTuple):
     label: str  # the record's by_route key, e.g. "POST attach"
-    target: str  # ASSISTANT, VECTOR_STORE or FILES
+    target: str  # ASSISTANT or VECTOR_STORE
     write: bool  # adds, batches, updates, deletes, uploads: what a late_apply fault may hold
     store_write: bool  # a write to a vector store: counts against the store's limit
     upload: bool = False  # POST /files: a multipart body, streamed (see files.py)

@@ -8,15 +8,13 @@ docs/sandbox.md ("Files")); the rest are the sandbox's own, in OpenAI's envelope
 
 from __future__ import annotations
 
-import email.message
 import hashlib
 from typing import NamedTuple
 
-from aiohttp import web
+from aiohttp import BodyPartReader, MultipartReader, web
 
 from runner.sandbox import errors
 from runner.sandbox.errors import ApiError
-from runner.sandbox.formdata import FormError, FormReader
 
 # What the live API accepts on upload (openai-python's FilePurpose); the other purposes a file
 # object may report (`assistants_output`, `batch_output`, ...) are the API's own outputs.
@@ -24,6 +22,7 @@ UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "e
 EXPIRES_ANCHOR = "created_at"
 MIN_EXPIRES_SECONDS = 3600  # 1 hour, as openai-python documents `expires_after.seconds`
 MAX_EXPIRES_SECONDS = 2_592_000  # 30 days
+CHUNK_BYTES = 256 * 1024  # one read of the file part: hashed, counted, dropped
 MAX_FIELD_BYTES = 1024  # a form field other than the file: purpose, expires_after[...]
 FIELDS = frozenset({"purpose", "file", "expires_after[anchor]", "expires_after[seconds]"})
 NOT_MULTIPART_MESSAGE = (
@@ -46,44 +45,38 @@ async def receive_upload(request: web.Request, max_bytes: int) -> Upload:
     """Read the whole multipart body and check it; ApiError (400) for what the API refuses.
 
     The file part is read to its end even when it is too large, so the answer is the 400
-    rather than a reset: a client that sends all of its body before it reads gets it."""
+    rather than a reset; aiohttp reads nothing it is not asked for, so this is also what
+    keeps the connection usable for the next request."""
     if request.content_type == "application/x-www-form-urlencoded":
         # What a client sends for a form without its file: answered as the missing file.
         return _checked(await _read_urlencoded(request), None, max_bytes)
     if request.content_type != "multipart/form-data":
         raise ApiError(400, NOT_MULTIPART_MESSAGE)
     try:
-        reader = FormReader(request.content, _boundary(request.headers.get("Content-Type", "")))
-        fields, content = await _read_form(reader, max_bytes)
-    except FormError as exc:
-        raise ApiError(400, f"{NOT_MULTIPART_MESSAGE} ({exc})") from exc
+        fields, content = await _read_form(await request.multipart(), max_bytes)
+    except (AssertionError, ValueError) as exc:  # aiohttp's word for a malformed body
+        raise ApiError(400, NOT_MULTIPART_MESSAGE) from exc
     return _checked(fields, content, max_bytes)
 
 
-def _boundary(content_type: str) -> str:
-    """The `boundary` parameter of a Content-Type, unquoted; "" when it has none."""
-    header = email.message.Message()
-    header["Content-Type"] = content_type
-    boundary = header.get_param("boundary")
-    return boundary if isinstance(boundary, str) else ""
-
-
 async def _read_form(
-    reader: FormReader, max_bytes: int
+    reader: MultipartReader, max_bytes: int
 ) -> tuple[dict[str, str], tuple[str, int, str] | None]:
     """The form's fields other than the file, and the file as (filename, bytes, sha256)."""
     fields: dict[str, str] = {}
     content: tuple[str, int, str] | None = None
-    while (part := await reader.next_part()) is not None:
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):  # a nested multipart
+            raise ApiError(400, NOT_MULTIPART_MESSAGE)
         name = part.name or ""
         if name not in FIELDS:
             raise errors.unknown_parameter(name)
         if name in fields or (name == "file" and content is not None):
             raise ApiError(400, f"Invalid request: the field '{name}' was given more than once.")
         if name == "file":
-            content = await _read_file(reader, part.filename, max_bytes)
+            content = await _read_file(part, max_bytes)
         else:
-            fields[name] = await _read_field(reader, name)
+            fields[name] = await _read_field(part, name)
     return fields, content
 
 
@@ -102,18 +95,17 @@ async def _read_urlencoded(request: web.Request) -> dict[str, str]:
     return fields
 
 
-async def _read_file(
-    reader: FormReader, filename: str | None, max_bytes: int
-) -> tuple[str, int, str]:
+async def _read_file(part: BodyPartReader, max_bytes: int) -> tuple[str, int, str]:
     """The file part, streamed: (filename, bytes, sha256). A part with no filename is a form
     field, not a file: the API needs the file's name (file search cites it)."""
+    filename = part.filename
     if not filename:
         raise ApiError(
             400, "Invalid 'file': expected a file upload with a filename.", param="file"
         )
     digest = hashlib.sha256()
     size = 0
-    while chunk := await reader.read_chunk():
+    while chunk := await part.read_chunk(CHUNK_BYTES):
         size += len(chunk)
         # Past the limit, count on (to answer with the size) but stop hashing: nothing keeps it.
         if size <= max_bytes:
@@ -121,16 +113,16 @@ async def _read_file(
     return filename, size, digest.hexdigest()
 
 
-async def _read_field(reader: FormReader, name: str) -> str:
+async def _read_field(part: BodyPartReader, name: str) -> str:
     value = bytearray()
-    while chunk := await reader.read_chunk():
+    while chunk := await part.read_chunk(CHUNK_BYTES):
         value += chunk
         if len(value) > MAX_FIELD_BYTES:
             raise ApiError(400, f"Invalid '{name}': the value is too long.", param=name)
     try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, f"Invalid '{name}': the value is not UTF-8 text.", param=name) from exc
+        return value.decode(part.get_charset("utf-8"))
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"Invalid '{name}': the value is not text.", param=name) from exc
 
 
 def _checked(
