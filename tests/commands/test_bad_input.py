@@ -171,6 +171,18 @@ CASES: dict[str, Case] = {
         '1: header names "vector_store_id", so the manifest is for vector-store-files, but '
         "--target assistant-files says otherwise; drop --target (the manifest says which), or "
         "give a manifest for assistant-files", "--target", "assistant-files"),
+    # A row `failed` wrote after a detach: `run` would attach what the user meant to detach.
+    "csv-op-detach-row": Case(
+        ("f.csv",), "f.csv:3: op is detach: this manifest detaches (as `failed` writes it after "
+        "a detach); run it with `attach-runner detach`, not `run`",
+        setup=write("f.csv", "vector_store_id,file_id,op\nvs_1,file-1,attach\n"
+                             "vs_1,file-2,detach\n", also_good=False)),
+    "jsonl-op-detach-row": Case(
+        ("f.jsonl",), "f.jsonl:2: op is detach: this manifest detaches (as `failed` writes it "
+        "after a detach); run it with `attach-runner detach`, not `run`",
+        setup=write("f.jsonl", '{"vector_store_id": "vs_1", "file_id": "file-1"}\n'
+                               '{"vector_store_id": "vs_1", "file_id": "file-2", '
+                               '"op": "detach"}\n', also_good=False)),
     "csv-extra-unquoted-comma": bad(
         "csv-extra-field.csv",
         "2: row has 3 fields but the header has 2; quote a value that holds a comma, or name "
