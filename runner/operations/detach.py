@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import mmap
-import os
 from collections.abc import Iterator
 
 from runner.errors import UsageError
@@ -172,17 +170,23 @@ def refuse_detach_rows(source: ManifestSource) -> None:
         return  # the manifest's own reading reports it
 
 
+_SEARCH_CHUNK = 1 << 20
+
+
 def _mentions(path: str, needle: bytes) -> bool:
-    """Whether the file holds `needle` anywhere (True when it cannot be read: the reading
-    that follows reports that)."""
+    """Whether the file holds `needle` anywhere, read a MiB at a time (a mapping of the
+    whole file would count in the run's peak memory); True when it cannot be read: the
+    reading that follows reports that."""
+    tail = b""
     try:
         with open(path, "rb") as stream:
-            if os.fstat(stream.fileno()).st_size == 0:
-                return False
-            with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                return mapped.find(needle) != -1
-    except (OSError, ValueError):
+            while chunk := stream.read(_SEARCH_CHUNK):
+                if needle in tail + chunk[:len(needle)] or needle in chunk:
+                    return True
+                tail = chunk[-len(needle) + 1:]
+    except OSError:
         return True
+    return False
 
 
 def _jsonl_op(line: str) -> str | None:
