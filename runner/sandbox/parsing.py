@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+import orjson
 from aiohttp import web
 
 from runner.sandbox import errors
@@ -32,7 +33,7 @@ async def read_json_object(request: web.Request, allowed: frozenset[str] | None)
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(413, "The request body is too large.") from exc
     try:
-        body = json.loads(raw)
+        body = _loads(raw)
     except ValueError as exc:
         raise errors.bad_json() from exc
     if not isinstance(body, dict):
@@ -42,6 +43,15 @@ async def read_json_object(request: web.Request, allowed: frozenset[str] | None)
             if key not in allowed:
                 raise errors.unknown_parameter(key)
     return body
+
+
+def _loads(raw: bytes) -> Any:
+    """`json.loads`: by orjson where it reads the body (a batch of 500 attribute sets is the
+    sandbox's largest body to read), json where it refuses, so what is accepted is json's."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def check_file_id(param: str, value: object) -> str:
