@@ -24,9 +24,11 @@ if TYPE_CHECKING:
 
 # The opening units are reordered round-robin by owner across this many (see interleave_owners),
 # and no more than this many pairs: with --batch-size 500, 256 units were 128,000 pairs, the
-# whole of a big manifest held as Items before the first request.
+# whole of a big manifest held as Items before the first request. 5,000 pairs are ten batches
+# of 500, ten owners for the breaker's first answers; 20,000 cost a batched run with
+# attributes 7 MiB of peak memory (bench/attributes_bench.py --batch-size 500: 73 -> 66 MiB).
 OPENING_LOOKAHEAD = 256
-OPENING_PAIRS = 20_000
+OPENING_PAIRS = 5_000
 # Vector stores: pairs held back while their store is busy, so others can go (see FreeStoresFirst).
 STORE_LOOKAHEAD = 20_000
 
