@@ -39,6 +39,7 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
             slow_ms=args.slow_ms,
             late_apply_rate=args.late_apply_rate,
             late_apply_ms=args.late_apply_ms,
+            error_after_rate=args.error_after_rate,
             processing_ms=args.processing_ms,
             vs_fail_rate=args.vs_fail_rate,
             retire_v1=args.retire_v1,

@@ -22,6 +22,7 @@ FAULT_RATE_FIELDS = (
     "reset_after_rate",
     "slow_rate",
     "late_apply_rate",
+    "error_after_rate",
 )
 
 
@@ -47,6 +48,7 @@ class SandboxConfig:
     slow_ms: float = 2000
     late_apply_rate: float = 0
     late_apply_ms: float = 3000
+    error_after_rate: float = 0
     processing_ms: float = 200
     vs_fail_rate: float = 0
     retire_v1: bool = False

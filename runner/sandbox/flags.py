@@ -59,6 +59,12 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long a late-applied write is held (default 3000)",
     )
     add(
+        "--error-after-rate",
+        type=_fraction,
+        default=0,
+        help="fraction of writes applied, then answered 500 all the same",
+    )
+    add(
         "--processing-ms",
         type=_non_negative,
         default=200,

@@ -22,6 +22,8 @@ from runner.sandbox.config import SandboxConfig
 from runner.sandbox.errors import ApiError
 from runner.sandbox.faults import (
     BAD_GATEWAY_HTML,
+    ERROR_AFTER,
+    HTTP_500,
     HTTP_502,
     LATE_APPLY,
     RESET_AFTER,
@@ -179,6 +181,9 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes, FileRoutes):
         if fault == RESET_AFTER:
             drop_connection(request)
             return None
+        if fault == ERROR_AFTER:
+            # Applied (or refused) as any write, and the answer lost behind a 500 all the same.
+            return self._finish(self._server_error(HTTP_500))
         if fault == SLOW:
             await asyncio.sleep(config.slow_ms / 1000)
         return self._finish(response)

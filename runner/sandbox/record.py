@@ -24,8 +24,9 @@
                                      # "requests"; only kinds seen ("GET store" and
                                      # "GET assistant": retrieves of the owner itself)
       "faults": {"http_500": 1, "http_502": 4, "http_503": 2,
-                 "reset_before": 3, "reset_after": 2, "slow": 1, "late_apply": 1},
-                                     # late_apply only once a write was held
+                 "reset_before": 3, "reset_after": 2, "slow": 1, "late_apply": 1,
+                 "error_after": 1},  # late_apply only once a write was held, error_after
+                                     # only once a write was applied and answered 500
       "rate_limited": {"requests": 30, "store": 2},        # 429s of `rps` / of `store_rpm`
       "rate_limited_by_store": {"vs_abc": 2},              # the store 429s, by store
       "store_attach_peak_per_60s": {"vs_abc": 300},        # per vector store: most writes
@@ -120,7 +121,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from runner.sandbox.faults import FAULT_KINDS, LATE_APPLY
+from runner.sandbox.faults import FAULT_KINDS, WRITE_ONLY_KINDS
 
 
 def pair_key(owner: str, file_id: str) -> str:
@@ -286,11 +287,12 @@ class Record:
             entry.deletes_when_absent += 1
 
     def _faults(self) -> dict[str, int]:
-        counts = {kind: self.faults[kind] for kind in FAULT_KINDS if kind != LATE_APPLY}
+        counts = {kind: self.faults[kind] for kind in FAULT_KINDS if kind not in WRITE_ONLY_KINDS}
         # Only once one happened: readers that check "every kind of fault happened" over
         # the older kinds keep working.
-        if self.faults[LATE_APPLY]:
-            counts[LATE_APPLY] = self.faults[LATE_APPLY]
+        for kind in WRITE_ONLY_KINDS:
+            if self.faults[kind]:
+                counts[kind] = self.faults[kind]
         return counts
 
     def snapshot(self) -> dict[str, Any]:
