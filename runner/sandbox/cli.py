@@ -30,6 +30,7 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
             rps=args.rps,
             burst=args.burst,
             store_rpm=args.store_rpm,
+            upload_rpm=args.upload_rpm,
             latency_ms=args.latency_ms,
             seed=args.seed,
             fail_rate=args.fail_rate,

@@ -27,7 +27,9 @@
                  "reset_before": 3, "reset_after": 2, "slow": 1, "late_apply": 1,
                  "error_after": 1},  # late_apply only once a write was held, error_after
                                      # only once a write was applied and answered 500
-      "rate_limited": {"requests": 30, "store": 2},        # 429s of `rps` / of `store_rpm`
+      "rate_limited": {"requests": 30, "store": 2, "uploads": 1},
+                                     # 429s of `rps` / of `store_rpm` / of `upload_rpm`
+                                     # ("uploads" only once an upload was refused by it)
       "rate_limited_by_store": {"vs_abc": 2},              # the store 429s, by store
       "store_attach_peak_per_60s": {"vs_abc": 300},        # per vector store: most writes
                                      # (adds, file_batches, updates, deletes) started within
@@ -251,7 +253,8 @@ class Record:
         self.faults[kind] += 1
 
     def limited(self, scope: str, store_id: str | None = None) -> None:
-        """A 429 of the global limit (`requests`) or of a store's (`store`, naming it)."""
+        """A 429 of the global limit (`requests`), of a store's (`store`, naming it) or of
+        the uploads' own (`uploads`)."""
         self.rate_limited[scope] += 1
         if store_id is not None:
             self.store_limited[store_id] += 1
@@ -295,6 +298,14 @@ class Record:
                 counts[kind] = self.faults[kind]
         return counts
 
+    def _rate_limited(self) -> dict[str, int]:
+        counts = {scope: self.rate_limited[scope] for scope in ("requests", "store")}
+        # Only once one happened, as the write-only faults: readers comparing the whole
+        # dict of a run without `upload_rpm` keep working.
+        if self.rate_limited["uploads"]:
+            counts["uploads"] = self.rate_limited["uploads"]
+        return counts
+
     def snapshot(self) -> dict[str, Any]:
         """The record as plain JSON-able data (shape in the module docstring)."""
         store_peaks = {store: window.peak for store, window in self.store_writes.items()}
@@ -307,7 +318,7 @@ class Record:
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
             "by_route": dict(self.by_route),
             "faults": self._faults(),
-            "rate_limited": {scope: self.rate_limited[scope] for scope in ("requests", "store")},
+            "rate_limited": self._rate_limited(),
             "rate_limited_by_store": dict(self.store_limited),
             "store_attach_peak_per_60s": store_peaks,
             "max_store_attach_per_60s": max(store_peaks.values(), default=0),
