@@ -5,13 +5,14 @@ handlers.py  the per-request pipeline and the route table (the rules: docs/sandb
 admin.py     the record, reset, live config and preloading (the /__sandbox/ routes)
 assistants.py  the assistant-file routes
 vector_stores.py  the vector-store routes, the per-store write limit, preloading a store
-files.py     the Files API routes (upload, list, retrieve, delete) and the file objects
+files.py     the Files API routes (upload, list, retrieve, delete), the file objects, the
+             uploads' own limit
 uploads.py   an upload's multipart body, streamed, hashed and checked
 parsing.py   request bodies and list queries, checked as the API checks them
 state.py     assistant files, vector store files, batches; pagination
 errors.py    OpenAI's error envelope and messages
 limits.py    token bucket, retry-after and x-ratelimit-* headers
-faults.py    seeded 5xx, resets, slow answers and late-applied writes
+faults.py    seeded 5xx, resets, slow answers, late-applied writes and writes answered 500
 record.py    the server's own record (its shape is documented there)
 app.py       Sandbox (in the caller's loop), SandboxThread (its own thread)
 flags.py     the `attach-runner sandbox` flags (no server import: every command declares them)

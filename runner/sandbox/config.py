@@ -1,10 +1,11 @@
 """SandboxConfig: every knob of the sandbox, with its defaults and its checks.
 
 All times are in milliseconds (`*_ms`), all rates are fractions in [0, 1] (`*_rate`), `rps`
-is requests per second and `store_rpm` writes (adds, batches, updates, deletes) per minute per
-vector store. `store_max_files` caps how many files a vector store holds (None: no cap),
-`file_max_bytes` the size of an upload (the live API's 512 MiB by default), and `terse_404`
-makes a pair's 404 say only "Not found." (see docs/sandbox.md for these).
+is requests per second, `store_rpm` writes (adds, batches, updates, deletes) per minute per
+vector store and `upload_rpm` uploads (`POST /files`) per minute, a limit of their own.
+`store_max_files` caps how many files a vector store holds (None: no cap), `file_max_bytes`
+the size of an upload (the live API's 512 MiB by default), and `terse_404` makes a pair's 404
+say only "Not found." (see docs/sandbox.md for these).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ FAULT_RATE_FIELDS = (
     "reset_after_rate",
     "slow_rate",
     "late_apply_rate",
+    "error_after_rate",
 )
 
 
@@ -38,6 +40,7 @@ class SandboxConfig:
     rps: float | None = None
     burst: float | None = None
     store_rpm: float | None = None
+    upload_rpm: float | None = None
     latency_ms: float = 0
     seed: int = 0
     fail_rate: float = 0
@@ -47,6 +50,7 @@ class SandboxConfig:
     slow_ms: float = 2000
     late_apply_rate: float = 0
     late_apply_ms: float = 3000
+    error_after_rate: float = 0
     processing_ms: float = 200
     vs_fail_rate: float = 0
     retire_v1: bool = False
@@ -63,6 +67,7 @@ class SandboxConfig:
         _check_number("rps", self.rps, minimum=0, optional=True, exclusive=True)
         _check_number("burst", self.burst, minimum=1, optional=True)
         _check_number("store_rpm", self.store_rpm, minimum=0, optional=True, exclusive=True)
+        _check_number("upload_rpm", self.upload_rpm, minimum=0, optional=True, exclusive=True)
         for name in ("latency_ms", "slow_ms", "late_apply_ms", "processing_ms"):
             _check_number(name, getattr(self, name), minimum=0)
         for name in (*FAULT_RATE_FIELDS, "vs_fail_rate"):

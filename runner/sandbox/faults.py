@@ -11,11 +11,16 @@ stacked in this order (they must sum to <= 1):
     late_apply_rate    writes only: hold the request `late_apply_ms`, then apply it and answer,
                        even when the client has given up meanwhile (the live API was seen
                        applying a request seconds after its client timed out)
+    error_after_rate   writes only: apply the request, then answer 500 in OpenAI's envelope
+                       all the same (the live API does: a 500 to a write is no proof that
+                       nothing was applied, so a client must ask before it sends again)
 
 Only /v1 API routes are eligible, and only methods in `fault_methods` (None: all). Requests
 refused earlier (401, quota, 429, unknown URL) draw nothing. A read whose roll lands on
-late_apply gets no fault: every eligible request rolls once, so reads and writes keep one
-sequence. With the same seed and the same sequence of requests the same faults happen.
+late_apply or error_after gets no fault: every eligible request rolls once, so reads and writes
+keep one sequence. error_after is last in the stack, so the draws of a config without it are
+the ones they were before it existed. With the same seed and the same sequence of requests the
+same faults happen.
 """
 
 from __future__ import annotations
@@ -35,7 +40,12 @@ RESET_BEFORE = "reset_before"
 RESET_AFTER = "reset_after"
 SLOW = "slow"
 LATE_APPLY = "late_apply"
-FAULT_KINDS = (HTTP_500, HTTP_502, HTTP_503, RESET_BEFORE, RESET_AFTER, SLOW, LATE_APPLY)
+ERROR_AFTER = "error_after"
+FAULT_KINDS = (
+    HTTP_500, HTTP_502, HTTP_503, RESET_BEFORE, RESET_AFTER, SLOW, LATE_APPLY, ERROR_AFTER
+)
+# Kinds only writes can draw: the record lists them once one happened (see record.py).
+WRITE_ONLY_KINDS = (LATE_APPLY, ERROR_AFTER)
 
 SERVER_ERRORS = (HTTP_500, HTTP_502, HTTP_503)
 
@@ -68,6 +78,7 @@ class FaultInjector:
             (config.reset_after_rate, RESET_AFTER),
             (config.slow_rate, SLOW),
             (config.late_apply_rate, LATE_APPLY),
+            (config.error_after_rate, ERROR_AFTER),
         ):
             if rate > 0:
                 cumulative += rate
@@ -82,7 +93,7 @@ class FaultInjector:
 
     def draw(self, method: str, write: bool) -> str | None:
         """The fault kind for this request (one of FAULT_KINDS), or None; `write`: the request
-        changes state (only writes can be late-applied)."""
+        changes state (only writes can be late-applied or answered 500 after applying)."""
         if not self._any or (self._methods is not None and method not in self._methods):
             return None
         roll = self._rng.random()
@@ -90,7 +101,7 @@ class FaultInjector:
             if roll < threshold:
                 if kind == "fail":
                     return self._rng.choice(SERVER_ERRORS)
-                if kind == LATE_APPLY and not write:
+                if kind in WRITE_ONLY_KINDS and not write:
                     return None
                 return kind
         return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -24,6 +25,7 @@ from aiohttp import web
 from runner.sandbox import errors
 from runner.sandbox.config import SandboxConfig
 from runner.sandbox.errors import ApiError
+from runner.sandbox.limits import TokenBucket, format_go_duration, retry_headers
 from runner.sandbox.parsing import page_of, paginate_or_400
 from runner.sandbox.record import Record
 from runner.sandbox.state import SortKey, VectorStore, list_json
@@ -105,6 +107,39 @@ class FileRoutes:
     stores: dict[str, VectorStore]
     files: dict[str, FileObject]  # file id -> its object, deleted ones included
     _file_serial: int  # not reset: file ids stay unique for the server's life
+    _upload_bucket: TokenBucket | None  # the bucket of `upload_rpm`, made on first use
+
+    def take_upload_token(self) -> None:
+        """Take a token of the uploads' own bucket (`upload_rpm`), else raise its 429. Called
+        where the requests bucket is taken, before the body is read: the live API's limits
+        answer before a body is looked at. Only uploads take from it, so an empty bucket
+        slows uploads and nothing else."""
+        rpm = self.config.upload_rpm
+        if rpm is None:
+            return
+        now = time.monotonic()
+        bucket = self._upload_bucket
+        if bucket is None:
+            # Smooth, as a store's: one second's worth, so uploads must come evenly spaced.
+            bucket = self._upload_bucket = TokenBucket(rpm / 60, max(1.0, rpm / 60), now)
+        wait = bucket.take(now)
+        if wait:
+            self.record.limited("uploads")
+            limit = max(1, math.floor(rpm))
+            headers = {
+                **retry_headers(wait),
+                "x-ratelimit-limit-requests": str(limit),
+                "x-ratelimit-remaining-requests": str(bucket.remaining(now)),
+                "x-ratelimit-reset-requests": format_go_duration(bucket.time_to_full(now)),
+            }
+            # Worded as the requests bucket's 429 (handlers.py), the resource named `files`.
+            raise errors.rate_limited(
+                "Rate limit reached for files in organization org-sandbox on requests per min "
+                f"(RPM): Limit {limit}, Used {limit}, Requested 1. Please try again in "
+                f"{format_go_duration(wait)}. Visit https://platform.openai.com/account/"
+                "rate-limits to learn more.",
+                headers,
+            )
 
     async def take_upload(self, request: web.Request) -> Upload | ApiError:
         """Read the upload's whole body now; a refusal is returned, to be answered when the

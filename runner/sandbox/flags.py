@@ -29,6 +29,13 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         help="writes a minute per vector store: adds, batches, updates, deletes "
         "(default: unlimited; OpenAI: 300)",
     )
+    add(
+        "--upload-rpm",
+        type=_positive,
+        default=None,
+        help="uploads (POST /files) a minute, a limit of their own that nothing else takes "
+        "from (default: unlimited)",
+    )
     add("--latency-ms", type=_non_negative, default=0, help="added to every answer")
     add("--seed", type=int, default=0, help="seed of the fault draws (default 0)")
     add("--fail-rate", type=_fraction, default=0, help="fraction answered 500/502/503")
@@ -57,6 +64,12 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         type=_non_negative,
         default=3000,
         help="how long a late-applied write is held (default 3000)",
+    )
+    add(
+        "--error-after-rate",
+        type=_fraction,
+        default=0,
+        help="fraction of writes applied, then answered 500 all the same",
     )
     add(
         "--processing-ms",

@@ -22,6 +22,8 @@ from runner.sandbox.config import SandboxConfig
 from runner.sandbox.errors import ApiError
 from runner.sandbox.faults import (
     BAD_GATEWAY_HTML,
+    ERROR_AFTER,
+    HTTP_500,
     HTTP_502,
     LATE_APPLY,
     RESET_AFTER,
@@ -70,6 +72,7 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes, FileRoutes):
         self.stores: dict[str, VectorStore] = {}
         self._bucket = self._make_bucket()
         self._store_buckets: dict[str, TokenBucket] = {}
+        self._upload_bucket: TokenBucket | None = None
         self._routes: dict[object, RouteInfo] = {}  # aiohttp route -> what it is
         self._batch_serial = 0  # not reset: batch ids stay unique for the server's life
         self.files: dict[str, FileObject] = {}
@@ -92,6 +95,8 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes, FileRoutes):
             self._bucket = self._make_bucket()
         if old.store_rpm != new.store_rpm:
             self._store_buckets.clear()
+        if old.upload_rpm != new.upload_rpm:
+            self._upload_bucket = None
         self.faults.configure(new)
         if "seed" in changes:
             self.faults.reseed(new.seed)
@@ -105,6 +110,7 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes, FileRoutes):
         self.files.clear()
         self._bucket = self._make_bucket()
         self._store_buckets.clear()
+        self._upload_bucket = None
         self.faults.reseed(self.config.seed)
 
     # -- the pipeline every /v1 request goes through ----------------------------------------
@@ -159,6 +165,8 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes, FileRoutes):
                 raise errors.quota_exhausted()
             if self._bucket is not None:
                 self._take_request_token(record)
+            if route.upload:
+                self.take_upload_token()
             fault = self.faults.draw(request.method, route.write)
             if fault is not None:
                 record.fault(fault)
@@ -179,6 +187,9 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes, FileRoutes):
         if fault == RESET_AFTER:
             drop_connection(request)
             return None
+        if fault == ERROR_AFTER:
+            # Applied (or refused) as any write, and the answer lost behind a 500 all the same.
+            return self._finish(self._server_error(HTTP_500))
         if fault == SLOW:
             await asyncio.sleep(config.slow_ms / 1000)
         return self._finish(response)
@@ -240,7 +251,7 @@ class SandboxApi(AdminRoutes, AssistantRoutes, VectorStoreRoutes, FileRoutes):
         headers = response.headers
         headers["x-request-id"] = f"req_{self._request_serial:032x}"
         bucket = self._bucket
-        # A store's 429 carries that store's own limit headers: keep them.
+        # A store's or the uploads' 429 carries that bucket's own limit headers: keep them.
         if bucket is not None and "x-ratelimit-limit-requests" not in headers:
             now = time.monotonic()
             headers["x-ratelimit-limit-requests"] = str(self._limit_per_minute())

@@ -24,9 +24,12 @@
                                      # "requests"; only kinds seen ("GET store" and
                                      # "GET assistant": retrieves of the owner itself)
       "faults": {"http_500": 1, "http_502": 4, "http_503": 2,
-                 "reset_before": 3, "reset_after": 2, "slow": 1, "late_apply": 1},
-                                     # late_apply only once a write was held
-      "rate_limited": {"requests": 30, "store": 2},        # 429s of `rps` / of `store_rpm`
+                 "reset_before": 3, "reset_after": 2, "slow": 1, "late_apply": 1,
+                 "error_after": 1},  # late_apply only once a write was held, error_after
+                                     # only once a write was applied and answered 500
+      "rate_limited": {"requests": 30, "store": 2, "uploads": 1},
+                                     # 429s of `rps` / of `store_rpm` / of `upload_rpm`
+                                     # ("uploads" only once an upload was refused by it)
       "rate_limited_by_store": {"vs_abc": 2},              # the store 429s, by store
       "store_attach_peak_per_60s": {"vs_abc": 300},        # per vector store: most writes
                                      # (adds, file_batches, updates, deletes) started within
@@ -120,7 +123,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from runner.sandbox.faults import FAULT_KINDS, LATE_APPLY
+from runner.sandbox.faults import FAULT_KINDS, WRITE_ONLY_KINDS
 
 
 def pair_key(owner: str, file_id: str) -> str:
@@ -250,7 +253,8 @@ class Record:
         self.faults[kind] += 1
 
     def limited(self, scope: str, store_id: str | None = None) -> None:
-        """A 429 of the global limit (`requests`) or of a store's (`store`, naming it)."""
+        """A 429 of the global limit (`requests`), of a store's (`store`, naming it) or of
+        the uploads' own (`uploads`)."""
         self.rate_limited[scope] += 1
         if store_id is not None:
             self.store_limited[store_id] += 1
@@ -286,11 +290,20 @@ class Record:
             entry.deletes_when_absent += 1
 
     def _faults(self) -> dict[str, int]:
-        counts = {kind: self.faults[kind] for kind in FAULT_KINDS if kind != LATE_APPLY}
+        counts = {kind: self.faults[kind] for kind in FAULT_KINDS if kind not in WRITE_ONLY_KINDS}
         # Only once one happened: readers that check "every kind of fault happened" over
         # the older kinds keep working.
-        if self.faults[LATE_APPLY]:
-            counts[LATE_APPLY] = self.faults[LATE_APPLY]
+        for kind in WRITE_ONLY_KINDS:
+            if self.faults[kind]:
+                counts[kind] = self.faults[kind]
+        return counts
+
+    def _rate_limited(self) -> dict[str, int]:
+        counts = {scope: self.rate_limited[scope] for scope in ("requests", "store")}
+        # Only once one happened, as the write-only faults: readers comparing the whole
+        # dict of a run without `upload_rpm` keep working.
+        if self.rate_limited["uploads"]:
+            counts["uploads"] = self.rate_limited["uploads"]
         return counts
 
     def snapshot(self) -> dict[str, Any]:
@@ -305,7 +318,7 @@ class Record:
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
             "by_route": dict(self.by_route),
             "faults": self._faults(),
-            "rate_limited": {scope: self.rate_limited[scope] for scope in ("requests", "store")},
+            "rate_limited": self._rate_limited(),
             "rate_limited_by_store": dict(self.store_limited),
             "store_attach_peak_per_60s": store_peaks,
             "max_store_attach_per_60s": max(store_peaks.values(), default=0),

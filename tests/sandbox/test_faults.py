@@ -1,6 +1,7 @@
 """The sandbox's seeded faults: 5xx answers, connections dropped before or after the
-write, slow answers, latency, and late_apply (a write held, then applied after its client
-gave up), with the count of writes still held. All over real loopback HTTP."""
+write, slow answers, latency, late_apply (a write held, then applied after its client
+gave up), with the count of writes still held, and error_after (a write applied, then
+answered 500). All over real loopback HTTP."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from runner.sandbox import SandboxConfig, SandboxThread, add_sandbox_arguments
 from runner.sandbox.app import format_base_url
+from runner.sandbox.errors import server_error
 from runner.sandbox.handlers import SandboxApi
 from tests.cli import wait_for_held_writes
 from tests.sandbox.client import (
@@ -121,6 +123,106 @@ async def test_latency_delays_every_answer(sandbox: StartSandbox, http: Http) ->
     elapsed = time.monotonic() - started
     assert [a.status for a in answers] == [200] * 5
     assert 0.14 <= elapsed < 0.6
+
+
+# -- applied, then answered 500 ----------------------------------------------------------------
+
+
+async def test_error_after_attaches_once_and_answers_the_500_of_fail_rate(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """An attach drawn error_after is applied, then answered the very 500 fail_rate sends: the
+    pair is in the store once, and a check finds it there."""
+    sb = sandbox(error_after_rate=1, processing_ms=0)
+    assert "error_after" not in sb.record()["faults"]  # listed once one happened
+    answer = await call(http, "POST", store(sb) + "/files", {"file_id": "f-1"}, headers=V2)
+    assert answer.status == 500
+    assert answer.body == server_error(500).body()
+    sb.update(error_after_rate=0)
+    assert (await call(http, "GET", store(sb) + "/files/f-1", headers=V2)).status == 200
+    record = sb.record()
+    assert record["pairs"] == {"vs_1/f-1": pair(attached=1)}
+    assert list(record["vector_store_files"]["vs_1"]) == ["f-1"]
+    assert (record["faults"]["error_after"], record["faults"]["http_500"]) == (1, 0)
+    assert record["by_status"] == {"200": 1, "500": 1}
+
+
+ERROR_AFTER_WRITES = {
+    "add": ("POST", "/files", {"file_id": "f-new"}, "vs_1/f-new", pair(attached=1)),
+    "batch": ("POST", "/file_batches", {"file_ids": ["f-new"]}, "vs_1/f-new", pair(attached=1)),
+    "update": ("POST", "/files/f-held", {"attributes": {"k": "v"}}, "vs_1/f-held",
+               pair(preloaded=True, updated=1)),
+    "delete": ("DELETE", "/files/f-held", None, "vs_1/f-held", pair(preloaded=True, detached=1)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", list(ERROR_AFTER_WRITES))
+async def test_error_after_applies_every_kind_of_write(
+    sandbox: StartSandbox, http: Http, kind: str
+) -> None:
+    """Adds, batches, attribute updates and detaches drawn error_after are applied once each,
+    and answered 500."""
+    sb = sandbox(error_after_rate=1, processing_ms=0)
+    sb.preload("vector_store", "vs_1", ["f-held"])
+    method, path, body, key, expected = ERROR_AFTER_WRITES[kind]
+    answer = await call(http, method, store(sb) + path, body, headers=V2)
+    assert (answer.status, error_of(answer)["type"]) == (500, "server_error")
+    record = sb.record()
+    assert record["pairs"][key] == expected
+    assert record["faults"]["error_after"] == 1
+
+
+async def test_error_after_never_hits_a_read(sandbox: StartSandbox, http: Http) -> None:
+    """Reads whose roll lands on error_after get no fault; the next write does, and the other
+    kinds of fault still hit reads as before (one roll a request, in one sequence)."""
+    sb = sandbox(error_after_rate=1, processing_ms=0)
+    sb.preload("vector_store", "vs_1", ["f-held"])
+    reads = [
+        await call(http, "GET", url, headers=V2)
+        for url in (store(sb), store(sb) + "/files", store(sb) + "/files/f-held")
+        for _ in range(4)
+    ]
+    assert {a.status for a in reads} == {200}
+    assert "error_after" not in sb.record()["faults"]
+    assert (await call(http, "DELETE", store(sb) + "/files/f-held", headers=V2)).status == 500
+    sb.update(error_after_rate=0.5, fail_rate=0.5, seed=4)
+    mixed = [(await call(http, "GET", store(sb), headers=V2)).status for _ in range(40)]
+    assert set(mixed) == {200, 500, 502, 503}  # a read landing on error_after: no fault
+    faults = sb.record()["faults"]
+    assert faults["error_after"] == 1
+    assert faults["http_500"] + faults["http_502"] + faults["http_503"] == 40 - mixed.count(200)
+
+
+async def test_error_after_is_set_live_and_shown_by_the_admin_route(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """error_after_rate is read, changed and checked through the admin config route."""
+    sb = sandbox()
+    admin = sb.base_url.removesuffix("/v1") + "/__sandbox/config"
+    assert (await call(http, "GET", admin, headers={})).body["error_after_rate"] == 0
+    turned = await call(http, "POST", admin, {"error_after_rate": 1}, headers={})
+    assert turned.body["error_after_rate"] == 1
+    add = await call(http, "POST", store(sb) + "/files", {"file_id": "f-1"}, headers=V2)
+    assert add.status == 500
+    bad = await call(http, "POST", admin, {"error_after_rate": 0.5, "fail_rate": 0.6}, headers={})
+    assert bad.status == 400
+    assert "error_after_rate must not exceed 1" in error_of(bad)["message"]
+    assert sb.record()["pairs"]["vs_1/f-1"] == pair(attached=1)
+
+
+def test_error_after_flag_and_config() -> None:
+    """--error-after-rate parses (default 0) and counts in the faults' sum."""
+    parser = argparse.ArgumentParser()
+    add_sandbox_arguments(parser)
+    assert parser.parse_args(["--error-after-rate", "0.2"]).error_after_rate == 0.2
+    assert parser.parse_args([]).error_after_rate == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--error-after-rate", "1.5"])
+    with pytest.raises(ValueError, match="error_after_rate must be between 0 and 1"):
+        SandboxConfig(error_after_rate=-0.1)
+    with pytest.raises(ValueError, match="must not exceed 1"):
+        SandboxConfig(error_after_rate=0.6, reset_after_rate=0.5)
+    assert SandboxConfig(error_after_rate=0.25).to_dict()["error_after_rate"] == 0.25
 
 
 # -- late apply --------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Uploads to the sandbox under load and trouble, over real loopback HTTP: a 64 MB body is
 streamed through without being held, and the seeded faults hit uploads as they hit other
 writes (dropped before or after the file object is made, 5xx, applied after the client gave
-up), with the record telling what landed."""
+up, made and then answered 500), with the record telling what landed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import tracemalloc
 import aiohttp
 import pytest
 
-from tests.sandbox.client import KEY, Http, StartSandbox
+from runner.sandbox.errors import server_error
+from tests.sandbox.client import KEY, NO_BETA, Http, StartSandbox, call
 from tests.sandbox.uploading import list_files, until, upload, upload_streamed
 
 MB = 1024**2
@@ -63,6 +64,36 @@ async def test_reset_after_makes_the_file_once_and_drops_the_answer(
     assert record["faults"]["reset_after"] == 1
     listed = await list_files(http, sb)
     assert [item["id"] for item in listed.body["data"]] == list(record["files"])
+
+
+async def test_error_after_makes_the_file_once_and_answers_500(
+    sandbox: StartSandbox, http: Http
+) -> None:
+    """An upload drawn error_after is read whole and applied, then answered the 500 of
+    fail_rate: the record holds exactly one file object, right in name, size and digest, and
+    listing finds it (what a client settling the 500 does); a delete drawn it is applied too."""
+    sb = sandbox(error_after_rate=1)
+    content = b"made, and answered 500 all the same"
+    answer = await upload(http, sb, content, filename="Guide.md")
+    assert (answer.status, answer.body) == (500, server_error(500).body())
+    sb.update(error_after_rate=0)
+    record = sb.record()
+    [(file_id, entry)] = record["files"].items()
+    assert (entry["filename"], entry["bytes"], entry["sha256"], entry["deleted"]) == (
+        "Guide.md", len(content), hashlib.sha256(content).hexdigest(), False
+    )
+    assert record["uploads"] == {"applied": 1, "by_status": {"500": 1}}
+    assert record["faults"]["error_after"] == 1
+    listed = await list_files(http, sb)
+    assert [(item["id"], item["bytes"]) for item in listed.body["data"]] == [
+        (file_id, len(content))
+    ]
+    sb.update(error_after_rate=1)
+    deleted = await call(http, "DELETE", f"{sb.base_url}/files/{file_id}", headers=NO_BETA)
+    assert deleted.status == 500
+    record = sb.record()
+    assert record["files"][file_id]["deleted"] is True
+    assert record["file_deletes"] == {"applied": 1, "not_found": 0}
 
 
 async def test_reset_before_and_server_errors_make_no_file(
