@@ -11,6 +11,7 @@ uploads.py   an upload's multipart body, streamed, hashed and checked
 parsing.py   request bodies and list queries, checked as the API checks them
 state.py     assistant files, vector store files, batches; pagination
 errors.py    OpenAI's error envelope and messages
+jsonio.py    JSON read and written (orjson, json where they would differ)
 limits.py    token bucket, retry-after and x-ratelimit-* headers
 faults.py    seeded 5xx, resets, slow answers, late-applied writes and writes answered 500
 record.py    the server's own record (its shape is documented there)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from runner.sandbox.config import SandboxConfig
 from runner.sandbox.errors import ApiError
+from runner.sandbox.jsonio import json_response
 from runner.sandbox.parsing import read_json_object
 from runner.sandbox.record import Record
 from runner.sandbox.state import AssistantFile, VectorStore
@@ -84,11 +85,11 @@ class AdminRoutes:
         return data
 
     async def admin_record(self, request: web.Request) -> web.Response:
-        return web.json_response(self.snapshot())
+        return json_response(self.snapshot())
 
     async def admin_reset(self, request: web.Request) -> web.Response:
         self.reset()
-        return web.json_response({"reset": True})
+        return json_response({"reset": True})
 
     async def admin_config(self, request: web.Request) -> web.Response:
         if request.method == "POST":
@@ -97,7 +98,7 @@ class AdminRoutes:
                 self.update(changes)
             except (TypeError, ValueError) as exc:
                 raise ApiError(400, str(exc)) from exc
-        return web.json_response(self.config.to_dict())
+        return json_response(self.config.to_dict())
 
     async def admin_preload(self, request: web.Request) -> web.Response:
         """Body: `owner_kind`, `owner`, and `file_ids` (ids) and/or `files` (objects)."""
@@ -111,4 +112,4 @@ class AdminRoutes:
             added = self.preload(body.get("owner_kind", ""), body.get("owner", ""), files)
         except (TypeError, ValueError) as exc:
             raise ApiError(400, str(exc)) from exc
-        return web.json_response({"preloaded": added})
+        return json_response({"preloaded": added})

@@ -16,6 +16,7 @@ from aiohttp import web
 from runner.sandbox import errors
 from runner.sandbox.config import SandboxConfig
 from runner.sandbox.errors import ApiError
+from runner.sandbox.jsonio import json_response
 from runner.sandbox.parsing import (
     MISSING,
     file_id_of,
@@ -62,7 +63,7 @@ class AssistantRoutes:
     async def get_assistant(self, request: web.Request) -> web.Response:
         assistant_id, files = self._assistant_files(request)
         created_at = self.assistant_created_at[assistant_id]
-        return web.json_response(assistant_json(assistant_id, created_at, files.values()))
+        return json_response(assistant_json(assistant_id, created_at, files.values()))
 
     # -- assistant files --------------------------------------------------------------------
 
@@ -84,7 +85,7 @@ class AssistantRoutes:
             )
         file = files[file_id] = AssistantFile(file_id, assistant_id, int(time.time()))
         self.record.attached(assistant_id, file_id)
-        return web.json_response(file.to_json(0))
+        return json_response(file.to_json(0))
 
     async def get_assistant_file(self, request: web.Request) -> web.Response:
         assistant_id, files = self._assistant_files(request, pair=True)
@@ -94,13 +95,13 @@ class AssistantRoutes:
             raise self.pair_not_found(
                 f"No file found with id '{file_id}' on assistant '{assistant_id}'."
             )
-        return web.json_response(file.to_json(0))
+        return json_response(file.to_json(0))
 
     async def list_assistant_files(self, request: web.Request) -> web.Response:
         _, files = self._assistant_files(request)
         page = page_of(request.query)
         items, has_more = paginate_or_400(files.values(), page, files)
-        return web.json_response(list_json(items, has_more, 0))
+        return json_response(list_json(items, has_more, 0))
 
     async def delete_assistant_file(self, request: web.Request) -> web.Response:
         assistant_id, files = self._assistant_files(request, pair=True)
@@ -111,6 +112,6 @@ class AssistantRoutes:
             raise self.pair_not_found(
                 f"No file found with id '{file_id}' on assistant '{assistant_id}'."
             )
-        return web.json_response(
+        return json_response(
             {"id": file_id, "object": "assistant.file.deleted", "deleted": True}
         )

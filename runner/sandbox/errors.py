@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from runner.sandbox.jsonio import json_response
+
 INVALID_REQUEST = "invalid_request_error"
 
 BAD_JSON_MESSAGE = (
@@ -68,7 +70,7 @@ class ApiError(Exception):
         }
 
     def response(self) -> web.Response:
-        return web.json_response(self.body(), status=self.status, headers=self.headers)
+        return json_response(self.body(), status=self.status, headers=self.headers)
 
 
 def mask_key(key: str) -> str:

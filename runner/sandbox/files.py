@@ -25,6 +25,7 @@ from aiohttp import web
 from runner.sandbox import errors
 from runner.sandbox.config import SandboxConfig
 from runner.sandbox.errors import ApiError
+from runner.sandbox.jsonio import json_response
 from runner.sandbox.limits import TokenBucket, format_go_duration, retry_headers
 from runner.sandbox.parsing import page_of, paginate_or_400
 from runner.sandbox.record import Record
@@ -169,7 +170,7 @@ class FileRoutes:
         file = FileObject(f"file-{marker}{serial:024x}", serial, upload, int(time.time()))
         self.files[file.id] = file
         self.record.upload_applied()
-        return web.json_response(file.to_json(time.monotonic()))
+        return json_response(file.to_json(time.monotonic()))
 
     async def list_files(self, request: web.Request) -> web.Response:
         """Newest first by default; `purpose` filters (any value: one no file has lists none);
@@ -185,10 +186,10 @@ class FileRoutes:
         # The whole collection for the cursor: an `after` naming a file deleted since still
         # places the page, so a client paging while files go keeps its place.
         found, has_more = paginate_or_400(items, dataclasses.replace(page, before=None), self.files)
-        return web.json_response(list_json(found, has_more, time.monotonic()))
+        return json_response(list_json(found, has_more, time.monotonic()))
 
     async def get_file(self, request: web.Request) -> web.Response:
-        return web.json_response(self._file(request).to_json(time.monotonic()))
+        return json_response(self._file(request).to_json(time.monotonic()))
 
     async def delete_file(self, request: web.Request) -> web.Response:
         """Delete the file object and take it out of every vector store holding it."""
@@ -206,7 +207,7 @@ class FileRoutes:
                 # The store's content changed: a client comparing retrieves can tell.
                 store.last_active_at = now
         self.record.file_delete(applied=True)
-        return web.json_response({"id": file_id, "object": "file", "deleted": True})
+        return json_response({"id": file_id, "object": "file", "deleted": True})
 
     def _file(self, request: web.Request) -> FileObject:
         file_id = request.match_info["file_id"]

@@ -3,16 +3,14 @@ them (400s with OpenAI's messages and codes, 404 for a `missing` file id)."""
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-import orjson
 from aiohttp import web
 
 from runner.sandbox import errors
 from runner.sandbox.errors import ApiError
+from runner.sandbox.jsonio import loads
 from runner.sandbox.state import DEFAULT_CHUNKING, CursorNotFound, Page, paginate
 
 MISSING = "missing"  # an id holding this names nothing (see docs/sandbox.md)
@@ -34,7 +32,7 @@ async def read_json_object(request: web.Request, allowed: frozenset[str] | None)
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(413, "The request body is too large.") from exc
     try:
-        body = _loads(raw)
+        body = loads(raw)
     except ValueError as exc:
         raise errors.bad_json() from exc
     if not isinstance(body, dict):
@@ -44,22 +42,6 @@ async def read_json_object(request: web.Request, allowed: frozenset[str] | None)
             if key not in allowed:
                 raise errors.unknown_parameter(key)
     return body
-
-
-# 19 digits or more: an integer orjson might read as a float (past 64 bits), where json
-# reads the int; the sandbox's checks must see what json sees.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
-
-
-def _loads(raw: bytes) -> Any:
-    """`json.loads`: by orjson where it reads the body as json would (a batch of 500
-    attribute sets is the sandbox's largest body to read), else json itself."""
-    if _LONG_DIGITS.search(raw) is None:
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(raw)
 
 
 def check_file_id(param: str, value: object) -> str:

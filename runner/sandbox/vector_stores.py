@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-import orjson
 from aiohttp import web
 
 from runner.sandbox import errors
 from runner.sandbox.config import SandboxConfig
 from runner.sandbox.errors import ApiError
+from runner.sandbox.jsonio import json_response
 from runner.sandbox.limits import TokenBucket, format_go_duration, retry_headers
 from runner.sandbox.parsing import (
     MISSING,
@@ -108,17 +108,6 @@ def _last_error(item: Mapping[str, Any], status: str | None) -> dict[str, str] |
             f"{', '.join(LAST_ERROR_CODES)}"
         )
     return dict(error)
-
-
-def fast_json_response(data: Mapping[str, Any]) -> web.Response:
-    """`web.json_response`, encoded by orjson: a page of 100 file objects is the sandbox's
-    most frequent large answer (a batch's read-back), and json spent a sixth of its time on
-    them. json still encodes what orjson refuses."""
-    try:
-        body = orjson.dumps(data)
-    except orjson.JSONEncodeError:
-        return web.json_response(data)
-    return web.Response(body=body, content_type="application/json")
 
 
 class VectorStoreRoutes:
@@ -255,7 +244,7 @@ class VectorStoreRoutes:
 
     async def get_vector_store(self, request: web.Request) -> web.Response:
         store = self._store(request)
-        return web.json_response(store.to_json(time.monotonic()))
+        return json_response(store.to_json(time.monotonic()))
 
     # -- vector store files -----------------------------------------------------------------
 
@@ -275,7 +264,7 @@ class VectorStoreRoutes:
             self._check_capacity(store, 0 if file is not None else 1)
             file = self._new_vs_file(store, file_id, now, attributes, chunking)
         store.last_active_at = int(time.time())
-        return web.json_response(file.to_json(now))
+        return json_response(file.to_json(now))
 
     async def get_vs_file(self, request: web.Request) -> web.Response:
         store = self._store(request, pair=True)
@@ -285,7 +274,7 @@ class VectorStoreRoutes:
             raise self.pair_not_found(
                 f"No file found with id '{file_id}' in vector store '{store.id}'."
             )
-        return web.json_response(file.to_json(time.monotonic()))
+        return json_response(file.to_json(time.monotonic()))
 
     async def list_vs_files(self, request: web.Request) -> web.Response:
         store = self._store(request)
@@ -307,7 +296,7 @@ class VectorStoreRoutes:
             )
         file.attributes = attributes  # the whole set is replaced; null clears it
         store.last_active_at = int(time.time())
-        return web.json_response(file.to_json(time.monotonic()))
+        return json_response(file.to_json(time.monotonic()))
 
     async def delete_vs_file(self, request: web.Request) -> web.Response:
         store = self._store(request, pair=True)
@@ -320,7 +309,7 @@ class VectorStoreRoutes:
                 f"No file found with id '{file_id}' in vector store '{store.id}'."
             )
         store.last_active_at = int(time.time())
-        return web.json_response(
+        return json_response(
             {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
         )
 
@@ -335,7 +324,7 @@ class VectorStoreRoutes:
                 raise errors.invalid_value("filter", wanted, VS_FILE_STATUSES)
             files = [file for file in files if file.status(now) == wanted]
         items, has_more = paginate_or_400(files, page, store.files)
-        return fast_json_response(list_json(items, has_more, now))
+        return json_response(list_json(items, has_more, now))
 
     # -- file batches -----------------------------------------------------------------------
 
@@ -362,11 +351,11 @@ class VectorStoreRoutes:
             seen.add(file_id)
         store.batches[batch.id] = batch
         store.last_active_at = int(time.time())
-        return web.json_response(store.batch_to_json(batch, now))
+        return json_response(store.batch_to_json(batch, now))
 
     async def get_batch(self, request: web.Request) -> web.Response:
         store, batch = self._batch(request)
-        return web.json_response(store.batch_to_json(batch, time.monotonic()))
+        return json_response(store.batch_to_json(batch, time.monotonic()))
 
     async def list_batch_files(self, request: web.Request) -> web.Response:
         store, batch = self._batch(request)
@@ -383,4 +372,4 @@ class VectorStoreRoutes:
                 if file.batch_id == batch.id and file.status(now) == "in_progress":
                     file.cancelled = True
             batch.cancelled = True
-        return web.json_response(store.batch_to_json(batch, now))
+        return json_response(store.batch_to_json(batch, now))
