@@ -23,12 +23,15 @@ if TYPE_CHECKING:
     from runner.run.tally import Tally
 
 # The opening units are reordered round-robin by owner across this many (see interleave_owners),
-# and no more than this many pairs: with --batch-size 500, 256 units were 128,000 pairs, the
-# whole of a big manifest held as Items before the first request. 5,000 pairs are ten batches
-# of 500, ten owners for the breaker's first answers; 20,000 cost a batched run with
-# attributes 7 MiB of peak memory (bench/attributes_bench.py --batch-size 500: 73 -> 66 MiB).
+# holding this many pairs once they span the owners the breaker's first answers must span
+# (SPEC: at least 3), and never more than OPENING_MOST_PAIRS: with --batch-size 500, 256 units
+# were 128,000 pairs, the whole of a big manifest held as Items before the first request.
+# 5,000 pairs are ten batches of 500; holding 20,000 always cost a batched run with attributes
+# 7 MiB of peak memory (bench/attributes_bench.py --batch-size 500: 73 -> 66 MiB).
 OPENING_LOOKAHEAD = 256
 OPENING_PAIRS = 5_000
+OPENING_MOST_PAIRS = 20_000
+OPENING_OWNERS = 3
 # Vector stores: pairs held back while their store is busy, so others can go (see FreeStoresFirst).
 STORE_LOOKAHEAD = 20_000
 
@@ -60,10 +63,10 @@ def _store_of(unit: Work) -> str:
     return unit.item.owner if isinstance(unit, Single) else unit.store
 
 
-def interleave_owners(work: Iterator[Work], lookahead: int,
-                      max_pairs: int = OPENING_PAIRS) -> Iterator[Work]:
-    """The first `lookahead` units (holding at most about `max_pairs` pairs), taken
-    round-robin by owner, then the rest in order.
+def interleave_owners(work: Iterator[Work], lookahead: int, max_pairs: int = OPENING_PAIRS,
+                      most_pairs: int = OPENING_MOST_PAIRS) -> Iterator[Work]:
+    """The first `lookahead` units (about `max_pairs` pairs once they span OPENING_OWNERS
+    owners, at most about `most_pairs`), taken round-robin by owner, then the rest in order.
 
     A run's first answers decide the breaker (SPEC: the first 20 answers must span 3 owners
     before a uniform refusal stops the run). A manifest sorted by owner would otherwise open
@@ -73,7 +76,8 @@ def interleave_owners(work: Iterator[Work], lookahead: int,
     for taken, unit in enumerate(work, 1):
         head.setdefault(_store_of(unit), []).append(unit)
         pairs += _size(unit)
-        if taken >= lookahead or pairs >= max_pairs:
+        if taken >= lookahead or pairs >= most_pairs or (
+                pairs >= max_pairs and len(head) >= OPENING_OWNERS):
             break
     queues = [q[::-1] for q in head.values()]  # popped from the end: keeps each owner's order
     while queues:
