@@ -98,6 +98,11 @@ class Options:
         """`digest(self.attributes)`, from the canonical text made once."""
         return _digest_of(self.canonical())
 
+    def digest_value(self) -> int | None:
+        """`digest_value(self.attributes)`, None when the attributes are not managed: from
+        the canonical text made once, never from the attributes read again."""
+        return int(self.digest(), 16) if self._attributes is not None else None
+
     def written_digest(self) -> str | None:
         """The fingerprint of the attributes as written, as the log spells it, or None when
         the manifest's line reader read them (no text kept)."""

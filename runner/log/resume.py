@@ -375,7 +375,7 @@ class ResumeIndex:
             seen.add(key)
         options = item.options
         if options is not None and options.manages_attributes and (
-                self._recorded(key) != int(options.digest(), 16)):
+                self._recorded(key) != options.digest_value()):
             # SPEC: managed attributes that differ from the recorded digest (or a line that
             # recorded none) get exactly one update; the file is not added again.
             return Plan.UPDATE, state

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from runner.attributes import Options, digest_value
+from runner.attributes import Options
 from runner.errors import UsageError
 from runner.items import Item
 from runner.log.resume import ResumeIndex
@@ -140,10 +140,9 @@ def read_writes(plans: Mapping[str, StorePlan], items: Iterable[Item], display: 
         writes = plan.sets.writes
         if writes.get(item.file_id, False) is not None:
             continue  # not written by this run, or taken already
-        given = (item.options or Options()).attributes
         pairs = plan.pairs
         if pairs.digest_at(pairs.index_of[item.file_id]) != (
-                None if given is None else digest_value(given)):
+                (item.options or Options()).digest_value()):
             _changed(display, f"line {item.line}: the attributes of {item.file_id}")
         writes[item.file_id] = item
     for plan in plans.values():

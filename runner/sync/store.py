@@ -52,9 +52,9 @@ class StorePairs:
             return False
         self.index_of[item.file_id] = len(self.managed)
         options = item.options or Options()
-        attributes = options.attributes
-        self.managed.append(attributes is not None)
-        self.digests.append(digest_value(attributes) if attributes is not None else 0)
+        digest = options.digest_value()
+        self.managed.append(digest is not None)
+        self.digests.append(digest or 0)
         self.chunking_of.append(self._chunking(options.chunking_strategy))
         return True
 

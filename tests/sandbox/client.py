@@ -3,7 +3,9 @@ and its answer, an error's envelope, a record entry, and the URLs of owners."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,10 +41,11 @@ async def call(
     body: Any = None,
     *,
     headers: Mapping[str, str] = V1,
-    data: bytes | None = None,
+    data: Any = None,
     timeout: float = 10,
 ) -> Answer:
-    """Send one request (default headers: V1, the assistants beta) and read its answer."""
+    """Send one request (default headers: V1, the assistants beta) and read its answer.
+    `data`: a body as aiohttp takes it (bytes, a FormData, an async iterator of bytes)."""
     async with http.request(
         method,
         url,
@@ -54,6 +57,15 @@ async def call(
         text = await resp.text()
         parsed = json.loads(text) if resp.content_type == "application/json" else None
         return Answer(resp.status, parsed, text, resp.headers)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll `condition` without blocking this loop (a server in it must go on serving); fail
+    the test at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the sandbox"
+        await asyncio.sleep(0.01)
 
 
 def error_of(answer: Answer) -> dict[str, Any]:

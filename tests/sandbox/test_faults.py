@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -30,16 +29,8 @@ from tests.sandbox.client import (
     error_of,
     pair,
     store,
+    until,
 )
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll `condition` without blocking this loop (a server in it must go on serving)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the sandbox"
-        await asyncio.sleep(0.01)
-
 
 # -- 5xx, resets, slow answers -----------------------------------------------------------------
 

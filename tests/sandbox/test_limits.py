@@ -13,7 +13,7 @@ import pytest
 
 from runner.sandbox import SandboxConfig, add_sandbox_arguments
 from runner.sandbox.limits import format_go_duration
-from tests.sandbox.client import V2, Http, StartSandbox, asst, call, error_of, store
+from tests.sandbox.client import V2, Answer, Http, StartSandbox, asst, call, error_of, store
 from tests.sandbox.uploading import upload
 
 
@@ -25,6 +25,16 @@ def seconds_of(go_duration: str) -> float:
     if millis is not None:
         return float(millis) / 1000
     return int(minutes or 0) * 60 + float(secs or 0)
+
+
+def assert_empty_bucket_of_six_a_minute(limited: Answer) -> None:
+    """A 429 from an empty bucket of 6 a minute (a store's, or the uploads'): its own
+    x-ratelimit-* headers, and one token at 0.1 a second: full again within 10 s."""
+    assert limited.headers["x-ratelimit-limit-requests"] == "6"
+    assert limited.headers["x-ratelimit-remaining-requests"] == "0"
+    assert 9 <= seconds_of(limited.headers["x-ratelimit-reset-requests"]) <= 10
+    assert limited.headers["retry-after"] == "10"
+    assert 9000 <= int(limited.headers["retry-after-ms"]) <= 10000
 
 
 # -- the requests bucket -----------------------------------------------------------------------
@@ -114,12 +124,7 @@ async def test_store_429_names_the_store_and_carries_its_own_headers(
     error = error_of(limited)
     assert (error["type"], error["code"]) == ("requests", "rate_limit_exceeded")
     assert "vector store vs_1" in error["message"]
-    assert limited.headers["x-ratelimit-limit-requests"] == "6"
-    assert limited.headers["x-ratelimit-remaining-requests"] == "0"
-    # One token at 0.1 a second: the store's bucket is full again within 10 s.
-    assert 9 <= seconds_of(limited.headers["x-ratelimit-reset-requests"]) <= 10
-    assert limited.headers["retry-after"] == "10"
-    assert 9000 <= int(limited.headers["retry-after-ms"]) <= 10000
+    assert_empty_bucket_of_six_a_minute(limited)
     record = sb.record()
     assert record["rate_limited"] == {"requests": 0, "store": 1}
     assert record["rate_limited_by_store"] == {"vs_1": 1}
@@ -193,12 +198,7 @@ async def test_upload_429s_leave_attaches_alone(sandbox: StartSandbox, http: Htt
             "Rate limit reached for files in organization org-sandbox on requests per min "
             "(RPM): Limit 6, Used 6, Requested 1. Please try again in "
         )
-        assert limited.headers["x-ratelimit-limit-requests"] == "6"
-        assert limited.headers["x-ratelimit-remaining-requests"] == "0"
-        # One token at 0.1 a second: full again, and the next token, within 10 s.
-        assert 9 <= seconds_of(limited.headers["x-ratelimit-reset-requests"]) <= 10
-        assert limited.headers["retry-after"] == "10"
-        assert 9000 <= int(limited.headers["retry-after-ms"]) <= 10000
+        assert_empty_bucket_of_six_a_minute(limited)
     record = sb.record()
     assert record["rate_limited"] == {"requests": 0, "store": 0, "uploads": 4}
     assert record["uploads"]["by_status"] == {"200": 1, "429": 4}

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from runner.sandbox.errors import server_error
-from tests.sandbox.client import KEY, NO_BETA, Http, StartSandbox, call
-from tests.sandbox.uploading import list_files, until, upload, upload_streamed
+from tests.sandbox.client import KEY, NO_BETA, Http, StartSandbox, call, until
+from tests.sandbox.uploading import list_files, upload, upload_streamed
 
 MB = 1024**2
 

@@ -1,12 +1,9 @@
 """Uploading to the sandbox's Files API from its tests: a multipart upload as a client sends it
-(aiohttp's FormData), a body streamed from a generator (for sizes no test should hold), and
-polling a condition while the sandbox serves in its thread."""
+(aiohttp's FormData), and a body streamed from a generator (for sizes no test should hold)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
 
@@ -51,15 +48,7 @@ async def upload(
         form.add_field(name, value)
     if not file_first:
         add_file()
-    async with http.post(
-        files_url(sb),
-        data=form,
-        headers=NO_BETA,
-        timeout=aiohttp.ClientTimeout(total=timeout),
-    ) as resp:
-        text = await resp.text()
-        body = await resp.json() if resp.content_type == "application/json" else None
-        return Answer(resp.status, body, text, resp.headers)
+    return await call(http, "POST", files_url(sb), data=form, headers=NO_BETA, timeout=timeout)
 
 
 async def streamed_body(
@@ -81,24 +70,9 @@ async def upload_streamed(
 ) -> Answer:
     """POST /files with a chunked body from `chunks` (see streamed_body)."""
     headers = {**NO_BETA, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
-    async with http.post(
-        files_url(sb),
-        data=streamed_body(chunks, filename),
-        headers=headers,
-        timeout=aiohttp.ClientTimeout(total=timeout),
-    ) as resp:
-        text = await resp.text()
-        body = await resp.json() if resp.content_type == "application/json" else None
-        return Answer(resp.status, body, text, resp.headers)
+    return await call(http, "POST", files_url(sb), data=streamed_body(chunks, filename),
+                      headers=headers, timeout=timeout)
 
 
 async def list_files(http: Http, sb: SandboxThread, query: str = "") -> Answer:
     return await call(http, "GET", files_url(sb) + query, headers=NO_BETA)
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll `condition` without blocking this loop; fail the test at `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the sandbox"
-        await asyncio.sleep(0.01)
