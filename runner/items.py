@@ -1,5 +1,5 @@
-"""Items: one (owner, file_id) pair of a manifest, the ID rule they obey, and the compact key
-that stands for a pair in de-duplication and resume."""
+"""Items: one (owner, file_id) pair of a manifest (or (owner, local file): a `path` row), the ID
+rule they obey, and the compact key that stands for a pair in de-duplication and resume."""
 
 from __future__ import annotations
 
@@ -19,15 +19,36 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 ID_RULE = "IDs may hold only A-Z a-z 0-9 _ - (1 to 128 characters)"
 
 
+class LocalFile(NamedTuple):
+    """A local file a `path` row names: its absolute path, its size and mtime_ns as last seen,
+    and once known the SHA-256 of its content (hex) and when that was read (`hashed_ns`, epoch
+    ns: a file hashed within 2 s of its mtime is read again next run, git's racy-file rule)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str = ""
+    hashed_ns: int = 0
+
+
 class Item(NamedTuple):
     """One pair to attach. `owner` is the assistant or vector store id; `line` is where the
     pair stands in the manifest (for messages), 0 when unknown; `options` the pair's per-file
-    options (vector stores), None for a plain pair (nearly all: it costs nothing then)."""
+    options (vector stores), None for a plain pair (nearly all: it costs nothing then).
+    `local`: the file of a `path` row; its `file_id` is "" until its content is known to be
+    uploaded (this run, or an earlier one the log recorded)."""
 
     owner: str
     file_id: str
     line: int = 0
     options: Options | None = None
+    local: LocalFile | None = None
+
+    @property
+    def identity(self) -> str:
+        """What names the file of the pair within the manifest: its file_id, or for a path
+        row "\0" and its absolute path (never a valid ID, so never confused with one)."""
+        return self.file_id if self.local is None else _SEP + self.local.path
 
 
 def is_valid_id(value: str) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from wcmatch import glob
 
+from runner.items import LocalFile
 from runner.manifest.common import show
 
 # What file search takes (SPEC), compared lower-cased.
@@ -46,15 +47,6 @@ LINKED = "a symbolic link"
 
 class PathProblem(Exception):
     """A row's path is wrong: the message says what, and what to do."""
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    """A file a row names: its absolute path, and its size and mtime when it was checked."""
-
-    path: str
-    size: int
-    mtime_ns: int
 
 
 @dataclass
