@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from runner.items import Item
+from runner.items import Item, LocalFile
 
 # Every line the writer makes starts with these bytes (key order is fixed), and every line
 # json.dumps makes by default with those: what a torn last line may begin with.
@@ -108,9 +108,18 @@ def fields_members(fields: Mapping[str, object]) -> str:
 def sent_members(owner_column: str, item: Item, op: str) -> str:
     """A `sent` line's fields: `op`, then the pair."""
     owner, file_id = item.owner, item.file_id
+    local = "" if item.local is None else local_members(item.local)
     if plain(op + owner + file_id):
-        return f'"op":"{op}","{owner_column}":"{owner}","file_id":"{file_id}"'
-    return f'"op":{quote(op)},"{owner_column}":{quote(owner)},"file_id":{quote(file_id)}'
+        return f'"op":"{op}","{owner_column}":"{owner}","file_id":"{file_id}"{local}'
+    return (f'"op":{quote(op)},"{owner_column}":{quote(owner)},"file_id":{quote(file_id)}'
+            f"{local}")
+
+
+def local_members(local: LocalFile) -> str:
+    """A path pair's file, after its pair's members (a leading comma): what a later run's
+    quick check compares (SPEC "Identity"), and when its content was read (the racy rule)."""
+    return (f',"path":{quote(local.path)},"sha256":"{local.sha256}","bytes":{local.size},'
+            f'"mtime_ns":{local.mtime_ns},"hashed_ns":{local.hashed_ns}')
 
 
 def done_members(owner_column: str, item: Item, end: PairEnd, digest: str | None) -> str:
@@ -143,6 +152,8 @@ def done_members(owner_column: str, item: Item, end: PairEnd, digest: str | None
         members += f',"attributes_digest":{quote(digest)}'
     if written is not None:
         members += f',"attributes_written":"{written}"'
+    if item.local is not None:
+        members += local_members(item.local)
     return members
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from runner.items import Item, ascii_pair_keys, pair_key, pair_keys, pin_mmap_threshold
 from runner.log.reader import FastRow, scan_log
 from runner.log.states import DETACHED_STATES, UNSETTLED_STATES, FailedInfo, Plan, State
+from runner.log.uploads import UPLOAD_EVENTS, UploadIndex
 
 # A fast log row's outcome (empty for "sent") -> its state: see reader.scan_log. `updated` leaves
 # the pair attached (and marked in ResumeIndex.updated): its own code here, ATTACHED after.
@@ -75,6 +76,8 @@ class ResumeIndex:
     batch_files: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     runs: int = 0
     last_run_end: Mapping[str, Any] | None = None
+    # Local files: each path's content as last read, our uploads (log/uploads.py).
+    uploads: UploadIndex = field(default_factory=UploadIndex)
 
     def load_log(self, path: str, *, warn: Callable[[str], None]) -> None:
         """Fold the log at `path` (what `load(read_log(path))` does, in bulk)."""
@@ -215,12 +218,18 @@ class ResumeIndex:
                         op if isinstance(op, str) else "attach",
                     )
                 self.batch_of.pop(key, None)
+                if "path" in ev:
+                    self.uploads.note_path(ev)
             elif kind == "sent":
                 owner, fid = ev.get(owner_col), ev.get("file_id")
                 if isinstance(owner, str) and isinstance(fid, str):
                     key = pair_key(owner, fid)
                     self._set(key, State.SENT)
                     self._note_extras(key, ev)
+                    if "path" in ev:
+                        self.uploads.note_path(ev)
+            elif kind in UPLOAD_EVENTS:
+                self.uploads.load(ev)
             elif kind in ("batch-sent", "batch-created"):
                 self._load_batch(ev, created=kind == "batch-created")
             elif kind == "run-start":
@@ -267,6 +276,8 @@ class ResumeIndex:
         """What to do with a manifest pair, and what the log said of it (None: nothing).
         Marks the pair seen, so a repeat of it in the manifest is a DUPLICATE (with
         `expect_repeats` False, only pairs the log knows are marked)."""
+        if not item.file_id:  # a local file whose content is not known uploaded
+            return Plan.UPLOAD, None
         key = pair_key(item.owner, item.file_id)
         if key in self.attached:
             return self._in_place(key, State.ATTACHED, item)

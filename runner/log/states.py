@@ -41,6 +41,7 @@ class Plan(enum.Enum):
     UPDATE = "update"  # attached earlier, with other managed attributes than the manifest's
     SKIP_REFUSED = "skip_refused"  # refused earlier; needs --retry-failed
     DUPLICATE = "duplicate"  # met earlier in this manifest
+    UPLOAD = "upload"  # a local file whose content is not known uploaded: hash, upload, attach
 
 
 @dataclass(slots=True)

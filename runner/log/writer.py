@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
 from runner.errors import LogError
-from runner.items import Item
+from runner.items import Item, LocalFile
 from runner.log.lines import (
     LineSpeller,
     PairEnd,
@@ -231,6 +231,32 @@ class ResultLog:
         the item (when its outcome leaves it in place), or given as `digest` (16 hex digits)
         for an item that does not carry its attributes."""
         self._write("done", done_members(owner_column, item, end, digest))
+
+    def append_upload_sent(self, local: LocalFile, filename: str) -> None:
+        """Before a `POST /files` of a local file's content: a crash from now on leaves the
+        upload uncertain (settled by listing the files, never sent again blind)."""
+        self.append("upload-sent", path=local.path, sha256=local.sha256, bytes=local.size,
+                    filename=filename)
+
+    def append_uploaded(self, local: LocalFile, file_id: str, *, adopted: bool = False) -> None:
+        """The content's file object, made by this log's upload (or found by listing and
+        adopted: `adopted`): ours, reused for this content from now on."""
+        fields: dict[str, object] = dict(
+            path=local.path, sha256=local.sha256, bytes=local.size, mtime_ns=local.mtime_ns,
+            hashed_ns=local.hashed_ns, file_id=file_id)
+        if adopted:
+            fields["adopted"] = True
+        self.append("uploaded", **fields)
+
+    def append_upload_failed(self, local: LocalFile) -> None:
+        """The upload surely made no file object (refused, or never fully sent)."""
+        self.append("upload-failed", path=local.path, sha256=local.sha256, bytes=local.size)
+
+    def append_file_delete_sent(self, file_id: str) -> None:
+        self.append("file-delete-sent", file_id=file_id)
+
+    def append_file_deleted(self, file_id: str, status: int | None, *, uncertain: bool) -> None:
+        self.append("file-deleted", file_id=file_id, status=status, uncertain=uncertain)
 
     def append_batch_sent(self, owner_column: str, store: str, file_ids: Sequence[str],
                           op: str = "attach") -> None:

@@ -10,6 +10,7 @@ to ours in one place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from yarl import URL
 
 from runner import __version__
 from runner.pacing.durations import parse_go_duration
+from runner.requests.multipart import FileChanged, UploadBody
 
 
 class TransportError(Exception):
@@ -66,6 +68,7 @@ class Answer:
     reset: float | None  # x-ratelimit-reset-requests, seconds
     retry_after: float | None  # retry-after-ms, else retry-after, seconds
     _body: Any = _UNPARSED
+    date: str | None = None  # the Date header (the server's clock), kept by uploads
 
     @property
     def body(self) -> Any:
@@ -197,6 +200,85 @@ class ApiClient:
             reset=_reset_header(headers),
             retry_after=retry_after_seconds(headers),
         )
+
+
+    async def upload(self, path: str, body: UploadBody, stall: float) -> Answer:
+        """`POST path` with a file's multipart body, streamed. `stall` bounds each wait (for
+        the connection to take the next chunk, and for the answer after the last byte), not
+        the whole transfer: aiohttp has no write timeout, so a watchdog cancels a request
+        whose body has not moved for that long. TransportError's `sent` is True only when the
+        body went out whole: a cut-off body cannot have made a file object."""
+        assert self._session is not None, "use ApiClient as an async context manager"
+        session = self._session
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=stall)
+        headers = {"Content-Type": body.content_type, "Content-Length": str(body.length)}
+
+        async def post() -> Answer:
+            async with session.post(self._base + path, data=body.chunks(), headers=headers,
+                                    timeout=timeout, proxy=self._proxy,
+                                    proxy_auth=self._proxy_auth) as resp:
+                raw = await resp.read()
+                return _answer(resp.status, raw, resp.headers)
+
+        loop = asyncio.get_running_loop()
+        begun = loop.time()
+        task = asyncio.ensure_future(post())
+        try:
+            while True:
+                idle = loop.time() - max(body.progressed_at, begun)
+                if idle >= stall:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+                    what = "no answer" if body.complete else "the upload stalled"
+                    raise TransportError(f"{what} for {stall:g} s", sent=body.complete)
+                done, _ = await asyncio.wait({task}, timeout=stall - idle)
+                if done:
+                    return task.result()
+        except TransportError:
+            raise
+        except FileChanged:
+            raise
+        except Exception as exc:
+            if body.changed:
+                raise FileChanged(str(exc)) from exc
+            try:
+                _raise_transport(exc)
+            except TransportError as error:
+                error.sent = body.complete
+                raise
+            raise
+        finally:
+            if not task.done():
+                task.cancel()
+
+
+def _answer(status: int, raw: bytes, headers: Any) -> Answer:
+    return Answer(
+        status=status,
+        raw=raw,
+        limit=_int_header(headers, "x-ratelimit-limit-requests"),
+        remaining=_int_header(headers, "x-ratelimit-remaining-requests"),
+        reset=_reset_header(headers),
+        retry_after=retry_after_seconds(headers),
+        date=headers.get("Date"),
+    )
+
+
+def _raise_transport(exc: BaseException) -> None:
+    """aiohttp's errors as TransportError (the request's own mapping, for uploads)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        raise CertificateError(f"cannot verify the TLS certificate of {exc.host}") from exc
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        raise TransportError(f"cannot connect: {exc.os_error}", sent=False) from exc
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        raise TransportError("timed out waiting for the answer", sent=True) from exc
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        raise TransportError("the server closed the connection", sent=True) from exc
+    if isinstance(exc, aiohttp.ClientError):
+        raise TransportError(f"connection error: {type(exc).__name__}", sent=True) from exc
+    if isinstance(exc, OSError):
+        raise TransportError(f"connection error: {exc.strerror or exc}", sent=True) from exc
 
 
 def _env_proxy(base_url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:

@@ -36,6 +36,7 @@ class Counters:
     uncertain: int = 0  # times a request's outcome became unknown (reset or timeout after sending)
     still_in_progress: int = 0  # --wait gave up while a file was still processing
     updates: int = 0  # attribute updates sent (POST .../files/{file_id})
+    uploads: int = 0  # POST /files sent
     chunking_mismatch: int = 0  # files found in their store with another chunking strategy
     chunking_examples: list[str] = field(default_factory=list)  # a few of them, for the warning
     statuses: dict[int, int] = field(default_factory=dict)

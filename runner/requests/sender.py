@@ -23,6 +23,7 @@ from runner.pacing.store_429 import binds_store
 from runner.pacing.store_limiter import KeyedLimiter
 from runner.requests.breaker import Breaker
 from runner.requests.client import Answer, ApiClient, CertificateError, TransportError
+from runner.requests.multipart import UploadBody
 from runner.requests.opening import OpeningWindow
 from runner.requests.outcomes import (
     UNCERTAIN_STATUSES,
@@ -64,6 +65,7 @@ class Sender:
         wait_timeout: float,
         breaker: Breaker,
         settle: float = 10.0,
+        upload_stall: float = 60.0,
     ) -> None:
         self.client = client
         self.target = target
@@ -76,6 +78,10 @@ class Sender:
         self.wait_timeout = wait_timeout
         self.breaker = breaker
         self.settle = settle
+        # Uploads are paced by a limiter of their own, learned from their own answers (SPEC:
+        # a 429 to an upload pauses uploads, not attaches); `upload_stall` bounds a stall.
+        self.upload_limiter = RateLimiter(None, auto=True)
+        self.upload_stall = upload_stall
         self.counters = Counters()
         self.window = OpeningWindow(opened=not limiter.auto)
         self.breaker_tripped = False
@@ -179,6 +185,26 @@ class Sender:
             self.limiter.on_429(answer.retry_after)
             return answer
         self.limiter.on_response(limit=answer.limit, remaining=answer.remaining, reset=answer.reset)
+        return answer
+
+    async def upload(self, body: UploadBody) -> Answer:
+        """One `POST /files` of a file's body under the uploads' limiter (see `request`).
+        Raises NotSent once the run is halted, TransportError (`sent`: the body went out
+        whole), FileChanged."""
+        limiter = self.upload_limiter
+        if not self.halted and not limiter.try_acquire():
+            await self._interruptible(limiter.acquire())
+        if self.halted:
+            raise NotSent()
+        counters = self.counters
+        counters.requests += 1
+        counters.uploads += 1
+        answer = await self.client.upload("/files", body, self.upload_stall)
+        counters.statuses[answer.status] = counters.statuses.get(answer.status, 0) + 1
+        limiter.on_response(limit=answer.limit, remaining=answer.remaining, reset=answer.reset)
+        if answer.status == 429 and not is_quota(api_error(429, answer.body, answer.text)):
+            counters.throttled += 1
+            limiter.on_429(answer.retry_after)
         return answer
 
     # --- one item -------------------------------------------------------------------------

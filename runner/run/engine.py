@@ -10,11 +10,13 @@ pool's size is the concurrency bound.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from collections.abc import Callable, Iterator
 
 from runner.errors import LogError
-from runner.items import Item
+from runner.items import Item, pair_key
+from runner.log.lines import IN_PLACE
 from runner.log.resume import ResumeIndex
 from runner.log.states import Plan
 from runner.log.writer import ResultLog
@@ -22,6 +24,7 @@ from runner.manifest import Block
 from runner.operations.attach import Attach
 from runner.operations.base import Operation
 from runner.operations.batches import BatchRunner
+from runner.operations.upload import Uploads
 from runner.requests.outcomes import Outcome, RunRefused, Unsettled
 from runner.requests.sender import Sender
 from runner.requests.targets import ApiError
@@ -91,6 +94,12 @@ class Engine:
         self._batches = (BatchRunner(self.operation.adder, log, owner_column, record=self.record,
                                      park=self.settle_queue.park)
                          if isinstance(self.operation, Attach) else None)
+        # Local files are the attach operation's too: uploaded, then attached (SPEC).
+        self.uploads = (Uploads(sender, index.uploads, log, timeout=sender.upload_stall)
+                        if isinstance(self.operation, Attach) else None)
+        # Path pairs being attached this run, by pair key: a second path with the same
+        # content in the same store waits for the first's end instead of sending again.
+        self._attaching: dict[int, asyncio.Future[Outcome]] = {}
         self.started = 0.0
         # Pairs an earlier run left uncertain are checked no sooner than this many seconds
         # from the start (the log's last line plus --timeout and --settle: see commands).
@@ -149,6 +158,9 @@ class Engine:
                 self._refuse(RunRefused("breaker", None, None))
 
     async def _one(self, item: Item, plan: Plan) -> None:
+        if plan is Plan.UPLOAD:
+            await self._upload_then_attach(item, None)
+            return
         if plan is Plan.CHECK and self._resume_due > asyncio.get_running_loop().time():
             # Left uncertain by a run that may have ended moments ago: the server may not
             # have applied that write yet. Check it when its time comes; go on meanwhile.
@@ -169,9 +181,47 @@ class Engine:
             raise
         self.record(item, outcome)
 
+    async def _upload_then_attach(self, item: Item, unsettled: Unsettled | None) -> None:
+        """A path pair whose content is not known uploaded: hash it, reuse or upload it (see
+        operations/upload.py), then plan and attach the pair it names like any other."""
+        if self.uploads is None:
+            raise AssertionError(f"{self.operation.name} takes no local files")
+        try:
+            found = await self.uploads.content(item, unsettled)
+        except Unsettled as again:
+            self.settle_queue.park(item, again, again.due)
+            return
+        except RunRefused as refusal:
+            self.record(item, Outcome("failed", refusal.status, 1, refusal.error,
+                                      retryable=True, op="upload"))
+            raise
+        if isinstance(found, Outcome):
+            self.record(item, found)
+            return
+        key = pair_key(found.owner, found.file_id)
+        first = self._attaching.get(key)
+        if first is not None:  # the same content at another path, in the same store
+            end = await asyncio.shield(first)
+            self.record(found, Outcome("already_attached", None, 0) if end.outcome in IN_PLACE
+                        else dataclasses.replace(end, attempts=0))
+            return
+        plan, _ = self.index.plan(found, retry_failed=self.retry_failed)
+        if plan is Plan.DONE:  # the log has this content in place: say so for this path
+            self.record(found, Outcome("already_attached", None, 0))
+        elif plan is Plan.DUPLICATE:
+            self.tally.duplicates += 1
+        elif plan is Plan.SKIP_REFUSED:
+            self.tally.refused_earlier += 1
+        else:
+            self._attaching[key] = asyncio.get_running_loop().create_future()
+            await self._one(found, Plan.CHECK if plan is Plan.FOLLOW else plan)
+
     async def _check_parked(self, parked: Parked) -> None:
         """A parked item's time has come: check it (GET), and send it only if absent."""
         item, unsettled = parked.item, parked.unsettled
+        if item.local is not None and not item.file_id:
+            await self._upload_then_attach(item, unsettled)
+            return
         op = self.operation.name
         if unsettled is None:
             self.log.append_sent(self.owner_column, item, op)
@@ -208,6 +258,10 @@ class Engine:
             self._write_done(item, outcome, digest)
         except LogError as error:
             self._log_failed(error)
+        if item.local is not None and self._attaching:
+            waiting = self._attaching.get(pair_key(item.owner, item.file_id))
+            if waiting is not None and not waiting.done():
+                waiting.set_result(outcome)
         self._count(outcome)
         if self.on_outcome is not None:
             self.on_outcome(item, outcome)

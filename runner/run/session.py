@@ -31,4 +31,5 @@ async def api_session(settings: Settings, target: Target, stats: ManifestStats,
             max_attempts=settings.max_attempts, backoff_initial=settings.backoff_initial,
             backoff_max=settings.backoff_max, wait=settings.wait,
             wait_timeout=settings.wait_timeout,
-            breaker=Breaker(manifest_owners=stats.owners), settle=settings.settle), limiter
+            breaker=Breaker(manifest_owners=stats.owners), settle=settings.settle,
+            upload_stall=settings.timeout), limiter

@@ -12,6 +12,7 @@ from typing import Any
 
 from runner import __version__
 from runner.errors import EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME, EXIT_USAGE, SIGNAL_EXITS
+from runner.operations.upload import UploadCounts
 from runner.requests.outcomes import Counters
 from runner.requests.targets import generic_message, refuses_for_good
 from runner.run.tally import RunResult
@@ -86,9 +87,10 @@ _DONE = {"attach": "attached", "detach": "detached", "sync": "in place"}
 def build_summary(result: RunResult, counters: Counters, *, target: str, manifest: str,
                   log: str, rpm: int | None, learned_rpm: float | None, exit_code: int,
                   argv: Sequence[str], error: str | None, run_id: str | None = None,
-                  op: str = "attach") -> dict[str, Any]:
+                  op: str = "attach", uploads: UploadCounts | None = None) -> dict[str, Any]:
     """The facts of one run, as `--json` prints them (and the text summary shows them).
-    `op`: the run's operation (attach for `run`, detach for `detach`)."""
+    `op`: the run's operation (attach for `run`, detach for `detach`); `uploads`: what it
+    did with local files (attach only)."""
     tally = result.tally
     reasons = group_reasons(tally.failed_reasons.items())
     refused_now = sum(r["count"] for r in reasons if refuses_for_good(r["status"]))
@@ -141,9 +143,25 @@ def build_summary(result: RunResult, counters: Counters, *, target: str, manifes
         .isoformat(timespec="seconds").replace("+00:00", "Z"),
         "version": __version__,
     }
+    if uploads is not None:
+        summary.update(upload_facts(uploads, elapsed))
     if error:
         summary["error"] = error
     return summary
+
+
+def upload_facts(uploads: UploadCounts, elapsed: float) -> dict[str, Any]:
+    """The local files' part of a summary (SPEC "Output"): file objects made, contents found
+    uploaded already, uncertain uploads adopted, objects that may be duplicates (never
+    deleted), and the bytes uploaded with their rate over the run."""
+    return {
+        "uploaded": uploads.uploaded,
+        "reused": uploads.reused,
+        "adopted": uploads.adopted,
+        "possible_duplicates": list(uploads.possible_duplicates),
+        "bytes_uploaded": uploads.bytes,
+        "upload_mb_per_s": round(uploads.bytes / 1e6 / elapsed, 2),
+    }
 
 
 # --- text -------------------------------------------------------------------------------------
@@ -243,6 +261,10 @@ def format_summary(s: Mapping[str, Any]) -> str:
             ("failed", n(s["failed"])),
         ]
     at_failed = len(rows)
+    if s.get("uploaded") or s.get("reused") or s.get("adopted"):
+        rows.append(("uploaded", n(s["uploaded"])
+                     + f"   ({s['bytes_uploaded'] / 1e6:,.1f} MB, {s['upload_mb_per_s']:,.1f} "
+                     f"MB/s; {s['reused']:,} reused, {s['adopted']:,} found by listing)"))
     if s["refused_earlier"]:
         rows.append(("refused earlier", n(s["refused_earlier"])
                      + "   (skipped; --retry-failed sends them)"))
@@ -269,6 +291,12 @@ def format_summary(s: Mapping[str, Any]) -> str:
     if s["still_in_progress"]:
         lines.append(f"  warning: {s['still_in_progress']:,} files were still processing when "
                      "--wait-timeout ran out (counted as attached)")
+    if s.get("possible_duplicates"):
+        shown = ", ".join(s["possible_duplicates"][:5])
+        lines.append(f"  warning: {len(s['possible_duplicates']):,} file objects may be "
+                     f"duplicates of uploads whose outcome was unknown ({shown}); they were "
+                     "not adopted (not provably ours) and are never deleted: check them in "
+                     "the dashboard")
     if s["chunking_mismatch"]:
         lines.append(f"  warning: {s['chunking_mismatch']:,} files are in their store with "
                      "another chunking strategy than the manifest's (chunking cannot change in "

@@ -199,7 +199,9 @@ def _items_to_plan(parts: Iterable[Block | Item], index: ResumeIndex,
                    tally: Tally, skips_blocks: bool = True) -> Iterator[Item]:
     for part in parts:
         if isinstance(part, Item):
-            yield part
+            # A local file the log has read with this size and mtime names its content's
+            # file object (the quick check), and plans as a file_id pair.
+            yield part if part.local is None else index.uploads.resolve(part)
         elif skips_blocks and index.all_in_place(part.pairs, digests_of(part)):
             tally.done_earlier += len(part.pairs)
         else:
