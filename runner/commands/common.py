@@ -70,11 +70,24 @@ def check_source(settings: Settings, io: Io, target: Target, source: ManifestSou
                            settles=settles, vouches=vouches)
     if settings.command == "run":
         refuse_detach_rows(source)
+    if settings.command in PATHLESS_COMMANDS and stats.first_path_line is not None:
+        raise UsageError(
+            f"{source.display}:{stats.first_path_line}: path rows are not yet supported by "
+            f"{settings.command}; use `attach-runner run` to upload and attach local files "
+            "(the next release lets sync and detach replace and prune them), or give file_id "
+            "rows here")
+    for note in stats.skipped_notes:
+        io.warn(note)
     if stats.duplicates:
         io.warn(f"{source.display}: {stats.duplicates} repeated pair(s) in the manifest; "
                 f"each pair is {'detached' if settings.command == 'detach' else 'attached'} "
                 "once")
     return stats
+
+
+# Commands that cannot take a `path` row yet: what they would do to a local file's upload
+# (replace it when the file changes, delete it when pruned) comes with the next release.
+PATHLESS_COMMANDS = frozenset({"sync", "detach"})
 
 
 def resolve_target(settings: Settings, source: ManifestSource) -> tuple[Target, int | None]:

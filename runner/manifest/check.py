@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -15,12 +16,13 @@ from runner.attributes import Options
 from runner.errors import MAX_REPORTED_PROBLEMS, ManifestError, ManifestProblem
 from runner.items import Item, pin_mmap_threshold
 from runner.manifest.block import Block, Part
-from runner.manifest.common import ManifestSource
+from runner.manifest.common import ManifestSource, show
 from runner.manifest.fastpath import Vouches
 from runner.manifest.reader import iter_parts
 
 OWNERS_OVER_SHOWN = 20
 OWNER_OF = itemgetter(0)
+PATH_MARK = "\0"  # what Item.identity of a path row starts with (never in an ID)
 
 
 @dataclass
@@ -40,6 +42,10 @@ class ManifestStats:
     skips: dict[int, tuple[int, int, object]] = field(default_factory=dict, compare=False)
     settled: int = field(default=0, compare=False)
     identity: tuple[int, int, int] | None = field(default=None, compare=False)
+    # Local files (`path` rows): the first line of one (the commands that cannot take them
+    # yet name it), and one warning a glob row that skipped files, `FILE:LINE: ...`.
+    first_path_line: int | None = None
+    skipped_notes: list[str] = field(default_factory=list)
 
 
 def check_manifest(
@@ -65,8 +71,10 @@ def check_manifest(
     files_of: Counter[str] = Counter()  # owner -> distinct files
     settled = _Settled()
     rows = 0
+    notes: list[str] = []
+    first_path_line: int | None = None
     for part in iter_parts(source, owner_column, group_key, said_on,
-                           vouches=vouches if settles is not None else None):
+                           vouches=vouches if settles is not None else None, notes=notes):
         if isinstance(part, Block):
             rows += len(part.pairs)
             keys = set(map(hash, part.pairs))
@@ -89,7 +97,11 @@ def check_manifest(
                 problems.append(part)
         else:
             rows += 1
-            key = hash((part.owner, part.file_id))
+            # A path row's file is named by its path (Item.identity): one matched by two rows
+            # of a store is one pair, its options compared as a repeat's.
+            key = hash((part.owner, part.identity))
+            if part.local is not None and first_path_line is None:
+                first_path_line = part.line
             if key in seen:
                 repeated.add(key)
             else:
@@ -104,6 +116,7 @@ def check_manifest(
     if not repeated:  # a repeat is planned pair by pair (the first of it wins): none passed
         stats.skips, stats.settled = settled.skips, settled.pairs
     stats.identity = identity
+    stats.first_path_line, stats.skipped_notes = first_path_line, notes
     return stats
 
 
@@ -156,7 +169,7 @@ def _clashes(source: ManifestSource, parts: Iterator[Part],
         for item in items:
             if not isinstance(item, Item):
                 continue
-            pair = (item.owner, item.file_id)
+            pair = (item.owner, item.identity)
             key = hash(pair)
             if key not in repeated:
                 continue
@@ -175,10 +188,21 @@ def _clashes(source: ManifestSource, parts: Iterator[Part],
                     clashes.append((pair, item.line, state[0]))
                 elif state[1][0] != mine:
                     clashes.append((pair, item.line, state[1][1]))
-    return [ManifestProblem(source.display, line, (
-        f"{pair[0]}/{pair[1]} is repeated with other options than on line {earlier}; give "
-        "the pair one set of attributes and chunking_strategy, or remove the repeat"))
-        for pair, line, earlier in sorted(clashes, key=lambda clash: clash[1])]
+    return [ManifestProblem(source.display, line, _clash_text(pair, earlier, source.base_dir))
+            for pair, line, earlier in sorted(clashes, key=lambda clash: clash[1])]
+
+
+def _clash_text(pair: tuple[str, str], earlier: int, base_dir: str | None) -> str:
+    owner, identity = pair
+    if identity.startswith(PATH_MARK):  # a path row's file, named as the manifest would
+        path = identity[1:]
+        if base_dir is not None and path.startswith(os.path.join(base_dir, "")):
+            path = os.path.relpath(path, base_dir)
+        return (f"file {show(path, 200)} is matched for {owner} with other options than "
+                f"on line {earlier}; give the file one set of attributes and "
+                "chunking_strategy: narrow one of the globs, or give both rows the same options")
+    return (f"{owner}/{identity} is repeated with other options than on line {earlier}; give "
+            "the pair one set of attributes and chunking_strategy, or remove the repeat")
 
 
 def _stats(rows: int, pairs: int, files_of: dict[str, int], over_limit: int) -> ManifestStats:

@@ -38,6 +38,15 @@ class ManifestSource:
     path: str  # a regular file: stdin and pipes are spooled to a temporary file first
     format: str  # csv | yaml | jsonl
 
+    @property
+    def base_dir(self) -> str | None:
+        """The folder a relative `path` row is relative to: the manifest's own. None for a
+        manifest read from stdin or a pipe (spooled: `path` is not `display`), which takes
+        absolute paths only."""
+        if self.display == STDIN_DISPLAY or self.path != self.display:
+            return None
+        return os.path.dirname(os.path.abspath(self.display))
+
     def identity(self) -> tuple[int, int, int]:
         """What tells the file changed between two reads: size, mtime_ns, inode."""
         info = os.stat(self.path)
@@ -53,7 +62,8 @@ def checked_pair(display: str, line: int, owner_column: str, owner: str, file_id
     options the row gives, or the problem with them (named after a problem with the IDs)."""
     for name, value in ((owner_column, owner), ("file_id", file_id)):
         if not value:
-            what = f"{name} is empty; every {noun} needs {owner_column} and file_id"
+            needs = f"{owner_column} and {file_names(owner_column)}"
+            what = f"{name} is empty; every {noun} needs {needs}"
             return ManifestProblem(display, line, what)
         if not is_valid_id(value):
             return ManifestProblem(display, line, invalid_id(name, value))
@@ -93,10 +103,11 @@ def both_owners(what: str) -> str:
             "target: keep one of them")
 
 
-def show(value: str) -> str:
-    """A value quoted on one line: control and invisible characters escaped, long ones cut."""
-    text = "".join(_escape(ch) for ch in value[:SHOWN_CHARS])
-    if len(value) > SHOWN_CHARS:
+def show(value: str, limit: int = SHOWN_CHARS) -> str:
+    """A value quoted on one line: control and invisible characters escaped, long ones cut
+    after `limit` characters."""
+    text = "".join(_escape(ch) for ch in value[:limit])
+    if len(value) > limit:
         return f'"{text}..." ({len(value)} characters)'
     return f'"{text}"'
 
@@ -107,15 +118,24 @@ def _escape(ch: str) -> str:
     return ch if ch.isprintable() else repr(ch)[1:-1]
 
 
+def file_names(owner_column: str) -> str:
+    """What names a pair's file: a file_id, or for vector stores a local file's `path`."""
+    return "file_id or path" if owner_column == "vector_store_id" else "file_id"
+
+
 def missing_names(names: Iterable[object], owner_column: str) -> str:
-    """'"assistant_id" or "file_id"': the needed names absent from `names`, or ""."""
+    """'"assistant_id" or "file_id"': the needed names absent from `names`, or "". A `path`
+    stands for `file_id` (rows.checked_rows says whether the owner column takes one)."""
     present = set(names)
+    if "path" in present:
+        present.add("file_id")
     return " or ".join(f'"{name}"' for name in (owner_column, "file_id") if name not in present)
 
 
 def not_a_string(name: str, kind: str, text: str | None) -> str:
     if kind in ("a list", "a mapping", "an object"):
-        return f"{name} is {kind}, not a string; give one ID per item"
+        one = "path (or glob)" if name == "path" else "ID"
+        return f"{name} is {kind}, not a string; give one {one} per item"
     if text is None:
         return f"{name} is {kind}, not a string; quote it"
     return f"{name} is {kind}, not a string; quote it: {show(text)}"

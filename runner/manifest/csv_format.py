@@ -29,7 +29,7 @@ from runner.manifest.common import (
     NotFinite,
     Row,
     both_owners,
-    checked_pair,
+    file_names,
     load_json,
     missing_names,
     other_owner,
@@ -47,24 +47,26 @@ from runner.manifest.fastpath import (
     pairs_taker,
 )
 from runner.manifest.options import OPTION_NAMES, read_options
+from runner.manifest.rows import NO_LOCAL_PATHS, LocalPaths, checked_rows
 
 QUOTE_IN_CELL = '""'  # a quote inside a quoted CSV cell
 
 
 def csv_parts(display: str, path: str, owner_column: str, skips: Skips | None = None,
-              vouches: Vouches | None = None) -> Iterator[Part]:
+              vouches: Vouches | None = None,
+              local: LocalPaths = NO_LOCAL_PATHS) -> Iterator[Part]:
     with open(path, "rb") as stream:
         first = stream.readline(MAX_LINE_BYTES + 1)
     header = _plain_header(first, owner_column)
     if header is None:
-        yield from csv_rows(display, path, owner_column)
+        yield from csv_rows(display, path, owner_column, local=local)
         return
     take, quotes = _taker(header, owner_column)
     for part in fast_blocks(path, len(first), 1, take, quotes, skips, vouches=vouches):
         if isinstance(part, Block):
             yield part
         else:
-            yield from csv_rows(display, path, owner_column, (*part, header))
+            yield from csv_rows(display, path, owner_column, (*part, header), local=local)
 
 
 def _taker(header: list[str], owner_column: str) -> tuple[Take, bool]:
@@ -102,29 +104,34 @@ def _taker(header: list[str], owner_column: str) -> tuple[Take, bool]:
 
 
 def _plain_header(first: bytes, owner_column: str) -> list[str] | None:
-    """The header, if line 1 is one the fast path may build on: plain, complete and right."""
+    """The header, if line 1 is one the fast path may build on: plain, complete and right,
+    and without a `path` column (a local file's row is always the line reader's)."""
     first = first.removeprefix(UTF8_BOM)
     text = fast_text(first) if first.endswith(b"\n") and len(first) < 64 * 1024 else None
     if text is None:
         return None
     header = [name.strip() for name in text.rstrip("\r\n").split(",")]
-    if len(header) > 500 or csv_header_problem(header, owner_column) is not None:
+    if (len(header) > 500 or "path" in header
+            or csv_header_problem(header, owner_column) is not None):
         return None
     return header
 
 
 def csv_rows(display: str, path: str, owner_column: str,
-              resume: tuple[int, int, list[str]] | None = None) -> Iterator[Row]:
+             resume: tuple[int, int, list[str]] | None = None, *,
+             local: LocalPaths = NO_LOCAL_PATHS) -> Iterator[Row]:
     """Rows line by line; `resume` = (byte offset, lines before it, header): go on from there
-    (the fast path hands over at a line it does not take)."""
+    (the fast path hands over at a line it does not take). `local`: for `path` rows."""
     offset, before, header = resume if resume is not None else (0, 0, None)
     spoiled: dict[int, str] = {}  # line -> problem, for lines handed to csv as blank
     # strict: `"asst_1"x` or a quote left open at the end is an error, not a guess.
     reader = csv.reader(_csv_text(path, spoiled, offset, before), strict=True)
-    owner_at = file_at = 0
+    owner_at = 0
+    file_at: int | None = None  # the file_id column, if any
+    path_at: int | None = None  # the path column, if any
     options_at: list[tuple[str, int]] = []  # (name, column) of the option columns present
     if header is not None:
-        owner_at, file_at = header.index(owner_column), header.index("file_id")
+        owner_at, file_at, path_at = _columns_at(header, owner_column)
         options_at = _options_at(header)
     end = before  # the last physical line the reader has consumed
     while True:
@@ -156,16 +163,26 @@ def csv_rows(display: str, path: str, owner_column: str,
             if problem is not None:
                 yield ManifestProblem(display, start, problem)
                 return
-            owner_at, file_at = header.index(owner_column), header.index("file_id")
+            owner_at, file_at, path_at = _columns_at(header, owner_column)
             options_at = _options_at(header)
             continue
         problem = _csv_shape_problem(row, len(header))
         if problem is not None:
             yield ManifestProblem(display, start, problem)
             continue
-        owner, file_id = row[owner_at].strip(), row[file_at].strip()
+        owner = row[owner_at].strip()
+        file_id = row[file_at].strip() if file_at is not None else None
+        local_path = row[path_at].strip() if path_at is not None else None
         options = _row_options(row, options_at, owner_column) if options_at else NO_OPTIONS
-        yield checked_pair(display, start, owner_column, owner, file_id, "row", options)
+        yield from checked_rows(display, start, owner_column, owner, file_id, local_path,
+                                "row", local, options)
+
+
+def _columns_at(header: list[str], owner_column: str) -> tuple[int, int | None, int | None]:
+    """Where the owner, file_id and path columns stand (the latter two None if absent)."""
+    def at(name: str) -> int | None:
+        return header.index(name) if name in header else None
+    return header.index(owner_column), at("file_id"), at("path")
 
 
 def _options_at(header: list[str]) -> list[tuple[str, int]]:
@@ -234,7 +251,8 @@ def csv_header_problem(header: list[str], owner_column: str) -> str | None:
     missing = missing_names(header, owner_column)
     if missing:
         return (
-            f"header has no {missing} column; the header row must name {owner_column} and file_id"
+            f"header has no {missing} column; the header row must name {owner_column} and "
+            f"{file_names(owner_column)}"
         )
     return None
 

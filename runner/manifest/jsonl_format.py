@@ -25,7 +25,7 @@ from runner.manifest.common import (
     NotFinite,
     Row,
     both_owners,
-    checked_pair,
+    file_names,
     json_kind,
     load_json,
     missing_names,
@@ -44,10 +44,12 @@ from runner.manifest.fastpath import (
     pairs_taker,
 )
 from runner.manifest.options import read_options
+from runner.manifest.rows import NO_LOCAL_PATHS, LocalPaths, checked_rows
 
 
 def jsonl_parts(display: str, path: str, owner_column: str, said_on: int | None = None,
-                skips: Skips | None = None, vouches: Vouches | None = None) -> Iterator[Part]:
+                skips: Skips | None = None, vouches: Vouches | None = None,
+                local: LocalPaths = NO_LOCAL_PATHS) -> Iterator[Part]:
     with open(path, "rb") as stream:
         bom = stream.read(len(UTF8_BOM)) == UTF8_BOM
     start = len(UTF8_BOM) if bom else 0
@@ -56,13 +58,14 @@ def jsonl_parts(display: str, path: str, owner_column: str, said_on: int | None 
         if isinstance(part, Block):
             yield part
         else:
-            yield from jsonl_rows(display, path, owner_column, *part, said_on=said_on)
+            yield from jsonl_rows(display, path, owner_column, *part, said_on=said_on,
+                                  local=local)
 
 
 def _taker(owner_column: str) -> Take:
     """How the fast path takes lines: an object of the two IDs, in that order, then (vector
     stores) `attributes` and `chunking_strategy` of the plain kind, each optional, in that
-    order. Any other line is the line reader's."""
+    order. Any other line is the line reader's: a `path` row always."""
     space = r"[ \t]*"
     ids = (rf'^{space}\{{{space}"{re.escape(owner_column)}"{space}:{space}"{FAST_ID}"{space},'
            rf'{space}"file_id"{space}:{space}"{FAST_ID}"')
@@ -78,12 +81,13 @@ def _taker(owner_column: str) -> Take:
 
 
 def jsonl_rows(display: str, path: str, owner_column: str, offset: int = 0,
-               before: int = 0, *, said_on: int | None = None) -> Iterator[Row]:
+               before: int = 0, *, said_on: int | None = None,
+               local: LocalPaths = NO_LOCAL_PATHS) -> Iterator[Row]:
     for number, text, problem in read_lines(path, offset, before):
         if problem is None and text.strip():
             problem, obj = _jsonl_object(text, owner_column)
             if obj is not None:
-                yield _jsonl_pair(display, number, owner_column, obj, said_on)
+                yield from _jsonl_pairs(display, number, owner_column, obj, said_on, local)
         if problem is not None:
             yield ManifestProblem(display, number, problem)
 
@@ -110,23 +114,29 @@ def _jsonl_object(text: str, owner_column: str) -> tuple[str | None, dict[str, A
     return f"{what}; write one object a line, like {example}", None
 
 
-def _jsonl_pair(display: str, line: int, owner_column: str, obj: dict[str, Any],
-                said_on: int | None) -> Row:
+def _jsonl_pairs(display: str, line: int, owner_column: str, obj: dict[str, Any],
+                 said_on: int | None, local: LocalPaths) -> Iterator[Row]:
     other = other_owner(owner_column)
     if other is not None and other in obj:
         what = (both_owners("object") if owner_column in obj
                 else wrong_target(owner_column, other, "object", said_on))
-        return ManifestProblem(display, line, what)
+        yield ManifestProblem(display, line, what)
+        return
     missing = missing_names(obj, owner_column)
     if missing:
-        what = f"object has no {missing}; every object needs {owner_column} and file_id"
-        return ManifestProblem(display, line, what)
-    values: list[str] = []
-    for name in (owner_column, "file_id"):
-        value = obj[name]
+        what = (f"object has no {missing}; every object needs {owner_column} and "
+                f"{file_names(owner_column)}")
+        yield ManifestProblem(display, line, what)
+        return
+    values: list[str | None] = []  # owner, file_id, path: None where the object has no key
+    for name in (owner_column, "file_id", "path"):
+        value = obj.get(name)
         if value is not None and not isinstance(value, str):
             what = not_a_string(name, json_kind(value), json.dumps(value))
-            return ManifestProblem(display, line, what)
-        values.append(value or "")
+            yield ManifestProblem(display, line, what)
+            return
+        values.append(value if value is not None or name not in obj else "")
+    owner, file_id, local_path = values
     options = read_options(obj, owner_column)
-    return checked_pair(display, line, owner_column, values[0], values[1], "object", options)
+    yield from checked_rows(display, line, owner_column, owner or "", file_id, local_path,
+                            "object", local, options)

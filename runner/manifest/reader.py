@@ -12,6 +12,7 @@ from runner.manifest.common import ManifestSource, Row, show
 from runner.manifest.csv_format import csv_parts
 from runner.manifest.fastpath import Vouches
 from runner.manifest.jsonl_format import jsonl_parts
+from runner.manifest.rows import LocalPaths
 from runner.manifest.yaml_fast import yaml_parts
 
 
@@ -51,19 +52,22 @@ def iter_rows(source: ManifestSource, owner_column: str, group_key: str,
 
 def iter_parts(source: ManifestSource, owner_column: str, group_key: str,
                said_on: int | None = None, *, skips: Skips | None = None,
-               vouches: Vouches | None = None) -> Iterator[Part]:
+               vouches: Vouches | None = None, notes: list[str] | None = None) -> Iterator[Part]:
     """Every part in file order. `said_on`: the line where the manifest named its target (not
     --target), for the message about a row of the other target. A CSV names it in its header
     alone, so no row of a CSV can be of the other target. `skips`: see iter_blocks.
-    `vouches`: see fastpath.fast_blocks."""
+    `vouches`: see fastpath.fast_blocks. `notes`: where each glob row's skipped files are
+    noted (`FILE:LINE: ...`, one a row); None drops them. A `path` row yields one Item a file
+    it names (rows.checked_rows), relative to the manifest's folder (source.base_dir)."""
+    local = LocalPaths(source.base_dir, notes)
     if source.format == "csv":
-        parsed = csv_parts(source.display, source.path, owner_column, skips, vouches)
+        parsed = csv_parts(source.display, source.path, owner_column, skips, vouches, local)
     elif source.format == "jsonl":
         parsed = jsonl_parts(source.display, source.path, owner_column, said_on, skips,
-                             vouches)
+                             vouches, local)
     elif source.format == "yaml":
         parsed = yaml_parts(source.display, source.path, owner_column, group_key, said_on,
-                            skips, vouches)
+                            skips, vouches, local)
     else:
         shown = show(source.format)
         raise UsageError(f"{source.display}: unknown format {shown}; use csv, yaml or jsonl")

@@ -33,6 +33,7 @@ from runner.manifest.block import (
     chunking_object,
 )
 from runner.manifest.fastpath import Vouches, fast_blocks
+from runner.manifest.rows import NO_LOCAL_PATHS, LocalPaths
 from runner.manifest.yaml_format import yaml_rows
 
 # What PyYAML's reader refuses anywhere in a document (yaml.reader.Reader.NON_PRINTABLE).
@@ -147,7 +148,8 @@ class YamlTake:
 
 def yaml_parts(display: str, path: str, owner_column: str, group_key: str,
                said_on: int | None, skips: Skips | None = None,
-               vouches: Vouches | None = None) -> Iterator[Part]:
+               vouches: Vouches | None = None,
+               local: LocalPaths = NO_LOCAL_PATHS) -> Iterator[Part]:
     """Grouped YAML through the fast path while it keeps the shape; then the composer's rows
     from the first line it did not take on (and every problem the composer finds)."""
     start = yaml_fast_start(path)
@@ -164,7 +166,7 @@ def yaml_parts(display: str, path: str, owner_column: str, group_key: str,
             break
         else:
             return
-    for row in yaml_rows(display, path, owner_column, group_key, said_on):
+    for row in yaml_rows(display, path, owner_column, group_key, said_on, local):
         if isinstance(row, ManifestProblem) or row.line >= handed_over:
             yield row
 

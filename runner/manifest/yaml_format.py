@@ -18,13 +18,13 @@ from runner.items import is_valid_id
 from runner.manifest.common import (
     EXAMPLE_OF,
     GROUP_OF,
-    NO_OPTIONS,
     TARGET_OF,
     UTF16_BOMS,
     UTF16_MESSAGE,
     Row,
     both_owners,
     checked_pair,
+    file_names,
     invalid_id,
     missing_names,
     not_a_string,
@@ -33,12 +33,13 @@ from runner.manifest.common import (
     wrong_target,
 )
 from runner.manifest.options import OPTION_NAMES, read_options
+from runner.manifest.rows import NO_LOCAL_PATHS, LocalPaths, checked_rows
 from runner.manifest.yaml_values import plain_value
 
 MAX_YAML_DEPTH = 32  # a manifest needs 4 levels; deeper is a mistake or an attack on the stack
 _YAML_STR = "tag:yaml.org,2002:str"
 _YAML_NULL = "tag:yaml.org,2002:null"
-_ENTRY_KEYS = ("file_id", *OPTION_NAMES)
+_ENTRY_KEYS = ("file_id", "path", *OPTION_NAMES)
 
 
 class _YamlRefused(Exception):
@@ -74,14 +75,14 @@ class _ManifestLoader(yaml.SafeLoader):
 
 
 def yaml_rows(display: str, path: str, owner_column: str, group_key: str,
-              said_on: int | None = None) -> Iterator[Row]:
-    rows = list(_yaml_unsorted(display, path, owner_column, group_key, said_on))
+              said_on: int | None = None, local: LocalPaths = NO_LOCAL_PATHS) -> Iterator[Row]:
+    rows = list(_yaml_unsorted(display, path, owner_column, group_key, said_on, local))
     rows.sort(key=lambda row: row.line or 0)  # stable: same-line rows keep document order
     yield from rows
 
 
 def _yaml_unsorted(display: str, path: str, owner_column: str, group_key: str,
-                   said_on: int | None) -> Iterator[Row]:
+                   said_on: int | None, local: LocalPaths) -> Iterator[Row]:
     root, problem = read_document(display, path)
     if problem is not None:
         yield problem
@@ -89,7 +90,7 @@ def _yaml_unsorted(display: str, path: str, owner_column: str, group_key: str,
     if root is None:
         return  # an empty file, or only comments
     yield from _yaml_duplicates(display, root)
-    yield from _yaml_document(display, root, owner_column, group_key, said_on)
+    yield from _yaml_document(display, root, owner_column, group_key, said_on, local)
 
 
 def read_document(display: str, path: str) -> tuple[Node | None, ManifestProblem | None]:
@@ -168,7 +169,7 @@ def _yaml_duplicates(display: str, root: Node) -> Iterator[ManifestProblem]:
 
 
 def _yaml_document(display: str, root: Node, owner_column: str, group_key: str,
-                   said_on: int | None) -> Iterator[Row]:
+                   said_on: int | None, local: LocalPaths) -> Iterator[Row]:
     shapes = f'"items:" or "{group_key}:"'
     if not isinstance(root, MappingNode):
         if isinstance(root, SequenceNode):
@@ -183,9 +184,9 @@ def _yaml_document(display: str, root: Node, owner_column: str, group_key: str,
     for key, value in root.value:
         name = key.value if is_str(key) else None
         if name == "items":
-            yield from _yaml_items(display, value, owner_column, said_on)
+            yield from _yaml_items(display, value, owner_column, said_on, local)
         elif name == group_key:
-            yield from _yaml_groups(display, value, owner_column, group_key)
+            yield from _yaml_groups(display, value, owner_column, group_key, local)
         elif name in other_group:
             yield _yaml_wrong_group(display, node_line(key), name, owner_column, group_key, said_on)
         else:
@@ -216,7 +217,7 @@ def _yaml_wrong_group(
 
 
 def _yaml_items(display: str, node: Node, owner_column: str,
-                said_on: int | None) -> Iterator[Row]:
+                said_on: int | None, local: LocalPaths) -> Iterator[Row]:
     example = f"{{{owner_column}: {EXAMPLE_OF.get(owner_column, '...')}, file_id: file-1}}"
     if _is_null(node):
         return
@@ -238,20 +239,39 @@ def _yaml_items(display: str, node: Node, owner_column: str,
             continue
         missing = missing_names(fields, owner_column)
         if missing:
-            what = f"item has no {missing}; every item needs {owner_column} and file_id"
+            what = (f"item has no {missing}; every item needs {owner_column} and "
+                    f"{file_names(owner_column)}")
             yield ManifestProblem(display, node_line(item), what)
             continue
         owner, problem = _yaml_string(fields[owner_column], owner_column)
+        file_id = local_path = None
         if problem is None:
-            file_id, problem = _yaml_string(fields["file_id"], "file_id")
+            file_id, local_path, problem = _file_fields(fields)
         if problem is not None:
             yield ManifestProblem(display, node_line(item), problem)
             continue
         options = read_options(_option_values(fields), owner_column)
-        yield checked_pair(display, node_line(item), owner_column, owner, file_id, "item", options)
+        yield from checked_rows(display, node_line(item), owner_column, owner, file_id,
+                                local_path, "item", local, options)
 
 
-def _yaml_groups(display: str, node: Node, owner_column: str, group_key: str) -> Iterator[Row]:
+def _file_fields(fields: dict[str, Node]) -> tuple[str | None, str | None, str | None]:
+    """The `file_id` and `path` strings of an item or entry (None where it has no such key),
+    or why one is not a string."""
+    values: list[str | None] = []
+    for name in ("file_id", "path"):
+        if name not in fields:
+            values.append(None)
+            continue
+        value, problem = _yaml_string(fields[name], name)
+        if problem is not None:
+            return None, None, problem
+        values.append(value)
+    return values[0], values[1], None
+
+
+def _yaml_groups(display: str, node: Node, owner_column: str, group_key: str,
+                 local: LocalPaths) -> Iterator[Row]:
     example = f"{EXAMPLE_OF.get(owner_column, 'owner')}: [file-1, file-2]"
     if _is_null(node):
         return
@@ -277,31 +297,45 @@ def _yaml_groups(display: str, node: Node, owner_column: str, group_key: str) ->
             yield ManifestProblem(display, node_line(key), what)
             continue
         for entry in files.value:
-            yield _yaml_entry(display, entry, owner_column, owner)
+            yield from _yaml_entry(display, entry, owner_column, owner, local)
 
 
-def _yaml_entry(display: str, entry: Node, owner_column: str, owner: str) -> Row:
-    """A grouped list entry: a file id, or {file_id: ..., attributes: ..., chunking_strategy:}."""
-    options = NO_OPTIONS
-    node = entry
-    if isinstance(entry, MappingNode):
-        fields: dict[str, Node] = {}
-        for key, value in entry.value:
-            if not is_str(key) or key.value not in _ENTRY_KEYS:
-                shown = show(str(key.value)) if isinstance(key, ScalarNode) else _yaml_kind(key)
-                return ManifestProblem(display, node_line(key), (
-                    f"entry has an unknown key {shown}; an entry takes file_id, attributes "
-                    "and chunking_strategy"))
-            fields[key.value] = value
-        if "file_id" not in fields:
-            return ManifestProblem(display, node_line(entry), (
-                'entry has no "file_id"; write {file_id: file-1, attributes: {...}}'))
-        node = fields["file_id"]
-        options = read_options(_option_values(fields), owner_column)
-    file_id, problem = _yaml_string(node, "file_id")
+def _yaml_entry(display: str, entry: Node, owner_column: str, owner: str,
+                local: LocalPaths) -> Iterator[Row]:
+    """A grouped list entry: a file id, or {file_id: ..., attributes: ..., chunking_strategy:}
+    (or {path: ..., ...}, a local file, for vector stores)."""
+    line = node_line(entry)
+    if not isinstance(entry, MappingNode):
+        bare, problem = _yaml_string(entry, "file_id")
+        if problem is not None:
+            yield ManifestProblem(display, line, problem)
+        else:
+            yield checked_pair(display, line, owner_column, owner, bare, "entry")
+        return
+    fields: dict[str, Node] = {}
+    for key, value in entry.value:
+        if not is_str(key) or key.value not in _ENTRY_KEYS:
+            shown = show(str(key.value)) if isinstance(key, ScalarNode) else _yaml_kind(key)
+            takes = "file_id (or path)" if owner_column == "vector_store_id" else "file_id"
+            yield ManifestProblem(display, node_line(key), (
+                f"entry has an unknown key {shown}; an entry takes {takes}, attributes "
+                "and chunking_strategy"))
+            return
+        fields[key.value] = value
+    if "file_id" not in fields and "path" not in fields:
+        what = 'entry has no "file_id"; write {file_id: file-1, attributes: {...}}'
+        if owner_column == "vector_store_id":
+            what = ('entry has no "file_id" or "path"; write {file_id: file-1, attributes: '
+                    "{...}} or {path: docs/a.md, attributes: {...}}")
+        yield ManifestProblem(display, line, what)
+        return
+    file_id, local_path, problem = _file_fields(fields)
     if problem is not None:
-        return ManifestProblem(display, node_line(entry), problem)
-    return checked_pair(display, node_line(entry), owner_column, owner, file_id, "entry", options)
+        yield ManifestProblem(display, line, problem)
+        return
+    options = read_options(_option_values(fields), owner_column)
+    yield from checked_rows(display, line, owner_column, owner, file_id, local_path, "entry",
+                            local, options)
 
 
 def _option_values(fields: dict[str, Node]) -> dict[str, Any]:

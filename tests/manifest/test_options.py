@@ -213,8 +213,8 @@ OTHER_CASES = {
                          'attribute key "true" is a boolean, not a string; quote it'),
     "yaml-entry-unknown-key": ("m.yaml", "vector_stores:\n  vs_1:\n    - {file_id: f-1, "
                                "attribute: {a: 1}}\n", 3,
-                               'entry has an unknown key "attribute"; an entry takes file_id, '
-                               "attributes and chunking_strategy"),
+                               'entry has an unknown key "attribute"; an entry takes file_id '
+                               "(or path), attributes and chunking_strategy"),
 }
 CASES = {f"jsonl-{name}": ("m.jsonl", line + "\n", 1, expect)
          for name, (line, expect) in JSONL_CASES.items()} | OTHER_CASES
