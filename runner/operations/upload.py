@@ -54,6 +54,16 @@ CHANGED = ApiError("changed_while_uploading",
                    "the next run", None)
 
 
+class UploadUnsettled(Exception):  # noqa: N818 - a state, handed to the engine
+    """An upload of the pair's content is uncertain and not yet due for its check: park
+    `item` (its content hashed) with `unsettled` until then (see outcomes.Unsettled)."""
+
+    def __init__(self, item: Item, unsettled: Unsettled) -> None:
+        super().__init__(str(unsettled))
+        self.item = item
+        self.unsettled = unsettled
+
+
 @dataclass
 class UploadCounts:
     uploaded: int = 0  # file objects this run made
@@ -86,11 +96,19 @@ class Uploads:
         self._contested: set[tuple[str, int]] = set()  # (filename, bytes) met as rivals
         self._clock_offset = 0.0  # the server's Date less this machine's clock, last seen
 
+    def abandon(self) -> None:
+        """The run stopped: pairs waiting for another's upload of their content stop waiting
+        (they end failed, retryable; the next run picks them up)."""
+        for future in self._making.values():
+            if not future.done():
+                future.set_result(None)
+        self._making.clear()
+
     # --- the content of a path pair ------------------------------------------------------
 
     async def content(self, item: Item, unsettled: Unsettled | None = None) -> Item | Outcome:
         """The item naming its content's file object (hashed, reused, adopted or uploaded),
-        or its failure. Raises Unsettled (park the item: an upload of its content is
+        or its failure. Raises UploadUnsettled (park the item: an upload of its content is
         uncertain and not yet due for its check) or RunRefused."""
         local = item.local
         assert local is not None
@@ -105,33 +123,35 @@ class Uploads:
                     retryable=True, op="upload")
             item = item._replace(local=local)
         sha = local.sha256
-        while True:
+        # A parked pair coming back to its check owns the content's making already.
+        future = self._making.get(sha) if unsettled is not None else None
+        while future is None:
             file_id = self.index.uploaded(sha)
             if file_id is not None:
                 self.counts.reused += 1
                 return item._replace(file_id=file_id)
             making = self._making.get(sha)
             if making is None:
-                break
-            if await asyncio.shield(making) is None:
+                future = self._making[sha] = asyncio.get_running_loop().create_future()
+            elif await asyncio.shield(making) is None:
                 return Outcome("failed", None, 0, ApiError(
                     "upload_failed", "the upload of the same content failed", None),
                     retryable=True, op="upload")
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._making[sha] = future
         try:
             made = await self._make(item, local, unsettled)
+        except Unsettled as unknown:
+            # Still being made (the pairs that wait for it go on waiting): the engine parks
+            # the pair as hashed, so its check does not read the file again.
+            raise UploadUnsettled(item, unknown) from None
         except BaseException:
-            if sha not in self._uncertain:  # an uncertain one is still being made
-                self._making.pop(sha, None)
+            self._making.pop(sha, None)
+            if not future.done():  # abandon() may have ended it
                 future.set_result(None)
             raise
         self._making.pop(sha, None)
-        if isinstance(made, Outcome):
-            future.set_result(None)
-            return made
-        future.set_result(made)
-        return item._replace(file_id=made)
+        if not future.done():
+            future.set_result(None if isinstance(made, Outcome) else made)
+        return made if isinstance(made, Outcome) else item._replace(file_id=made)
 
     async def _make(self, item: Item, local: LocalFile,
                     unsettled: Unsettled | None) -> str | Outcome:
@@ -152,7 +172,11 @@ class Uploads:
                 return found
             if found is not None:
                 return found
-        return await self._upload(local, filename)
+        # An upload sent again after its settle goes on counting the same tries: a server
+        # that applies and then fails every upload cannot keep the pair going for ever.
+        tries = unsettled.state if unsettled is not None else ItemState()
+        tries.uncertain = False
+        return await self._upload(local, filename, tries)
 
     def _uncertain_since(self, sha: str) -> float | None:
         mine = self._uncertain.get(sha)
@@ -163,10 +187,10 @@ class Uploads:
 
     # --- uploading -----------------------------------------------------------------------
 
-    async def _upload(self, local: LocalFile, filename: str) -> str | Outcome:
+    async def _upload(self, local: LocalFile, filename: str,
+                      tries: ItemState) -> str | Outcome:
         sender = self.sender
         self.log.append_upload_sent(local, filename)
-        tries = ItemState()
         retrying = sender.retrying(tries)
         try:
             async for attempt in retrying:
@@ -175,9 +199,10 @@ class Uploads:
                         sender.counters.retries += 1
                     return await self._upload_once(local, filename, tries)
         except Retry as exc:
-            self.log.append_upload_failed(local)
+            if not tries.uncertain:  # else its upload-sent stays open: the next run settles it
+                self.log.append_upload_failed(local)
             return Outcome("failed", exc.status, tries.sent, exc.error, retryable=True,
-                           op="upload")
+                           uncertain=tries.uncertain, op="upload")
         raise AssertionError("unreachable: tenacity returns or re-raises")
 
     async def _upload_once(self, local: LocalFile, filename: str,

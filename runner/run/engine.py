@@ -24,7 +24,7 @@ from runner.manifest import Block
 from runner.operations.attach import Attach
 from runner.operations.base import Operation
 from runner.operations.batches import BatchRunner
-from runner.operations.upload import Uploads
+from runner.operations.upload import UploadUnsettled, Uploads
 from runner.requests.outcomes import Outcome, RunRefused, Unsettled
 from runner.requests.sender import Sender
 from runner.requests.targets import ApiError
@@ -116,6 +116,8 @@ class Engine:
             return
         self.stop_reason = reason
         self.sender.halt()
+        if self.uploads is not None:
+            self.uploads.abandon()
         self._stopping.set()
 
     def _log_failed(self, error: LogError) -> None:
@@ -188,8 +190,8 @@ class Engine:
             raise AssertionError(f"{self.operation.name} takes no local files")
         try:
             found = await self.uploads.content(item, unsettled)
-        except Unsettled as again:
-            self.settle_queue.park(item, again, again.due)
+        except UploadUnsettled as again:
+            self.settle_queue.park(again.item, again.unsettled, again.unsettled.due)
             return
         except RunRefused as refusal:
             self.record(item, Outcome("failed", refusal.status, 1, refusal.error,
@@ -206,8 +208,14 @@ class Engine:
                         else dataclasses.replace(end, attempts=0))
             return
         plan, _ = self.index.plan(found, retry_failed=self.retry_failed)
-        if plan is Plan.DONE:  # the log has this content in place: say so for this path
-            self.record(found, Outcome("already_attached", None, 0))
+        if plan is Plan.DONE:
+            # In place per the log (a file read again: racy, or touched but not changed):
+            # its line records the path's content as read now, so the next run trusts it.
+            try:
+                self._write_done(found, Outcome("already_attached", None, 0), None)
+            except LogError as error:
+                self._log_failed(error)
+            self.tally.done_earlier += 1
         elif plan is Plan.DUPLICATE:
             self.tally.duplicates += 1
         elif plan is Plan.SKIP_REFUSED:

@@ -1,0 +1,252 @@
+"""Local files (SPEC "Local files"): `path` rows uploaded exactly once and attached, judged by
+the sandbox's record of file objects (each content's SHA-256, which stores hold it) and of
+its stores' files; under faults that leave uploads uncertain, and kill -9."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.sandbox import SandboxThread
+from tests.cli import (
+    FAST,
+    SANDBOX_KEY,
+    kill_9_at_random_moments,
+    rerun_until_exit_0,
+    run_main,
+    wait_for_held_writes,
+)
+
+LONG_AGO_NS = 1_700_000_000 * 10**9  # an mtime well before the run: no racy file
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SANDBOX_KEY)
+
+
+def write(path: Path, text: str, *, old: bool = True) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if old:
+        os.utime(path, ns=(LONG_AGO_NS, LONG_AGO_NS))
+    return path
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def tree(root: Path) -> dict[str, str]:
+    """A nested tree with what globs must skip: hidden names, links, an unsupported and an
+    empty file. Returns what each supported, visible file holds, by path below `root`."""
+    held = {
+        "a.md": "# A\nalpha\n",
+        "b.txt": "bravo\n",
+        "sub/c.md": "# C\ncharlie\n",
+        "sub/deep/d.py": "print('delta')\n",
+        "sub/copy-of-a.md": "# A\nalpha\n",  # the same content as a.md
+    }
+    for name, text in held.items():
+        write(root / name, text)
+    write(root / ".hidden.md", "hidden\n")
+    write(root / "sub/.cache/e.md", "cached\n")
+    write(root / "image.png", "not text\n")
+    write(root / "empty.md", "")
+    (root / "link.md").symlink_to(root / "a.md")
+    (root / "linked").symlink_to(root / "sub")
+    return held
+
+
+def files_in(record: dict[str, Any], store: str) -> dict[str, dict[str, Any]]:
+    return record["vector_store_files"].get(store, {})
+
+
+def contents_in(record: dict[str, Any], store: str) -> list[str]:
+    """The SHA-256 of each file object the store holds (a content twice shows twice)."""
+    objects = record["files"]
+    return sorted(objects[file_id]["sha256"] for file_id in files_in(record, store))
+
+
+def args_for(sb: SandboxThread, manifest: Path, log: Path, *more: str) -> list[str]:
+    return ["run", str(manifest), "--base-url", sb.base_url, "--log", str(log), "--json",
+            *FAST, *more]
+
+
+def test_a_nested_tree_into_three_stores_in_every_format(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox()
+    docs = tmp_path / "docs"
+    held = tree(docs)
+    csv = tmp_path / "by-path.csv"
+    csv.write_text("vector_store_id,path,attributes\n"
+                   'vs_csv,docs/a.md,"{""team"": ""x""}"\n'
+                   "vs_csv,docs/sub/c.md,\n"
+                   f"vs_csv,{docs / 'sub/deep/d.py'},\n")
+    jsonl = tmp_path / "glob.jsonl"
+    jsonl.write_text(json.dumps({"vector_store_id": "vs_jsonl", "path": "docs/**/*.md"}) + "\n")
+    yaml = tmp_path / "grouped.yaml"
+    yaml.write_text("vector_stores:\n  vs_yaml:\n"
+                    "    - {path: 'docs/**/*', attributes: {lang: en}}\n")
+    for manifest in (csv, jsonl, yaml):
+        log = tmp_path / f"{manifest.stem}.log"
+        first = run_main(args_for(sb, manifest, log))
+        assert first.code == 0, first.err
+    record = sb.record()
+    assert contents_in(record, "vs_csv") == sorted(
+        sha(held[n]) for n in ("a.md", "sub/c.md", "sub/deep/d.py"))
+    # The glob skips hidden names, links, the unsupported and the empty file; a.md and its
+    # copy are one content: one file object, in the store once.
+    assert contents_in(record, "vs_jsonl") == sorted(
+        {sha(held[n]) for n in ("a.md", "sub/c.md", "sub/copy-of-a.md")})
+    assert contents_in(record, "vs_yaml") == sorted({sha(text) for text in held.values()})
+    # One file object per distinct content, across the three logs' runs? Each log uploads
+    # what it has not seen, so per log: never two objects of one content from one log.
+    by_content: dict[str, int] = {}
+    for obj in record["files"].values():
+        by_content[obj["sha256"]] = by_content.get(obj["sha256"], 0) + 1
+    assert max(by_content.values()) <= 3  # at most once per log
+    attrs = {record["files"][f]["filename"]: v["attributes"]
+             for f, v in files_in(record, "vs_yaml").items()}
+    assert all(a == {"lang": "en"} for a in attrs.values())
+    assert {record["files"][f]["filename"]: v["attributes"]
+            for f, v in files_in(record, "vs_csv").items()}["a.md"] == {"team": "x"}
+
+    # The rerun sends nothing and reads no file: each file is rewritten with other content
+    # of the same size and given back its mtime, which a run that read it would upload.
+    for name, text in held.items():
+        write(docs / name, text.upper() if text.upper() != text else text.lower())
+    requests_before = sb.record()["requests"]
+    for manifest in (csv, jsonl, yaml):
+        again = run_main(args_for(sb, manifest, tmp_path / f"{manifest.stem}.log"))
+        assert again.code == 0, again.err
+        summary = again.json()
+        assert summary["requests"] == 0
+        assert summary["uploaded"] == 0
+        assert summary["attached_earlier"] == summary["pairs"]
+    assert sb.record()["requests"] == requests_before
+
+
+def test_one_upload_for_a_path_in_two_stores_and_for_two_paths_of_one_content(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox()
+    write(tmp_path / "a.md", "same\n")
+    write(tmp_path / "b.md", "same\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,a.md\nvs_2,a.md\nvs_1,b.md\n")
+    result = run_main(args_for(sb, manifest, tmp_path / "log"))
+    assert result.code == 0, result.err
+    record = sb.record()
+    assert record["uploads"]["applied"] == 1
+    assert len(files_in(record, "vs_1")) == 1
+    assert len(files_in(record, "vs_2")) == 1
+    summary = result.json()
+    assert summary["uploaded"] == 1
+    assert summary["attach_requests"] == 2  # b.md shares a.md's attach in vs_1
+
+
+def _objects_by_content(record: dict[str, Any]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for file_id, obj in record["files"].items():
+        if not obj["deleted"]:
+            found.setdefault(obj["sha256"], []).append(file_id)
+    return found
+
+
+def assert_exactly_once(record: dict[str, Any], store: str, texts: Iterable[str],
+                        reported: set[str]) -> None:
+    """The store holds each content once; every other object of ours is a reported
+    possible duplicate (never attached, never deleted)."""
+    wanted = sorted({sha(t) for t in texts})
+    assert contents_in(record, store) == wanted
+    held = set(files_in(record, store))
+    for _content, ids in _objects_by_content(record).items():
+        for file_id in ids:
+            assert file_id in held or file_id in reported, (file_id, record["files"][file_id])
+
+
+def _reported(results: Iterable[Any]) -> set[str]:
+    ids: set[str] = set()
+    for result in results:
+        if result.out.strip():
+            ids.update(result.json().get("possible_duplicates", []))
+    return ids
+
+
+@pytest.mark.parametrize("fault", [
+    {"reset_after_rate": 0.5},  # applied, then the connection dropped
+    {"error_after_rate": 0.5},  # applied, then a 500
+    # Applied after the client gave up (at --timeout 1 s), well within --settle (2 s).
+    {"late_apply_rate": 0.5, "late_apply_ms": 1500},
+])
+def test_uncertain_uploads_are_settled_by_listing_never_sent_blind(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread], fault: dict[str, Any]) -> None:
+    sb = sandbox(seed=7, fault_methods=("POST",), **fault)
+    texts = [f"document {i}\n" * (i + 1) for i in range(12)]
+    for i, text in enumerate(texts):
+        write(tmp_path / "docs" / f"doc{i}.md", text)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"vector_store_id": "vs_1", "path": "docs/*.md"}) + "\n")
+    log = tmp_path / "log"
+    args = args_for(sb, manifest, log, "--timeout", "1", "--max-attempts", "8", "--settle", "2")
+    results = []
+    for _ in range(8):
+        results.append(run_main(args))
+        if results[-1].code == 0:
+            break
+    assert results[-1].code == 0, results[-1].err
+    record = wait_for_held_writes(sb)
+    assert_exactly_once(record, "vs_1", texts, _reported(results))
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(line["event"] == "uploaded" for line in lines)
+    assert record["faults"], "the fault never happened: the test proved nothing"
+
+
+def test_two_files_of_one_name_and_size_both_uncertain_are_never_swapped(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    # Every upload is applied and answered 500: both are uncertain, and either object found
+    # by listing could be either file's. Neither is adopted; the rerun (faults off) uploads
+    # each again, and reports the orphans.
+    sb = sandbox(fault_methods=("POST",), error_after_rate=1.0)
+    write(tmp_path / "x" / "report.md", "content one\n")
+    write(tmp_path / "y" / "report.md", "content two\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,x/report.md\nvs_1,y/report.md\n")
+    log = tmp_path / "log"
+    first = run_main(args_for(sb, manifest, log, "--max-attempts", "2"))
+    assert first.code == 1
+    sb.update(error_after_rate=0.0)
+    second = run_main(args_for(sb, manifest, log))
+    assert second.code == 0, second.err
+    record = sb.record()
+    reported = _reported([first, second])
+    assert reported  # the orphans the 500s left were named
+    assert_exactly_once(record, "vs_1", ["content one\n", "content two\n"], reported)
+
+
+def test_kill_9_mid_upload_leaves_nothing_twice(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox(seed=3, fault_methods=("POST",), late_apply_rate=0.3, late_apply_ms=300)
+    texts = [f"{i} " * (2000 + i) for i in range(40)]
+    for i, text in enumerate(texts):
+        write(tmp_path / "docs" / f"d{i:02}.txt", text)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,docs/*.txt\n")
+    log = tmp_path / "log"
+    args = ["run", str(manifest), "--base-url", sb.base_url, "--log", str(log), *FAST,
+            "--timeout", "1"]
+
+    def sent_something(_: int) -> bool:
+        return log.exists() and b'"upload-sent"' in log.read_bytes()
+
+    kill_9_at_random_moments(args, random.Random(5), (0.0, 0.4), kills=3, once=sent_something)
+    final = rerun_until_exit_0([*args, "--json"], runs=5)
+    record = wait_for_held_writes(sb)
+    assert_exactly_once(record, "vs_1", texts, set(final.json()["possible_duplicates"]))
