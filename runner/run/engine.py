@@ -24,7 +24,7 @@ from runner.manifest import Block
 from runner.operations.attach import Attach
 from runner.operations.base import Operation
 from runner.operations.batches import BatchRunner
-from runner.operations.upload import UploadUnsettled, Uploads
+from runner.operations.upload import Uploads, UploadUnsettled
 from runner.requests.outcomes import Outcome, RunRefused, Unsettled
 from runner.requests.sender import Sender
 from runner.requests.targets import ApiError
