@@ -21,8 +21,9 @@ from operator import add, is_not, itemgetter, rshift
 from typing import Any
 
 from runner.items import Item, ascii_pair_keys, pair_key, pair_keys, pin_mmap_threshold
+from runner.log.plans import _DIGEST_BITS, SEEN, Planning
 from runner.log.reader import FastRow, scan_log
-from runner.log.states import DETACHED_STATES, UNSETTLED_STATES, FailedInfo, Plan, State
+from runner.log.states import FailedInfo, State
 from runner.log.uploads import UPLOAD_EVENTS, UploadIndex
 
 # A fast log row's outcome (empty for "sent") -> its state: see reader.scan_log. `updated` leaves
@@ -44,14 +45,9 @@ _IS_ALREADY = int(State.ALREADY_ATTACHED).__eq__
 _IS_SENT = int(State.SENT).__eq__
 _IS_UPDATED = _UPDATED.__eq__
 
-_DIGEST_BITS = (1 << 64) - 1  # of a `digests` value: the digest; above it, the fingerprint
-
-# Marks a key as met in this run's manifest (for de-duplication and "not in the manifest").
-SEEN = 64
-
 
 @dataclass
-class ResumeIndex:
+class ResumeIndex(Planning):
     """The last word of the log on each pair. Pairs in place (nearly all of a big log) are
     keys in two sets, which cost a third less than a dict; every other state is in `states`.
     A key is in at most one of the three."""
@@ -182,7 +178,7 @@ class ResumeIndex:
         for ev in events:
             kind = ev.get("event")
             if kind == "done":
-                owner, fid = ev.get(owner_col), ev.get("file_id")
+                owner, fid = ev.get(owner_col), _identity(ev)
                 if not isinstance(owner, str) or not isinstance(fid, str):
                     continue  # written for the other target: not this manifest's pairs
                 key = pair_key(owner, fid)
@@ -219,9 +215,9 @@ class ResumeIndex:
                     )
                 self.batch_of.pop(key, None)
                 if "path" in ev:
-                    self.uploads.note_path(ev)
+                    self._note_path_pair(owner, fid, ev)
             elif kind == "sent":
-                owner, fid = ev.get(owner_col), ev.get("file_id")
+                owner, fid = ev.get(owner_col), _identity(ev)
                 if isinstance(owner, str) and isinstance(fid, str):
                     key = pair_key(owner, fid)
                     self._set(key, State.SENT)
@@ -236,6 +232,16 @@ class ResumeIndex:
                 self.runs += 1
             elif kind == "run-end":
                 self.last_run_end = ev
+
+    def _note_path_pair(self, owner: str, identity: str, ev: Mapping[str, Any]) -> None:
+        """A path pair's `done`: the file's content as read (the quick check's); once it
+        names a file object, an earlier failure of its upload no longer stands."""
+        self.uploads.note_path(ev)
+        path = ev.get("path")
+        if identity and not identity.startswith("\0") and isinstance(path, str):
+            unsent = pair_key(owner, "\0" + path)
+            self.states.pop(unsent, None)
+            self.failed.pop(unsent, None)
 
     def _note_extras(self, key: int, ev: Mapping[str, Any]) -> None:
         """A done line's attributes digest and `updated` mark (a sent line clears both)."""
@@ -272,77 +278,6 @@ class ResumeIndex:
         if created and isinstance(batch_id, str):
             self.batch_files[batch_id] = (store, [f for f in fids if isinstance(f, str)])
 
-    def plan(self, item: Item, *, retry_failed: bool) -> tuple[Plan, int | None]:
-        """What to do with a manifest pair, and what the log said of it (None: nothing).
-        Marks the pair seen, so a repeat of it in the manifest is a DUPLICATE (with
-        `expect_repeats` False, only pairs the log knows are marked)."""
-        if not item.file_id:  # a local file whose content is not known uploaded
-            return Plan.UPLOAD, None
-        key = pair_key(item.owner, item.file_id)
-        if key in self.attached:
-            return self._in_place(key, State.ATTACHED, item)
-        if key in self.already:
-            return self._in_place(key, State.ALREADY_ATTACHED, item)
-        states = self.states
-        raw = states.get(key)
-        if raw is not None and raw & SEEN:
-            return Plan.DUPLICATE, raw & ~SEEN or None
-        if raw is None:
-            if self.expect_repeats:
-                states[key] = SEEN
-            return Plan.SEND, None
-        states[key] = raw | SEEN
-        if raw == State.REFUSED:
-            if self._refused_by_other(key, "attach"):
-                return Plan.SEND, raw
-            return (Plan.SEND if retry_failed else Plan.SKIP_REFUSED), raw
-        if raw in (State.SENT, State.FAILED_UNCERTAIN):
-            return Plan.CHECK, raw
-        if raw == State.BATCH:
-            return Plan.FOLLOW, raw
-        # Failed and retryable, or detached (attach -> detach -> attach does what it says).
-        return Plan.SEND, raw
-
-    def plan_detach(self, item: Item, *, retry_failed: bool) -> tuple[Plan, int | None]:
-        """plan() for `detach`: a pair whose last word is detached or already detached is
-        DONE; one the log has in place (or never sent) is sent (DELETE); an uncertain one
-        (a write of any op may have landed, or a batch holds it) is checked first."""
-        key = pair_key(item.owner, item.file_id)
-        in_place = (State.ATTACHED if key in self.attached
-                    else State.ALREADY_ATTACHED if key in self.already else None)
-        if in_place is not None:
-            if self.expect_repeats:
-                if key in self.seen_in_place:
-                    return Plan.DUPLICATE, in_place
-                self.seen_in_place.add(key)
-            return Plan.SEND, in_place
-        states = self.states
-        raw = states.get(key)
-        if raw is not None and raw & SEEN:
-            return Plan.DUPLICATE, raw & ~SEEN or None
-        if raw is None:
-            if self.expect_repeats:
-                states[key] = SEEN
-            return Plan.SEND, None
-        states[key] = raw | SEEN
-        if raw in DETACHED_STATES:
-            return Plan.DONE, raw
-        if raw == State.REFUSED:
-            if self._refused_by_other(key, "detach"):
-                return Plan.SEND, raw
-            return (Plan.SEND if retry_failed else Plan.SKIP_REFUSED), raw
-        if raw in UNSETTLED_STATES:
-            return Plan.CHECK, raw
-        return Plan.SEND, raw
-
-    def _refused_by_other(self, key: int, op: str) -> bool:
-        """A refusal of another operation (an attach refused, then a detach) does not stop
-        this one: it is sent (a missing owner is refused again, and says so)."""
-        info = self.failed.get(key)
-        if info is None:
-            return False
-        return (info.op == "detach") != (op == "detach")
-
     def all_in_place(self, pairs: Sequence[tuple[str, str]],
                      digests: Callable[[], list[int | None]] | None = None) -> bool:
         """True when the log has every one of `pairs` attached (or already attached), with the
@@ -378,20 +313,6 @@ class ResumeIndex:
         recorded = map(rshift, map(self.digests.get, keys, repeat(0)), repeat(64))
         return list(recorded) == written()
 
-    def _in_place(self, key: int, state: State, item: Item) -> tuple[Plan, int | None]:
-        if self.expect_repeats:
-            seen = self.seen_in_place
-            if key in seen:
-                return Plan.DUPLICATE, state
-            seen.add(key)
-        options = item.options
-        if options is not None and options.manages_attributes and (
-                self._recorded(key) != options.digest_value()):
-            # SPEC: managed attributes that differ from the recorded digest (or a line that
-            # recorded none) get exactly one update; the file is not added again.
-            return Plan.UPDATE, state
-        return Plan.DONE, state
-
     def _in_place_all(self, keys: list[int]) -> bool:
         """Whether the log's last word on every pair of `keys` leaves it in place."""
         if not (self.attached or self.already):
@@ -418,11 +339,6 @@ class ResumeIndex:
             return False
         return digest is None or self._recorded(key) == digest
 
-    def _recorded(self, key: int) -> int | None:
-        """The digest of the managed attributes the pair's last in-place `done` recorded."""
-        value = self.digests.get(key)
-        return None if value is None else value & _DIGEST_BITS
-
     def batch_for(self, item: Item) -> str | None:
         return self.batch_of.get(pair_key(item.owner, item.file_id))
 
@@ -442,3 +358,12 @@ class ResumeIndex:
         for raw in self.states.values():
             if not raw & SEEN:
                 yield raw
+
+
+def _identity(ev: Mapping[str, Any]) -> object:
+    """What a pair line names: its file_id, or for a path pair whose content was never
+    uploaded (file_id "") its path, as Item.identity spells it."""
+    file_id = ev.get("file_id")
+    if file_id == "" and isinstance(path := ev.get("path"), str):
+        return "\0" + path
+    return file_id
