@@ -4,14 +4,19 @@ no key, no lock, no write, no request."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from runner.commands.common import load_index, manifest_parts, prepare
 from runner.config import Settings
 from runner.console import Io
 from runner.errors import EXIT_OK
+from runner.items import Item
 from runner.log.states import Plan
+from runner.log.uploads import UploadIndex
 from runner.operations.base import Operation
 from runner.operations.detach import Detach
+from runner.operations.upload import hash_file
+from runner.requests.multipart import FileChanged, upload_filename
 from runner.requests.targets import VectorStoreFiles
 from runner.run.tally import Tally
 from runner.run.work import NewBatch, Single, iter_work
@@ -28,13 +33,29 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
     show = None if settings.json else io.out.write
     counts = dict.fromkeys(("attach_requests", "batch_requests", "checks", "updates",
                             "detaches", "batches_to_follow", "pairs_to_attach",
-                            "pairs_in_batches_to_follow"), 0)
+                            "pairs_in_batches_to_follow", "uploads", "upload_bytes",
+                            "uploads_to_check"), 0)
+    contents = _Contents(index.uploads)
     for unit in iter_work(manifest_parts(source, target)(), index, tally,
                           retry_failed=settings.retry_failed, batch_size=batch_size,
                           operation=operation):
         if isinstance(unit, Single):
             item = unit.item
-            if detach and unit.plan is Plan.CHECK:
+            if unit.plan is Plan.UPLOAD:
+                item = contents.resolve(item, counts, show)
+                if item.file_id and index.plan(item, retry_failed=settings.retry_failed)[0] in (
+                        Plan.DONE, Plan.DUPLICATE):
+                    tally.done_earlier += 1
+                    continue
+                counts["pairs_to_attach"] += 1
+                if not contents.first_in_store(item):
+                    continue  # the same content at another path: one attach for both
+                counts["attach_requests"] += 1
+                if show:
+                    path = item.local.path if item.local else ""
+                    named = item.file_id or f"<the upload of {path}>"
+                    show(f"POST {target.attach_path(item.owner)} file_id {named}\n")
+            elif detach and unit.plan is Plan.CHECK:
                 counts["checks"] += 1
                 if show:
                     show(f"GET {target.check_path(item.owner, item.file_id)}   "
@@ -87,6 +108,10 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
             f"be sent; {tally.done_earlier} detached earlier, {tally.refused_earlier} refused "
             "earlier (skipped without --retry-failed); nothing was sent\n")
         return EXIT_OK
+    if counts["uploads"] or counts["uploads_to_check"]:
+        io.out.write(f"dry run: {counts['uploads']} upload(s) of {counts['upload_bytes']:,} "
+                     f"bytes would be sent, {counts['uploads_to_check']} uncertain upload(s) "
+                     "checked first\n")
     io.out.write(
         f"dry run: {counts['attach_requests']} attach request(s), {counts['updates']} "
         f"update(s) and {counts['checks']} check(s) would be sent; "
@@ -94,3 +119,56 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
         f"{tally.refused_earlier} refused earlier (skipped without --retry-failed); "
         "nothing was sent\n")
     return EXIT_OK
+
+
+class _Contents:
+    """What a run would do for local files' contents: each file hashed (the dry run reads
+    the files whose quick check fails, as the run would), each distinct content uploaded
+    once, unless the log has it uploaded (reused) or an upload of it is uncertain (to
+    check first)."""
+
+    def __init__(self, uploads: UploadIndex) -> None:
+        self.uploads = uploads
+        self.listed: set[str] = set()  # contents whose upload is shown already
+        self.attached: set[tuple[str, str]] = set()  # (store, content) attached by the run
+
+    def first_in_store(self, item: Item) -> bool:
+        """Whether the item is the first path of its content in its store (the others share
+        its attach: already attached, no request)."""
+        content = (item.owner, item.local.sha256 if item.local else item.file_id)
+        if content in self.attached:
+            return False
+        self.attached.add(content)
+        return True
+
+    def resolve(self, item: Item, counts: dict[str, int],
+                show: Callable[[str], object] | None) -> Item:
+        local = item.local
+        assert local is not None
+        if not local.sha256:
+            try:
+                local = hash_file(local)
+            except (OSError, FileChanged) as exc:
+                if show:
+                    show(f"read {local.path}: {exc}; the run reads it again\n")
+                return item
+            item = item._replace(local=local)
+        sha = local.sha256
+        file_id = self.uploads.uploaded(sha)
+        if file_id is not None:
+            return item._replace(file_id=file_id)
+        if sha in self.listed:
+            return item
+        self.listed.add(sha)
+        if sha in self.uploads.unsettled:
+            counts["uploads_to_check"] += 1
+            if show:
+                show(f"GET /files?purpose=assistants   (to check: the upload of {local.path} "
+                     "is uncertain; uploaded again only if not found)\n")
+            return item
+        counts["uploads"] += 1
+        counts["upload_bytes"] += local.size
+        if show:
+            show(f"POST /files {upload_filename(local.path)} ({local.size:,} bytes, "
+                 f"{local.path})\n")
+        return item

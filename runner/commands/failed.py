@@ -28,9 +28,14 @@ def failed(settings: Settings, io: Io) -> int:
     option_columns = ["attributes", "chunking_strategy"] if with_options else []
     # `op`: what the failed pair's last request did; `run` refuses a row whose op is detach
     # (SPEC), so this CSV never feeds `run` a pair to take out.
-    writer.writerow([target.owner_column, "file_id", "status", "code", "message", "retryable",
-                     *option_columns, "op"])
+    # `path`: a local file's absolute path (its file_id empty), so the rows read back as
+    # path rows wherever the manifest stood (SPEC: `failed` writes each file's path).
+    path_column = ["path"] if with_options else []
+    writer.writerow([target.owner_column, "file_id", *path_column, "status", "code", "message",
+                     "retryable", *option_columns, "op"])
     for item in manifest_items(source, target)():
+        if item.local is not None:
+            item = index.uploads.resolve(item)
         plan, raw = index.plan(item, retry_failed=False)
         if plan is Plan.DUPLICATE or raw not in (State.FAILED_RETRYABLE, State.FAILED_UNCERTAIN,
                                                  State.REFUSED):
@@ -41,7 +46,9 @@ def failed(settings: Settings, io: Io) -> int:
         cells = ([_json_cell(options.attributes if options else None),
                   _json_cell(options.chunking_strategy if options else None)]
                  if with_options else [])
-        writer.writerow([item.owner, item.file_id, info.status if info else "",
+        local = [] if not with_options else [item.local.path if item.local else ""]
+        writer.writerow([item.owner, "" if item.local else item.file_id, *local,
+                         info.status if info else "",
                          error_text(err.get("code")) or "", error_text(err.get("message")) or "",
                          "true" if info and info.retryable else "false", *cells,
                          _failed_op(info.op if info else "attach")])

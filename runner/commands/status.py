@@ -5,6 +5,7 @@ Reads only the manifest and the log: no key, no request.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from runner.commands.common import load_index, manifest_items, prepare
@@ -28,7 +29,17 @@ def status_report(settings: Settings, io: Io) -> dict[str, Any]:
               "already_detached": 0, "failed": 0, "refused": 0, "uncertain": 0, "pending": 0}
     to_update = 0
     reasons: dict[tuple[Any, Any, Any], int] = {}
+    uploads = index.uploads
+    named: set[str] = set()  # the local files the manifest names
+    changed = 0
     for item in manifest_items(source, target)():
+        if item.local is not None:
+            local = item.local
+            named.add(local.path)
+            record = uploads.paths.get(local.path)
+            changed += record is not None and (record.size, record.mtime_ns) != (
+                local.size, local.mtime_ns)
+            item = uploads.resolve(item)
         plan, raw = index.plan(item, retry_failed=False)
         if plan is Plan.DUPLICATE:
             continue
@@ -64,6 +75,13 @@ def status_report(settings: Settings, io: Io) -> dict[str, Any]:
         "pairs": stats.pairs,
         **counts,
         "not_in_manifest": sum(1 for _ in index.unseen()),
+        # Local files (SPEC "Output"): by a stat, never an error.
+        "uploaded_contents": len(uploads.file_of),
+        "uncertain_uploads": len(uploads.unsettled),
+        "possible_duplicates": sorted(uploads.unadoptable),
+        "changed": changed,
+        "missing": sum(1 for path in uploads.paths if path not in named
+                       and not os.path.exists(path)),
         "to_update": to_update,
         "failed_by_reason": group_reasons(reasons.items()),
         "locked_by": holder_pid(settings.log),

@@ -347,7 +347,7 @@ class ResumeIndex(Planning):
         return pair_key(item.owner, item.file_id) in self.updated
 
     def failed_info(self, item: Item) -> FailedInfo | None:
-        return self.failed.get(pair_key(item.owner, item.file_id))
+        return self.failed.get(pair_key(item.owner, item.file_id or item.identity))
 
     def unseen(self) -> Iterator[int]:
         """States of pairs the log knows but this manifest did not name (after planning every

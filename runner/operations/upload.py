@@ -72,6 +72,9 @@ class UploadCounts:
     bytes: int = 0  # bytes of the contents uploaded
     seconds: float = 0.0  # time spent in upload requests (the rate's denominator, per worker)
     possible_duplicates: list[str] = field(default_factory=list)
+    # Paths whose content changed since the log last read them: attached beside their old
+    # version, which stays in its stores until replace lands (path -> the old file object).
+    changed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,9 +109,9 @@ class Uploads:
 
     # --- the content of a path pair ------------------------------------------------------
 
-    async def content(self, item: Item, unsettled: Unsettled | None = None) -> Item | Outcome:
-        """The item naming its content's file object (hashed, reused, adopted or uploaded),
-        or its failure. Raises UploadUnsettled (park the item: an upload of its content is
+    async def content(self, item: Item, unsettled: Unsettled | None = None) -> tuple[Item, Outcome | None]:
+        """The item, its content hashed, naming its content's file object (reused, adopted
+        or uploaded); or with the failure that stopped it (the item as far as it got). Raises UploadUnsettled (park the item: an upload of its content is
         uncertain and not yet due for its check) or RunRefused."""
         local = item.local
         assert local is not None
@@ -116,12 +119,13 @@ class Uploads:
             try:
                 local = await asyncio.to_thread(hash_file, local)
             except FileChanged:
-                return Outcome("failed", None, 0, CHANGED, retryable=True, op="upload")
+                return item, Outcome("failed", None, 0, CHANGED, retryable=True, op="upload")
             except OSError as exc:
-                return Outcome("failed", None, 0, ApiError(
+                return item, Outcome("failed", None, 0, ApiError(
                     "unreadable", f"{local.path}: cannot be read ({exc.strerror})", None),
                     retryable=True, op="upload")
             item = item._replace(local=local)
+            self._note_change(local)
         sha = local.sha256
         # A parked pair coming back to its check owns the content's making already.
         future = self._making.get(sha) if unsettled is not None else None
@@ -129,12 +133,12 @@ class Uploads:
             file_id = self.index.uploaded(sha)
             if file_id is not None:
                 self.counts.reused += 1
-                return item._replace(file_id=file_id)
+                return item._replace(file_id=file_id), None
             making = self._making.get(sha)
             if making is None:
                 future = self._making[sha] = asyncio.get_running_loop().create_future()
             elif await asyncio.shield(making) is None:
-                return Outcome("failed", None, 0, ApiError(
+                return item, Outcome("failed", None, 0, ApiError(
                     "upload_failed", "the upload of the same content failed", None),
                     retryable=True, op="upload")
         try:
@@ -151,7 +155,18 @@ class Uploads:
         self._making.pop(sha, None)
         if not future.done():
             future.set_result(None if isinstance(made, Outcome) else made)
-        return made if isinstance(made, Outcome) else item._replace(file_id=made)
+        if isinstance(made, Outcome):
+            return item, made
+        return item._replace(file_id=made), None
+
+    def _note_change(self, local: LocalFile) -> None:
+        """A path the log recorded with other content, uploaded by this log: changed."""
+        before = self.index.paths.get(local.path)
+        if before is None or before.sha256 == local.sha256:
+            return
+        old = self.index.uploaded(before.sha256)
+        if old is not None:
+            self.counts.changed.setdefault(local.path, old)
 
     async def _make(self, item: Item, local: LocalFile,
                     unsettled: Unsettled | None) -> str | Outcome:

@@ -189,7 +189,7 @@ class Engine:
         if self.uploads is None:
             raise AssertionError(f"{self.operation.name} takes no local files")
         try:
-            found = await self.uploads.content(item, unsettled)
+            found, failure = await self.uploads.content(item, unsettled)
         except UploadUnsettled as again:
             self.settle_queue.park(again.item, again.unsettled, again.unsettled.due)
             return
@@ -197,8 +197,8 @@ class Engine:
             self.record(item, Outcome("failed", refusal.status, 1, refusal.error,
                                       retryable=True, op="upload"))
             raise
-        if isinstance(found, Outcome):
-            self.record(item, found)
+        if failure is not None:
+            self.record(found, failure)  # its line records the content read, if it was
             return
         key = pair_key(found.owner, found.file_id)
         first = self._attaching.get(key)

@@ -18,6 +18,7 @@ from runner.requests.targets import generic_message, refuses_for_good
 from runner.run.tally import RunResult
 
 TOP_REASONS = 5
+CHANGED_SHOWN = 20  # changed files named in --json (all are counted)
 MESSAGE_WIDTH = 160
 # A run shorter than this shows no per-minute rate in the text: a few requests in a fraction
 # of a second extrapolate to a rate the limiter never allowed over any minute.
@@ -161,6 +162,9 @@ def upload_facts(uploads: UploadCounts, elapsed: float) -> dict[str, Any]:
         "possible_duplicates": list(uploads.possible_duplicates),
         "bytes_uploaded": uploads.bytes,
         "upload_mb_per_s": round(uploads.bytes / 1e6 / elapsed, 2),
+        "changed": len(uploads.changed),
+        "changed_examples": [{"path": path, "old_file_id": old}
+                             for path, old in list(uploads.changed.items())[:CHANGED_SHOWN]],
     }
 
 
@@ -291,6 +295,13 @@ def format_summary(s: Mapping[str, Any]) -> str:
     if s["still_in_progress"]:
         lines.append(f"  warning: {s['still_in_progress']:,} files were still processing when "
                      "--wait-timeout ran out (counted as attached)")
+    if s.get("changed"):
+        example = s["changed_examples"][0]
+        lines.append(f"  warning: {s['changed']:,} files changed since the log last read them "
+                     "and were attached beside their old version, which stays in its stores "
+                     f"(e.g. {example['path']}: old {example['old_file_id']}); replacing is "
+                     "not built yet: take the old ones out with `attach-runner detach` (their "
+                     "file ids are in --json, changed_examples, and in the log)")
     if s.get("possible_duplicates"):
         shown = ", ".join(s["possible_duplicates"][:5])
         lines.append(f"  warning: {len(s['possible_duplicates']):,} file objects may be "
@@ -337,6 +348,13 @@ def format_status(st: Mapping[str, Any]) -> str:
     ]
     if st["not_in_manifest"]:
         rows.append(("not in manifest", n(st["not_in_manifest"]) + "   (in the log only)"))
+    if st.get("uploaded_contents") or st.get("uncertain_uploads"):
+        rows.append(("local files", f"{st['uploaded_contents']:,} contents uploaded, "
+                     f"{st['uncertain_uploads']:,} uploads uncertain (checked first), "
+                     f"{st['changed']:,} changed and {st['missing']:,} missing since the log"))
+    if st.get("possible_duplicates"):
+        rows.append(("possible duplicates", ", ".join(st["possible_duplicates"][:5])
+                     + "   (not provably ours: never adopted, never deleted)"))
     last = st.get("last_exit")
     head = (f"{st['manifest']} ({st['target']}): log {st['log']}, {st['runs']} run(s)"
             + (f", the last ended with exit {last}" if last is not None else ""))

@@ -21,7 +21,9 @@ from tests.cli import (
     kill_9_at_random_moments,
     rerun_until_exit_0,
     run_main,
+    spawn,
     wait_for_held_writes,
+    wait_until,
 )
 
 LONG_AGO_NS = 1_700_000_000 * 10**9  # an mtime well before the run: no racy file
@@ -250,3 +252,103 @@ def test_kill_9_mid_upload_leaves_nothing_twice(
     final = rerun_until_exit_0([*args, "--json"], runs=5)
     record = wait_for_held_writes(sb)
     assert_exactly_once(record, "vs_1", texts, set(final.json()["possible_duplicates"]))
+
+
+def test_dry_run_hashes_and_lists_the_uploads_and_sends_nothing(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox()
+    write(tmp_path / "a.md", "same\n")
+    write(tmp_path / "b.md", "same\n")
+    write(tmp_path / "c.md", "other\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,*.md\nvs_2,a.md\n")
+    log = tmp_path / "log"
+    dry = run_main(["run", str(manifest), "--log", str(log), "--dry-run", "--json"])
+    assert dry.code == 0, dry.err
+    plan = dry.json()
+    # Two contents, uploaded once each; a.md and b.md share one attach in vs_1.
+    assert (plan["uploads"], plan["upload_bytes"]) == (2, len("same\n") + len("other\n"))
+    assert (plan["pairs_to_attach"], plan["attach_requests"]) == (4, 3)
+    text = run_main(["run", str(manifest), "--log", str(log), "--dry-run"]).out
+    assert text.count("POST /files ") == 2
+    assert not log.exists()
+    run = run_main(args_for(sb, manifest, log))
+    assert run.code == 0, run.err
+    assert run.json()["attach_requests"] == plan["attach_requests"]
+    assert sb.record()["uploads"]["applied"] == plan["uploads"]
+    again = run_main(["run", str(manifest), "--log", str(log), "--dry-run", "--json"]).json()
+    # Three pairs in place per the log; b.md names the content a.md does in vs_1: one pair.
+    assert (again["uploads"], again["attach_requests"], again["attached_earlier"]) == (0, 0, 3)
+
+
+def test_a_changed_file_is_attached_beside_its_old_version_with_a_warning(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox()
+    doc = write(tmp_path / "a.md", "first version\n")
+    write(tmp_path / "b.md", "unchanged\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,*.md\n")
+    log = tmp_path / "log"
+    assert run_main(args_for(sb, manifest, log)).code == 0
+    old_id = next(f for f, o in sb.record()["files"].items() if o["filename"] == "a.md")
+    write(doc, "second, longer version\n")
+    status = json.loads(run_main(["status", str(manifest), "--log", str(log),
+                                  "--json"]).out)
+    assert status["changed"] == 1
+    result = run_main(args_for(sb, manifest, log))
+    assert result.code == 0, result.err
+    summary = result.json()
+    assert summary["uploaded"] == 1
+    assert summary["changed"] == 1
+    assert summary["changed_examples"] == [{"path": str(doc), "old_file_id": old_id}]
+    record = sb.record()
+    assert contents_in(record, "vs_1") == sorted(
+        sha(t) for t in ("first version\n", "second, longer version\n", "unchanged\n"))
+    human = run_main([a for a in args_for(sb, manifest, log) if a != "--json"])
+    assert "warning" not in human.out  # the rerun found nothing new to say
+
+
+def test_a_file_rewritten_while_its_upload_is_held_is_not_attached(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    # The sandbox takes the body and holds the upload 1.5 s before it applies and answers;
+    # meanwhile the file is rewritten. Its object is deleted, the pair fails retryable, and
+    # the next run uploads and attaches the new content.
+    sb = sandbox(fault_methods=("POST",), late_apply_rate=1.0, late_apply_ms=1500)
+    doc = write(tmp_path / "a.md", "before\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,a.md\n")
+    log = tmp_path / "log"
+    proc = spawn(*args_for(sb, manifest, log, "--timeout", "10"))
+    wait_until(lambda: sb.record()["held_writes"] > 0, proc)
+    write(doc, "after, and longer\n", old=False)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert "changed while it was read or uploaded" in summary["failed_by_reason"][0]["message"]
+    record = sb.record()
+    (made,) = record["files"].values()
+    assert made["deleted"]
+    assert files_in(record, "vs_1") == {}
+    sb.update(late_apply_rate=0.0)
+    again = run_main(args_for(sb, manifest, log))
+    assert again.code == 0, again.err
+    assert contents_in(sb.record(), "vs_1") == [sha("after, and longer\n")]
+
+
+def test_failed_writes_the_path_of_a_file_whose_upload_was_refused(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox(file_max_bytes=10)  # the sandbox refuses what the API would: too large
+    write(tmp_path / "big.md", "more than ten bytes\n")
+    write(tmp_path / "ok.md", "small\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,*.md\n")
+    log = tmp_path / "log"
+    assert run_main(args_for(sb, manifest, log)).code == 1
+    failed = run_main(["failed", str(manifest), "--log", str(log)])
+    rows = failed.out.splitlines()
+    assert rows[0].startswith("vector_store_id,file_id,path,")
+    assert len(rows) == 2
+    assert rows[1].startswith(f"vs_1,,{tmp_path / 'big.md'},400,")
+    # The refusal stands while the file is unchanged: the rerun sends nothing for it.
+    again = run_main(args_for(sb, manifest, log))
+    assert (again.code, again.json()["refused_earlier"], again.json()["requests"]) == (1, 1, 0)
