@@ -269,3 +269,18 @@ def test_notes_are_kept_only_when_asked(work: Path) -> None:
     assert kept == list(iter_parts(src, *VS))
     assert notes == [f'{src.display}:1: glob "docs/*": 3 files skipped: 1 empty, 1 a symbolic '
                      "link, 1 of an extension file search does not take"]
+
+
+def test_yaml_and_csv_name_what_a_row_lacks(work: Path) -> None:
+    """A grouped entry without file_id or path, a path that is not a string, a CSV header
+    with neither column: each says path is the other way to name a file."""
+    src = source_of(work / "m.yaml", "vector_stores:\n  vs_1:\n    - {attributes: {a: 1}}\n"
+                    "    - {path: 12}\n")
+    assert problems(src) == [
+        '3: entry has no "file_id" or "path"; write {file_id: file-1, attributes: {...}} or '
+        "{path: guide/intro.md, attributes: {...}}",
+        '4: path is a number, not a string; quote it: "12"']
+    src = source_of(work / "m.csv", "vector_store_id,name\nvs_1,a\n")
+    assert problems(src) == [
+        '1: header has no "file_id" column; the header row must name vector_store_id and '
+        "file_id or path"]
