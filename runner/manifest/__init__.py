@@ -6,6 +6,9 @@ One thing in three spellings, a list of (owner, file_id) pairs:
     YAML   items: [{assistant_id: ..., file_id: ...}]  or  assistants: {asst_abc: [file-1, ...]}
     JSONL  one object a line: {"assistant_id": ..., "file_id": ...}
 
+A vector-store row may name a local file instead, `path` (a file or a glob, relative to the
+manifest's folder) in place of `file_id`: one Item a file, its file_id "" until uploaded.
+
 Each format's reader yields `Item | ManifestProblem` in file order and never raises on bad
 input, so `check_manifest` can name every bad row in one pass and `iter_items` can stop at the
 first. CSV and JSONL are read as bytes, a line at a time: a line that is not UTF-8, holds a NUL
@@ -18,6 +21,8 @@ or runs past 1 MiB is one problem on its line, and memory stays flat however lon
     fastpath.py     CSV/JSONL lines taken a chunk at a time, as Blocks
     yaml_fast.py    grouped YAML as tools write it, a chunk at a time, as Blocks
     csv_format.py   jsonl_format.py   yaml_format.py   one reader a format
+    rows.py         checked_rows: a row's pair, or (a `path` row) one pair a local file
+    paths.py        expand: a row's path or glob, relative to the manifest, checked
     reader.py       iter_items, iter_blocks: any format, stopping at the first bad row
     options.py      per-file options (attributes, chunking_strategy), value by value
     yaml_values.py  YAML nodes as the plain values options are checked as

@@ -41,11 +41,12 @@ def checked_rows(display: str, line: int, owner_column: str, owner: str,
     """The row's pairs, or its one problem. `file_id`, `path`: the row's values, None where
     the row has no such column or key ("" where it has an empty one)."""
     if not path:
-        if path is not None and not file_id:
-            yield ManifestProblem(display, line, _neither(noun))
-        else:
+        if path is None or file_id:
             yield checked_pair(display, line, owner_column, owner, file_id or "", noun,
                                options)
+        else:
+            what = _owner_problem(owner_column, owner, noun) or _neither(noun)
+            yield ManifestProblem(display, line, what)
         return
     problem = _path_row_problem(owner_column, owner, file_id, noun, options[1])
     if problem is not None:
@@ -69,14 +70,21 @@ def _path_row_problem(owner_column: str, owner: str, file_id: str | None, noun: 
     if owner_column != PATH_TARGET_COLUMN:
         return ("path names a local file to upload, which only vector stores take; for "
                 "assistant-files give the file_id of an uploaded file instead")
-    if not owner:
-        return f"{owner_column} is empty; every {noun} needs {owner_column} and file_id or path"
-    if not is_valid_id(owner):
-        return invalid_id(owner_column, owner)
+    problem = _owner_problem(owner_column, owner, noun)
+    if problem is not None:
+        return problem
     if file_id:
         return (f"{noun} gives both file_id and path; give one: file_id for a file already "
                 "uploaded, path for a local file to upload")
     return options_problem
+
+
+def _owner_problem(owner_column: str, owner: str, noun: str) -> str | None:
+    if not owner:
+        return f"{owner_column} is empty; every {noun} needs {owner_column} and file_id or path"
+    if not is_valid_id(owner):
+        return invalid_id(owner_column, owner)
+    return None
 
 
 def _neither(noun: str) -> str:

@@ -326,7 +326,7 @@ def _yaml_entry(display: str, entry: Node, owner_column: str, owner: str,
         what = 'entry has no "file_id"; write {file_id: file-1, attributes: {...}}'
         if owner_column == "vector_store_id":
             what = ('entry has no "file_id" or "path"; write {file_id: file-1, attributes: '
-                    "{...}} or {path: docs/a.md, attributes: {...}}")
+                    "{...}} or {path: guide/intro.md, attributes: {...}}")
         yield ManifestProblem(display, line, what)
         return
     file_id, local_path, problem = _file_fields(fields)

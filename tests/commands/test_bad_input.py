@@ -109,6 +109,34 @@ def log_lines(*lines: str) -> Callable[[Path], None]:
     return write("m.csv.results.jsonl", "".join(line + "\n" for line in lines))
 
 
+def docs_and(name: str, manifest: str) -> Callable[[Path], None]:
+    """docs/ (a file file search takes, an empty one, one over 512 MB, one of another
+    extension), and the manifest `name` beside it ("{tmp}" standing for the folder)."""
+    def setup(tmp: Path) -> None:
+        docs = tmp / "docs"
+        docs.mkdir()
+        (docs / "a.md").write_text("A")
+        (docs / "empty.md").write_text("")
+        (docs / "notes.xyz").write_text("N")
+        with open(docs / "big.txt", "wb") as big:  # sparse: no disk used
+            big.truncate(512 * 1024 * 1024 + 1)
+        (tmp / name).write_text(manifest.replace("{tmp}", str(tmp)))
+
+    return setup
+
+
+def path_case(path: str, expect: str, *, file_id: str = "",
+              command: str = "run") -> Case:
+    """A CSV naming `path` on line 2, after docs/ is made; `{tmp}` in `expect` is the folder."""
+    return Case(("m.csv",), "m.csv:" + expect, command=command,
+                setup=docs_and("m.csv", f"vector_store_id,file_id,path\nvs_1,{file_id},{path}\n"))
+
+
+PATHLESS = ("2: path rows are not yet supported by {command}; use `attach-runner run` to upload "
+            "and attach local files (the next release lets sync and detach replace and prune "
+            "them), or give file_id rows here")
+
+
 EVENT = '{"event":"run-start","ts":"2026-01-01T00:00:00.000Z","run":"r1","manifest":"m.csv"}'
 NOT_OURS = "this file is not an attach-runner log or was edited: move it away or pass another --log"
 TLS = ("TLS verification cannot be turned off; to trust a private CA, set SSL_CERT_FILE to its "
@@ -261,6 +289,47 @@ CASES: dict[str, Case] = {
     "jsonl-not-utf8": bad(
         "jsonl-not-utf8.jsonl",
         "1: line is not UTF-8 (byte 0xe9 at column 43); save the file as UTF-8"),
+    # ------------------------------------------------------------------ local files (path)
+    "path-missing": path_case(
+        "docs/nope.md", '2: path "docs/nope.md" does not exist ({tmp}/docs/nope.md); check the '
+        "name, or the folder it is relative to (the manifest's)"),
+    "path-a-folder": path_case(
+        "docs", '2: path "docs" is a folder; name a file, or a glob such as folder/**/*.md for '
+        "what is in a folder"),
+    "path-empty-file": path_case(
+        "docs/empty.md", '2: path "docs/empty.md" is empty; leave it out: an empty file has '
+        "nothing to search"),
+    "path-over-512-mb": path_case(
+        "docs/big.txt", '2: path "docs/big.txt" is 512 MB, over file search\'s 512 MB; split '
+        "it, or leave it out"),
+    "path-extension-not-taken": path_case(
+        "docs/notes.xyz", '2: path "docs/notes.xyz" is a .xyz file, which file search does not '
+        "take; convert it to one of c cpp cs css doc docx go html java js json md pdf php pptx "
+        "py rb sh tex ts txt, or leave it out"),
+    "path-glob-matches-nothing": path_case(
+        "docs/e*", '2: glob "docs/e*" matches no file file search can take (1 file '
+        "skipped: 1 empty: {tmp}/docs); check the folder is there (and mounted) and the "
+        "pattern"),
+    "path-glob-folder-missing": path_case(
+        "mnt/share/*.md", '2: glob "mnt/share/*.md" matches no file file search can take (its '
+        "folder is not there: {tmp}/mnt/share); check the folder is there (and mounted) and "
+        "the pattern"),
+    "path-and-file-id": path_case(
+        "docs/a.md", "2: row gives both file_id and path; give one: file_id for a file already "
+        "uploaded, path for a local file to upload", file_id="file-1"),
+    "path-on-assistants": Case(
+        ("m.jsonl",), "m.jsonl:1: path names a local file to upload, which only vector stores "
+        "take; for assistant-files give the file_id of an uploaded file instead",
+        setup=docs_and("m.jsonl", '{"assistant_id": "asst_1", "path": "docs/a.md"}\n')),
+    "path-two-rows-other-options": Case(
+        ("m.csv",), 'm.csv:3: file "docs/a.md" is matched for vs_1 with other options than on '
+        "line 2; give the file one set of attributes and chunking_strategy: narrow one of the "
+        "globs, or give both rows the same options",
+        setup=docs_and("m.csv", 'vector_store_id,path,attributes\nvs_1,docs/*.md,"{""a"": 1}"\n'
+                                "vs_1,docs/a.md,\n")),
+    "sync-path-rows": path_case("docs/a.md", PATHLESS.format(command="sync"), command="sync"),
+    "detach-path-rows": path_case("docs/a.md", PATHLESS.format(command="detach"),
+                                  command="detach"),
     # ------------------------------------------------------------------ config files
     "config-unknown-key-suggests": config(
         "config-unknown-key.yaml", '2: unknown setting "concurency"; did you mean "concurrency"?'),
@@ -522,7 +591,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_sent(tmp_path: Path, sandbox, 
     sb = sandbox()
     res = run_case(case, tmp_path, sb.base_url)
     assert "Traceback" not in res.out + res.err
-    assert_one_error_line(res.err, case.expect)
+    assert_one_error_line(res.err, case.expect.replace("{tmp}", str(tmp_path)))
     assert res.code == 2
     assert res.out == ""
     assert sb.record()["requests"] == 0
