@@ -109,10 +109,12 @@ class Uploads:
 
     # --- the content of a path pair ------------------------------------------------------
 
-    async def content(self, item: Item, unsettled: Unsettled | None = None) -> tuple[Item, Outcome | None]:
+    async def content(self, item: Item,
+                      unsettled: Unsettled | None = None) -> tuple[Item, Outcome | None]:
         """The item, its content hashed, naming its content's file object (reused, adopted
-        or uploaded); or with the failure that stopped it (the item as far as it got). Raises UploadUnsettled (park the item: an upload of its content is
-        uncertain and not yet due for its check) or RunRefused."""
+        or uploaded); or with the failure that stopped it (the item as far as it got).
+        Raises UploadUnsettled (park the item: an upload of its content is uncertain and
+        not yet due for its check) or RunRefused."""
         local = item.local
         assert local is not None
         if not local.sha256:
