@@ -18,6 +18,7 @@ from runner.operations.detach import Detach
 from runner.operations.upload import hash_file
 from runner.requests.multipart import FileChanged, upload_filename
 from runner.requests.targets import VectorStoreFiles
+from runner.run.local import UPLOAD_BATCH_SIZE
 from runner.run.tally import Tally
 from runner.run.work import NewBatch, Single, iter_work
 
@@ -36,6 +37,7 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
                             "pairs_in_batches_to_follow", "uploads", "upload_bytes",
                             "uploads_to_check"), 0)
     contents = _Contents(index.uploads)
+    grouped: dict[str, int] = {}  # store -> uploaded files its batches attach (run/local.py)
     for unit in iter_work(manifest_parts(source, target)(), index, tally,
                           retry_failed=settings.retry_failed, batch_size=batch_size,
                           operation=operation):
@@ -48,13 +50,8 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
                     tally.done_earlier += 1
                     continue
                 counts["pairs_to_attach"] += 1
-                if not contents.first_in_store(item):
-                    continue  # the same content at another path: one attach for both
-                counts["attach_requests"] += 1
-                if show:
-                    path = item.local.path if item.local else ""
-                    named = item.file_id or f"<the upload of {path}>"
-                    show(f"POST {target.attach_path(item.owner)} file_id {named}\n")
+                if contents.first_in_store(item):  # else it shares that path's attach
+                    grouped[item.owner] = grouped.get(item.owner, 0) + 1
             elif detach and unit.plan is Plan.CHECK:
                 counts["checks"] += 1
                 if show:
@@ -92,6 +89,14 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
             counts["pairs_in_batches_to_follow"] += len(unit.items)
             if show:
                 show(f"follow batch {unit.batch_id} ({len(unit.items)} files)\n")
+    group_size = settings.batch_size or UPLOAD_BATCH_SIZE
+    for store, files in grouped.items():
+        batches = -(-files // group_size)
+        counts["attach_requests"] += batches
+        counts["batch_requests"] += batches
+        if show:
+            show(f"POST {target.attach_path(store).rsplit('/', 1)[0]}/file_batches "
+                 f"({files} uploaded files, {batches} batch(es))\n")
     if settings.json:
         report = {"dry_run": True, "exit": EXIT_OK, "target": target.name,
                   "manifest": source.display, "log": settings.log, "pairs": stats.pairs,

@@ -119,7 +119,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
             result, sender.counters, target=target.name, manifest=source.display,
             log=settings.log, rpm=settings.rpm, learned_rpm=limiter.rate, exit_code=code,
             argv=argv, error=error, run_id=log.run_id, op=engine.operation.name,
-            uploads=engine.uploads.counts if engine.uploads is not None else None)
+            uploads=engine.local.uploads.counts if engine.local is not None else None)
         if engine.log_error is None:
             log.append_run_end(counts=run_end_counts(summary),
                                interrupted=summary["interrupted"], exit_code=code)

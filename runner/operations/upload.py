@@ -49,6 +49,7 @@ from runner.requests.targets import ApiError, Verdict, api_error, classify_error
 LISTING_SLACK_SECONDS = 300
 LIST_LIMIT = 10_000
 HASH_CHUNK_BYTES = 1 << 20  # hashlib.file_digest's way (3.11+), by hand for 3.10
+INLINE_HASH_BYTES = 256 * 1024  # hashed on the event loop: a quarter of a millisecond
 CHANGED = ApiError("changed_while_uploading",
                    "the file changed while it was read or uploaded; it is uploaded again on "
                    "the next run", None)
@@ -98,6 +99,9 @@ class Uploads:
         self._uncertain: dict[str, _Uncertain] = {}  # sha256 -> this run's uncertain upload
         self._contested: set[tuple[str, int]] = set()  # (filename, bytes) met as rivals
         self._clock_offset = 0.0  # the server's Date less this machine's clock, last seen
+        self._hashing = asyncio.Semaphore(len(os.sched_getaffinity(0))
+                                          if hasattr(os, "sched_getaffinity")
+                                          else os.cpu_count() or 1)
 
     def abandon(self) -> None:
         """The run stopped: pairs waiting for another's upload of their content stop waiting
@@ -119,7 +123,7 @@ class Uploads:
         assert local is not None
         if not local.sha256:
             try:
-                local = await asyncio.to_thread(hash_file, local)
+                local = await self._hash(local)
             except FileChanged:
                 return item, Outcome("failed", None, 0, CHANGED, retryable=True, op="upload")
             except OSError as exc:
@@ -160,6 +164,15 @@ class Uploads:
         if isinstance(made, Outcome):
             return item, made
         return item._replace(file_id=made), None
+
+    async def _hash(self, local: LocalFile) -> LocalFile:
+        """hash_file: a small file at once, on the loop (a thread's hand-off costs more than
+        hashing it); a large one in a thread (hashlib lets go of the GIL), at most one a
+        core at a time, so the first large file is hashed, and uploading, soonest."""
+        if local.size <= INLINE_HASH_BYTES:
+            return hash_file(local)
+        async with self._hashing:
+            return await asyncio.to_thread(hash_file, local)
 
     def _note_change(self, local: LocalFile) -> None:
         """A path the log recorded with other content, uploaded by this log: changed."""
@@ -392,13 +405,13 @@ class Uploads:
 
 def hash_file(local: LocalFile) -> LocalFile:
     """The file's SHA-256 in one streaming pass, with the stat before and after, which must
-    agree (else FileChanged: it is read again next run). Runs in a thread (hashlib lets go of
-    the GIL on large buffers): the event loop goes on meanwhile."""
+    agree (else FileChanged: it is read again next run)."""
     hashed_ns = time.time_ns()
     with open(local.path, "rb") as stream:
         before = os.fstat(stream.fileno())
         digest = hashlib.sha256()
-        buffer = bytearray(HASH_CHUNK_BYTES)
+        # Sized to the file: a zero-filled MiB for each small file was most of its cost.
+        buffer = bytearray(max(1, min(before.st_size + 1, HASH_CHUNK_BYTES)))
         view = memoryview(buffer)
         while size := stream.readinto(buffer):
             digest.update(view[:size])

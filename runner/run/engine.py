@@ -10,13 +10,11 @@ pool's size is the concurrency bound.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from runner.errors import LogError
-from runner.items import Item, pair_key
-from runner.log.lines import IN_PLACE
+from runner.items import Item
 from runner.log.resume import ResumeIndex
 from runner.log.states import Plan
 from runner.log.writer import ResultLog
@@ -24,10 +22,11 @@ from runner.manifest import Block
 from runner.operations.attach import Attach
 from runner.operations.base import Operation
 from runner.operations.batches import BatchRunner
-from runner.operations.upload import Uploads, UploadUnsettled
+from runner.operations.upload import Uploads
 from runner.requests.outcomes import Outcome, RunRefused, Unsettled
 from runner.requests.sender import Sender
 from runner.requests.targets import ApiError
+from runner.run.local import LocalPairs, PairActions
 from runner.run.settle import Parked, SettleQueue
 from runner.run.tally import RunResult, Tally
 from runner.run.work import (
@@ -95,11 +94,15 @@ class Engine:
                                      park=self.settle_queue.park)
                          if isinstance(self.operation, Attach) else None)
         # Local files are the attach operation's too: uploaded, then attached (SPEC).
-        self.uploads = (Uploads(sender, index.uploads, log, timeout=sender.upload_stall)
-                        if isinstance(self.operation, Attach) else None)
-        # Path pairs being attached this run, by pair key: a second path with the same
-        # content in the same store waits for the first's end instead of sending again.
-        self._attaching: dict[int, asyncio.Future[Outcome]] = {}
+        batches = self._batches
+        self.local = (LocalPairs(
+            Uploads(sender, index.uploads, log, timeout=sender.upload_stall), index, self.tally,
+            PairActions(record=self.record, record_in_place=self._record_in_place,
+                        attach=self._one, park=self.settle_queue.park,
+                        create_batch=batches.create if batches is not None
+                        and sender.target.supports_batches else None),
+            batch_size=batch_size, retry_failed=retry_failed)
+            if isinstance(self.operation, Attach) else None)
         self.started = 0.0
         # Pairs an earlier run left uncertain are checked no sooner than this many seconds
         # from the start (the log's last line plus --timeout and --settle: see commands).
@@ -116,8 +119,8 @@ class Engine:
             return
         self.stop_reason = reason
         self.sender.halt()
-        if self.uploads is not None:
-            self.uploads.abandon()
+        if self.local is not None:
+            self.local.release()
         self._stopping.set()
 
     def _log_failed(self, error: LogError) -> None:
@@ -140,28 +143,36 @@ class Engine:
         while not stopping.is_set():
             unit = await self.settle_queue.take(work)
             if unit is None:
+                if self.local is not None:  # uploaded pairs may wait in groups for a batch
+                    await self._guarded(self.local.manifest_read())
                 return
-            try:
-                if isinstance(unit, Parked):
-                    await self._check_parked(unit)
-                elif isinstance(unit, Single):
-                    await self._one(unit.item, unit.plan)
-                elif self._batches is None:
-                    raise AssertionError(f"{self.operation.name} makes no file batches")
-                elif isinstance(unit, NewBatch):
-                    await self._batches.create(unit.store, unit.items)
-                else:
-                    await self._batches.follow(unit.store, unit.batch_id, unit.items)
-            except RunRefused as refusal:
-                self._refuse(refusal)
-            except LogError as error:
-                self._log_failed(error)
-            if self.sender.breaker_tripped and self.refusal is None:
-                self._refuse(RunRefused("breaker", None, None))
+            if isinstance(unit, Parked):
+                await self._guarded(self._check_parked(unit))
+            elif isinstance(unit, Single):
+                await self._guarded(self._one(unit.item, unit.plan))
+            elif self._batches is None:
+                raise AssertionError(f"{self.operation.name} makes no file batches")
+            elif isinstance(unit, NewBatch):
+                await self._guarded(self._batches.create(unit.store, unit.items))
+            else:
+                await self._guarded(self._batches.follow(unit.store, unit.batch_id, unit.items))
+
+    async def _guarded(self, doing: Awaitable[None]) -> None:
+        """A worker's unit of work, under the run's stop rules."""
+        try:
+            await doing
+        except RunRefused as refusal:
+            self._refuse(refusal)
+        except LogError as error:
+            self._log_failed(error)
+        if self.sender.breaker_tripped and self.refusal is None:
+            self._refuse(RunRefused("breaker", None, None))
 
     async def _one(self, item: Item, plan: Plan) -> None:
         if plan is Plan.UPLOAD:
-            await self._upload_then_attach(item, None)
+            if self.local is None:
+                raise AssertionError(f"{self.operation.name} takes no local files")
+            await self.local.start(item, None)
             return
         if plan is Plan.CHECK and self._resume_due > asyncio.get_running_loop().time():
             # Left uncertain by a run that may have ended moments ago: the server may not
@@ -183,52 +194,19 @@ class Engine:
             raise
         self.record(item, outcome)
 
-    async def _upload_then_attach(self, item: Item, unsettled: Unsettled | None) -> None:
-        """A path pair whose content is not known uploaded: hash it, reuse or upload it (see
-        operations/upload.py), then plan and attach the pair it names like any other."""
-        if self.uploads is None:
-            raise AssertionError(f"{self.operation.name} takes no local files")
+    def _record_in_place(self, item: Item) -> None:
+        """A path pair the log has in place, its file read again: its `done` records the
+        content as read now (not counted again: it was attached earlier)."""
         try:
-            found, failure = await self.uploads.content(item, unsettled)
-        except UploadUnsettled as again:
-            self.settle_queue.park(again.item, again.unsettled, again.unsettled.due)
-            return
-        except RunRefused as refusal:
-            self.record(item, Outcome("failed", refusal.status, 1, refusal.error,
-                                      retryable=True, op="upload"))
-            raise
-        if failure is not None:
-            self.record(found, failure)  # its line records the content read, if it was
-            return
-        key = pair_key(found.owner, found.file_id)
-        first = self._attaching.get(key)
-        if first is not None:  # the same content at another path, in the same store
-            end = await asyncio.shield(first)
-            self.record(found, Outcome("already_attached", None, 0) if end.outcome in IN_PLACE
-                        else dataclasses.replace(end, attempts=0))
-            return
-        plan, _ = self.index.plan(found, retry_failed=self.retry_failed)
-        if plan is Plan.DONE:
-            # In place per the log (a file read again: racy, or touched but not changed):
-            # its line records the path's content as read now, so the next run trusts it.
-            try:
-                self._write_done(found, Outcome("already_attached", None, 0), None)
-            except LogError as error:
-                self._log_failed(error)
-            self.tally.done_earlier += 1
-        elif plan is Plan.DUPLICATE:
-            self.tally.duplicates += 1
-        elif plan is Plan.SKIP_REFUSED:
-            self.tally.refused_earlier += 1
-        else:
-            self._attaching[key] = asyncio.get_running_loop().create_future()
-            await self._one(found, Plan.CHECK if plan is Plan.FOLLOW else plan)
+            self._write_done(item, Outcome("already_attached", None, 0), None)
+        except LogError as error:
+            self._log_failed(error)
 
     async def _check_parked(self, parked: Parked) -> None:
         """A parked item's time has come: check it (GET), and send it only if absent."""
         item, unsettled = parked.item, parked.unsettled
-        if item.local is not None and not item.file_id:
-            await self._upload_then_attach(item, unsettled)
+        if item.local is not None and not item.file_id and self.local is not None:
+            await self.local.start(item, unsettled)
             return
         op = self.operation.name
         if unsettled is None:
@@ -248,6 +226,8 @@ class Engine:
     def _unpark_all(self) -> None:
         """The run stopped while items waited for their check: each ends failed, retryable
         and uncertain (SPEC), so the next run checks it first."""
+        if self.local is not None:
+            self.local.drop_groups()
         for parked in self.settle_queue.drain():
             if parked.unsettled is not None:
                 self.record(parked.item, parked.unsettled.outcome())
@@ -266,10 +246,8 @@ class Engine:
             self._write_done(item, outcome, digest)
         except LogError as error:
             self._log_failed(error)
-        if item.local is not None and self._attaching:
-            waiting = self._attaching.get(pair_key(item.owner, item.file_id))
-            if waiting is not None and not waiting.done():
-                waiting.set_result(outcome)
+        if item.local is not None and self.local is not None:
+            self.local.ended(item, outcome)
         self._count(outcome)
         if self.on_outcome is not None:
             self.on_outcome(item, outcome)

@@ -266,9 +266,11 @@ def test_dry_run_hashes_and_lists_the_uploads_and_sends_nothing(
     dry = run_main(["run", str(manifest), "--log", str(log), "--dry-run", "--json"])
     assert dry.code == 0, dry.err
     plan = dry.json()
-    # Two contents, uploaded once each; a.md and b.md share one attach in vs_1.
+    # Two contents, uploaded once each; a.md and b.md share one attach in vs_1; each
+    # store's uploaded files go in one file batch.
     assert (plan["uploads"], plan["upload_bytes"]) == (2, len("same\n") + len("other\n"))
-    assert (plan["pairs_to_attach"], plan["attach_requests"]) == (4, 3)
+    assert (plan["pairs_to_attach"], plan["attach_requests"], plan["batch_requests"]) == (
+        4, 2, 2)
     text = run_main(["run", str(manifest), "--log", str(log), "--dry-run"]).out
     assert text.count("POST /files ") == 2
     assert not log.exists()
@@ -352,3 +354,22 @@ def test_failed_writes_the_path_of_a_file_whose_upload_was_refused(
     # The refusal stands while the file is unchanged: the rerun sends nothing for it.
     again = run_main(args_for(sb, manifest, log))
     assert (again.code, again.json()["refused_earlier"], again.json()["requests"]) == (1, 1, 0)
+
+
+def test_uploaded_files_are_attached_in_batches_not_one_write_each(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    # A store takes --store-rpm writes a minute: at 60 a minute, 30 files attached one
+    # request each would take half a minute. Uploads are no store writes; the attaches go
+    # in file batches (--batch-size 12: three of them).
+    sb = sandbox()
+    texts = [f"file {i}\n" for i in range(30)]
+    for i, text in enumerate(texts):
+        write(tmp_path / "docs" / f"f{i:02}.md", text)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
+    result = run_main(args_for(sb, manifest, tmp_path / "log", "--store-rpm", "60",
+                               "--batch-size", "12"))
+    assert result.code == 0, result.err
+    assert result.json()["attach_requests"] == 3
+    assert result.json()["elapsed_s"] < 20
+    assert_exactly_once(sb.record(), "vs_1", texts, set())
