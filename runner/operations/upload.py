@@ -206,7 +206,7 @@ class Uploads:
         # that applies and then fails every upload cannot keep the pair going for ever.
         tries = unsettled.state if unsettled is not None else ItemState()
         tries.uncertain = False
-        return await self._upload(local, filename, tries)
+        return await self._upload(item, local, filename, tries)
 
     def _uncertain_since(self, sha: str) -> float | None:
         mine = self._uncertain.get(sha)
@@ -217,7 +217,7 @@ class Uploads:
 
     # --- uploading -----------------------------------------------------------------------
 
-    async def _upload(self, local: LocalFile, filename: str,
+    async def _upload(self, item: Item, local: LocalFile, filename: str,
                       tries: ItemState) -> str | Outcome:
         sender = self.sender
         self.log.append_upload_sent(local, filename)
@@ -227,7 +227,7 @@ class Uploads:
                 with attempt:
                     if tries.sent:
                         sender.counters.retries += 1
-                    return await self._upload_once(local, filename, tries)
+                    return await self._upload_once(item, local, filename, tries)
         except Retry as exc:
             if not tries.uncertain:  # else its upload-sent stays open: the next run settles it
                 self.log.append_upload_failed(local)
@@ -235,7 +235,7 @@ class Uploads:
                            uncertain=tries.uncertain, op="upload")
         raise AssertionError("unreachable: tenacity returns or re-raises")
 
-    async def _upload_once(self, local: LocalFile, filename: str,
+    async def _upload_once(self, item: Item, local: LocalFile, filename: str,
                            tries: ItemState) -> str | Outcome:
         sender = self.sender
         tries.sent += 1
@@ -259,13 +259,22 @@ class Uploads:
         finally:
             self.counts.seconds += asyncio.get_running_loop().time() - started
         self._note_clock(answer)
-        if 200 <= answer.status < 300:
+        refusal = None if 200 <= answer.status < 300 else api_error(
+            answer.status, answer.body, answer.text)
+        if tries.sent == 1 and sender.breaker.armed:
+            # An upload's first answer counts toward the breaker as an attach's does (SPEC):
+            # a wrong base URL refuses every upload the same way.
+            verdict = (Verdict.ATTACHED if refusal is None
+                       else classify_error(answer.status, refusal))
+            if sender.breaker.observe(item, verdict, answer.status, refusal):
+                sender.breaker_tripped = True
+        if refusal is None:
             file_id = answer.body.get("id") if isinstance(answer.body, dict) else None
             if not isinstance(file_id, str) or not file_id:
                 error = ApiError("bad_answer", "the upload's answer named no file id", None)
                 raise self._uncertain_now(local, filename, sent_at, tries, answer.status, error)
             return await self._made(local, file_id)
-        error = api_error(answer.status, answer.body, answer.text)
+        error = refusal
         verdict = classify_error(answer.status, error)
         if verdict is Verdict.RUN_REFUSED:
             raise RunRefused(refusal_kind(answer.status, error), answer.status, error)

@@ -373,3 +373,20 @@ def test_uploaded_files_are_attached_in_batches_not_one_write_each(
     assert result.json()["attach_requests"] == 3
     assert result.json()["elapsed_s"] < 20
     assert_exactly_once(sb.record(), "vs_1", texts, set())
+
+
+def test_a_wrong_base_url_trips_the_breaker_on_uploads(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox()
+    for i in range(60):
+        write(tmp_path / "docs" / f"f{i:02}.md", f"file {i}\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,docs/f0*.md\nvs_2,docs/f[1-3]*.md\n"
+                        "vs_3,docs/f[4-5]*.md\n")
+    log = tmp_path / "log"
+    result = run_main(["run", str(manifest), "--base-url", sb.base_url + "/wrong", "--log",
+                       str(log), "--json", *FAST])
+    assert result.code == 4, result.err
+    assert result.json()["stopped_by"] == "refused"
+    assert sb.record()["requests"] <= 40  # the opening's bound (SPEC)
+    assert sb.record()["files"] == {}
