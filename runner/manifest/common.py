@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, TypeAlias
 
 from runner.attributes import Options
@@ -30,6 +30,21 @@ EXAMPLE_OF = {"assistant_id": "asst_abc", "vector_store_id": "vs_abc"}
 Row: TypeAlias = "Item | ManifestProblem"
 
 
+class ExpansionCache:
+    """Expansions of a manifest's globs (paths.Expansion), by (line, text), kept while they
+    hold at most `limit` files in all (~250 bytes each)."""
+
+    def __init__(self, limit: int = 250_000) -> None:
+        self.by_row: dict[tuple[int, str], Any] = {}
+        self.files = 0
+        self.limit = limit
+
+    def keep(self, key: tuple[int, str], expansion: Any, files: int) -> None:
+        if self.files + files <= self.limit:
+            self.by_row[key] = expansion
+            self.files += files
+
+
 @dataclass(frozen=True)
 class ManifestSource:
     """A manifest ready to read: `display` names it in messages, `path` is a real file."""
@@ -37,6 +52,10 @@ class ManifestSource:
     display: str  # the path as the user gave it, or "<stdin>"
     path: str  # a regular file: stdin and pipes are spooled to a temporary file first
     format: str  # csv | yaml | jsonl
+    # The globs this manifest's rows expanded to, (line, text) -> the expansion: the check's
+    # pass expands them, and the run's pass takes them from here (rows.checked_rows).
+    expansions: ExpansionCache = field(default_factory=lambda: ExpansionCache(),
+                                       compare=False, repr=False)
 
     @property
     def base_dir(self) -> str | None:

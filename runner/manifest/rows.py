@@ -16,8 +16,15 @@ from dataclasses import dataclass
 from runner.attributes import Options
 from runner.errors import ManifestProblem
 from runner.items import Item, is_valid_id
-from runner.manifest.common import NO_OPTIONS, Row, checked_pair, invalid_id, show
-from runner.manifest.paths import PathProblem, expand
+from runner.manifest.common import (
+    NO_OPTIONS,
+    ExpansionCache,
+    Row,
+    checked_pair,
+    invalid_id,
+    show,
+)
+from runner.manifest.paths import Expansion, PathProblem, expand, is_glob
 
 PATH_TARGET_COLUMN = "vector_store_id"  # the only owner column a `path` row may stand with
 
@@ -30,6 +37,9 @@ class LocalPaths:
 
     base_dir: str | None = None
     notes: list[str] | None = None
+    # Expansions of globs met on an earlier pass over the manifest: a rerun over 100,000
+    # files walks the tree once (the check's pass), not twice.
+    expansions: ExpansionCache | None = None
 
 
 NO_LOCAL_PATHS = LocalPaths()
@@ -52,11 +62,17 @@ def checked_rows(display: str, line: int, owner_column: str, owner: str,
     if problem is not None:
         yield ManifestProblem(display, line, problem)
         return
-    try:
-        expansion = expand(path, local.base_dir)
-    except PathProblem as exc:
-        yield ManifestProblem(display, line, str(exc))
-        return
+    cache = local.expansions
+    expansion: Expansion | None = (cache.by_row.get((line, path)) if cache is not None
+                                   else None)
+    if expansion is None:
+        try:
+            expansion = expand(path, local.base_dir)
+        except PathProblem as exc:
+            yield ManifestProblem(display, line, str(exc))
+            return
+        if cache is not None and is_glob(path):
+            cache.keep((line, path), expansion, len(expansion.files))
     if expansion.skipped and local.notes is not None:
         local.notes.append(f"{display}:{line}: glob {show(path)}: {expansion.skipped_text()}")
     given = options[0]

@@ -127,7 +127,7 @@ def test_a_glob_spans_folders_skips_hidden_names_and_links_and_counts_the_rest(
         work: Path) -> None:
     """`**` over a nested tree: sorted, one Item a file on the row's line with its options;
     hidden names unmet, the linked folder not entered (no docs/linked/c.md), the linked file
-    and files file search cannot take skipped with one note."""
+    and the files file search cannot take skipped with one note."""
     src = source_of(work / "m.jsonl", '{"vector_store_id": "vs_1", "file_id": "file-1"}\n'
                     '{"vector_store_id": "vs_1", "path": "docs/**/*", '
                     '"attributes": {"kind": "doc"}}\n')

@@ -91,3 +91,28 @@ def test_a_manifest_from_stdin_takes_absolute_paths_only(tree: Path) -> None:
     with pytest.raises(PathProblem, match="read from stdin has no folder"):
         expand("docs/a.md", None)
     assert expand(str(tree / "docs" / "a.md"), None).files[0].path == str(tree / "docs/a.md")
+
+
+@pytest.mark.parametrize("pattern", [
+    "**/*", "**/*.md", "*/*.md", "*.md", "sub/**/*.py", "[a-c]*.*", "**/deep/*", "*/?.md",
+    "**/.hidden/*", ".*",
+])
+def test_the_walk_finds_what_wcmatch_finds(tmp_path: Path, pattern: str) -> None:
+    """The scandir walk (paths._walked) against wcmatch's glob over one tree: the same files,
+    hidden names and linked folders left alone by both."""
+    from runner.manifest.paths import _walked, _wcmatched
+
+    for name in ("a.md", "b.txt", "c.py", "sub/d.md", "sub/e.py", "sub/deep/f.md",
+                 "sub/deep/g.py", ".hidden/h.md", "sub/.hidden/i.md", "x/y/z/deep/j.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    (tmp_path / "linkdir").symlink_to(tmp_path / "sub")
+    (tmp_path / "link.md").symlink_to(tmp_path / "a.md")
+    walked = sorted(name for name, info in _walked(str(tmp_path), pattern) if info is not None)
+    matched = sorted(name for name, info in _wcmatched(str(tmp_path), pattern)
+                     if info is not None)
+    if any(part.startswith(".") for part in pattern.split("/")):
+        assert walked == []  # such a pattern is wcmatch's to walk (see _globbed)
+    else:
+        assert walked == matched
+        assert walked  # every pattern here matches something
