@@ -99,9 +99,14 @@ class Uploads:
         self._uncertain: dict[str, _Uncertain] = {}  # sha256 -> this run's uncertain upload
         self._contested: set[tuple[str, int]] = set()  # (filename, bytes) met as rivals
         self._clock_offset = 0.0  # the server's Date less this machine's clock, last seen
+        # (bytes sent, bytes in all) of the uploads in flight: the progress bar shows them.
+        self.sending = (0, 0)
         self._hashing = asyncio.Semaphore(len(os.sched_getaffinity(0))
                                           if hasattr(os, "sched_getaffinity")
                                           else os.cpu_count() or 1)
+
+    def _sent_bytes(self, count: int) -> None:
+        self.sending = (self.sending[0] + count, self.sending[1])
 
     def abandon(self) -> None:
         """The run stopped: pairs waiting for another's upload of their content stop waiting
@@ -240,8 +245,9 @@ class Uploads:
         sender = self.sender
         tries.sent += 1
         tries.counted += 1
-        body = UploadBody(local.path, local.size, filename)
+        body = UploadBody(local.path, local.size, filename, on_bytes=self._sent_bytes)
         started, sent_at = asyncio.get_running_loop().time(), time.time()
+        self.sending = (self.sending[0], self.sending[1] + local.size)
         try:
             answer = await sender.upload(body)
         except NotSent:
@@ -258,6 +264,8 @@ class Uploads:
             raise Retry(None, error) from None
         finally:
             self.counts.seconds += asyncio.get_running_loop().time() - started
+            done, total = self.sending
+            self.sending = (done - body.sent, total - local.size)
         self._note_clock(answer)
         refusal = None if 200 <= answer.status < 300 else api_error(
             answer.status, answer.body, answer.text)

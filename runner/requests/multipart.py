@@ -53,6 +53,7 @@ class UploadBody:
         self.on_bytes = on_bytes
         self.progressed_at = 0.0  # loop time of the last chunk taken (the stall watchdog's)
         self.complete = False  # the last byte was handed to the connection
+        self.sent = 0  # bytes of the file handed to the connection
         self.changed = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -70,6 +71,7 @@ class UploadBody:
                 left -= len(chunk)
                 yield chunk
                 self.progressed_at = loop.time()
+                self.sent += len(chunk)
                 if self.on_bytes is not None:
                     self.on_bytes(len(chunk))
         yield self._tail

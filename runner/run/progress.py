@@ -44,6 +44,7 @@ class Snapshot:
     paused_until: float | None  # wall-clock time (time.time()) a 429 pause ends, while paused
     # (pairs waiting for the check of an uncertain write, wall-clock time the first is due)
     settling: tuple[int, float] | None = None
+    uploading: tuple[int, int] | None = None  # (bytes sent, bytes in all) of uploads in flight
 
     @property
     def eta(self) -> float | None:
@@ -92,6 +93,14 @@ def settle_text(snap: Snapshot, now: float) -> str:
     return f"{count:,} uncertain: checked from {clock} ({duration(due - now + 0.999)})"
 
 
+def upload_text(snap: Snapshot) -> str:
+    """`uploading 120/400 MB`: the bytes of the uploads in flight; empty when none is."""
+    if not snap.uploading or not snap.uploading[1]:
+        return ""
+    sent, total = snap.uploading
+    return f"uploading {sent / 1e6:,.0f}/{total / 1e6:,.0f} MB"
+
+
 def notes_text(snap: Snapshot) -> str:
     parts = []
     if snap.failed:
@@ -109,7 +118,8 @@ def plain_line(snap: Snapshot, now: float) -> str:
             f"{rate_text(snap.rate)}")
     if snap.eta is not None:
         line += f", ETA {duration(snap.eta)}"
-    for extra in (notes_text(snap), pause_text(snap, now), settle_text(snap, now)):
+    for extra in (upload_text(snap), notes_text(snap), pause_text(snap, now),
+                  settle_text(snap, now)):
         if extra:
             line += f"; {extra}"
     return line
@@ -145,7 +155,8 @@ class Meter:
         return Snapshot(elapsed=now - self.started, done=tally.handled, total=tally.pairs,
                         rate=self.rate(now, settled), failed=tally.failed,
                         retried=engine.sender.counters.retries, paused_until=until,
-                        settling=(settling[0], settling[1] + to_wall) if settling else None)
+                        settling=(settling[0], settling[1] + to_wall) if settling else None,
+                        uploading=engine.local.uploads.sending if engine.local else None)
 
 
 def is_terminal(stream: TextIO) -> bool:
@@ -190,6 +201,9 @@ def bar_layout(snap: Snapshot, now: float, width: int) -> tuple[bool, int, list[
     settling = settle_text(snap, now)
     if settling:
         parts.append(BarPart(settling, keep=4, style="yellow"))
+    uploading = upload_text(snap)
+    if uploading:
+        parts.append(BarPart(uploading, keep=5))
     room = width - 1  # the last column would wrap the line on some terminals
     label = True
 

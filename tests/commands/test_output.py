@@ -545,3 +545,14 @@ def test_json_from_a_config_file_also_covers_exits_2_and_3(tmp_path: Path, sandb
     assert held.code == 3
     assert held.json()["exit"] == 3
     assert sb.record()["requests"] == 0
+
+
+def test_the_progress_line_counts_the_bytes_of_uploads_in_flight():
+    """While large files upload, the line says how far their bytes are (the pairs' count
+    moves only when a file is attached)."""
+    snap = Snapshot(elapsed=20.0, done=3, total=10, rate=0.5, failed=0, retried=0,
+                    paused_until=None, uploading=(120_000_000, 400_000_000))
+    assert "; uploading 120/400 MB" in plain_line(snap, time.time())
+    idle = Snapshot(elapsed=20.0, done=3, total=10, rate=0.5, failed=0, retried=0,
+                    paused_until=None, uploading=(0, 0))
+    assert "uploading" not in plain_line(idle, time.time())
