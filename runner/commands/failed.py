@@ -21,21 +21,23 @@ def failed(settings: Settings, io: Io) -> int:
     """The failed pairs of the manifest as CSV (extra columns are ignored when fed back); on
     vector stores with each pair's options, as JSON cells, so the output reads back as a
     manifest with the same options."""
-    target, source, _ = prepare(settings, io)
+    target, source, stats = prepare(settings, io)
     index = load_index(settings, target, io)
     writer = csv.writer(io.out, lineterminator="\n")
     with_options = target.supports_batches  # vector stores: the target with per-file options
     option_columns = ["attributes", "chunking_strategy"] if with_options else []
     # `op`: what the failed pair's last request did; `run` refuses a row whose op is detach
     # (SPEC), so this CSV never feeds `run` a pair to take out.
-    # `path`: a local file's absolute path (its file_id empty), so the rows read back as
-    # path rows wherever the manifest stood (SPEC: `failed` writes each file's path).
-    path_column = ["path"] if with_options else []
+    # `path`, for a manifest with path rows: a local file's absolute path (its file_id
+    # empty), so the rows read back as path rows wherever the manifest stood (SPEC:
+    # `failed` writes each file's path).
+    paths = with_options and stats.first_path_line is not None
+    path_column = ["path"] if paths else []
     writer.writerow([target.owner_column, "file_id", *path_column, "status", "code", "message",
                      "retryable", *option_columns, "op"])
     for item in manifest_items(source, target)():
         if item.local is not None:
-            item = index.uploads.resolve(item)
+            item = index.uploads.resolve(item, racy=True)
         plan, raw = index.plan(item, retry_failed=False)
         if plan is Plan.DUPLICATE or raw not in (State.FAILED_RETRYABLE, State.FAILED_UNCERTAIN,
                                                  State.REFUSED):
@@ -46,7 +48,7 @@ def failed(settings: Settings, io: Io) -> int:
         cells = ([_json_cell(options.attributes if options else None),
                   _json_cell(options.chunking_strategy if options else None)]
                  if with_options else [])
-        local = [] if not with_options else [item.local.path if item.local else ""]
+        local = [item.local.path if item.local else ""] if paths else []
         writer.writerow([item.owner, "" if item.local else item.file_id, *local,
                          info.status if info else "",
                          error_text(err.get("code")) or "", error_text(err.get("message")) or "",

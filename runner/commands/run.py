@@ -78,8 +78,9 @@ def send(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operat
         if index is None or log_identity(settings.log) != log_seen:
             index = load_index(settings, target, io)
             stats.skips, stats.settled = {}, 0
-        # The check counted no repeated pair: the run need not remember each pair it meets.
-        index.expect_repeats = stats.duplicates > 0
+        # The check counted no repeated pair: the run need not remember each pair it meets
+        # (but paths of one content name one pair, which only their upload can tell).
+        index.expect_repeats = stats.duplicates > 0 or stats.first_path_line is not None
         # The command line is echoed as the "next:" command: never with the key in it.
         argv = [scrub_secrets(arg) for arg in argv]
         return asyncio.run(execute(settings, io, argv, target, source, stats, index, key,

@@ -39,7 +39,7 @@ def status_report(settings: Settings, io: Io) -> dict[str, Any]:
             record = uploads.paths.get(local.path)
             changed += record is not None and (record.size, record.mtime_ns) != (
                 local.size, local.mtime_ns)
-            item = uploads.resolve(item)
+            item = uploads.resolve(item, racy=True)
         plan, raw = index.plan(item, retry_failed=False)
         if plan is Plan.DUPLICATE:
             continue

@@ -111,17 +111,18 @@ class UploadIndex:
         """The file object of ours that holds this content, if any (not deleted)."""
         return self.file_of.get(sha256)
 
-    def resolve(self, item: Item) -> Item:
+    def resolve(self, item: Item, *, racy: bool = False) -> Item:
         """The quick check (rsync's): a path whose size and mtime are those the log recorded,
         read at least RACY_NS after that mtime, has the recorded content, and is not read
         again; when that content is uploaded, the item names its file object. Any other item
-        comes back as it was (its file is read)."""
+        comes back as it was (its file is read). `racy`: trust a file read soon after its
+        mtime too (status and failed report what the log says and read no file)."""
         local = item.local
         if local is None or item.file_id:
             return item
         record = self.paths.get(local.path)
         if (record is None or record.size != local.size or record.mtime_ns != local.mtime_ns
-                or record.hashed_ns - record.mtime_ns < RACY_NS):
+                or (record.hashed_ns - record.mtime_ns < RACY_NS and not racy)):
             return item
         local = local._replace(sha256=record.sha256, hashed_ns=record.hashed_ns)
         return item._replace(file_id=self.file_of.get(record.sha256, ""), local=local)

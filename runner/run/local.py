@@ -20,10 +20,12 @@ from collections.abc import Awaitable, Callable
 from runner.items import Item, pair_key
 from runner.log.lines import IN_PLACE
 from runner.log.resume import ResumeIndex
-from runner.log.states import Plan
+from runner.log.states import DONE_STATES, Plan
 from runner.operations.upload import Uploads, UploadUnsettled
 from runner.requests.outcomes import NOT_SENT, Outcome, RunRefused, Unsettled
+from runner.requests.targets import ApiError
 from runner.run.tally import Tally
+from runner.run.work import managed_digest
 
 UPLOAD_BATCH_SIZE = 500
 
@@ -50,7 +52,7 @@ class LocalPairs:
         self.retry_failed = retry_failed
         # Pairs being attached this run, by pair key: a second path of the same content in
         # the same store waits for the first's end.
-        self._attaching: dict[int, asyncio.Future[Outcome]] = {}
+        self._attaching: dict[int, tuple[Item, asyncio.Future[Outcome]]] = {}
         self._groups: dict[str, list[Item]] = {}  # store -> uploaded pairs for its next batch
         self._active = 0  # pairs hashing or uploading now
         self._parked = 0  # pairs waiting for the check of an uncertain upload
@@ -83,15 +85,26 @@ class LocalPairs:
 
     async def _attach(self, found: Item) -> None:
         key = pair_key(found.owner, found.file_id)
-        first = self._attaching.get(key)
-        if first is not None:  # the same content at another path, in the same store
+        attaching = self._attaching.get(key)
+        if attaching is not None:  # the same content at another path, in the same store
+            first, end_of_first = attaching
+            if _settings(first) != _settings(found):
+                # One file object in a store has one set of attributes: two paths of one
+                # content that want two would trade places at every run.
+                # Recorded by its path (file_id ""), not on the pair the first one holds.
+                self.actions.record(found._replace(file_id=""), Outcome("failed", None, 0, ApiError(
+                    "same_content_other_options",
+                    f"holds the same content as {first.local.path if first.local else '?'} "
+                    f"(line {first.line}), which the store keeps once, with other attributes "
+                    "or chunking; give both the same, or leave one out", None)))
+                return
             await self._flush_when_idle()  # a batch it waits for may be this worker's to send
-            end = await asyncio.shield(first)
+            end = await asyncio.shield(end_of_first)
             self.actions.record(found, Outcome("already_attached", None, 0)
                                 if end.outcome in IN_PLACE
                                 else dataclasses.replace(end, attempts=0))
             return
-        plan, _ = self.index.plan(found, retry_failed=self.retry_failed)
+        plan, raw = self.index.plan(found, retry_failed=self.retry_failed)
         if plan is Plan.DONE:
             # In place per the log (a file read again: racy, or touched but not changed):
             # its line records the path's content as read now, so the next run trusts it.
@@ -99,12 +112,20 @@ class LocalPairs:
             self.tally.done_earlier += 1
             return
         if plan is Plan.DUPLICATE:
-            self.tally.duplicates += 1
+            if raw in DONE_STATES and self.index.records_in_place(
+                    found.owner, found.file_id, managed_digest(found)):
+                # Another path of this content, in place: one pair. No line: its `done` would
+                # record this row's options on the pair the other row's line holds.
+                self.tally.done_earlier += 1
+            elif raw in DONE_STATES:
+                self.tally.refused_earlier += 1
+            else:
+                self.tally.duplicates += 1
             return
         if plan is Plan.SKIP_REFUSED:
             self.tally.refused_earlier += 1
             return
-        self._attaching[key] = asyncio.get_running_loop().create_future()
+        self._attaching[key] = (found, asyncio.get_running_loop().create_future())
         if plan is Plan.SEND and self.actions.create_batch is not None:
             group = self._groups.setdefault(found.owner, [])
             group.append(found)
@@ -117,9 +138,9 @@ class LocalPairs:
     def ended(self, item: Item, outcome: Outcome) -> None:
         """A pair's `done` was written: pairs waiting for it go on."""
         if self._attaching:
-            waiting = self._attaching.get(pair_key(item.owner, item.file_id))
-            if waiting is not None and not waiting.done():
-                waiting.set_result(outcome)
+            attaching = self._attaching.get(pair_key(item.owner, item.file_id))
+            if attaching is not None and not attaching[1].done():
+                attaching[1].set_result(outcome)
 
     # --- the batches' ends ------------------------------------------------------------------
 
@@ -139,7 +160,7 @@ class LocalPairs:
         """The run stops: pairs waiting for another's upload or attach stop waiting (they
         end failed and retryable; the next run picks them up)."""
         self.uploads.abandon()
-        for future in self._attaching.values():
+        for _, future in self._attaching.values():
             if not future.done():
                 future.set_result(Outcome("failed", None, 0, NOT_SENT, retryable=True))
 
@@ -149,3 +170,12 @@ class LocalPairs:
         for group in groups.values():
             for item in group:
                 self.actions.record(item, Outcome("failed", None, 0, NOT_SENT, retryable=True))
+
+
+def _settings(item: Item) -> tuple[int | None, object]:
+    """What a pair asks of its file in the store: its managed attributes (their digest) and
+    its chunking strategy."""
+    options = item.options
+    if options is None:
+        return None, None
+    return options.digest_value(), options.chunking_strategy

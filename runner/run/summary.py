@@ -179,6 +179,14 @@ def _seconds(s: float) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m{whole % 60:02d}s"
 
 
+def _bytes(count: int) -> str:
+    """1.2 GB, 35.0 MB, 12 KB, 800 bytes."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6)):
+        if count >= size:
+            return f"{count / size:,.1f} {unit}"
+    return f"{count / 1e3:,.0f} KB" if count >= 1e3 else f"{count:,} bytes"
+
+
 def _headline(s: Mapping[str, Any]) -> str:
     code = s["exit"]
     not_attached = s["failed"] + s["refused_earlier"] + s["pending"]
@@ -267,7 +275,7 @@ def format_summary(s: Mapping[str, Any]) -> str:
     at_failed = len(rows)
     if s.get("uploaded") or s.get("reused") or s.get("adopted"):
         rows.append(("uploaded", n(s["uploaded"])
-                     + f"   ({s['bytes_uploaded'] / 1e6:,.1f} MB, {s['upload_mb_per_s']:,.1f} "
+                     + f"   ({_bytes(s['bytes_uploaded'])}, {s['upload_mb_per_s']:,.1f} "
                      f"MB/s; {s['reused']:,} reused, {s['adopted']:,} found by listing)"))
     if s["refused_earlier"]:
         rows.append(("refused earlier", n(s["refused_earlier"])
@@ -300,8 +308,8 @@ def format_summary(s: Mapping[str, Any]) -> str:
         lines.append(f"  warning: {s['changed']:,} files changed since the log last read them "
                      "and were attached beside their old version, which stays in its stores "
                      f"(e.g. {example['path']}: old {example['old_file_id']}); replacing is "
-                     "not built yet: take the old ones out with `attach-runner detach` (their "
-                     "file ids are in --json, changed_examples, and in the log)")
+                     "not built yet: take the old ones out with `attach-runner detach` and a "
+                     "manifest of their file ids (in --json, changed_examples)")
     if s.get("possible_duplicates"):
         shown = ", ".join(s["possible_duplicates"][:5])
         lines.append(f"  warning: {len(s['possible_duplicates']):,} file objects may be "

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from runner.items import Item
 from runner.log.resume import ResumeIndex
-from runner.log.states import Plan
+from runner.log.states import DONE_STATES, Plan
 from runner.manifest import Block
 
 if TYPE_CHECKING:
@@ -152,10 +152,19 @@ def iter_work(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally, *
     follow: dict[str, FollowBatch] = {}  # batch id -> its manifest items (followed at the end)
     skips_blocks = operation is None or operation.skips_blocks
     for item in _items_to_plan(parts, index, tally, skips_blocks):
-        plan, _ = (index.plan(item, retry_failed=retry_failed) if operation is None
-                   else operation.plan(index, item, retry_failed=retry_failed))
+        plan, raw = (index.plan(item, retry_failed=retry_failed) if operation is None
+                     else operation.plan(index, item, retry_failed=retry_failed))
         if plan is Plan.DUPLICATE:
-            tally.duplicates += 1
+            if item.local is not None and raw in DONE_STATES:
+                # Another path of the same content, in place in this store: one pair, and
+                # done if this row asks for what the other's line recorded (else refused: a
+                # file has one set of attributes in a store).
+                if index.records_in_place(item.owner, item.file_id, managed_digest(item)):
+                    tally.done_earlier += 1
+                else:
+                    tally.refused_earlier += 1
+            else:
+                tally.duplicates += 1
         elif plan is Plan.DONE:
             tally.done_earlier += 1
         elif plan is Plan.SKIP_REFUSED:
@@ -176,6 +185,12 @@ def iter_work(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally, *
     yield from follow.values()
     for store, group in pending.items():
         yield NewBatch(store, group)
+
+
+def managed_digest(item: Item) -> int | None:
+    """The digest of the attributes the pair manages, None when it manages none."""
+    options = item.options
+    return options.digest_value() if options is not None and options.manages_attributes else None
 
 
 def digests_of(block: Block) -> Callable[[], list[int | None]] | None:

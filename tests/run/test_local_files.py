@@ -100,7 +100,7 @@ def test_a_nested_tree_into_three_stores_in_every_format(
     for manifest in (csv, jsonl, yaml):
         log = tmp_path / f"{manifest.stem}.log"
         first = run_main(args_for(sb, manifest, log))
-        assert first.code == 0, first.err
+        assert first.code == 0, first.out
     record = sb.record()
     assert contents_in(record, "vs_csv") == sorted(
         sha(held[n]) for n in ("a.md", "sub/c.md", "sub/deep/d.py"))
@@ -128,7 +128,7 @@ def test_a_nested_tree_into_three_stores_in_every_format(
     requests_before = sb.record()["requests"]
     for manifest in (csv, jsonl, yaml):
         again = run_main(args_for(sb, manifest, tmp_path / f"{manifest.stem}.log"))
-        assert again.code == 0, again.err
+        assert again.code == 0, again.out
         summary = again.json()
         assert summary["requests"] == 0
         assert summary["uploaded"] == 0
@@ -279,8 +279,8 @@ def test_dry_run_hashes_and_lists_the_uploads_and_sends_nothing(
     assert run.json()["attach_requests"] == plan["attach_requests"]
     assert sb.record()["uploads"]["applied"] == plan["uploads"]
     again = run_main(["run", str(manifest), "--log", str(log), "--dry-run", "--json"]).json()
-    # Three pairs in place per the log; b.md names the content a.md does in vs_1: one pair.
-    assert (again["uploads"], again["attach_requests"], again["attached_earlier"]) == (0, 0, 3)
+    # Every pair in place per the log (b.md names the content a.md does in vs_1).
+    assert (again["uploads"], again["attach_requests"], again["attached_earlier"]) == (0, 0, 4)
 
 
 def test_a_changed_file_is_attached_beside_its_old_version_with_a_warning(
@@ -390,3 +390,28 @@ def test_a_wrong_base_url_trips_the_breaker_on_uploads(
     assert result.json()["stopped_by"] == "refused"
     assert sb.record()["requests"] <= 40  # the opening's bound (SPEC)
     assert sb.record()["files"] == {}
+
+
+def test_two_paths_of_one_content_with_other_attributes_in_one_store_are_refused(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    # The store keeps the content once, with one set of attributes: the second path's
+    # other set is refused, not traded with the first's at every run.
+    sb = sandbox()
+    write(tmp_path / "a.md", "same\n")
+    write(tmp_path / "b.md", "same\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text('vector_store_id,path,attributes\nvs_1,a.md,"{""v"": 1}"\n'
+                        'vs_1,b.md,"{""v"": 2}"\n')
+    log = tmp_path / "log"
+    first = run_main(args_for(sb, manifest, log))
+    assert first.code == 1
+    (reason,) = first.json()["failed_by_reason"]
+    assert "same content as" in reason["message"]
+    (attached,) = files_in(sb.record(), "vs_1").values()
+    assert attached["attributes"] == {"v": 1}
+    requests = sb.record()["requests"]
+    again = run_main(args_for(sb, manifest, log))
+    # a.md's pair is in place; b.md names it with other attributes: still refused.
+    assert (again.code, again.json()["attached_earlier"], again.json()["refused_earlier"]) == (
+        1, 1, 1)
+    assert sb.record()["requests"] == requests  # no update traded back and forth
