@@ -1,10 +1,13 @@
 """`attach-runner demo`: the tool against its own in-process sandbox, with a few faults, on the
-vector-store manifest shipped in the package; its closing confirmation is the sandbox's own
-record (each pair in its store once, with the manifest's attributes)."""
+vector-store manifest shipped in the package (file ids, and a glob of local Markdown files
+shipped beside it, uploaded through the sandbox's Files API); its closing confirmation is the
+sandbox's own record (each pair in its store once, with the manifest's attributes; each local
+file's content uploaded once)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import shlex
@@ -44,7 +47,7 @@ def demo(make_settings: Callable[[list[str]], Settings], io: Io) -> int:
     """Run the packaged vector-store example against an in-process sandbox with a few faults,
     with a fresh temporary log (deleted at the end: the output says so, and sends no one back
     to it); then confirm from the sandbox's own record that each pair is in its store once,
-    with the manifest's attributes."""
+    with the manifest's attributes, and each local file's content was uploaded once."""
     from runner.sandbox import Sandbox, SandboxConfig
 
     async def main() -> int:
@@ -65,11 +68,13 @@ def demo(make_settings: Callable[[list[str]], Settings], io: Io) -> int:
                 store, file_id, stale = DEMO_STALE
                 sandbox.preload("vector_store", store, [{"file_id": file_id,
                                                          "attributes": stale}])
+                local = sum(item.local is not None for item in items)
                 io.out.write(
                     f"demo: sandbox at {base_url} (a few 500s/502s and dropped connections "
                     f"injected; {store}/{file_id} already there, with stale attributes)\n"
-                    f"demo: running {stats.pairs} pairs, {stats.owners} vector stores, "
-                    f"--batch-size 4, from {source.display}\n\n")
+                    f"demo: running {stats.pairs} pairs ({local} of them local files to "
+                    f"upload), {stats.owners} vector stores, --batch-size 4, from "
+                    f"{source.display}\n\n")
                 io.out.flush()
                 # The summary and the status name the log: held back, to be marked temporary.
                 buffer = StringIO()
@@ -109,21 +114,43 @@ class DemoCheck:
     managed: int = 0  # pairs whose manifest gives attributes
     same: int = 0  # of those, holding exactly the manifest's attributes in the store
     updates: int = 0  # attribute updates the sandbox applied
+    local: int = 0  # pairs naming a local file
+    uploaded_once: int = 0  # of those, whose content is in exactly one file object
 
     @property
     def ok(self) -> bool:
-        return self.once == self.pairs and self.more == 0 and self.same == self.managed
+        return (self.once == self.pairs and self.more == 0 and self.same == self.managed
+                and self.uploaded_once == self.local)
 
 
-def check_demo(record: Mapping[str, Any], items: Sequence[Item]) -> DemoCheck:
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's content (hex), read here, not by the run."""
+    with open(path, "rb") as stream:
+        return hashlib.sha256(stream.read()).hexdigest()
+
+
+def check_demo(record: Mapping[str, Any], items: Sequence[Item],
+               digest: Callable[[str], str] = file_sha256) -> DemoCheck:
     """Each pair in its store exactly once, and each managed pair's attributes in the store
-    equal to the manifest's, per the sandbox's own record."""
+    equal to the manifest's, per the sandbox's own record. A local file's pair is the file
+    object whose SHA-256 (the record's "files") is the file's: its content uploaded once, the
+    one object not deleted that holds it."""
     known: Mapping[str, Mapping[str, Any]] = record.get("pairs", {})
     stores: Mapping[str, Mapping[str, Any]] = record.get("vector_store_files", {})
+    by_content: dict[str, list[str]] = {}
+    for object_id, obj in record.get("files", {}).items():
+        if not obj.get("deleted"):
+            by_content.setdefault(obj.get("sha256", ""), []).append(object_id)
     check = DemoCheck()
     for item in items:
         check.pairs += 1
-        entry = known.get(f"{item.owner}/{item.file_id}") or {}
+        file_id = item.file_id
+        if item.local is not None:
+            check.local += 1
+            objects = by_content.get(digest(item.local.path), [])
+            check.uploaded_once += len(objects) == 1
+            file_id = objects[0] if len(objects) == 1 else ""
+        entry = known.get(f"{item.owner}/{file_id}") or {}
         times = entry.get("attached", 0) + (1 if entry.get("preloaded") else 0)
         check.once += times == 1
         check.more += times > 1
@@ -131,7 +158,7 @@ def check_demo(record: Mapping[str, Any], items: Sequence[Item]) -> DemoCheck:
         wanted = item.options.attributes if item.options is not None else None
         if wanted is not None:
             check.managed += 1
-            held = stores.get(item.owner, {}).get(item.file_id)
+            held = stores.get(item.owner, {}).get(file_id)
             check.same += held is not None and same_attributes(held.get("attributes"), wanted)
     return check
 
@@ -144,9 +171,12 @@ def _confirm(record: dict[str, Any], items: Sequence[Item], code: int, io: Io) -
     io.out.write(f"sandbox record: {check.same} of {check.managed} pairs with attributes hold "
                  f"the manifest's ({check.updates} updated in place); "
                  f"{check.pairs - check.managed} plain pairs: attributes not managed\n")
+    io.out.write(f"sandbox record: {check.uploaded_once} of {check.local} local files uploaded "
+                 "once (one file object each, its SHA-256 the file's), "
+                 f"{record.get('uploads', {}).get('applied', '?')} uploads applied\n")
     ok = code == EXIT_OK and check.ok
-    io.out.write("demo: OK: every pair attached exactly once, with the manifest's attributes\n"
-                 if ok else "demo: NOT OK: see above\n")
+    io.out.write("demo: OK: every pair attached exactly once, with the manifest's attributes; "
+                 "each local file uploaded once\n" if ok else "demo: NOT OK: see above\n")
     io.out.write("demo: the sandbox and the temporary log are gone now; each demo starts "
                  "afresh\n")
     io.out.write(f"next: try `attach-runner validate {shlex.quote(demo_manifest())}`, or start "
