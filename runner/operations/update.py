@@ -95,9 +95,11 @@ class Updater:
         except GaveUp as exc:
             if exc.uncertain:
                 # counted as uncertain by request_retrying already
+                # Its check finds the attributes as wanted (this update landed) or sends
+                # it again: either way the pair, if it ends in place, was updated.
                 due = asyncio.get_running_loop().time() + self.sender.settle
-                raise Unsettled(due, ItemState(sent=1, counted=1, uncertain=True), exc.status,
-                                exc.error) from None
+                raise Unsettled(due, ItemState(sent=1, counted=1, uncertain=True, updated=True),
+                                exc.status, exc.error) from None
             return Outcome("failed", exc.status, 1, exc.error, retryable=True, op="update")
         judgement = target.judge_check(answer, wait=False)
         if judgement.verdict is Verdict.ATTACHED:
