@@ -99,6 +99,7 @@ class Uploads:
         self._uncertain: dict[str, _Uncertain] = {}  # sha256 -> this run's uncertain upload
         self._contested: set[tuple[str, int]] = set()  # (filename, bytes) met as rivals
         self._clock_offset = 0.0  # the server's Date less this machine's clock, last seen
+        self._date_seen: str | None = None  # the Date header that offset was read from
         # (bytes sent, bytes in all) of the uploads in flight: the progress bar shows them.
         self.sending = (0, 0)
         self._hashing = asyncio.Semaphore(len(os.sched_getaffinity(0))
@@ -411,8 +412,9 @@ class Uploads:
 
     def _note_clock(self, answer: Answer) -> None:
         """The server's clock, from an answer's Date header: the listing's bound is on it."""
-        if answer.date is None:
-            return
+        if answer.date is None or answer.date == self._date_seen:
+            return  # one second's resolution: parsed once a second at most
+        self._date_seen = answer.date
         try:
             server = email.utils.parsedate_to_datetime(answer.date).timestamp()
         except (TypeError, ValueError):

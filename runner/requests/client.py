@@ -13,14 +13,17 @@ import asyncio
 import contextlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
-from aiohttp.helpers import get_env_proxy_for_url
-from yarl import URL
 
 from runner import __version__
+
+if TYPE_CHECKING:
+    # aiohttp is imported when the first request is due (ApiClient._open): a fifth of a
+    # second, and a converged rerun, a dry run or a bad manifest never sends one.
+    import aiohttp
+    from yarl import URL
 from runner.pacing.durations import parse_go_duration
 from runner.requests.multipart import FileChanged, UploadBody
 
@@ -137,8 +140,9 @@ class ApiClient:
         if project:
             headers["OpenAI-Project"] = project
         self._headers = headers
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout_seconds = timeout
         self._concurrency = concurrency
+        self._entered = False
         self._session: aiohttp.ClientSession | None = None
         self._proxy: URL | None = None
         self._proxy_auth: aiohttp.BasicAuth | None = None
@@ -147,29 +151,40 @@ class ApiClient:
         return f"ApiClient({self._base!r})"  # never the headers: they hold the key
 
     async def __aenter__(self) -> ApiClient:
+        self._entered = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._entered = False
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        """The run's session, made for its first request (inside the event loop)."""
+        assert self._entered, "use ApiClient as an async context manager"
+        import aiohttp
+
         connector = aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=self._concurrency)
         # HTTPS_PROXY / NO_PROXY are honoured, read once: every request goes to one base URL.
         # (trust_env=True would read the environment and ~/.netrc again in a thread for every
         # request: half the CPU of a fast run.) TLS verification stays on (the default).
         self._proxy, self._proxy_auth = _env_proxy(self._base)
-        self._session = aiohttp.ClientSession(
-            connector=connector, headers=self._headers, timeout=self._timeout
-        )
+        session = self._session = aiohttp.ClientSession(
+            connector=connector, headers=self._headers,
+            timeout=aiohttp.ClientTimeout(total=self._timeout_seconds))
         # aiohttp silently resends a GET once when a kept-alive connection drops. Every
         # request must pass the limiter and be counted (--rpm counts all), so we retry ourselves.
-        if hasattr(self._session, "_retry_connection"):
-            self._session._retry_connection = False
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if hasattr(session, "_retry_connection"):
+            session._retry_connection = False
+        return session
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> Answer:
-        assert self._session is not None, "use ApiClient as an async context manager"
+        session = self._session or self._open()
+        import aiohttp  # in sys.modules since _open: a dict lookup
+
         try:
-            async with self._session.request(method, self._base + path, data=body,
+            async with session.request(method, self._base + path, data=body,
                                              proxy=self._proxy, proxy_auth=self._proxy_auth,
                                              ) as resp:
                 raw = await resp.read()
@@ -208,8 +223,9 @@ class ApiClient:
         the whole transfer: aiohttp has no write timeout, so a watchdog cancels a request
         whose body has not moved for that long. TransportError's `sent` is True only when the
         body went out whole: a cut-off body cannot have made a file object."""
-        assert self._session is not None, "use ApiClient as an async context manager"
-        session = self._session
+        session = self._session or self._open()
+        import aiohttp
+
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=stall)
         headers = {"Content-Type": body.content_type, "Content-Length": str(body.length)}
 
@@ -267,6 +283,8 @@ def _answer(status: int, raw: bytes, headers: Any) -> Answer:
 
 def _raise_transport(exc: BaseException) -> None:
     """aiohttp's errors as TransportError (the request's own mapping, for uploads)."""
+    import aiohttp
+
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         raise CertificateError(f"cannot verify the TLS certificate of {exc.host}") from exc
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -283,6 +301,9 @@ def _raise_transport(exc: BaseException) -> None:
 
 def _env_proxy(base_url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
     """The proxy the environment names for `base_url` (HTTP(S)_PROXY minus NO_PROXY), if any."""
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
     try:
         return get_env_proxy_for_url(URL(base_url))
     except LookupError:
