@@ -1,8 +1,11 @@
 """Local files (SPEC "Local files", Speed), four figures side by side in one invocation:
 
-1. hashing: `runner.operations.upload.hash_file` over the same files as `sha256sum`, one file
-   at a time through asyncio.to_thread as the run calls it (8 x 200 MB, and 2,000 x 4 KB);
-   the files are in the page cache (each read once before timing);
+1. hashing: `runner.operations.upload.hash_file` over the same files as `sha256sum`, called
+   as the run calls it, through `Uploads._hash` (a file up to INLINE_HASH_BYTES on the event
+   loop, a larger one in a thread, at most one a usable core at a time), every file's hash
+   started at once as the run's pairs do (8 x 200 MB, and 2,000 x 4 KB); the files are in the
+   page cache (each read once before timing), their sizes known beforehand (the run has them
+   from its walk);
 2. uploads: `attach-runner run` (upload + attach) over a CSV manifest of paths into one vector
    store against the bare aiohttp upload loop (bench/bare_upload.py, uploads only) and the
    SDK's `file_batches.upload_and_poll` (bench/sdk_upload.py), same `--concurrency`, 2,000 x 4
@@ -13,7 +16,7 @@
    one store, its log filled by one run outside the timing) against an `os.scandir` walk of the
    tree (stat each file) plus `ResumeIndex.load_log` of the same log, in one process.
 
-    python bench/uploads.py --rounds 3            # everything (~25 minutes)
+    python bench/uploads.py --rounds 3            # everything (~7 minutes)
     python bench/uploads.py --quick --rounds 1    # every figure scaled down (~2 minutes)
     python bench/uploads.py --only hash,upload --rounds 3
 
@@ -21,10 +24,9 @@ Sandboxes: `attach-runner sandbox --port 0 --processing-ms 0 --file-max-bytes 10
 pinned to CPU 0; every client pinned to CPU 1 under /usr/bin/time -v. Each round runs every
 client of a figure once, the order rotating from round to round; the table gives medians and
 the median of the per-round ratios. attach-runner's arms: `run MANIFEST --log FRESH --base-url
-URL --concurrency N --no-progress --json` with `--store-rpm 1000000` (the sandbox has no store
-limit; the client's own pacing of OpenAI's 300 writes a minute a store would otherwise make
-2,000 attaches take 400 s, as it would at the API for any client that attaches one at a time;
-`--batch-size` does not help there: path pairs are attached one a request whatever it says).
+URL --concurrency N --no-progress --json`, every other setting the default (uploaded files are
+attached in file batches of 500 a store, so the default 300 writes a minute a store does not
+bound these figures; the first run that fills the rerun's log passes `--concurrency 64` too).
 
 Helper modes (run by the harness as clients): `uploads.py hash LIST` (the file of paths, one a
 line) and `uploads.py walk ROOT LOG`.
@@ -71,25 +73,32 @@ UPLOAD_CLIENTS = ("runner", "bare", "sdk")
 
 
 def hash_mode(listing: str) -> None:
+    from types import SimpleNamespace
+
     from runner.items import LocalFile
-    from runner.operations.upload import hash_file
+    from runner.operations.upload import Uploads, hash_file
 
     paths = Path(listing).read_text().split("\n")
     paths = [p for p in paths if p]
+    known = []
+    for path in paths:  # the run's walk stats each file before its hash: not timed here
+        stat = os.stat(path)
+        known.append(LocalFile(path, stat.st_size, stat.st_mtime_ns))
 
     async def all_files() -> int:
-        total = 0
-        for path in paths:  # one at a time, through a thread, as Uploads.content does
-            local = await asyncio.to_thread(hash_file, LocalFile(path, 0, 0))
-            total += local.size
-        return total
+        # Uploads._hash itself (small files on the loop, large ones in a thread, at most a
+        # usable core's count at a time), every file at once as the run's pairs ask for them.
+        uploads = SimpleNamespace(_hashing=asyncio.Semaphore(len(os.sched_getaffinity(0))))
+        done = await asyncio.gather(*(Uploads._hash(uploads, local)  # type: ignore[arg-type]
+                                      for local in known))
+        return sum(local.size for local in done)
 
     started = time.perf_counter()
     total = asyncio.run(all_files())
     elapsed = time.perf_counter() - started
     started = time.perf_counter()  # the same, called directly (no thread, no event loop)
-    for path in paths:
-        hash_file(LocalFile(path, 0, 0))
+    for local in known:
+        hash_file(local)
     print(json.dumps({"files": len(paths), "bytes": total, "elapsed_s": round(elapsed, 4),
                       "direct_s": round(time.perf_counter() - started, 4)}))
 
@@ -237,7 +246,7 @@ def hashing(sets: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
         out[fileset["name"]] = {
             "runner_mb_s": median([mbs / r["in_s"] for r in runs["runner"]]),
             "runner_direct_mb_s": median([mbs / r["direct_s"] for r in runs["runner"]]),
-            # the helper's process hashes twice (to_thread, then direct): less the second
+            # the helper's process hashes twice (Uploads._hash, then direct): less the second
             "runner_process_mb_s": median([mbs / (r["wall_s"] - r["direct_s"])
                                            for r in runs["runner"]]),
             "sha256sum_mb_s": median([mbs / r["wall_s"] for r in runs["sha256sum"]]),
@@ -258,8 +267,7 @@ def upload_argv(client: str, fileset: dict[str, Any], log: Path, concurrency: in
         return [PYTHON, str(BENCH_DIR / "sdk_upload.py"), manifest, "--base-url", "{base_url}",
                 "--concurrency", str(concurrency)]
     return runner_argv("run", manifest, "--log", str(fresh_log(log)), "--base-url", "{base_url}",
-                       "--concurrency", str(concurrency), "--store-rpm", "1000000",
-                       "--no-progress", "--json")
+                       "--concurrency", str(concurrency), "--no-progress", "--json")
 
 
 def uploads(sets: list[dict[str, Any]], rounds: int, concurrency: int,
@@ -350,7 +358,7 @@ def rerun(directory: Path, count: int, per_folder: int, rounds: int) -> dict[str
                        "{base_url}", "--no-progress", "--json")
     runs: dict[str, list[dict[str, Any]]] = {"runner": [], "walk+load_log": [], "status": []}
     with SandboxProcess(*SANDBOX_ARGS) as sandbox:
-        first = run_in(sandbox, [*base, "--concurrency", "64", "--store-rpm", "1000000"])
+        first = run_in(sandbox, [*base, "--concurrency", "64"])
         record = sandbox.record()
         problems = check_record(record, tree["shas"], "vs_rerun")
         if first.code != 0:
@@ -398,7 +406,7 @@ def table(results: dict[str, Any], concurrency: int) -> list[str]:
     rows = ["| figure | measure | attach-runner | yardstick | ratio | target | verdict |",
             "|---|---|---|---|---|---|---|"]
     for name, got in results.get("hash", {}).items():
-        rows.append(f"| hashing, {name} | MB/s: hash_file via to_thread (called directly; "
+        rows.append(f"| hashing, {name} | MB/s: hash_file via Uploads._hash (called directly; "
                     f"whole process) | {got['runner_mb_s']:,.0f} "
                     f"({got['runner_direct_mb_s']:,.0f}; {got['runner_process_mb_s']:,.0f}) | "
                     f"sha256sum {got['sha256sum_mb_s']:,.0f} | {got['ratio']:.2f} "
@@ -417,7 +425,7 @@ def table(results: dict[str, Any], concurrency: int) -> list[str]:
             ratio = median([b["wall_s"] / r["wall_s"]
                             for r, b in zip(runs[client], bare, strict=True)])
             bad = sum(1 for r in runs[client] if r["problems"])
-            label = {"runner": "attach-runner --store-rpm 1000000",
+            label = {"runner": "attach-runner",
                      "sdk": "SDK upload_and_poll (comparison)"}[client]
             target = ">= 0.9" if client != "sdk" else "-"
             verdict = "-" if client == "sdk" else ("ok" if ratio >= 0.9 else "MISS")
