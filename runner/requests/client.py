@@ -207,15 +207,7 @@ class ApiClient:
             raise TransportError(f"connection error: {type(exc).__name__}", sent=True) from exc
         except OSError as exc:
             raise TransportError(f"connection error: {exc.strerror or exc}", sent=True) from exc
-        return Answer(
-            status=status,
-            raw=raw,
-            limit=_int_header(headers, "x-ratelimit-limit-requests"),
-            remaining=_int_header(headers, "x-ratelimit-remaining-requests"),
-            reset=_reset_header(headers),
-            retry_after=retry_after_seconds(headers),
-        )
-
+        return _answer(status, raw, headers)
 
     async def upload(self, path: str, body: UploadBody, stall: float) -> Answer:
         """`POST path` with a file's multipart body, streamed. `stall` bounds each wait (for
