@@ -160,6 +160,13 @@ class ApiClient:
             await self._session.close()
             self._session = None
 
+    def open(self) -> None:
+        """Make the session now, if not yet: the sender calls this before it waits for a
+        request's turn, so that importing aiohttp (a fifth of a second, the loop blocked)
+        never holds back requests whose turns have come, to leave together after it."""
+        if self._session is None:
+            self._open()
+
     def _open(self) -> aiohttp.ClientSession:
         """The run's session, made for its first request (inside the event loop)."""
         assert self._entered, "use ApiClient as an async context manager"

@@ -146,6 +146,7 @@ class Sender:
         """One HTTP request under the limiters; feeds what the answer says back to them.
         Raises NotSent, never sending, once the run is halted (before or while it waits)."""
         window = self.window
+        self.client.open()  # before the turn: see ApiClient.open
         # A slot free now is taken at once: only a wait needs the interruptible machinery.
         if not self.halted and not (store is None and window.open and self.limiter.try_acquire()):
             await self._interruptible(self._turn(store))
@@ -192,6 +193,7 @@ class Sender:
         Raises NotSent once the run is halted, TransportError (`sent`: the body went out
         whole), FileChanged."""
         limiter = self.upload_limiter
+        self.client.open()
         if not self.halted and not limiter.try_acquire():
             await self._interruptible(limiter.acquire())
         if self.halted:
