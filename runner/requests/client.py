@@ -188,32 +188,17 @@ class ApiClient:
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> Answer:
         session = self._session or self._open()
-        import aiohttp  # in sys.modules since _open: a dict lookup
-
         try:
             async with session.request(method, self._base + path, data=body,
-                                             proxy=self._proxy, proxy_auth=self._proxy_auth,
-                                             ) as resp:
+                                       proxy=self._proxy, proxy_auth=self._proxy_auth) as resp:
                 raw = await resp.read()
                 headers = resp.headers
                 status = resp.status
-        except aiohttp.ClientConnectorCertificateError as exc:
-            cause = exc.certificate_error
-            reason = getattr(cause, "verify_message", None) or cause
-            raise CertificateError(
-                f"cannot verify the TLS certificate of {exc.host}: {reason}") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise TransportError(f"cannot connect: {exc.os_error}", sent=False) from exc
-        except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise TransportError("timed out waiting for the answer", sent=True) from exc
-        except aiohttp.ServerDisconnectedError as exc:
-            raise TransportError("the server closed the connection", sent=True) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise TransportError("the answer was cut off", sent=True) from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(f"connection error: {type(exc).__name__}", sent=True) from exc
-        except OSError as exc:
-            raise TransportError(f"connection error: {exc.strerror or exc}", sent=True) from exc
+        except Exception as exc:  # aiohttp's errors, a timeout, an OSError: see _transport_error
+            error = _transport_error(exc)
+            if error is None:
+                raise
+            raise error from exc
         return _answer(status, raw, headers)
 
     async def upload(self, path: str, body: UploadBody, stall: float) -> Answer:
@@ -250,19 +235,16 @@ class ApiClient:
                 done, _ = await asyncio.wait({task}, timeout=stall - idle)
                 if done:
                     return task.result()
-        except TransportError:
-            raise
-        except FileChanged:
+        except (TransportError, FileChanged):
             raise
         except Exception as exc:
             if body.changed:
                 raise FileChanged(str(exc)) from exc
-            try:
-                _raise_transport(exc)
-            except TransportError as error:
-                error.sent = body.complete
+            error = _transport_error(exc)
+            if error is None:
                 raise
-            raise
+            error.sent = body.complete  # a cut-off body cannot have made a file object
+            raise error from exc
         finally:
             if not task.done():
                 task.cancel()
@@ -280,22 +262,28 @@ def _answer(status: int, raw: bytes, headers: Any) -> Answer:
     )
 
 
-def _raise_transport(exc: BaseException) -> None:
-    """aiohttp's errors as TransportError (the request's own mapping, for uploads)."""
+def _transport_error(exc: BaseException) -> TransportError | None:
+    """aiohttp's errors (and a timeout, an OSError) as ours; None for any other exception.
+    aiohttp is imported here, not at the top: see ApiClient._open."""
     import aiohttp
 
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        raise CertificateError(f"cannot verify the TLS certificate of {exc.host}") from exc
+        cause = exc.certificate_error
+        reason = getattr(cause, "verify_message", None) or cause
+        return CertificateError(f"cannot verify the TLS certificate of {exc.host}: {reason}")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        raise TransportError(f"cannot connect: {exc.os_error}", sent=False) from exc
+        return TransportError(f"cannot connect: {exc.os_error}", sent=False)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        raise TransportError("timed out waiting for the answer", sent=True) from exc
+        return TransportError("timed out waiting for the answer", sent=True)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        raise TransportError("the server closed the connection", sent=True) from exc
+        return TransportError("the server closed the connection", sent=True)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransportError("the answer was cut off", sent=True)
     if isinstance(exc, aiohttp.ClientError):
-        raise TransportError(f"connection error: {type(exc).__name__}", sent=True) from exc
+        return TransportError(f"connection error: {type(exc).__name__}", sent=True)
     if isinstance(exc, OSError):
-        raise TransportError(f"connection error: {exc.strerror or exc}", sent=True) from exc
+        return TransportError(f"connection error: {exc.strerror or exc}", sent=True)
+    return None
 
 
 def _env_proxy(base_url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:

@@ -20,12 +20,12 @@ from collections.abc import Awaitable, Callable
 from runner.items import Item, pair_key
 from runner.log.lines import IN_PLACE
 from runner.log.resume import ResumeIndex
-from runner.log.states import DONE_STATES, Plan
+from runner.log.states import Plan
 from runner.operations.upload import Uploads, UploadUnsettled
 from runner.requests.outcomes import NOT_SENT, Outcome, RunRefused, Unsettled
 from runner.requests.targets import ApiError
 from runner.run.tally import Tally
-from runner.run.work import managed_digest
+from runner.run.work import count_duplicate
 
 UPLOAD_BATCH_SIZE = 500
 
@@ -112,15 +112,9 @@ class LocalPairs:
             self.tally.done_earlier += 1
             return
         if plan is Plan.DUPLICATE:
-            if raw in DONE_STATES and self.index.records_in_place(
-                    found.owner, found.file_id, managed_digest(found)):
-                # Another path of this content, in place: one pair. No line: its `done` would
-                # record this row's options on the pair the other row's line holds.
-                self.tally.done_earlier += 1
-            elif raw in DONE_STATES:
-                self.tally.refused_earlier += 1
-            else:
-                self.tally.duplicates += 1
+            # No line: its `done` would record this row's options on the pair the other
+            # row's line holds.
+            count_duplicate(self.index, self.tally, found, raw)
             return
         if plan is Plan.SKIP_REFUSED:
             self.tally.refused_earlier += 1

@@ -155,16 +155,7 @@ def iter_work(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally, *
         plan, raw = (index.plan(item, retry_failed=retry_failed) if operation is None
                      else operation.plan(index, item, retry_failed=retry_failed))
         if plan is Plan.DUPLICATE:
-            if item.local is not None and raw in DONE_STATES:
-                # Another path of the same content, in place in this store: one pair, and
-                # done if this row asks for what the other's line recorded (else refused: a
-                # file has one set of attributes in a store).
-                if index.records_in_place(item.owner, item.file_id, managed_digest(item)):
-                    tally.done_earlier += 1
-                else:
-                    tally.refused_earlier += 1
-            else:
-                tally.duplicates += 1
+            count_duplicate(index, tally, item, raw)
         elif plan is Plan.DONE:
             tally.done_earlier += 1
         elif plan is Plan.SKIP_REFUSED:
@@ -185,6 +176,18 @@ def iter_work(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally, *
     yield from follow.values()
     for store, group in pending.items():
         yield NewBatch(store, group)
+
+
+def count_duplicate(index: ResumeIndex, tally: Tally, item: Item, raw: int | None) -> None:
+    """A pair the manifest met before. A path of a content another path has in place in the
+    store is one pair with it: done if its row asks for what the other's line recorded, else
+    refused (a file has one set of attributes in a store). Any other repeat is a repeat."""
+    if item.local is None or raw not in DONE_STATES:
+        tally.duplicates += 1
+    elif index.records_in_place(item.owner, item.file_id, managed_digest(item)):
+        tally.done_earlier += 1
+    else:
+        tally.refused_earlier += 1
 
 
 def managed_digest(item: Item) -> int | None:

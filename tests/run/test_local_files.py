@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -415,3 +416,60 @@ def test_two_paths_of_one_content_with_other_attributes_in_one_store_are_refused
     assert (again.code, again.json()["attached_earlier"], again.json()["refused_earlier"]) == (
         1, 1, 1)
     assert sb.record()["requests"] == requests  # no update traded back and forth
+
+
+def test_a_429_to_uploads_slows_uploads_alone_and_the_run_finishes(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    # The sandbox takes 120 uploads a minute in a bucket of their own (its 429s carry that
+    # bucket's headers): uploads are paced by a limiter of their own, learned from their own
+    # answers, and every file ends uploaded once and attached (SPEC "Upload").
+    sb = sandbox(upload_rpm=120)
+    texts = [f"paced {i}\n" for i in range(12)]
+    for i, text in enumerate(texts):
+        write(tmp_path / "docs" / f"p{i:02}.md", text)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
+    result = run_main(args_for(sb, manifest, tmp_path / "log"))
+    assert result.code == 0, result.out
+    record = sb.record()
+    assert record["rate_limited"].get("requests", 0) == 0  # attaches were never held back
+    assert record["rate_limited"]["uploads"] > 0  # the limit was met: the test saw the rule
+    assert result.json()["uploaded"] == len(texts)
+    assert_exactly_once(record, "vs_1", texts, set())
+
+
+def test_sigterm_mid_upload_leaves_it_for_the_next_run_to_settle(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    # The upload is held by the sandbox 1.5 s; the run is stopped meanwhile: it starts
+    # nothing new, exits 143, and the rerun finishes the job with one file object.
+    sb = sandbox(fault_methods=("POST",), late_apply_rate=1.0, late_apply_ms=1500)
+    write(tmp_path / "a.md", "stopped\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,a.md\n")
+    log = tmp_path / "log"
+    proc = spawn(*args_for(sb, manifest, log, "--timeout", "10"))
+    wait_until(lambda: sb.record()["held_writes"] > 0, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    sb.update(late_apply_rate=0.0)
+    again = run_main(args_for(sb, manifest, log))
+    assert again.code == 0, again.out
+    record = wait_for_held_writes(sb)
+    assert_exactly_once(record, "vs_1", ["stopped\n"], set())
+    assert len(record["files"]) == 1
+
+
+def test_status_counts_a_file_gone_from_its_glob_as_missing(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox()
+    write(tmp_path / "docs" / "stays.md", "stays\n")
+    gone = write(tmp_path / "docs" / "goes.md", "goes\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
+    log = tmp_path / "log"
+    assert run_main(args_for(sb, manifest, log)).code == 0
+    gone.unlink()
+    status = json.loads(run_main(["status", str(manifest), "--log", str(log),
+                                  "--json"]).out)
+    assert (status["missing"], status["changed"], status["pairs"]) == (1, 0, 1)
