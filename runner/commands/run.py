@@ -40,6 +40,7 @@ from runner.operations.attach import Attach
 from runner.operations.base import Operation
 from runner.requests.targets import Target
 from runner.run.engine import Engine
+from runner.run.leftovers import Leftovers
 from runner.run.session import api_session
 from runner.run.summary import (
     build_summary,
@@ -80,7 +81,10 @@ def send(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operat
             stats.skips, stats.settled = {}, 0
         # The check counted no repeated pair: the run need not remember each pair it meets
         # (but paths of one content name one pair, which only their upload can tell).
-        index.expect_repeats = stats.duplicates > 0 or stats.first_path_line is not None
+        # So does a log that uploaded files: the run's end deletes only what no pair it met
+        # names (run/leftovers.py).
+        index.expect_repeats = (stats.duplicates > 0 or stats.first_path_line is not None
+                                or bool(index.uploads.claimed))
         # The command line is echoed as the "next:" command: never with the key in it.
         argv = [scrub_secrets(arg) for arg in argv]
         return asyncio.run(execute(settings, io, argv, target, source, stats, index, key,
@@ -93,6 +97,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
     """The run itself, with the lock held and the log read."""
     due_in = resume_due_in(settings)  # before this run writes its first line
     engine: Engine | None = None
+    leftovers: Leftovers | None = None
     log = ResultLog(settings.log, uuid.uuid4().hex[:12])
     log.open()
     try:
@@ -110,6 +115,15 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
                     on_progress=progress, resume_due_in=due_in,
                     operation=operation(sender))
                 result = await engine.run()
+                if (engine.local is not None and index.expect_repeats and result.stop is None
+                        and result.refusal is None and engine.log_error is None
+                        and (index.uploads.claimed or index.versions.superseded)):
+                    leftovers = Leftovers(settings, engine.local.uploads, index=index,
+                                          log=log, sender=sender,
+                                          owner_column=target.owner_column,
+                                          started=engine.started, due_in=due_in)
+                    await leftovers.finish()
+                    result = leftovers.merged(result)
         finally:
             # Before anything else is printed: the bar ends on its own line, cursor shown.
             if progress is not None:

@@ -144,6 +144,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("max_delete", "sync: detach at most N files in the run (replaces the half-store "
            "guard)", kind=whole_number(0, 1_000_000_000), default=None, default_doc="none",
            commands=frozenset({"sync"}), metavar="N"),
+    _switch("keep_files", "never delete a file object the tool uploaded (local files)"),
     _switch("retry_failed", "also resend items the API refused"),
     _switch("dry_run", "print what would be sent; no lock, no write (run, detach: no key, no "
             "request; sync: only its list requests)"),

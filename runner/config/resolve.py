@@ -47,6 +47,7 @@ class Settings:
     wait_timeout: float
     max_runtime: float | None
     max_delete: int | None
+    keep_files: bool
     retry_failed: bool
     dry_run: bool
     json: bool

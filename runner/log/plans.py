@@ -23,11 +23,14 @@ class Planning:
     expect_repeats: bool
     failed: dict[int, FailedInfo]
     digests: dict[int, int]
+    owners_named: set[str]
 
     def plan(self, item: Item, *, retry_failed: bool) -> tuple[Plan, int | None]:
         """What to do with a manifest pair, and what the log said of it (None: nothing).
         Marks the pair seen, so a repeat of it in the manifest is a DUPLICATE (with
         `expect_repeats` False, only pairs the log knows are marked)."""
+        if self.expect_repeats:
+            self.owners_named.add(item.owner)
         if not item.file_id:  # a local file whose content is not known uploaded
             return self._plan_upload(item, retry_failed=retry_failed)
         key = pair_key(item.owner, item.file_id)

@@ -25,6 +25,7 @@ from runner.log.plans import _DIGEST_BITS, SEEN, Planning
 from runner.log.reader import FastRow, scan_log
 from runner.log.states import FailedInfo, State
 from runner.log.uploads import UPLOAD_EVENTS, UploadIndex
+from runner.log.versions import DELETE_EVENTS, DETACHED_OUTCOMES, Leftovers, VersionIndex
 
 # A fast log row's outcome (empty for "sent") -> its state: see reader.scan_log. `updated` leaves
 # the pair attached (and marked in ResumeIndex.updated): its own code here, ATTACHED after.
@@ -36,6 +37,7 @@ _FAST_STATE = {
     b"updated": _UPDATED,
 }
 _PAIR_OF = itemgetter(1, 2)
+_OWNER_OF = itemgetter(0)
 _OUTCOME_OF = itemgetter(3)
 _DIGEST_OF = itemgetter(4)
 _WRITTEN_OF = itemgetter(5)
@@ -47,7 +49,7 @@ _IS_UPDATED = _UPDATED.__eq__
 
 
 @dataclass
-class ResumeIndex(Planning):
+class ResumeIndex(Planning, Leftovers):
     """The last word of the log on each pair. Pairs in place (nearly all of a big log) are
     keys in two sets, which cost a third less than a dict; every other state is in `states`.
     A key is in at most one of the three."""
@@ -62,6 +64,7 @@ class ResumeIndex(Planning):
     # plan() then needs no mark for a pair the log does not know, and memory stays flat for a
     # new manifest. status and failed keep it True (they count pairs the manifest lacks).
     expect_repeats: bool = True
+    owners_named: set[str] = field(default_factory=set)  # with expect_repeats: stores planned
     failed: dict[int, FailedInfo] = field(default_factory=dict)
     batch_of: dict[int, str] = field(default_factory=dict)  # pair -> batch id (State.BATCH)
     # pair -> digest (64-bit int) of the managed attributes its last in-place `done` recorded,
@@ -74,6 +77,8 @@ class ResumeIndex(Planning):
     last_run_end: Mapping[str, Any] | None = None
     # Local files: each path's content as last read, our uploads (log/uploads.py).
     uploads: UploadIndex = field(default_factory=UploadIndex)
+    # Local files' versions in their stores, deletes of our file objects (log/versions.py).
+    versions: VersionIndex = field(default_factory=VersionIndex)
 
     def load_log(self, path: str, *, warn: Callable[[str], None]) -> None:
         """Fold the log at `path` (what `load(read_log(path))` does, in bulk)."""
@@ -114,6 +119,9 @@ class ResumeIndex(Planning):
             already = list(compress(keys, map(_IS_ALREADY, codes)))
             sent = list(compress(keys, map(_IS_SENT, codes)))
         self.attached.update(attached)
+        if self.uploads.claimed:  # a file_id row may name a file object of ours: where?
+            self.versions.stores.update(owner.decode() for owner in
+                                        set(map(_OWNER_OF, last)))
         if self.already:
             self.already.difference_update(attached)
         self.already.update(already)
@@ -216,6 +224,8 @@ class ResumeIndex(Planning):
                 self.batch_of.pop(key, None)
                 if "path" in ev:
                     self._note_path_pair(owner, fid, ev)
+                if "path" in ev or outcome in DETACHED_OUTCOMES:
+                    self.versions.note_end(key, owner, fid, outcome, ev.get("path"))
             elif kind == "sent":
                 owner, fid = ev.get(owner_col), _identity(ev)
                 if isinstance(owner, str) and isinstance(fid, str):
@@ -226,6 +236,10 @@ class ResumeIndex(Planning):
                         self.uploads.note_path(ev)
             elif kind in UPLOAD_EVENTS:
                 self.uploads.load(ev)
+                if kind in DELETE_EVENTS:
+                    self.versions.load_delete(ev)
+            elif kind == "file-delete-sent":
+                self.versions.load_delete(ev)
             elif kind in ("batch-sent", "batch-created"):
                 self._load_batch(ev, created=kind == "batch-created")
             elif kind == "run-start":
@@ -233,10 +247,19 @@ class ResumeIndex(Planning):
             elif kind == "run-end":
                 self.last_run_end = ev
 
+    def note_done(self, owner: str, file_id: str, outcome: str, *, retryable: bool,
+                  uncertain: bool, op: str) -> None:
+        """A `done` this run wrote for a pair no manifest row names (a replaced version's
+        detach), folded in as the next run will read it: the run's end asks after it."""
+        self.load(({"event": "done", self.owner_column: owner, "file_id": file_id,
+                    "outcome": outcome, "retryable": retryable, "uncertain": uncertain,
+                    "op": op},))
+
     def _note_path_pair(self, owner: str, identity: str, ev: Mapping[str, Any]) -> None:
         """A path pair's `done`: the file's content as read (the quick check's); once it
         names a file object, an earlier failure of its upload no longer stands."""
         self.uploads.note_path(ev)
+        self.versions.note_store(owner)
         path = ev.get("path")
         if identity and not identity.startswith("\0") and isinstance(path, str):
             unsent = pair_key(owner, "\0" + path)
@@ -275,6 +298,8 @@ class ResumeIndex(Planning):
                 self.batch_of[key] = batch_id
             else:
                 self._set(key, State.SENT)
+        if self.uploads.claimed:
+            self.versions.note_store(store)
         if created and isinstance(batch_id, str):
             self.batch_files[batch_id] = (store, [f for f in fids if isinstance(f, str)])
 

@@ -82,7 +82,7 @@ class UploadIndex:
         if kind == "upload-sent":
             path, size, name = ev.get("path"), ev.get("bytes"), ev.get("filename")
             if isinstance(path, str) and isinstance(size, int) and isinstance(name, str):
-                self.unsettled[sha] = SentUpload(path, name, size, _epoch(ev.get("ts")))
+                self.unsettled[sha] = SentUpload(path, name, size, epoch(ev.get("ts")))
         elif kind == "upload-failed":
             self.unsettled.pop(sha, None)
         elif kind == "uploaded":
@@ -128,7 +128,7 @@ class UploadIndex:
         return item._replace(file_id=self.file_of.get(record.sha256, ""), local=local)
 
 
-def _epoch(ts: object) -> float:
+def epoch(ts: object) -> float:
     """A line's `ts` as epoch seconds (0.0, long past, when it does not read as one)."""
     if not isinstance(ts, str):
         return 0.0

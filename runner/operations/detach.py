@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from runner.errors import UsageError
 from runner.items import Item
 from runner.log.resume import ResumeIndex
-from runner.log.states import Plan
+from runner.log.states import UNSETTLED_STATES, Plan
 from runner.manifest import ManifestSource
 from runner.operations.base import Operation
 from runner.requests.client import Answer
@@ -65,7 +65,7 @@ class Detach(Operation):
                 answer = await sender.request_retrying("GET", path, kind="check")
             except GaveUp as exc:
                 return Outcome("failed", exc.status, state.sent, CHECK_FAILED, retryable=True,
-                               uncertain=True, op=OP)
+                               uncertain=True, op=self.name)
             state.checks_done += 1
             if answer.status == 404:
                 return await self._absent(item, state, answer, "detached")
@@ -80,20 +80,20 @@ class Detach(Operation):
         except GaveUp as exc:
             if not exc.uncertain:
                 return Outcome("failed", exc.status, state.sent, exc.error, retryable=True,
-                               op=OP)
+                               op=self.name)
             state.uncertain = True  # counted as uncertain by request_retrying already
             if state.counted >= sender.max_attempts:
                 return Outcome("failed", exc.status, state.sent, exc.error, retryable=True,
-                               uncertain=True, op=OP)
+                               uncertain=True, op=self.name)
             due = asyncio.get_running_loop().time() + sender.settle
-            raise Unsettled(due, state, exc.status, exc.error, op=OP) from None
+            raise Unsettled(due, state, exc.status, exc.error, op=self.name) from None
         if 200 <= answer.status < 300:
             self._observe(item, state, Verdict.ATTACHED, answer.status, None)
             body = answer.body
             if isinstance(body, dict) and body.get("deleted") is False:
                 return Outcome("failed", answer.status, state.sent, NOT_DELETED,
-                               retryable=True, op=OP)
-            return Outcome("detached", answer.status, state.sent, op=OP)
+                               retryable=True, op=self.name)
+            return Outcome("detached", answer.status, state.sent, op=self.name)
         if answer.status == 404:
             return await self._absent(item, state, answer, "already_detached")
         outcome = self._refused(state, answer, uncertain=False)
@@ -109,9 +109,9 @@ class Detach(Operation):
                   and (item.file_id in error.message or await self._owner_exists(item)))
         if exists:
             self._observe(item, state, Verdict.ALREADY_ATTACHED, answer.status, None)
-            return Outcome(gone, answer.status, state.sent, op=OP)
+            return Outcome(gone, answer.status, state.sent, op=self.name)
         self._observe(item, state, Verdict.REFUSED, answer.status, error)
-        return Outcome("failed", answer.status, state.sent, error, retryable=False, op=OP)
+        return Outcome("failed", answer.status, state.sent, error, retryable=False, op=self.name)
 
     async def _owner_exists(self, item: Item) -> bool:
         sender = self.sender
@@ -129,7 +129,7 @@ class Detach(Operation):
             raise RunRefused(refusal_kind(answer.status, error), answer.status, error)
         return Outcome("failed", answer.status, state.sent, error,
                        retryable=verdict is not Verdict.REFUSED or uncertain,
-                       uncertain=uncertain, op=OP)
+                       uncertain=uncertain, op=self.name)
 
     def _observe(self, item: Item, state: ItemState, verdict: Verdict, status: int | None,
                  error: ApiError | None) -> None:
@@ -138,6 +138,21 @@ class Detach(Operation):
         if state.sent == 1 and state.checks_done == 0 and sender.breaker.armed and (
                 sender.breaker.observe(item, verdict, status, error)):
             sender.breaker_tripped = True
+
+
+class DetachVersion(Detach):
+    """A replaced version of a local file taken out of its store (SPEC "Replace"): a detach
+    whose lines say `detach-version`, named by store and file id; it never stands for the
+    path pair whose new version replaced it. An unsettled one is checked first."""
+
+    name = "detach-version"
+
+    @staticmethod
+    def plan(index: ResumeIndex, item: Item, *, retry_failed: bool,
+             ) -> tuple[Plan, int | None]:
+        state = index.last_state(item.owner, item.file_id)
+        return (Plan.CHECK if state is not None and state in UNSETTLED_STATES
+                else Plan.SEND), None
 
 
 def refuse_detach_rows(source: ManifestSource) -> None:

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 from runner.items import Item, LocalFile
 from runner.log.uploads import UploadIndex
 from runner.log.writer import ResultLog
+from runner.operations.file_delete import DeleteCounts, FileDeleter
 from runner.requests.client import Answer, TransportError
 from runner.requests.multipart import FileChanged, UploadBody, upload_filename
 from runner.requests.outcomes import (
@@ -73,9 +74,11 @@ class UploadCounts:
     bytes: int = 0  # bytes of the contents uploaded
     seconds: float = 0.0  # time spent in upload requests (the rate's denominator, per worker)
     possible_duplicates: list[str] = field(default_factory=list)
-    # Paths whose content changed since the log last read them: attached beside their old
-    # version, which stays in its stores until replace lands (path -> the old file object).
+    # Paths whose content changed since the log last read them (path -> the old file
+    # object): the new content replaces the old version in its stores (run/leftovers.py).
     changed: dict[str, str] = field(default_factory=dict)
+    replaced: int = 0  # old versions taken out of their stores (detach-version)
+    deletes: DeleteCounts = field(default_factory=DeleteCounts)  # file objects of ours
 
 
 @dataclass
@@ -89,12 +92,13 @@ class _Uncertain:
 
 class Uploads:
     def __init__(self, sender: Sender, index: UploadIndex, log: ResultLog, *,
-                 timeout: float) -> None:
+                 timeout: float, deleter: FileDeleter) -> None:
         self.sender = sender
         self.index = index
         self.log = log
+        self.deleter = deleter  # an upload of a file that changed meanwhile is deleted
         self.timeout = timeout
-        self.counts = UploadCounts()
+        self.counts = UploadCounts(deletes=deleter.counts)
         self._making: dict[str, asyncio.Future[str | None]] = {}  # sha256 -> its upload's id
         self._uncertain: dict[str, _Uncertain] = {}  # sha256 -> this run's uncertain upload
         self._contested: set[tuple[str, int]] = set()  # (filename, bytes) met as rivals
@@ -311,7 +315,7 @@ class Uploads:
             changed = True
         if changed and not adopted:
             self.log.append_uploaded(local, file_id)
-            await self._delete(file_id)
+            await self.deleter.delete(file_id)
             return Outcome("failed", None, 1, CHANGED, retryable=True, op="upload")
         self.log.append_uploaded(local, file_id, adopted=adopted)
         self.index.file_of[local.sha256] = file_id
@@ -323,17 +327,6 @@ class Uploads:
             self.counts.uploaded += 1
             self.counts.bytes += local.size
         return file_id
-
-    async def _delete(self, file_id: str) -> None:
-        """Delete a file object of ours (one that must not be attached)."""
-        self.log.append_file_delete_sent(file_id)
-        try:
-            answer = await self.sender.request_retrying("DELETE", f"/files/{file_id}")
-        except GaveUp as exc:
-            self.log.append_file_deleted(file_id, exc.status, uncertain=True)
-            return
-        gone = 200 <= answer.status < 300 or answer.status == 404
-        self.log.append_file_deleted(file_id, answer.status, uncertain=not gone)
 
     def _uncertain_now(self, local: LocalFile, filename: str, sent_at: float, tries: ItemState,
                        status: int | None, error: ApiError) -> Unsettled | Retry:

@@ -14,7 +14,7 @@ import signal
 from collections.abc import Awaitable, Callable, Iterator
 
 from runner.errors import LogError
-from runner.items import Item
+from runner.items import Item, pair_key
 from runner.log.resume import ResumeIndex
 from runner.log.states import Plan
 from runner.log.writer import ResultLog
@@ -22,6 +22,7 @@ from runner.manifest import Block
 from runner.operations.attach import Attach
 from runner.operations.base import Operation
 from runner.operations.batches import BatchRunner
+from runner.operations.file_delete import FileDeleter
 from runner.operations.upload import Uploads
 from runner.requests.outcomes import Outcome, RunRefused, Unsettled
 from runner.requests.sender import Sender
@@ -96,7 +97,9 @@ class Engine:
         # Local files are the attach operation's too: uploaded, then attached (SPEC).
         batches = self._batches
         self.local = (LocalPairs(
-            Uploads(sender, index.uploads, log, timeout=sender.upload_stall), index, self.tally,
+            Uploads(sender, index.uploads, log, timeout=sender.upload_stall,
+                    deleter=FileDeleter(sender, index.uploads, index.versions, log)),
+            index, self.tally,
             PairActions(record=self.record, record_in_place=self._record_in_place,
                         attach=self._one, park=self.settle_queue.park,
                         create_batch=batches.create if batches is not None
@@ -246,8 +249,12 @@ class Engine:
             self._write_done(item, outcome, digest)
         except LogError as error:
             self._log_failed(error)
-        if item.local is not None and self.local is not None:
-            self.local.ended(item, outcome)
+        if item.local is not None:
+            if self.local is not None:
+                self.local.ended(item, outcome)
+            # The path's version in its store, as this run leaves it (run/leftovers.py).
+            self.index.versions.note_end(pair_key(item.owner, item.file_id), item.owner,
+                                         item.file_id, outcome.outcome, item.local.path)
         self._count(outcome)
         if self.on_outcome is not None:
             self.on_outcome(item, outcome)

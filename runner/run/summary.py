@@ -162,6 +162,8 @@ def upload_facts(uploads: UploadCounts, elapsed: float) -> dict[str, Any]:
         "possible_duplicates": list(uploads.possible_duplicates),
         "bytes_uploaded": uploads.bytes,
         "upload_mb_per_s": round(uploads.bytes / 1e6 / elapsed, 2),
+        "replaced": uploads.replaced,
+        "files_deleted": uploads.deletes.deleted,
         "changed": len(uploads.changed),
         "changed_examples": [{"path": path, "old_file_id": old}
                              for path, old in list(uploads.changed.items())[:CHANGED_SHOWN]],
@@ -277,6 +279,10 @@ def format_summary(s: Mapping[str, Any]) -> str:
         rows.append(("uploaded", n(s["uploaded"])
                      + f"   ({_bytes(s['bytes_uploaded'])}, {s['upload_mb_per_s']:,.1f} "
                      f"MB/s; {s['reused']:,} reused, {s['adopted']:,} found by listing)"))
+    if s.get("replaced") or s.get("files_deleted"):
+        rows.append(("replaced", n(s.get("replaced", 0))
+                     + f"   (old versions taken out of their stores; {s['files_deleted']:,} "
+                     "file objects of ours deleted)"))
     if s["refused_earlier"]:
         rows.append(("refused earlier", n(s["refused_earlier"])
                      + "   (skipped; --retry-failed sends them)"))
@@ -303,13 +309,6 @@ def format_summary(s: Mapping[str, Any]) -> str:
     if s["still_in_progress"]:
         lines.append(f"  warning: {s['still_in_progress']:,} files were still processing when "
                      "--wait-timeout ran out (counted as attached)")
-    if s.get("changed"):
-        example = s["changed_examples"][0]
-        lines.append(f"  warning: {s['changed']:,} files changed since the log last read them "
-                     "and were attached beside their old version, which stays in its stores "
-                     f"(e.g. {example['path']}: old {example['old_file_id']}); replacing is "
-                     "not built yet: take the old ones out with `attach-runner detach` and a "
-                     "manifest of their file ids (in --json, changed_examples)")
     if s.get("possible_duplicates"):
         shown = ", ".join(s["possible_duplicates"][:5])
         lines.append(f"  warning: {len(s['possible_duplicates']):,} file objects may be "

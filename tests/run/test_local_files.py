@@ -284,31 +284,71 @@ def test_dry_run_hashes_and_lists_the_uploads_and_sends_nothing(
     assert (again["uploads"], again["attach_requests"], again["attached_earlier"]) == (0, 0, 4)
 
 
-def test_a_changed_file_is_attached_beside_its_old_version_with_a_warning(
+def test_a_changed_file_replaces_its_old_version_which_is_deleted(
         tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
     sb = sandbox()
     doc = write(tmp_path / "a.md", "first version\n")
     write(tmp_path / "b.md", "unchanged\n")
     manifest = tmp_path / "m.csv"
-    manifest.write_text("vector_store_id,path\nvs_1,*.md\n")
+    manifest.write_text("vector_store_id,path\nvs_1,*.md\nvs_2,a.md\n")
     log = tmp_path / "log"
     assert run_main(args_for(sb, manifest, log)).code == 0
     old_id = next(f for f, o in sb.record()["files"].items() if o["filename"] == "a.md")
     write(doc, "second, longer version\n")
     status = json.loads(run_main(["status", str(manifest), "--log", str(log),
                                   "--json"]).out)
-    assert status["changed"] == 1
+    assert status["changed"] == 2  # pairs: a.md in two stores
     result = run_main(args_for(sb, manifest, log))
     assert result.code == 0, result.err
     summary = result.json()
     assert summary["uploaded"] == 1
     assert summary["changed"] == 1
     assert summary["changed_examples"] == [{"path": str(doc), "old_file_id": old_id}]
+    assert summary["replaced"] == 2  # in both stores
+    assert summary["files_deleted"] == 1
     record = sb.record()
-    assert contents_in(record, "vs_1") == sorted(
-        sha(t) for t in ("first version\n", "second, longer version\n", "unchanged\n"))
+    for store, texts in (("vs_1", ("second, longer version\n", "unchanged\n")),
+                         ("vs_2", ("second, longer version\n",))):
+        assert contents_in(record, store) == sorted(sha(t) for t in texts)
+    assert record["files"][old_id]["deleted"]
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    detaches = [line for line in lines if line.get("op") == "detach-version"
+                and line["event"] == "done"]
+    assert sorted(line["vector_store_id"] for line in detaches) == ["vs_1", "vs_2"]
+    assert {line["file_id"] for line in detaches} == {old_id}
+    # The new version was attached before the old one was taken out (no gap).
+    first_detach = min(i for i, line in enumerate(lines) if line.get("op") == "detach-version")
+    attached_new = max(i for i, line in enumerate(lines) if line["event"] == "done"
+                       and line.get("sha256") == sha("second, longer version\n"))
+    assert attached_new < first_detach
+    again = run_main(args_for(sb, manifest, log))
+    assert again.code == 0, again.err
+    assert again.json()["requests"] == 0
     human = run_main([a for a in args_for(sb, manifest, log) if a != "--json"])
     assert "warning" not in human.out  # the rerun found nothing new to say
+
+
+def test_keep_files_keeps_replaced_objects_until_a_run_without_it(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox()
+    doc = write(tmp_path / "a.md", "first version\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,a.md\n")
+    log = tmp_path / "log"
+    assert run_main(args_for(sb, manifest, log)).code == 0
+    old_id = next(iter(sb.record()["files"]))
+    write(doc, "second version\n")
+    kept = run_main(args_for(sb, manifest, log, "--keep-files"))
+    assert kept.code == 0, kept.err
+    assert (kept.json()["replaced"], kept.json()["files_deleted"]) == (1, 0)
+    record = sb.record()
+    assert contents_in(record, "vs_1") == [sha("second version\n")]
+    assert not record["files"][old_id]["deleted"]
+    later = run_main(args_for(sb, manifest, log))
+    assert later.code == 0, later.err
+    assert (later.json()["replaced"], later.json()["files_deleted"]) == (0, 1)
+    assert later.json()["requests"] == 1  # the delete alone
+    assert sb.record()["files"][old_id]["deleted"]
 
 
 def test_a_file_rewritten_while_its_upload_is_held_is_not_attached(

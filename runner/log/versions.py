@@ -1,0 +1,149 @@
+"""What the log says of the versions of local files in their stores (SPEC "Local files":
+Replace, Clean-up): which file object holds each path's content in each store now, which older
+versions a replace has yet to take out, and which file objects of ours no store holds any more.
+
+Fed by the resume index (resume.py) with a path pair's `done` lines, every detach's `done`
+(any `op`: a `detach-version`, a prune, the `detach` command) and the delete lines:
+
+    done (path pair, in place)  store, file_id, path: the path's version in that store is now
+                                that file; the one before it, if another, is superseded
+    done (detached, already_detached)   that (store, file_id) is out: no longer to take out
+    file-delete-sent / file-deleted     a delete of a file object of ours, settled or not
+
+A superseded version stays in its store until its `detach-version` is settled, so a run killed
+between the new version's attach and the old one's detach finishes the job next run. A file
+object of ours (uploaded or adopted: UploadIndex.claimed) is deleted only once the log shows it
+in no store and no line of the run names it (`Leftovers.unused_uploads`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from runner.items import pair_key
+from runner.log.states import DETACHED_STATES, State
+from runner.log.uploads import UploadIndex, epoch
+
+IN_PLACE_OUTCOMES = frozenset({"attached", "already_attached", "updated"})
+DETACHED_OUTCOMES = frozenset({"detached", "already_detached"})
+DELETE_EVENTS = frozenset({"file-delete-sent", "file-deleted"})
+
+
+class OldVersion(NamedTuple):
+    """A file object that held a path's content in a store before the path's current one."""
+
+    store: str
+    file_id: str
+    path: str
+
+
+@dataclass
+class VersionIndex:
+    # store -> path -> the file object its last in-place `done` names (strings interned:
+    # the same path is a key of UploadIndex.paths too)
+    current: dict[str, dict[str, str]] = field(default_factory=dict)
+    superseded: dict[int, OldVersion] = field(default_factory=dict)  # pair key -> version
+    stores: set[str] = field(default_factory=set)  # where a file object of ours may be
+    deletes_unsettled: dict[str, float] = field(default_factory=dict)  # file id -> sent at
+
+    def note_end(self, key: int, store: str, file_id: str, outcome: object,
+                 path: object) -> None:
+        """A pair's `done` (a path pair's, or any detach's); `key` is its pair key."""
+        if outcome in IN_PLACE_OUTCOMES:
+            if not isinstance(path, str) or not file_id or file_id.startswith("\0"):
+                return
+            path = sys.intern(path)
+            store = self._store(store)
+            versions = self.current.setdefault(store, {})
+            old = versions.get(path)
+            if old is not None and old != file_id:
+                self.superseded[pair_key(store, old)] = OldVersion(store, old, path)
+            versions[path] = sys.intern(file_id)
+            self.superseded.pop(key, None)
+        elif outcome in DETACHED_OUTCOMES:
+            self.superseded.pop(key, None)
+            held = self.current.get(store)
+            if isinstance(path, str) and held is not None and held.get(path) == file_id:
+                del held[path]
+
+    def note_store(self, store: object) -> None:
+        """A store a line of a pair of ours named (a batch's, a path pair's)."""
+        if isinstance(store, str):
+            self._store(store)
+
+    def _store(self, store: str) -> str:
+        if store not in self.stores:
+            self.stores.add(store)
+        return store
+
+    def load_delete(self, ev: Mapping[str, Any]) -> None:
+        """A `file-delete-sent` or `file-deleted` line."""
+        file_id = ev.get("file_id")
+        if not isinstance(file_id, str):
+            return
+        if ev.get("event") == "file-delete-sent":
+            self.deletes_unsettled[file_id] = epoch(ev.get("ts"))
+        elif not ev.get("uncertain"):
+            self.deletes_unsettled.pop(file_id, None)
+
+
+class Leftovers:
+    """The questions a run's end asks of the log (mixed into ResumeIndex, which holds the
+    state): which old versions to take out of their stores, which file objects to delete."""
+
+    versions: VersionIndex
+    uploads: UploadIndex
+    seen_in_place: set[int]
+    states: dict[int, int]
+    owners_named: set[str]
+
+    def last_state(self, owner: str, file_id: str) -> State | None:
+        raise NotImplementedError
+
+    def named_this_run(self, owner: str, file_id: str) -> bool:
+        """Whether this run's manifest named the pair (planned with `expect_repeats` on)."""
+        key = pair_key(owner, file_id)
+        return key in self.seen_in_place or bool(self.states.get(key, 0) & 64)
+
+    def stale_versions(self, wanted: Callable[[str, str], bool] | None = None,
+                       ) -> list[OldVersion]:
+        """Old versions to take out of their stores: superseded by a version of their path
+        that was attached after them, not the current version of another path, and not a
+        pair the manifest wants (`wanted`, by default: named this run)."""
+        wanted = wanted or self.named_this_run
+        superseded = self.versions.superseded
+        if not superseded:
+            return []
+        in_use = self._in_use({old.store for old in superseded.values()})
+        return [old for old in superseded.values()
+                if (old.store, old.file_id) not in in_use
+                and not wanted(old.store, old.file_id)
+                and self.last_state(old.store, old.file_id) not in DETACHED_STATES]
+
+    def _in_use(self, stores: Iterable[str]) -> set[tuple[str, str]]:
+        """(store, file id) of every path's current version in `stores`, left in place (or
+        not known out: failed or unsettled) by its last line."""
+        current = self.versions.current
+        return {(store, file_id) for store in stores
+                for file_id in set(current.get(store, {}).values())
+                if self.last_state(store, file_id) not in (None, *DETACHED_STATES)}
+
+    def unused_uploads(self, stores: Iterable[str] = ()) -> list[str]:
+        """File objects of ours to delete (SPEC "Clean-up"): uploaded or adopted by this log,
+        not deleted, and in no store: every store a line of ours named (and `stores`, the
+        manifest's) has its last word on the pair detached, or none; no pair of this run
+        names it. Possible duplicates are never ours."""
+        uploads = self.uploads
+        candidates = uploads.claimed - uploads.deleted - uploads.unadoptable
+        candidates |= self.versions.deletes_unsettled.keys() - uploads.deleted
+        if not candidates:
+            return []
+        every = self.versions.stores | self.owners_named | set(stores)
+        candidates -= {file_id for _, file_id in self._in_use(every)}
+        return sorted(
+            file_id for file_id in candidates
+            if all(self.last_state(store, file_id) in (None, *DETACHED_STATES)
+                   and not self.named_this_run(store, file_id) for store in every))
