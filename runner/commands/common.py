@@ -6,6 +6,7 @@ target, the resume index) and ending a sending one (its error line, warnings and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import time
@@ -56,6 +57,8 @@ def prepare(settings: Settings, io: Io) -> tuple[Target, ManifestSource, Manifes
 def open_source(settings: Settings) -> tuple[Target, ManifestSource, int | None]:
     """The manifest opened, its target and the line that names it (see resolve_target)."""
     source = open_manifest(settings.manifest, settings.format)
+    if settings.command == "detach":
+        source = dataclasses.replace(source, unread_paths=True)
     target, said_on = resolve_target(settings, source)
     check_for_target(settings, target.name)
     return target, source, said_on
@@ -70,12 +73,6 @@ def check_source(settings: Settings, io: Io, target: Target, source: ManifestSou
                            settles=settles, vouches=vouches)
     if settings.command == "run":
         refuse_detach_rows(source)
-    if settings.command in PATHLESS_COMMANDS and stats.first_path_line is not None:
-        raise UsageError(
-            f"{source.display}:{stats.first_path_line}: path rows are not yet supported by "
-            f"{settings.command}; use `attach-runner run` to upload and attach local files "
-            "(the next release lets sync and detach replace and prune them), or give file_id "
-            "rows here")
     for note in stats.skipped_notes:
         io.warn(note)
     if stats.duplicates:
@@ -83,11 +80,6 @@ def check_source(settings: Settings, io: Io, target: Target, source: ManifestSou
                 f"each pair is {'detached' if settings.command == 'detach' else 'attached'} "
                 "once")
     return stats
-
-
-# Commands that cannot take a `path` row yet: what they would do to a local file's upload
-# (replace it when the file changes, delete it when pruned) comes with the next release.
-PATHLESS_COMMANDS = frozenset({"sync", "detach"})
 
 
 def resolve_target(settings: Settings, source: ManifestSource) -> tuple[Target, int | None]:

@@ -58,12 +58,12 @@ def sync(settings: Settings, io: Io, argv: Sequence[str]) -> int:
         # SPEC: list requests only (so the key), no lock, no log written.
         index = load_index(settings, target, io)
         return asyncio.run(show_sync_plan(settings, io, target, stats, key, index,
-                                   store_plans(source, target), source.display))
+                                   store_plans(source, target, index), source.display))
     with holding_the_lock(settings):
         index = load_index(settings, target, io)
         index.expect_repeats = False  # sync plans from its own map of the manifest
         return asyncio.run(execute(settings, io, argv, target, source, stats, index,
-                                   store_plans(source, target), key))
+                                   store_plans(source, target, index), key))
 
 
 async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Target,
@@ -91,7 +91,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
         summary = build_summary(
             result, sender.counters, target=target.name, manifest=source.display,
             log=settings.log, rpm=settings.rpm, learned_rpm=limiter.rate, exit_code=code,
-            argv=argv, error=error, run_id=log.run_id, op="sync")
+            argv=argv, error=error, run_id=log.run_id, op="sync", uploads=synced.uploads)
         add_sync_fields(summary, result.tally, synced.detach_tally, synced.plans,
                         synced.guard, lists=sender.counters.lists, argv=argv)
         if synced.log_error is None:

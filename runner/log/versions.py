@@ -112,8 +112,11 @@ class Leftovers:
                        ) -> list[OldVersion]:
         """Old versions to take out of their stores: superseded by a version of their path
         that was attached after them, not the current version of another path, and not a
-        pair the manifest wants (`wanted`, by default: named this run)."""
-        wanted = wanted or self.named_this_run
+        pair the manifest wants (`wanted`; by default, one named this run, or any in a store
+        this run did not name: it writes only to its manifest's stores)."""
+        named = self.owners_named
+        wanted = wanted or (lambda store, file_id: store not in named
+                            or self.named_this_run(store, file_id))
         superseded = self.versions.superseded
         if not superseded:
             return []
@@ -131,11 +134,13 @@ class Leftovers:
                 for file_id in set(current.get(store, {}).values())
                 if self.last_state(store, file_id) not in (None, *DETACHED_STATES)}
 
-    def unused_uploads(self, stores: Iterable[str] = ()) -> list[str]:
+    def unused_uploads(self, stores: Iterable[str] = (),
+                       wanted: Callable[[str, str], bool] | None = None) -> list[str]:
         """File objects of ours to delete (SPEC "Clean-up"): uploaded or adopted by this log,
         not deleted, and in no store: every store a line of ours named (and `stores`, the
         manifest's) has its last word on the pair detached, or none; no pair of this run
-        names it. Possible duplicates are never ours."""
+        names it (`wanted`, by default: named this run). Possible duplicates are never ours."""
+        wanted = wanted or self.named_this_run
         uploads = self.uploads
         candidates = uploads.claimed - uploads.deleted - uploads.unadoptable
         candidates |= self.versions.deletes_unsettled.keys() - uploads.deleted
@@ -146,4 +151,4 @@ class Leftovers:
         return sorted(
             file_id for file_id in candidates
             if all(self.last_state(store, file_id) in (None, *DETACHED_STATES)
-                   and not self.named_this_run(store, file_id) for store in every))
+                   and not wanted(store, file_id) for store in every))

@@ -56,6 +56,9 @@ class ManifestSource:
     # pass expands them, and the run's pass takes them from here (rows.checked_rows).
     expansions: ExpansionCache = field(default_factory=lambda: ExpansionCache(),
                                        compare=False, repr=False)
+    # A path named without a glob is not looked at (`detach`: it takes out the version the
+    # log recorded, and the file may be gone).
+    unread_paths: bool = field(default=False, compare=False)
 
     @property
     def base_dir(self) -> str | None:

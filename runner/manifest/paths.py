@@ -87,10 +87,14 @@ def absolute(text: str, base_dir: str | None) -> str:
     return os.path.normpath(os.path.join(base_dir, text))
 
 
-def expand(text: str, base_dir: str | None) -> Expansion:
-    """The files a row's `path` names (see the module's rules); PathProblem if it is wrong."""
+def expand(text: str, base_dir: str | None, *, unread: bool = False) -> Expansion:
+    """The files a row's `path` names (see the module's rules); PathProblem if it is wrong.
+    `unread`: a path named without a glob is taken as named, not looked at (size and mtime
+    -1: unknown)."""
     path = absolute(text, base_dir)
     if not is_glob(text):
+        if unread:
+            return Expansion([LocalFile(path, -1, -1)])
         return Expansion([_named_file(text, path)])
     return _globbed(text, path)
 

@@ -59,7 +59,7 @@ def iter_parts(source: ManifestSource, owner_column: str, group_key: str,
     `vouches`: see fastpath.fast_blocks. `notes`: where each glob row's skipped files are
     noted (`FILE:LINE: ...`, one a row); None drops them. A `path` row yields one Item a file
     it names (rows.checked_rows), relative to the manifest's folder (source.base_dir)."""
-    local = LocalPaths(source.base_dir, notes, source.expansions)
+    local = LocalPaths(source.base_dir, notes, source.expansions, source.unread_paths)
     if source.format == "csv":
         parsed = csv_parts(source.display, source.path, owner_column, skips, vouches, local)
     elif source.format == "jsonl":

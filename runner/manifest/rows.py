@@ -40,6 +40,7 @@ class LocalPaths:
     # Expansions of globs met on an earlier pass over the manifest: a rerun over 100,000
     # files walks the tree once (the check's pass), not twice.
     expansions: ExpansionCache | None = None
+    unread: bool = False  # see ManifestSource.unread_paths
 
 
 NO_LOCAL_PATHS = LocalPaths()
@@ -67,7 +68,7 @@ def checked_rows(display: str, line: int, owner_column: str, owner: str,
                                    else None)
     if expansion is None:
         try:
-            expansion = expand(path, local.base_dir)
+            expansion = expand(path, local.base_dir, unread=local.unread)
         except PathProblem as exc:
             yield ManifestProblem(display, line, str(exc))
             return

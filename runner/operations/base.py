@@ -36,6 +36,12 @@ class Operation:
              ) -> tuple[Plan, int | None]:
         raise NotImplementedError
 
+    @staticmethod
+    def resolve(index: ResumeIndex, item: Item) -> Item:
+        """A path pair named by what the log knows of its file, before it is planned: by
+        default the quick check (its content's file object when the log uploaded it)."""
+        return index.uploads.resolve(item)
+
     def op_of(self, plan: Plan) -> str:
         """The `op` of the pair's `sent` line."""
         return self.name

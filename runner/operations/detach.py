@@ -43,7 +43,19 @@ class Detach(Operation):
     @staticmethod
     def plan(index: ResumeIndex, item: Item, *, retry_failed: bool,
              ) -> tuple[Plan, int | None]:
+        if not item.file_id:  # a path whose file the log has in no version in the store
+            return Plan.DONE, None
         return index.plan_detach(item, retry_failed=retry_failed)
+
+    @staticmethod
+    def resolve(index: ResumeIndex, item: Item) -> Item:
+        """SPEC: detach of a path row takes out the version the log recorded for the path
+        in the store (the file itself is not read: it may be gone)."""
+        local = item.local
+        if local is None:
+            return item
+        return item._replace(
+            file_id=index.versions.current.get(item.owner, {}).get(local.path, ""))
 
     async def start(self, item: Item, plan: Plan) -> Outcome:
         return await self.detach(item, uncertain=plan is Plan.CHECK)

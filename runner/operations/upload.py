@@ -432,3 +432,20 @@ def hash_file(local: LocalFile) -> LocalFile:
         raise FileChanged(f"{local.path} changed while it was read")
     return LocalFile(local.path, before.st_size, before.st_mtime_ns, digest.hexdigest(),
                      hashed_ns)
+
+
+def resolve_path(item: Item, index: UploadIndex) -> Item:
+    """A path pair named as far as can be known before a run (sync plans from it): its
+    content by the quick check, else read now; its file object when the log uploaded that
+    content (file_id "" otherwise: to upload). A file that cannot be read, or changes while it
+    is read, is left to the upload, which reports it."""
+    item = index.resolve(item)
+    local = item.local
+    if item.file_id or local is None or local.sha256:
+        return item
+    try:
+        local = hash_file(local)
+    except (OSError, FileChanged):
+        return item
+    return item._replace(local=local, file_id=index.uploaded(local.sha256) or "")
+

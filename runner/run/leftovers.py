@@ -68,7 +68,7 @@ class Leftovers:
         default, one this run named); `stores`: the manifest's stores."""
         await self.replace(wanted)
         if self.stop is None and not self.settings.keep_files:
-            await self.clean_up(stores)
+            await self.clean_up(stores, wanted)
 
     async def replace(self, wanted: Callable[[str, str], bool] | None = None) -> None:
         stale = self.index.stale_versions(wanted)
@@ -96,8 +96,9 @@ class Leftovers:
         result = await engine.run()
         self.stop, self.refusal = result.stop, result.refusal
 
-    async def clean_up(self, stores: Iterable[str] = ()) -> None:
-        unused = self.index.unused_uploads(stores)
+    async def clean_up(self, stores: Iterable[str] = (),
+                       wanted: Callable[[str, str], bool] | None = None) -> None:
+        unused = self.index.unused_uploads(stores, wanted)
         if not unused:
             return
         deleter = self.deleter
@@ -142,11 +143,15 @@ class Leftovers:
         for _, status, error in deleter.counts.failed[failed_before:]:
             self.tally.fail(status, error)
 
-    def merged(self, result: RunResult) -> RunResult:
-        """The run's result with this end's stop, refusal and failures added."""
-        tally = result.tally
+    def add_failures(self, tally: Tally) -> None:
+        """Count this end's failures (detach-versions, deletes) into the run's `tally`."""
         for reason, count in self.tally.failed_reasons.items():
             tally.failed_reasons[reason] = tally.failed_reasons.get(reason, 0) + count
         tally.failed += self.tally.failed
+
+    def merged(self, result: RunResult) -> RunResult:
+        """The run's result with this end's stop, refusal and failures added."""
+        tally = result.tally
+        self.add_failures(tally)
         return RunResult(tally, result.stop or self.stop, result.refusal or self.refusal,
                          result.elapsed)

@@ -151,7 +151,9 @@ def iter_work(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally, *
     pending: dict[str, list[Item]] = {}  # store -> items waiting for a full batch
     follow: dict[str, FollowBatch] = {}  # batch id -> its manifest items (followed at the end)
     skips_blocks = operation is None or operation.skips_blocks
-    for item in _items_to_plan(parts, index, tally, skips_blocks):
+    resolve = index.uploads.resolve if operation is None else (
+        lambda item: operation.resolve(index, item))
+    for item in _items_to_plan(parts, index, tally, skips_blocks, resolve):
         plan, raw = (index.plan(item, retry_failed=retry_failed) if operation is None
                      else operation.plan(index, item, retry_failed=retry_failed))
         if plan is Plan.DUPLICATE:
@@ -213,13 +215,13 @@ def block_vouches(index: ResumeIndex) -> Callable[[Block], bool]:
     return lambda block: index.vouches(block.pairs, block.written)
 
 
-def _items_to_plan(parts: Iterable[Block | Item], index: ResumeIndex,
-                   tally: Tally, skips_blocks: bool = True) -> Iterator[Item]:
+def _items_to_plan(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally,
+                   skips_blocks: bool, resolve: Callable[[Item], Item]) -> Iterator[Item]:
     for part in parts:
         if isinstance(part, Item):
             # A local file the log has read with this size and mtime names its content's
-            # file object (the quick check), and plans as a file_id pair.
-            yield part if part.local is None else index.uploads.resolve(part)
+            # file object (the quick check), and plans as a file_id pair (Operation.resolve).
+            yield part if part.local is None else resolve(part)
         elif skips_blocks and index.all_in_place(part.pairs, digests_of(part)):
             tally.done_earlier += len(part.pairs)
         else:

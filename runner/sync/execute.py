@@ -31,6 +31,7 @@ from runner.console import Io
 from runner.log.resume import ResumeIndex
 from runner.log.writer import ResultLog
 from runner.manifest import ManifestSource, ManifestStats, iter_items
+from runner.operations.upload import UploadCounts
 from runner.requests.outcomes import RunRefused
 from runner.requests.sender import Sender
 from runner.requests.targets import Target
@@ -55,6 +56,7 @@ class SyncResult:
     guard: list[str]  # what stopped the run before its first detach (SPEC's guard)
     log_error: str | None  # the log could not be written: the run stopped at once
     engine: Engine | None  # the last phase's engine; None when no phase ran
+    uploads: UploadCounts | None = None  # local files: uploads, replaces, deletes
 
     def run_result(self, elapsed: float) -> RunResult:
         """The pairs' tally and how the run ended, as run's summary and exit code read them
@@ -89,7 +91,8 @@ async def run_sync(settings: Settings, io: Io, target: Target, source: ManifestS
         stop, refusal = phases.stop, phases.refusal
     final_tally(phases.tally, plans, stats)
     return SyncResult(plans, phases.tally, phases.detach_tally, stop, refusal, phases.guard,
-                      phases.log_error, phases.engine)
+                      phases.log_error, phases.engine,
+                      phases.uploads.counts if phases.uploads is not None else None)
 
 
 def final_tally(tally: Tally, plans: Sequence[StorePlan], stats: ManifestStats) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from runner.attributes import digest_text
 from runner.config import Settings
@@ -20,9 +20,11 @@ from runner.log.states import Plan
 from runner.log.writer import ResultLog
 from runner.operations.attach import Attach
 from runner.operations.detach import Detach
+from runner.operations.upload import Uploads
 from runner.requests.outcomes import Outcome, RunRefused
 from runner.requests.sender import Sender
 from runner.run.engine import Engine
+from runner.run.leftovers import Leftovers
 from runner.run.progress import Progress
 from runner.run.tally import Tally
 from runner.sync.plan import StorePlan
@@ -40,6 +42,8 @@ class ListedAttach(Attach):
 
     def plan(self, index: ResumeIndex, item: Item, *,  # type: ignore[override]
              retry_failed: bool) -> tuple[Plan, int | None]:
+        if not item.file_id:  # a local file whose content is not uploaded yet
+            return Plan.UPLOAD, None
         return self._plans.get(pair_key(item.owner, item.file_id), Plan.SEND), None
 
 
@@ -113,17 +117,60 @@ class Phases:
         self.tally = Tally()  # the manifest's pairs (adds, updates, checks, in place)
         self.detach_tally = Tally()  # the extras' detaches
         self.engine: Engine | None = None  # the last phase's
+        # Local files: their uploads (phase A's), replaces and clean-up (after A, after C).
+        self.uploads: Uploads | None = None
+        self.leftovers: Leftovers | None = None
 
     async def run(self) -> None:
-        """A, then (unless A stopped the run) the guard, B's detaches and C."""
+        """A, then (unless A stopped the run) replaces, the guard, B's detaches and C; then
+        the clean-up of our unused file objects."""
+        try:
+            await self._phases()
+        finally:
+            if self.leftovers is not None:
+                self.leftovers.add_failures(self.tally)
+
+    async def _phases(self) -> None:
         await self.add_and_update()
         if self.stop is not None:
             return
+        if self.uploads is not None and (self.index.uploads.claimed
+                                         or self.index.versions.superseded):
+            self.leftovers = Leftovers(self.settings, self.uploads, index=self.index,
+                                       log=self.log, sender=self.sender,
+                                       owner_column=self.owner_column, started=self.started,
+                                       due_in=self.due_in)
+            await self._finish(self.leftovers.replace(self.wanted))
+            if self.stop is not None:
+                return
         prunable = self.prunable()
         if not self.check_guard(prunable):
             return
         await self.detach(prunable)
         await self.refill(prunable)
+        if self.leftovers is not None and self.stop is None and not self.settings.keep_files:
+            await self._finish(self.leftovers.clean_up(self.by_store, self.keeps))
+
+    def keeps(self, store: str, file_id: str) -> bool:
+        """A pair of the manifest."""
+        plan = self.by_store.get(store)
+        return plan is not None and file_id in plan.pairs.index_of
+
+    def wanted(self, store: str, file_id: str) -> bool:
+        """Not to be detached: a pair of the manifest, or any in a store it does not name
+        (never written to)."""
+        return store not in self.by_store or self.keeps(store, file_id)
+
+    async def _finish(self, doing: Awaitable[None]) -> None:
+        """A step of the local files' end; its stop and failures are the run's."""
+        leftovers = self.leftovers
+        assert leftovers is not None
+        await doing
+        self.stop = self.stop or leftovers.stop
+        self.refusal = self.refusal or leftovers.refusal
+        if leftovers.engine is not None and leftovers.engine.log_error is not None:
+            self.log_error = self.log_error or str(leftovers.engine.log_error)
+            self.stop = self.stop or "log-write"
 
     async def add_and_update(self) -> None:
         """Phase A: each store's checks, updates and adds; and a `done` line for each pair
@@ -137,13 +184,17 @@ class Phases:
             for file_id in sets.updates:
                 plans[pair_key(store, file_id)] = Plan.UPDATE
             work += sets.write_items(sets.checks + sets.updates + sets.adds)
+            if plan.listing.error is None:
+                work += plan.uploads
         engine = self._engine(work, ListedAttach(self.sender, plans), self.tally)
+        if engine.local is not None:
+            self.uploads = engine.local.uploads
         in_place = Outcome("already_attached", 200, 0)
         for plan in self.plans:
             pairs = plan.pairs
             for file_id in plan.sets.to_record:
                 digest = pairs.digest_at(pairs.index_of[file_id])
-                engine.record(Item(plan.store, file_id), in_place,
+                engine.record(plan.local.get(file_id) or Item(plan.store, file_id), in_place,
                               digest=None if digest is None else digest_text(digest))
         if work:
             await self._run(engine)
@@ -222,6 +273,10 @@ class Phases:
         detaching = isinstance(operation, Detach)
 
         def count(item: Item, outcome: Outcome) -> None:
+            if item.file_id:  # the run's end asks the log's last word (run/leftovers.py)
+                self.index.note_done(item.owner, item.file_id, outcome.outcome,
+                                     retryable=outcome.retryable, uncertain=outcome.uncertain,
+                                     op=outcome.op)
             result = self.by_store[item.owner].result
             result.count(outcome, detaching=detaching)
             if not detaching and is_store_full(outcome):

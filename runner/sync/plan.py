@@ -21,6 +21,7 @@ from runner.items import Item
 from runner.log.resume import ResumeIndex
 from runner.log.states import UNSETTLED_STATES, State
 from runner.manifest import ManifestSource, iter_items
+from runner.operations.upload import resolve_path
 from runner.requests.targets import Target
 from runner.sync.result import StoreResult
 from runner.sync.store import IN_PLACE, STALE, StoreListing, StorePairs
@@ -37,6 +38,9 @@ class StoreSets:
     checks: list[str] = field(default_factory=list)  # manifest pairs: check, then write
     detaches: list[str] = field(default_factory=list)  # listed, not in the manifest
     detach_checks: list[str] = field(default_factory=list)  # extras with an unsettled write
+    # Listed old versions of the manifest's local files: taken out by their replace once the
+    # new version is attached (run/leftovers.py), never pruned (the guard does not count them).
+    replacing: list[str] = field(default_factory=list)
     to_record: list[str] = field(default_factory=list)  # in place; the log does not say so
     in_place: int = 0
     refused_earlier: int = 0
@@ -53,9 +57,12 @@ class StoreSets:
         return [item for item in map(writes.__getitem__, file_ids) if item is not None]
 
 
-def plan_sets(listing: StoreListing, index: ResumeIndex, *, retry_failed: bool) -> StoreSets:
+def plan_sets(listing: StoreListing, index: ResumeIndex, *, retry_failed: bool,
+              local: Mapping[str, Item] | None = None, paths: set[str] | None = None,
+              ) -> StoreSets:
     """From the listing and the log: what to add, update, check and detach (nothing for a
-    store that could not be listed)."""
+    store that could not be listed). `local`: the path pairs among the manifest's pairs (by
+    file id); `paths`: every path of the manifest for this store."""
     sets = StoreSets()
     if listing.error is not None:
         return sets
@@ -69,21 +76,45 @@ def plan_sets(listing: StoreListing, index: ResumeIndex, *, retry_failed: bool) 
             sets.updates.append(file_id)
         elif said == IN_PLACE:
             sets.in_place += 1
-            if not index.records_in_place(store, file_id, pairs.digest_at(at)):
+            if not index.records_in_place(store, file_id, pairs.digest_at(at)) or (
+                    local and file_id in local and _path_unrecorded(index, local[file_id])):
                 sets.to_record.append(file_id)
         elif (state == State.REFUSED and not retry_failed
               and _refused_attach(index, store, file_id)):
             sets.refused_earlier += 1
         else:
             sets.adds.append(file_id)
+    version_of = _versions_in(index, store) if paths else {}
     for file_id in listing.extras:
-        if index.last_state(store, file_id) in UNSETTLED_STATES:
+        if version_of.get(file_id) in (paths or ()):
+            sets.replacing.append(file_id)
+        elif index.last_state(store, file_id) in UNSETTLED_STATES:
             sets.detach_checks.append(file_id)
         else:
             sets.detaches.append(file_id)
     listing.extras = {}  # the sets hold them now
     sets.writes = dict.fromkeys(sets.checks + sets.updates + sets.adds)
     return sets
+
+
+def _path_unrecorded(index: ResumeIndex, item: Item) -> bool:
+    """Whether a path pair in place lacks a line for its path: as this version of the
+    path in the store, or with the file as read now (the quick check's record)."""
+    local = item.local
+    if local is None:
+        return False
+    record = index.uploads.paths.get(local.path)
+    return (index.versions.current.get(item.owner, {}).get(local.path) != item.file_id
+            or record is None or (record.size, record.mtime_ns, record.sha256) != (
+                local.size, local.mtime_ns, local.sha256))
+
+
+def _versions_in(index: ResumeIndex, store: str) -> dict[str, str]:
+    """file id -> the path it is (or was) the version of in the store, per the log."""
+    found = {file_id: path for path, file_id in index.versions.current.get(store, {}).items()}
+    found.update((old.file_id, old.path) for old in index.versions.superseded.values()
+                 if old.store == store)
+    return found
 
 
 def _refused_attach(index: ResumeIndex, store: str, file_id: str) -> bool:
@@ -97,18 +128,24 @@ class StorePlan:
     listing (`listing`, fed by runner/operations/listing.py), the sets made from the two
     (`plan`), and what the run did there (`result`)."""
 
-    __slots__ = ("store", "pairs", "listing", "sets", "result")
+    __slots__ = ("store", "pairs", "listing", "sets", "result", "local", "uploads", "paths")
 
     def __init__(self, store: str) -> None:
         self.store = store
         self.pairs = StorePairs()
+        # Local files (`path` rows): the pairs whose content is uploaded, by file id (the
+        # first path of each content); those to upload first; every path, for replace.
+        self.local: dict[str, Item] = {}
+        self.uploads: list[Item] = []
+        self.paths: set[str] = set()
         self.listing = StoreListing(store, self.pairs)
         self.sets = StoreSets()  # nothing to do until planned
         self.result = StoreResult()
 
     def plan(self, index: ResumeIndex, *, retry_failed: bool) -> None:
         """Once listed: make the store's sets."""
-        self.sets = plan_sets(self.listing, index, retry_failed=retry_failed)
+        self.sets = plan_sets(self.listing, index, retry_failed=retry_failed,
+                              local=self.local, paths=self.paths)
 
     @property
     def unlisted_failed(self) -> int:
@@ -117,13 +154,25 @@ class StorePlan:
         return len(self.pairs) if listing.error is not None and not listing.refused_run else 0
 
 
-def store_plans(source: ManifestSource, target: Target) -> list[StorePlan]:
-    """The manifest's pairs by store, in the order stores first appear (repeats once)."""
+def store_plans(source: ManifestSource, target: Target,
+                index: ResumeIndex | None = None) -> list[StorePlan]:
+    """The manifest's pairs by store, in the order stores first appear (repeats once). A
+    path pair is named by its content's file object when the log uploaded that content (the
+    quick check, else the file is read now: `index`), else it is to upload."""
     plans: dict[str, StorePlan] = {}
+    uploads = index.uploads if index is not None else None
     for item in iter_items(source, target.owner_column, target.group_key):
         plan = plans.get(item.owner)
         if plan is None:
             plan = plans[item.owner] = StorePlan(item.owner)
+        if item.local is not None and uploads is not None:
+            item = resolve_path(item, uploads)
+            plan.paths.add(item.local.path)  # type: ignore[union-attr]
+            if not item.file_id:
+                plan.uploads.append(item)
+            elif plan.pairs.want(item):
+                plan.local[item.file_id] = item
+            continue
         plan.pairs.want(item)
     return list(plans.values())
 
@@ -132,12 +181,19 @@ def read_writes(plans: Mapping[str, StorePlan], items: Iterable[Item], display: 
     """The manifest read a second time, after the plan: the Item (line, attributes, chunking)
     of each pair this run writes, the first time the manifest names it (as `want` kept it).
     A pair to write that is gone, or whose attributes differ from the first read, means the
-    file changed while the sync ran: stop before any write (UsageError)."""
+    file changed while the sync ran: stop before any write (UsageError). Path pairs come
+    from the first read (their files were read then)."""
+    for named in plans.values():
+        for file_id, local in named.local.items():
+            if named.sets.writes.get(file_id, False) is None:
+                named.sets.writes[file_id] = local
     for item in items:
         plan = plans.get(item.owner)
         if plan is None:
             continue
         writes = plan.sets.writes
+        if item.local is not None:  # a path pair: read once, by store_plans (plan.local)
+            continue
         if writes.get(item.file_id, False) is not None:
             continue  # not written by this run, or taken already
         pairs = plan.pairs

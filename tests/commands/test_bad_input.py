@@ -132,11 +132,6 @@ def path_case(path: str, expect: str, *, file_id: str = "",
                 setup=docs_and("m.csv", f"vector_store_id,file_id,path\nvs_1,{file_id},{path}\n"))
 
 
-PATHLESS = ("2: path rows are not yet supported by {command}; use `attach-runner run` to upload "
-            "and attach local files (the next release lets sync and detach replace and prune "
-            "them), or give file_id rows here")
-
-
 EVENT = '{"event":"run-start","ts":"2026-01-01T00:00:00.000Z","run":"r1","manifest":"m.csv"}'
 NOT_OURS = "this file is not an attach-runner log or was edited: move it away or pass another --log"
 TLS = ("TLS verification cannot be turned off; to trust a private CA, set SSL_CERT_FILE to its "
@@ -327,9 +322,15 @@ CASES: dict[str, Case] = {
         "globs, or give both rows the same options",
         setup=docs_and("m.csv", 'vector_store_id,path,attributes\nvs_1,docs/*.md,"{""a"": 1}"\n'
                                 "vs_1,docs/a.md,\n")),
-    "sync-path-rows": path_case("docs/a.md", PATHLESS.format(command="sync"), command="sync"),
-    "detach-path-rows": path_case("docs/a.md", PATHLESS.format(command="detach"),
-                                  command="detach"),
+    "sync-path-missing": path_case(
+        "docs/nope.md", '2: path "docs/nope.md" does not exist ({tmp}/docs/nope.md); check the '
+        "name, or the folder it is relative to (the manifest's)", command="sync"),
+    # detach takes a path named without a glob as the log recorded it (the file may be
+    # gone), but a glob that matches nothing is still an error.
+    "detach-glob-matches-nothing": path_case(
+        "gone/*.md", '2: glob "gone/*.md" matches no file file search can take (its folder '
+        "is not there: {tmp}/gone); check the folder is there (and mounted) and the pattern",
+        command="detach"),
     # ------------------------------------------------------------------ config files
     "config-unknown-key-suggests": config(
         "config-unknown-key.yaml", '2: unknown setting "concurency"; did you mean "concurrency"?'),

@@ -1,0 +1,267 @@
+"""Files that change (SPEC "Local files": Replace, Prune, Clean-up): a folder whose documents
+are rewritten, deleted and added between runs. Judged by the sandbox's record: each store holds
+each document's current content once, old versions are out, and the file objects the tool
+uploaded are deleted once no store holds them; nothing else is ever deleted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.sandbox import SandboxThread
+from tests.cli import (
+    FAST,
+    SANDBOX_KEY,
+    kill_9_at_random_moments,
+    read_events,
+    rerun_until_exit_0,
+    run_main,
+    wait_for_held_writes,
+)
+
+LONG_AGO_NS = 1_700_000_000 * 10**9  # an mtime well before the run: no racy file
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SANDBOX_KEY)
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.utime(path, ns=(LONG_AGO_NS, LONG_AGO_NS))
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def folder(root: Path, count: int) -> dict[str, str]:
+    texts = {f"doc{i:03}.md": f"# Document {i}\n" + f"line {i}\n" * (i % 7 + 1)
+             for i in range(count)}
+    for name, text in texts.items():
+        write(root / name, text)
+    return texts
+
+
+def churn(root: Path, texts: dict[str, str], *, change: int, delete: int,
+          add: int) -> dict[str, str]:
+    """Rewrite `change` documents, delete `delete`, add `add` new ones; what the folder
+    holds after."""
+    names = sorted(texts)
+    now = dict(texts)
+    for name in names[:change]:
+        now[name] = texts[name] + "an edit that changes the size\n"
+        write(root / name, now[name])
+    for name in names[change:change + delete]:
+        (root / name).unlink()
+        del now[name]
+    for i in range(add):
+        name = f"new{i:03}.md"
+        now[name] = f"# New {i}\n"
+        write(root / name, now[name])
+    return now
+
+
+def upload_foreign(sb: SandboxThread, text: str) -> str:
+    """A file object the tool did not make (uploaded by someone else): never to delete."""
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n"
+            f"assistants\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"foreign.md\"\r\nContent-Type: text/markdown\r\n\r\n{text}\r\n"
+            f"--{boundary}--\r\n").encode()
+    request = urllib.request.Request(
+        sb.base_url + "/files", data=body, method="POST",
+        headers={"Authorization": f"Bearer {SANDBOX_KEY}",
+                 "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return str(json.loads(answer.read())["id"])
+
+
+def held(record: dict[str, Any], store: str) -> list[str]:
+    """The SHA-256 of each file the store holds (a content twice shows twice)."""
+    files = record["files"]
+    return sorted(files[f]["sha256"] for f in record["vector_store_files"].get(store, {}))
+
+
+def live_objects(record: dict[str, Any]) -> set[str]:
+    return {f for f, obj in record["files"].items() if not obj["deleted"]}
+
+
+def in_stores(record: dict[str, Any]) -> set[str]:
+    return {f for files in record["vector_store_files"].values() for f in files}
+
+
+def run_args(sb: SandboxThread, command: str, manifest: Path, log: Path,
+             *more: str) -> list[str]:
+    return [command, str(manifest), "--base-url", sb.base_url, "--log", str(log), "--json",
+            *FAST, *more]
+
+
+def test_run_replaces_and_sync_prunes_a_folder_that_changed(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox()
+    docs = tmp_path / "docs"
+    texts = folder(docs, 40)
+    foreign = upload_foreign(sb, "someone else's file\n")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"vector_store_id": "vs_1", "path": "docs/*.md"}) + "\n"
+                        + json.dumps({"vector_store_id": "vs_1", "file_id": foreign}) + "\n")
+    log = tmp_path / "log"
+    first = run_main(run_args(sb, "run", manifest, log))
+    assert first.code == 0, first.err
+    assert first.json()["uploaded"] == 40
+
+    now = churn(docs, texts, change=4, delete=2, add=2)
+    before = sb.record()
+    ran = run_main(run_args(sb, "run", manifest, log))
+    assert ran.code == 0, ran.err
+    summary = ran.json()
+    # Exactly the changed and the new documents are uploaded; the changed ones' old
+    # versions are taken out of the store and, ours and now unused, deleted.
+    assert (summary["uploaded"], summary["replaced"], summary["files_deleted"]) == (6, 4, 4)
+    record = sb.record()
+    deleted_names = sorted(set(texts) - set(now))
+    kept_old = [sha(texts[n]) for n in deleted_names]  # run does not prune
+    assert held(record, "vs_1") == sorted([sha(t) for t in now.values()] + kept_old
+                                          + [sha("someone else's file\n")])
+    new_objects = live_objects(record) - live_objects(before)
+    assert len(new_objects) == 6
+    assert record["files"][foreign]["deleted"] is False
+
+    synced = run_main(run_args(sb, "sync", manifest, log))
+    assert synced.code == 0, synced.err
+    summary = synced.json()
+    assert (summary["detached"], summary["files_deleted"], summary["uploaded"]) == (2, 2, 0)
+    record = sb.record()
+    assert held(record, "vs_1") == sorted([sha(t) for t in now.values()]
+                                          + [sha("someone else's file\n")])
+    # No object of ours left unused; the foreign one untouched.
+    assert live_objects(record) == in_stores(record)
+    assert record["files"][foreign]["deleted"] is False
+
+    # Converged: sync lists, run sends nothing.
+    again = run_main(run_args(sb, "sync", manifest, log))
+    assert again.code == 0, again.err
+    assert again.json()["requests"] == again.json()["list_requests"]
+    rerun = run_main(run_args(sb, "run", manifest, log))
+    assert rerun.code == 0, rerun.err
+    assert rerun.json()["requests"] == 0
+
+
+def test_sync_guard_stops_a_folder_that_lost_most_of_its_files(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox()
+    docs = tmp_path / "docs"
+    texts = folder(docs, 10)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
+    log = tmp_path / "log"
+    assert run_main(run_args(sb, "sync", manifest, log)).code == 0
+    for name in sorted(texts)[:6]:
+        (docs / name).unlink()
+    guarded = run_main(run_args(sb, "sync", manifest, log))
+    assert guarded.code == 4, guarded.err
+    assert guarded.json()["stopped_by"] == "guard"
+    record = sb.record()
+    assert len(held(record, "vs_1")) == 10  # nothing detached
+    assert all(not obj["deleted"] for obj in record["files"].values())
+    allowed = run_main(run_args(sb, "sync", manifest, log, "--max-delete", "6"))
+    assert allowed.code == 0, allowed.err
+    record = sb.record()
+    assert held(record, "vs_1") == sorted(sha(texts[n]) for n in sorted(texts)[6:])
+    assert allowed.json()["files_deleted"] == 6
+    assert live_objects(record) == in_stores(record)
+
+
+def test_sync_replaces_a_folder_whose_every_file_was_rewritten(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox()
+    docs = tmp_path / "docs"
+    texts = folder(docs, 10)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("vector_stores:\n  vs_1:\n    - {path: 'docs/*.md', "
+                        "attributes: {team: docs}}\n")
+    log = tmp_path / "log"
+    assert run_main(run_args(sb, "sync", manifest, log)).code == 0
+    now = churn(docs, texts, change=10, delete=0, add=0)
+    synced = run_main(run_args(sb, "sync", manifest, log))
+    assert synced.code == 0, synced.err  # no guard: replaces lose nothing
+    summary = synced.json()
+    assert (summary["uploaded"], summary["replaced"], summary["files_deleted"]) == (10, 10, 10)
+    assert summary["detached"] == 0  # a replace's detach is not a prune
+    record = sb.record()
+    assert held(record, "vs_1") == sorted(sha(t) for t in now.values())
+    assert all(entry["attributes"] == {"team": "docs"}
+               for entry in record["vector_store_files"]["vs_1"].values())
+    assert live_objects(record) == in_stores(record)
+
+
+@pytest.mark.parametrize("command", ["run", "sync"])
+def test_kill_9_mid_replace_and_prune_then_reruns_converge(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread], command: str) -> None:
+    sb = sandbox(seed=11, reset_after_rate=0.1, late_apply_rate=0.1, late_apply_ms=300)
+    docs = tmp_path / "docs"
+    texts = folder(docs, 30)
+    foreign = upload_foreign(sb, "someone else's file\n")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"vector_store_id": "vs_1", "path": "docs/*.md"}) + "\n"
+                        + json.dumps({"vector_store_id": "vs_1", "file_id": foreign}) + "\n")
+    log = tmp_path / "log"
+    args = [command, str(manifest), "--base-url", sb.base_url, "--log", str(log), *FAST,
+            "--timeout", "1", "--max-delete", "100"] if command == "sync" else [
+            command, str(manifest), "--base-url", sb.base_url, "--log", str(log), *FAST,
+            "--timeout", "1"]
+    rerun_until_exit_0([*args, "--json"], runs=6)
+    now = churn(docs, texts, change=9, delete=3, add=3)
+
+    def replacing(_: int) -> bool:
+        return log.exists() and (b'"detach-version"' in log.read_bytes()
+                                 or b'"file-delete-sent"' in log.read_bytes())
+
+    kill_9_at_random_moments(args, random.Random(7), (0.0, 0.5), kills=3, once=replacing)
+    final = rerun_until_exit_0([*args, "--json"], runs=6)
+    record = wait_for_held_writes(sb)
+    current = sorted(sha(t) for t in now.values())
+    kept = [] if command == "sync" else [sha(texts[n]) for n in sorted(set(texts) - set(now))]
+    assert held(record, "vs_1") == sorted([*current, *kept, sha("someone else's file\n")])
+    assert record["files"][foreign]["deleted"] is False
+    # Every object of ours not in a store is deleted, or a reported possible duplicate.
+    reported = set(final.json()["possible_duplicates"])
+    for event in read_events(log):
+        if event["event"] == "possible-duplicates":
+            reported.update(event["file_ids"])
+    assert live_objects(record) - in_stores(record) <= reported
+
+
+def test_detach_of_path_rows_takes_out_the_recorded_versions_of_gone_files(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox()
+    docs = tmp_path / "docs"
+    texts = folder(docs, 3)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\n"
+                        + "".join(f"vs_1,docs/{name}\n" for name in sorted(texts)))
+    log = tmp_path / "log"
+    assert run_main(run_args(sb, "run", manifest, log)).code == 0
+    for name in texts:
+        (docs / name).unlink()  # the files are gone; their versions are in the log
+    detached = run_main(run_args(sb, "detach", manifest, log))
+    assert detached.code == 0, detached.err
+    assert detached.json()["detached"] == 3
+    record = sb.record()
+    assert held(record, "vs_1") == []
+    assert all(not obj["deleted"] for obj in record["files"].values())  # detach keeps them
+    again = run_main(run_args(sb, "detach", manifest, log))
+    assert again.code == 0, again.err
+    assert (again.json()["requests"], again.json()["detached_earlier"]) == (0, 3)
