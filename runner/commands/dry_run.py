@@ -10,8 +10,9 @@ from runner.commands.common import load_index, manifest_parts, prepare
 from runner.config import Settings
 from runner.console import Io
 from runner.errors import EXIT_OK
-from runner.items import Item
+from runner.items import Item, pair_key
 from runner.log.states import Plan
+from runner.log.resume import ResumeIndex
 from runner.log.uploads import UploadIndex
 from runner.operations.base import Operation
 from runner.operations.detach import Detach
@@ -28,6 +29,10 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
     --json, only the counts, as one object); no key, no lock, no write, no request."""
     target, source, stats = prepare(settings, io)
     index = load_index(settings, target, io)
+    # As the run sets it: a log that uploaded files remembers each pair the manifest names
+    # (the run's end keeps those).
+    index.expect_repeats = (stats.duplicates > 0 or stats.first_path_line is not None
+                            or bool(index.uploads.claimed))
     tally = Tally(pairs=stats.pairs)
     detach = operation is Detach
     batch_size = settings.batch_size if target.supports_batches and operation.batches else 0
@@ -35,7 +40,7 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
     counts = dict.fromkeys(("attach_requests", "batch_requests", "checks", "updates",
                             "detaches", "batches_to_follow", "pairs_to_attach",
                             "pairs_in_batches_to_follow", "uploads", "upload_bytes",
-                            "uploads_to_check"), 0)
+                            "uploads_to_check", "replaces", "file_deletes"), 0)
     contents = _Contents(index.uploads)
     grouped: dict[str, int] = {}  # store -> uploaded files its batches attach (run/local.py)
     for unit in iter_work(manifest_parts(source, target)(), index, tally,
@@ -45,6 +50,7 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
             item = unit.item
             if unit.plan is Plan.UPLOAD:
                 item = contents.resolve(item, counts, show)
+                _replacing(index, item)
                 if item.file_id and index.plan(item, retry_failed=settings.retry_failed)[0] in (
                         Plan.DONE, Plan.DUPLICATE):
                     tally.done_earlier += 1
@@ -97,6 +103,8 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
         if show:
             show(f"POST {target.attach_path(store).rsplit('/', 1)[0]}/file_batches "
                  f"({files} uploaded files, {batches} batch(es))\n")
+    if not detach:
+        _leftovers(settings, index, counts, show)
     if settings.json:
         report = {"dry_run": True, "exit": EXIT_OK, "target": target.name,
                   "manifest": source.display, "log": settings.log, "pairs": stats.pairs,
@@ -123,7 +131,42 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
         f"{tally.done_earlier} attached earlier, "
         f"{tally.refused_earlier} refused earlier (skipped without --retry-failed); "
         "nothing was sent\n")
+    if counts["replaces"] or counts["file_deletes"]:
+        io.out.write(f"dry run: then {counts['replaces']} old version(s) taken out of their "
+                     f"stores and {counts['file_deletes']} file object(s) of ours deleted\n")
     return EXIT_OK
+
+
+def _replacing(index: ResumeIndex, item: Item) -> None:
+    """A path pair whose content the run would upload or reuse: once attached, it is its
+    path's version in the store (the one before it is then superseded: see _leftovers)."""
+    local = item.local
+    if local is None or not local.sha256:
+        return
+    new = item.file_id or f"upload-of-{local.sha256[:16]}"  # in memory only
+    index.versions.note_end(pair_key(item.owner, new), item.owner, new, "attached",
+                            local.path)
+
+
+def _leftovers(settings: Settings, index: ResumeIndex, counts: dict[str, int],
+               show: Callable[[str], object] | None) -> None:
+    """The run's end (run/leftovers.py), as far as the log and the manifest tell: the old
+    versions of changed paths (and of replaces an earlier run left unfinished) taken out
+    of their stores, then the file objects of ours no store holds deleted."""
+    for old in index.stale_versions():
+        counts["replaces"] += 1
+        if show:
+            show(f"DELETE /vector_stores/{old.store}/files/{old.file_id}   (detach-version: "
+                 f"an old version of {old.path})\n")
+        # As the run's end will see it once that detach is done.
+        index.note_done(old.store, old.file_id, "detached", retryable=False, uncertain=False,
+                        op="detach-version")
+    if settings.keep_files:
+        return
+    for file_id in index.unused_uploads():
+        counts["file_deletes"] += 1
+        if show:
+            show(f"DELETE /files/{file_id}   (ours, in no store now)\n")
 
 
 class _Contents:

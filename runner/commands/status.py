@@ -80,6 +80,11 @@ def status_report(settings: Settings, io: Io) -> dict[str, Any]:
         "uncertain_uploads": len(uploads.unsettled),
         "possible_duplicates": sorted(uploads.unadoptable),
         "changed": changed,
+        "replaced": index.versions.replaced,
+        "files_deleted": len(uploads.deleted),
+        # What the next run's end would do (run/leftovers.py), as the log and manifest tell.
+        "replaces_pending": len(index.stale_versions()) if uploads.claimed else 0,
+        "file_deletes_pending": len(index.unused_uploads()) if uploads.claimed else 0,
         "missing": sum(1 for path in uploads.paths if path not in named
                        and not os.path.exists(path)),
         "to_update": to_update,

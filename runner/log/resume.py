@@ -226,6 +226,8 @@ class ResumeIndex(Planning, Leftovers):
                     self._note_path_pair(owner, fid, ev)
                 if "path" in ev or outcome in DETACHED_OUTCOMES:
                     self.versions.note_end(key, owner, fid, outcome, ev.get("path"))
+                    self.versions.replaced += (ev.get("op") == "detach-version"
+                                               and outcome in DETACHED_OUTCOMES)
             elif kind == "sent":
                 owner, fid = ev.get(owner_col), _identity(ev)
                 if isinstance(owner, str) and isinstance(fid, str):

@@ -48,6 +48,7 @@ class VersionIndex:
     superseded: dict[int, OldVersion] = field(default_factory=dict)  # pair key -> version
     stores: set[str] = field(default_factory=set)  # where a file object of ours may be
     deletes_unsettled: dict[str, float] = field(default_factory=dict)  # file id -> sent at
+    replaced: int = 0  # detach-versions done, over the log (status)
 
     def note_end(self, key: int, store: str, file_id: str, outcome: object,
                  path: object) -> None:

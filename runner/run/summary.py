@@ -359,6 +359,12 @@ def format_status(st: Mapping[str, Any]) -> str:
         rows.append(("local files", f"{st['uploaded_contents']:,} contents uploaded, "
                      f"{st['uncertain_uploads']:,} uploads uncertain (checked first), "
                      f"{st['changed']:,} changed and {st['missing']:,} missing since the log"))
+    if st.get("replaced") or st.get("files_deleted") or st.get("replaces_pending") or st.get(
+            "file_deletes_pending"):
+        rows.append(("replaced", f"{st['replaced']:,} old versions taken out, "
+                     f"{st['files_deleted']:,} file objects of ours deleted; the next run: "
+                     f"{st['replaces_pending']:,} to take out, {st['file_deletes_pending']:,} "
+                     "to delete"))
     if st.get("possible_duplicates"):
         rows.append(("possible duplicates", ", ".join(st["possible_duplicates"][:5])
                      + "   (not provably ours: never adopted, never deleted)"))

@@ -298,6 +298,13 @@ def test_a_changed_file_replaces_its_old_version_which_is_deleted(
     status = json.loads(run_main(["status", str(manifest), "--log", str(log),
                                   "--json"]).out)
     assert status["changed"] == 2  # pairs: a.md in two stores
+    planned = run_main(args_for(sb, manifest, log, "--dry-run"))
+    assert planned.code == 0, planned.err
+    assert (planned.json()["uploads"], planned.json()["replaces"],
+            planned.json()["file_deletes"]) == (1, 2, 1)
+    shown = run_main([a for a in args_for(sb, manifest, log, "--dry-run") if a != "--json"])
+    assert f"DELETE /vector_stores/vs_2/files/{old_id}   (detach-version" in shown.out
+    assert f"DELETE /files/{old_id}   (ours, in no store now)" in shown.out
     result = run_main(args_for(sb, manifest, log))
     assert result.code == 0, result.err
     summary = result.json()
@@ -339,6 +346,9 @@ def test_keep_files_keeps_replaced_objects_until_a_run_without_it(
     old_id = next(iter(sb.record()["files"]))
     write(doc, "second version\n")
     kept = run_main(args_for(sb, manifest, log, "--keep-files"))
+    status = json.loads(run_main(["status", str(manifest), "--log", str(log),
+                                  "--json"]).out)
+    assert (status["replaced"], status["file_deletes_pending"]) == (1, 1)
     assert kept.code == 0, kept.err
     assert (kept.json()["replaced"], kept.json()["files_deleted"]) == (1, 0)
     record = sb.record()
@@ -349,6 +359,10 @@ def test_keep_files_keeps_replaced_objects_until_a_run_without_it(
     assert (later.json()["replaced"], later.json()["files_deleted"]) == (0, 1)
     assert later.json()["requests"] == 1  # the delete alone
     assert sb.record()["files"][old_id]["deleted"]
+    status = json.loads(run_main(["status", str(manifest), "--log", str(log),
+                                  "--json"]).out)
+    assert (status["replaced"], status["files_deleted"], status["replaces_pending"],
+            status["file_deletes_pending"]) == (1, 1, 0, 0)
 
 
 def test_a_file_rewritten_while_its_upload_is_held_is_not_attached(
