@@ -11,8 +11,8 @@ from runner.config import Settings
 from runner.console import Io
 from runner.errors import EXIT_OK
 from runner.items import Item, pair_key
-from runner.log.states import Plan
 from runner.log.resume import ResumeIndex
+from runner.log.states import Plan
 from runner.log.uploads import UploadIndex
 from runner.operations.base import Operation
 from runner.operations.detach import Detach
