@@ -238,6 +238,8 @@ class ResumeIndex(Planning, Leftovers):
                         self.uploads.note_path(ev)
             elif kind in UPLOAD_EVENTS:
                 self.uploads.load(ev)
+                if kind == "uploaded" and isinstance(file_id := ev.get("file_id"), str):
+                    self.versions.maybe_unused.add(file_id)  # until a line puts it in place
                 if kind in DELETE_EVENTS:
                     self.versions.load_delete(ev)
             elif kind == "file-delete-sent":

@@ -49,6 +49,10 @@ class VersionIndex:
     stores: set[str] = field(default_factory=set)  # where a file object of ours may be
     deletes_unsettled: dict[str, float] = field(default_factory=dict)  # file id -> sent at
     replaced: int = 0  # detach-versions done, over the log (status)
+    # File objects that may have left every store: uploaded and not attached since, or
+    # detached somewhere, or a delete unsettled. Only these are checked at a run's end, so
+    # a converged rerun asks nothing of its 100,000 uploads.
+    maybe_unused: set[str] = field(default_factory=set)
 
     def note_end(self, key: int, store: str, file_id: str, outcome: object,
                  path: object) -> None:
@@ -62,10 +66,12 @@ class VersionIndex:
             old = versions.get(path)
             if old is not None and old != file_id:
                 self.superseded[pair_key(store, old)] = OldVersion(store, old, path)
-            versions[path] = sys.intern(file_id)
+            versions[path] = file_id = sys.intern(file_id)
             self.superseded.pop(key, None)
+            self.maybe_unused.discard(file_id)
         elif outcome in DETACHED_OUTCOMES:
             self.superseded.pop(key, None)
+            self.maybe_unused.add(file_id)
             held = self.current.get(store)
             if isinstance(path, str) and held is not None and held.get(path) == file_id:
                 del held[path]
@@ -87,8 +93,10 @@ class VersionIndex:
             return
         if ev.get("event") == "file-delete-sent":
             self.deletes_unsettled[file_id] = epoch(ev.get("ts"))
+            self.maybe_unused.add(file_id)
         elif not ev.get("uncertain"):
             self.deletes_unsettled.pop(file_id, None)
+            self.maybe_unused.discard(file_id)
 
 
 class Leftovers:
@@ -121,19 +129,16 @@ class Leftovers:
         superseded = self.versions.superseded
         if not superseded:
             return []
-        in_use = self._in_use({old.store for old in superseded.values()})
+        by_store: dict[str, set[str]] = {}
+        for old in superseded.values():
+            by_store.setdefault(old.store, set()).add(old.file_id)
+        current = self.versions.current
+        in_use = {(store, file_id) for store, olds in by_store.items()
+                  for file_id in olds.intersection(current.get(store, {}).values())}
         return [old for old in superseded.values()
                 if (old.store, old.file_id) not in in_use
                 and not wanted(old.store, old.file_id)
                 and self.last_state(old.store, old.file_id) not in DETACHED_STATES]
-
-    def _in_use(self, stores: Iterable[str]) -> set[tuple[str, str]]:
-        """(store, file id) of every path's current version in `stores`, left in place (or
-        not known out: failed or unsettled) by its last line."""
-        current = self.versions.current
-        return {(store, file_id) for store in stores
-                for file_id in set(current.get(store, {}).values())
-                if self.last_state(store, file_id) not in (None, *DETACHED_STATES)}
 
     def unused_uploads(self, stores: Iterable[str] = (),
                        wanted: Callable[[str, str], bool] | None = None) -> list[str]:
@@ -142,13 +147,13 @@ class Leftovers:
         manifest's) has its last word on the pair detached, or none; no pair of this run
         names it (`wanted`, by default: named this run). Possible duplicates are never ours."""
         wanted = wanted or self.named_this_run
-        uploads = self.uploads
-        candidates = uploads.claimed - uploads.deleted - uploads.unadoptable
-        candidates |= self.versions.deletes_unsettled.keys() - uploads.deleted
+        uploads, versions = self.uploads, self.versions
+        candidates = versions.maybe_unused & uploads.claimed
+        candidates -= uploads.deleted | uploads.unadoptable
+        candidates |= versions.deletes_unsettled.keys() - uploads.deleted
         if not candidates:
             return []
-        every = self.versions.stores | self.owners_named | set(stores)
-        candidates -= {file_id for _, file_id in self._in_use(every)}
+        every = versions.stores | self.owners_named | set(stores)
         return sorted(
             file_id for file_id in candidates
             if all(self.last_state(store, file_id) in (None, *DETACHED_STATES)
