@@ -1,7 +1,7 @@
 """Local files (SPEC "Local files", Speed), four figures side by side in one invocation:
 
 1. hashing: `runner.operations.upload.hash_file` over the same files as `sha256sum`, called
-   as the run calls it, through `Uploads._hash` (a file up to INLINE_HASH_BYTES on the event
+   as the run calls it, through `Hasher.hash` (runner/operations/hashing.py) (a file up to INLINE_HASH_BYTES on the event
    loop, a larger one in a thread, at most one a usable core at a time), every file's hash
    started at once as the run's pairs do (8 x 200 MB, and 2,000 x 4 KB); the files are in the
    page cache (each read once before timing), their sizes known beforehand (the run has them
@@ -73,10 +73,8 @@ UPLOAD_CLIENTS = ("runner", "bare", "sdk")
 
 
 def hash_mode(listing: str) -> None:
-    from types import SimpleNamespace
-
     from runner.items import LocalFile
-    from runner.operations.upload import Uploads, hash_file
+    from runner.operations.hashing import Hasher, hash_file
 
     paths = Path(listing).read_text().split("\n")
     paths = [p for p in paths if p]
@@ -86,11 +84,10 @@ def hash_mode(listing: str) -> None:
         known.append(LocalFile(path, stat.st_size, stat.st_mtime_ns))
 
     async def all_files() -> int:
-        # Uploads._hash itself (small files on the loop, large ones in a thread, at most a
+        # The run's Hasher itself (small files on the loop, large ones in a thread, at most a
         # usable core's count at a time), every file at once as the run's pairs ask for them.
-        uploads = SimpleNamespace(_hashing=asyncio.Semaphore(len(os.sched_getaffinity(0))))
-        done = await asyncio.gather(*(Uploads._hash(uploads, local)  # type: ignore[arg-type]
-                                      for local in known))
+        hasher = Hasher()
+        done = await asyncio.gather(*(hasher.hash(local) for local in known))
         return sum(local.size for local in done)
 
     started = time.perf_counter()
@@ -246,7 +243,7 @@ def hashing(sets: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
         out[fileset["name"]] = {
             "runner_mb_s": median([mbs / r["in_s"] for r in runs["runner"]]),
             "runner_direct_mb_s": median([mbs / r["direct_s"] for r in runs["runner"]]),
-            # the helper's process hashes twice (Uploads._hash, then direct): less the second
+            # the helper's process hashes twice (Hasher.hash, then direct): less the second
             "runner_process_mb_s": median([mbs / (r["wall_s"] - r["direct_s"])
                                            for r in runs["runner"]]),
             "sha256sum_mb_s": median([mbs / r["wall_s"] for r in runs["sha256sum"]]),
@@ -406,7 +403,7 @@ def table(results: dict[str, Any], concurrency: int) -> list[str]:
     rows = ["| figure | measure | attach-runner | yardstick | ratio | target | verdict |",
             "|---|---|---|---|---|---|---|"]
     for name, got in results.get("hash", {}).items():
-        rows.append(f"| hashing, {name} | MB/s: hash_file via Uploads._hash (called directly; "
+        rows.append(f"| hashing, {name} | MB/s: hash_file via Hasher.hash (called directly; "
                     f"whole process) | {got['runner_mb_s']:,.0f} "
                     f"({got['runner_direct_mb_s']:,.0f}; {got['runner_process_mb_s']:,.0f}) | "
                     f"sha256sum {got['sha256sum_mb_s']:,.0f} | {got['ratio']:.2f} "

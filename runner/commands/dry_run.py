@@ -16,7 +16,7 @@ from runner.log.states import Plan
 from runner.log.uploads import UploadIndex
 from runner.operations.base import Operation
 from runner.operations.detach import Detach
-from runner.operations.upload import hash_file
+from runner.operations.hashing import hash_file
 from runner.requests.multipart import FileChanged, upload_filename
 from runner.requests.targets import VectorStoreFiles
 from runner.run.local import UPLOAD_BATCH_SIZE

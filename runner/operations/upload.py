@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from runner.items import Item, LocalFile
 from runner.log.uploads import UploadIndex
 from runner.log.writer import ResultLog
 from runner.operations.file_delete import DeleteCounts, FileDeleter
+from runner.operations.hashing import Hasher
 from runner.requests.client import Answer, TransportError
 from runner.requests.multipart import FileChanged, UploadBody, upload_filename
 from runner.requests.outcomes import (
@@ -49,8 +49,6 @@ from runner.requests.targets import ApiError, Verdict, api_error, classify_error
 # SPEC: the listing pages back to the send time less this much (clocks and queues differ).
 LISTING_SLACK_SECONDS = 300
 LIST_LIMIT = 10_000
-HASH_CHUNK_BYTES = 1 << 20  # hashlib.file_digest's way (3.11+), by hand for 3.10
-INLINE_HASH_BYTES = 256 * 1024  # hashed on the event loop: a quarter of a millisecond
 CHANGED = ApiError("changed_while_uploading",
                    "the file changed while it was read or uploaded; it is uploaded again on "
                    "the next run", None)
@@ -106,9 +104,7 @@ class Uploads:
         self._date_seen: str | None = None  # the Date header that offset was read from
         # (bytes sent, bytes in all) of the uploads in flight: the progress bar shows them.
         self.sending = (0, 0)
-        self._hashing = asyncio.Semaphore(len(os.sched_getaffinity(0))
-                                          if hasattr(os, "sched_getaffinity")
-                                          else os.cpu_count() or 1)
+        self._hasher = Hasher()
 
     def _sent_bytes(self, count: int) -> None:
         self.sending = (self.sending[0] + count, self.sending[1])
@@ -176,13 +172,7 @@ class Uploads:
         return item._replace(file_id=made), None
 
     async def _hash(self, local: LocalFile) -> LocalFile:
-        """hash_file: a small file at once, on the loop (a thread's hand-off costs more than
-        hashing it); a large one in a thread (hashlib lets go of the GIL), at most one a
-        core at a time, so the first large file is hashed, and uploading, soonest."""
-        if local.size <= INLINE_HASH_BYTES:
-            return hash_file(local)
-        async with self._hashing:
-            return await asyncio.to_thread(hash_file, local)
+        return await self._hasher.hash(local)
 
     def _note_change(self, local: LocalFile) -> None:
         """A path the log recorded with other content, uploaded by this log: changed."""
@@ -413,39 +403,3 @@ class Uploads:
         except (TypeError, ValueError):
             return
         self._clock_offset = server - time.time()
-
-
-def hash_file(local: LocalFile) -> LocalFile:
-    """The file's SHA-256 in one streaming pass, with the stat before and after, which must
-    agree (else FileChanged: it is read again next run)."""
-    hashed_ns = time.time_ns()
-    with open(local.path, "rb") as stream:
-        before = os.fstat(stream.fileno())
-        digest = hashlib.sha256()
-        # Sized to the file: a zero-filled MiB for each small file was most of its cost.
-        buffer = bytearray(max(1, min(before.st_size + 1, HASH_CHUNK_BYTES)))
-        view = memoryview(buffer)
-        while size := stream.readinto(buffer):
-            digest.update(view[:size])
-    after = os.stat(local.path)
-    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
-        raise FileChanged(f"{local.path} changed while it was read")
-    return LocalFile(local.path, before.st_size, before.st_mtime_ns, digest.hexdigest(),
-                     hashed_ns)
-
-
-def resolve_path(item: Item, index: UploadIndex) -> Item:
-    """A path pair named as far as can be known before a run (sync plans from it): its
-    content by the quick check, else read now; its file object when the log uploaded that
-    content (file_id "" otherwise: to upload). A file that cannot be read, or changes while it
-    is read, is left to the upload, which reports it."""
-    item = index.resolve(item)
-    local = item.local
-    if item.file_id or local is None or local.sha256:
-        return item
-    try:
-        local = hash_file(local)
-    except (OSError, FileChanged):
-        return item
-    return item._replace(local=local, file_id=index.uploaded(local.sha256) or "")
-

@@ -21,7 +21,7 @@ from runner.items import Item
 from runner.log.resume import ResumeIndex
 from runner.log.states import UNSETTLED_STATES, State
 from runner.manifest import ManifestSource, iter_items
-from runner.operations.upload import resolve_path
+from runner.operations.hashing import resolve_path
 from runner.requests.targets import Target
 from runner.sync.result import StoreResult
 from runner.sync.store import IN_PLACE, STALE, StoreListing, StorePairs
