@@ -1,7 +1,7 @@
 """Local files (SPEC "Local files", Speed), four figures side by side in one invocation:
 
-1. hashing: `runner.operations.upload.hash_file` over the same files as `sha256sum`, called
-   as the run calls it, through `Hasher.hash` (runner/operations/hashing.py) (a file up to INLINE_HASH_BYTES on the event
+1. hashing: `runner.operations.hashing.hash_file` over the same files as `sha256sum`, called
+   as the run calls it, through `Hasher.hash` (a file up to INLINE_HASH_BYTES on the event
    loop, a larger one in a thread, at most one a usable core at a time), every file's hash
    started at once as the run's pairs do (8 x 200 MB, and 2,000 x 4 KB); the files are in the
    page cache (each read once before timing), their sizes known beforehand (the run has them
