@@ -25,7 +25,9 @@ from tests.cli import (
     read_events,
     rerun_until_exit_0,
     run_main,
+    spawn,
     wait_for_held_writes,
+    wait_until,
 )
 
 LONG_AGO_NS = 1_700_000_000 * 10**9  # an mtime well before the run: no racy file
@@ -130,6 +132,12 @@ def test_run_replaces_and_sync_prunes_a_folder_that_changed(
     # Exactly the changed and the new documents are uploaded; the changed ones' old
     # versions are taken out of the store and, ours and now unused, deleted.
     assert (summary["uploaded"], summary["replaced"], summary["files_deleted"]) == (6, 4, 4)
+    # Nothing else is written: the uploads, one batch attaching them, the old versions'
+    # detaches, the deletes.
+    writes = {route: count - before["by_route"].get(route, 0)
+              for route, count in sb.record()["by_route"].items()}
+    assert {route: n for route, n in writes.items() if n} == {
+        "POST upload": 6, "POST batch": 1, "DELETE file": 4, "DELETE file_object": 4}
     record = sb.record()
     deleted_names = sorted(set(texts) - set(now))
     kept_old = [sha(texts[n]) for n in deleted_names]  # run does not prune
@@ -265,3 +273,37 @@ def test_detach_of_path_rows_takes_out_the_recorded_versions_of_gone_files(
     again = run_main(run_args(sb, "detach", manifest, log))
     assert again.code == 0, again.err
     assert (again.json()["requests"], again.json()["detached_earlier"]) == (0, 3)
+
+
+@pytest.mark.parametrize("marker", [b'"op":"detach-version"', b'"file-delete-sent"'])
+def test_kill_9_at_each_step_of_a_replace_is_finished_by_the_next_run(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread], marker: bytes) -> None:
+    """Killed after the new version's attach with the old one's detach in flight, or after
+    the detach with the delete in flight: the rerun finishes that very step (checking first
+    what the killed request did), and nothing is left or done twice."""
+    sb = sandbox()
+    docs = tmp_path / "docs"
+    texts = folder(docs, 3)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
+    log = tmp_path / "log"
+    args = run_args(sb, "run", manifest, log, "--timeout", "5")
+    assert run_main(args).code == 0
+    old_ids = set(sb.record()["files"])
+    now = churn(docs, texts, change=3, delete=0, add=0)
+    sb.update(fault_methods=("DELETE",), slow_rate=1.0, slow_ms=20_000)  # in flight a while
+    proc = spawn(*args)
+    wait_until(lambda: marker in log.read_bytes(), proc)
+    proc.kill()
+    proc.communicate()
+    sb.update(slow_rate=0.0)
+    final = rerun_until_exit_0(args, runs=3)
+    record = wait_for_held_writes(sb)
+    assert held(record, "vs_1") == sorted(sha(t) for t in now.values())
+    assert all(record["files"][f]["deleted"] for f in old_ids)
+    assert live_objects(record) == in_stores(record)
+    # The step the kill cut short was checked (a GET), not sent blind.
+    assert final.json()["checks"] >= 1
+    detached = [e["file_id"] for e in read_events(log) if e["event"] == "done"
+                and e.get("op") == "detach-version" and e["outcome"] != "failed"]
+    assert sorted(detached) == sorted(old_ids)
