@@ -41,7 +41,9 @@ async def show_sync_plan(settings: Settings, io: Io, target: Target, stats: Mani
     breaches = guard_breaches([p for p in plans if p.listing.error is None],
                               settings.max_delete)
     sets = [plan.sets for plan in plans]
-    totals = {"adds": sum(len(s.adds) for s in sets),
+    totals = {"uploads": sum(len(p.uploads) for p in plans),
+              "replaces": sum(len(s.replacing) for s in sets),
+              "adds": sum(len(s.adds) for s in sets),
               "updates": sum(len(s.updates) for s in sets),
               "checks": sum(len(s.checks) + len(s.detach_checks) for s in sets),
               "detaches": sum(s.to_detach for s in sets),
@@ -55,7 +57,8 @@ async def show_sync_plan(settings: Settings, io: Io, target: Target, stats: Mani
         return EXIT_OK
     for plan in plans:
         io.out.write("\n".join(plan_lines(plan)) + "\n")
-    io.out.write(f"dry run: {totals['adds']} add(s), {totals['updates']} update(s), "
+    io.out.write(f"dry run: {totals['uploads']} upload(s), {totals['adds']} add(s), "
+                 f"{totals['updates']} update(s), {totals['replaces']} replace(s), "
                  f"{totals['checks']} check(s) and {totals['detaches']} detach(es) planned in "
                  f"{len(plans)} store(s), {totals['in_place']} in place; {lists} list "
                  "request(s) sent, nothing written\n")

@@ -76,6 +76,8 @@ def store_entry(plan: StorePlan) -> dict[str, Any]:
         "failed": result.failed + result.detach_failed + plan.unlisted_failed,
         "to_add": len(sets.adds), "to_update": len(sets.updates),
         "to_check": len(sets.checks), "to_detach": sets.to_detach,
+        # Local files: contents to upload first, listed old versions their replace takes out.
+        "to_upload": len(plan.uploads), "to_replace": len(sets.replacing),
         "pruned": result.pruned,
         "not_pruned": result.not_pruned,
         "failed_files": [{"file_id": f, "last_error": e} for f, e in listing.failed_files],
@@ -92,8 +94,11 @@ def plan_lines(plan: StorePlan) -> list[str]:
         return [f"{plan.store}: could not be listed ({status or 'no answer'}: "
                 f"{error.message}); nothing would be written to it"]
     parts = [f"{plan.store}: listed {listing.listed}, in place {sets.in_place}"]
-    for word, items in (("add", sets.adds), ("update", sets.updates),
+    uploads = [item.local.path for item in plan.uploads if item.local is not None]
+    for word, items in (("upload and add", uploads), ("add", sets.adds),
+                        ("update", sets.updates),
                         ("check first", sets.checks + sets.detach_checks),
+                        ("replace (old version out)", sets.replacing),
                         ("detach", sets.detaches)):
         if items:
             shown = ", ".join(items[:SHOW_IDS])

@@ -307,3 +307,28 @@ def test_kill_9_at_each_step_of_a_replace_is_finished_by_the_next_run(
     detached = [e["file_id"] for e in read_events(log) if e["event"] == "done"
                 and e.get("op") == "detach-version" and e["outcome"] != "failed"]
     assert sorted(detached) == sorted(old_ids)
+
+
+def test_sync_dry_run_shows_uploads_replaces_and_prunes(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox()
+    docs = tmp_path / "docs"
+    texts = folder(docs, 10)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
+    log = tmp_path / "log"
+    assert run_main(run_args(sb, "sync", manifest, log)).code == 0
+    churn(docs, texts, change=2, delete=1, add=3)
+    writes_before = sb.record()["by_route"]
+    planned = run_main(run_args(sb, "sync", manifest, log, "--dry-run"))
+    assert planned.code == 0, planned.err
+    summary = planned.json()
+    assert (summary["uploads"], summary["replaces"], summary["detaches"]) == (5, 2, 1)
+    store = summary["stores"][0]
+    assert (store["to_upload"], store["to_replace"], store["to_detach"]) == (5, 2, 1)
+    shown = run_main([a for a in run_args(sb, "sync", manifest, log, "--dry-run")
+                      if a != "--json"])
+    assert "dry run: 5 upload(s), 0 add(s), 0 update(s), 2 replace(s)" in shown.out
+    after = sb.record()["by_route"]
+    assert {r: n - writes_before.get(r, 0) for r, n in after.items()
+            if n != writes_before.get(r, 0)} == {"GET list": 2}  # list requests only

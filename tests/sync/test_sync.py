@@ -155,7 +155,7 @@ def test_dry_run_takes_no_lock(tmp_path: Path, sandbox):
         dry = run_cli("sync", str(path), "--base-url", sb.base_url, "--dry-run")
         real = run_cli(*sync_args(path, sb.base_url))
     assert dry.code == 0, dry.err
-    assert "dry run: 5 add(s), 1 update(s)" in dry.out
+    assert "dry run: 0 upload(s), 5 add(s), 1 update(s), 0 replace(s)" in dry.out
     assert real.code == 3, real.err
     assert set(sb.record()["by_route"]) == {"GET list"}
 
