@@ -85,6 +85,8 @@ def send(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operat
         # names (run/leftovers.py).
         index.expect_repeats = (stats.duplicates > 0 or stats.first_path_line is not None
                                 or bool(index.uploads.claimed))
+        if index.uploads.claimed:  # and so every pair is met, none passed over in a block
+            stats.skips, stats.settled = {}, 0
         # The command line is echoed as the "next:" command: never with the key in it.
         argv = [scrub_secrets(arg) for arg in argv]
         return asyncio.run(execute(settings, io, argv, target, source, stats, index, key,
@@ -124,6 +126,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
                                           started=engine.started, due_in=due_in)
                     await leftovers.finish()
                     result = leftovers.merged(result)
+                    engine.log_error = engine.log_error or leftovers.log_error
         finally:
             # Before anything else is printed: the bar ends on its own line, cursor shown.
             if progress is not None:

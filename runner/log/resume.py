@@ -25,7 +25,7 @@ from runner.log.plans import _DIGEST_BITS, SEEN, Planning
 from runner.log.reader import FastRow, scan_log
 from runner.log.states import FailedInfo, State
 from runner.log.uploads import UPLOAD_EVENTS, UploadIndex
-from runner.log.versions import DELETE_EVENTS, DETACHED_OUTCOMES, Leftovers, VersionIndex
+from runner.log.versions import DELETE_EVENTS, DETACHED_OUTCOMES, VersionIndex, VersionQueries
 
 # A fast log row's outcome (empty for "sent") -> its state: see reader.scan_log. `updated` leaves
 # the pair attached (and marked in ResumeIndex.updated): its own code here, ATTACHED after.
@@ -49,7 +49,7 @@ _IS_UPDATED = _UPDATED.__eq__
 
 
 @dataclass
-class ResumeIndex(Planning, Leftovers):
+class ResumeIndex(Planning, VersionQueries):
     """The last word of the log on each pair. Pairs in place (nearly all of a big log) are
     keys in two sets, which cost a third less than a dict; every other state is in `states`.
     A key is in at most one of the three."""

@@ -99,7 +99,7 @@ class VersionIndex:
             self.maybe_unused.discard(file_id)
 
 
-class Leftovers:
+class VersionQueries:
     """The questions a run's end asks of the log (mixed into ResumeIndex, which holds the
     state): which old versions to take out of their stores, which file objects to delete."""
 

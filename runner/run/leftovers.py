@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from runner.config import Settings
+from runner.errors import LogError
 from runner.items import Item
 from runner.log.resume import ResumeIndex
 from runner.log.writer import ResultLog
@@ -54,6 +55,8 @@ class Leftovers:
         self.tally = Tally()  # the detach-versions' failures (added to the run's)
         self.stop: str | None = None
         self.refusal: RunRefused | None = None
+        # The log could not be written: stop at once (the run's exit 2, `log-write`).
+        self.log_error: LogError | None = None
         self.engine: Engine | None = None
 
     def _left(self) -> float | None:
@@ -94,7 +97,7 @@ class Leftovers:
         engine.tally = self.tally
         self.engine = engine
         result = await engine.run()
-        self.stop, self.refusal = result.stop, result.refusal
+        self.stop, self.refusal, self.log_error = result.stop, result.refusal, engine.log_error
 
     async def clean_up(self, stores: Iterable[str] = (),
                        wanted: Callable[[str, str], bool] | None = None) -> None:
@@ -125,6 +128,9 @@ class Leftovers:
                 except RunRefused as refusal:
                     self.refusal = self.refusal or refusal
                     stop("refused")
+                except LogError as error:  # what the log says stays true: checked next run
+                    self.log_error = self.log_error or error
+                    stop("log-write")
 
         installed = []
         for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):

@@ -168,8 +168,8 @@ class Phases:
         await doing
         self.stop = self.stop or leftovers.stop
         self.refusal = self.refusal or leftovers.refusal
-        if leftovers.engine is not None and leftovers.engine.log_error is not None:
-            self.log_error = self.log_error or str(leftovers.engine.log_error)
+        if leftovers.log_error is not None:
+            self.log_error = self.log_error or str(leftovers.log_error)
             self.stop = self.stop or "log-write"
 
     async def add_and_update(self) -> None:
