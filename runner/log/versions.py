@@ -13,7 +13,7 @@ Fed by the resume index (resume.py) with a path pair's `done` lines, every detac
 A superseded version stays in its store until its `detach-version` is settled, so a run killed
 between the new version's attach and the old one's detach finishes the job next run. A file
 object of ours (uploaded or adopted: UploadIndex.claimed) is deleted only once the log shows it
-in no store and no line of the run names it (`Leftovers.unused_uploads`).
+in no store and no line of the run names it (`VersionQueries.unused_uploads`).
 """
 
 from __future__ import annotations
