@@ -5,9 +5,7 @@ uploaded are deleted once no store holds them; nothing else is ever deleted."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import random
 import urllib.request
 import uuid
@@ -29,23 +27,9 @@ from tests.cli import (
     wait_for_held_writes,
     wait_until,
 )
+from tests.local_files import sandbox_key, sha, write  # noqa: F401 - sandbox_key: a fixture
 
-LONG_AGO_NS = 1_700_000_000 * 10**9  # an mtime well before the run: no racy file
-
-
-@pytest.fixture(autouse=True)
-def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", SANDBOX_KEY)
-
-
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    os.utime(path, ns=(LONG_AGO_NS, LONG_AGO_NS))
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+pytestmark = pytest.mark.usefixtures("sandbox_key")
 
 
 def folder(root: Path, count: int) -> dict[str, str]:
@@ -54,6 +38,21 @@ def folder(root: Path, count: int) -> dict[str, str]:
     for name, text in texts.items():
         write(root / name, text)
     return texts
+
+
+def filled(tmp_path: Path, sb: SandboxThread, count: int, command: str = "sync",
+           manifest_text: str = "vector_store_id,path\nvs_1,docs/*.md\n",
+           name: str = "m.csv") -> tuple[Path, dict[str, str], Path, Path]:
+    """A folder of `count` documents, a manifest naming them, and a log that one `command`
+    filled: (docs folder, texts by name, manifest, log)."""
+    docs = tmp_path / "docs"
+    texts = folder(docs, count)
+    manifest = tmp_path / name
+    manifest.write_text(manifest_text)
+    log = tmp_path / "log"
+    first = run_main(run_args(sb, command, manifest, log))
+    assert first.code == 0, first.err
+    return docs, texts, manifest, log
 
 
 def churn(root: Path, texts: dict[str, str], *, change: int, delete: int,
@@ -170,12 +169,7 @@ def test_run_replaces_and_sync_prunes_a_folder_that_changed(
 def test_sync_guard_stops_a_folder_that_lost_most_of_its_files(
         tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
     sb = sandbox()
-    docs = tmp_path / "docs"
-    texts = folder(docs, 10)
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
-    log = tmp_path / "log"
-    assert run_main(run_args(sb, "sync", manifest, log)).code == 0
+    docs, texts, manifest, log = filled(tmp_path, sb, 10)
     for name in sorted(texts)[:6]:
         (docs / name).unlink()
     guarded = run_main(run_args(sb, "sync", manifest, log))
@@ -195,13 +189,9 @@ def test_sync_guard_stops_a_folder_that_lost_most_of_its_files(
 def test_sync_replaces_a_folder_whose_every_file_was_rewritten(
         tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
     sb = sandbox()
-    docs = tmp_path / "docs"
-    texts = folder(docs, 10)
-    manifest = tmp_path / "m.yaml"
-    manifest.write_text("vector_stores:\n  vs_1:\n    - {path: 'docs/*.md', "
-                        "attributes: {team: docs}}\n")
-    log = tmp_path / "log"
-    assert run_main(run_args(sb, "sync", manifest, log)).code == 0
+    docs, texts, manifest, log = filled(
+        tmp_path, sb, 10, manifest_text="vector_stores:\n  vs_1:\n    - {path: 'docs/*.md', "
+        "attributes: {team: docs}}\n", name="m.yaml")
     now = churn(docs, texts, change=10, delete=0, add=0)
     synced = run_main(run_args(sb, "sync", manifest, log))
     assert synced.code == 0, synced.err  # no guard: replaces lose nothing
@@ -255,13 +245,9 @@ def test_kill_9_mid_replace_and_prune_then_reruns_converge(
 def test_detach_of_path_rows_takes_out_the_recorded_versions_of_gone_files(
         tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
     sb = sandbox()
-    docs = tmp_path / "docs"
-    texts = folder(docs, 3)
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("vector_store_id,path\n"
-                        + "".join(f"vs_1,docs/{name}\n" for name in sorted(texts)))
-    log = tmp_path / "log"
-    assert run_main(run_args(sb, "run", manifest, log)).code == 0
+    docs, texts, manifest, log = filled(
+        tmp_path, sb, 3, "run", "vector_store_id,path\n"
+        + "".join(f"vs_1,docs/doc{i:03}.md\n" for i in range(3)))
     for name in texts:
         (docs / name).unlink()  # the files are gone; their versions are in the log
     detached = run_main(run_args(sb, "detach", manifest, log))
@@ -282,13 +268,8 @@ def test_kill_9_at_each_step_of_a_replace_is_finished_by_the_next_run(
     the detach with the delete in flight: the rerun finishes that very step (checking first
     what the killed request did), and nothing is left or done twice."""
     sb = sandbox()
-    docs = tmp_path / "docs"
-    texts = folder(docs, 3)
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
-    log = tmp_path / "log"
+    docs, texts, manifest, log = filled(tmp_path, sb, 3, "run")
     args = run_args(sb, "run", manifest, log, "--timeout", "5")
-    assert run_main(args).code == 0
     old_ids = set(sb.record()["files"])
     now = churn(docs, texts, change=3, delete=0, add=0)
     sb.update(fault_methods=("DELETE",), slow_rate=1.0, slow_ms=20_000)  # in flight a while
@@ -312,12 +293,7 @@ def test_kill_9_at_each_step_of_a_replace_is_finished_by_the_next_run(
 def test_sync_dry_run_shows_uploads_replaces_and_prunes(
         tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
     sb = sandbox()
-    docs = tmp_path / "docs"
-    texts = folder(docs, 10)
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
-    log = tmp_path / "log"
-    assert run_main(run_args(sb, "sync", manifest, log)).code == 0
+    docs, texts, manifest, log = filled(tmp_path, sb, 10)
     churn(docs, texts, change=2, delete=1, add=3)
     writes_before = sb.record()["by_route"]
     planned = run_main(run_args(sb, "sync", manifest, log, "--dry-run"))

@@ -4,9 +4,7 @@ its stores' files; under faults that leave uploads uncertain, and kill -9."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import random
 import signal
 from collections.abc import Callable, Iterable
@@ -18,7 +16,6 @@ import pytest
 from runner.sandbox import SandboxThread
 from tests.cli import (
     FAST,
-    SANDBOX_KEY,
     kill_9_at_random_moments,
     rerun_until_exit_0,
     run_main,
@@ -26,25 +23,9 @@ from tests.cli import (
     wait_for_held_writes,
     wait_until,
 )
+from tests.local_files import sandbox_key, sha, write  # noqa: F401 - sandbox_key: a fixture
 
-LONG_AGO_NS = 1_700_000_000 * 10**9  # an mtime well before the run: no racy file
-
-
-@pytest.fixture(autouse=True)
-def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", SANDBOX_KEY)
-
-
-def write(path: Path, text: str, *, old: bool = True) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    if old:
-        os.utime(path, ns=(LONG_AGO_NS, LONG_AGO_NS))
-    return path
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+pytestmark = pytest.mark.usefixtures("sandbox_key")
 
 
 def tree(root: Path) -> dict[str, str]:
