@@ -115,7 +115,7 @@ async def execute(settings: Settings, io: Io, argv: Sequence[str], target: Targe
                     concurrency=settings.concurrency, batch_size=settings.batch_size,
                     retry_failed=settings.retry_failed, max_runtime=settings.max_runtime,
                     on_progress=progress, resume_due_in=due_in,
-                    operation=operation(sender))
+                    operation=operation(sender), keep_files=settings.keep_files)
                 result = await engine.run()
                 if (engine.local is not None and index.expect_repeats and result.stop is None
                         and result.refusal is None and engine.log_error is None

@@ -41,7 +41,7 @@ async def show_sync_plan(settings: Settings, io: Io, target: Target, stats: Mani
     breaches = guard_breaches([p for p in plans if p.listing.error is None],
                               settings.max_delete)
     sets = [plan.sets for plan in plans]
-    totals = {"uploads": sum(len(p.uploads) for p in plans),
+    totals = {"uploads": sum(len(p.uploads) for p in plans if p.listing.error is None),
               "replaces": sum(len(s.replacing) for s in sets),
               "adds": sum(len(s.adds) for s in sets),
               "updates": sum(len(s.updates) for s in sets),

@@ -225,7 +225,8 @@ class ResumeIndex(Planning, VersionQueries):
                 if "path" in ev:
                     self._note_path_pair(owner, fid, ev)
                 if "path" in ev or outcome in DETACHED_OUTCOMES:
-                    self.versions.note_end(key, owner, fid, outcome, ev.get("path"))
+                    self.versions.note_end(key, owner, fid, outcome, ev.get("path"),
+                                           ev.get("file_status"))
                     self.versions.replaced += (ev.get("op") == "detach-version"
                                                and outcome in DETACHED_OUTCOMES)
             elif kind == "sent":

@@ -55,9 +55,11 @@ class VersionIndex:
     maybe_unused: set[str] = field(default_factory=set)
 
     def note_end(self, key: int, store: str, file_id: str, outcome: object,
-                 path: object) -> None:
-        """A pair's `done` (a path pair's, or any detach's); `key` is its pair key."""
-        if outcome in IN_PLACE_OUTCOMES:
+                 path: object, file_status: object = None) -> None:
+        """A pair's `done` (a path pair's, or any detach's); `key` is its pair key. A pair
+        that failed in its store's processing (`file_status` failed) is in the store too: the
+        path's version there, replaced like any once the file changes."""
+        if outcome in IN_PLACE_OUTCOMES or file_status == "failed":
             if not isinstance(path, str) or not file_id or file_id.startswith("\0"):
                 return
             path = sys.intern(path)

@@ -32,8 +32,11 @@ class FileDeleter:
     """Deletes for one run's sender; keeps the log's index of our uploads true as it goes."""
 
     def __init__(self, sender: Sender, uploads: UploadIndex, versions: VersionIndex,
-                 log: ResultLog) -> None:
+                 log: ResultLog, *, keep: bool = False) -> None:
         self.sender = sender
+        # --keep-files: never delete (an upload of a file that changed meanwhile stays too,
+        # unattached: a later run without the flag deletes it, as any unused object of ours).
+        self.keep = keep
         self.uploads = uploads
         self.versions = versions
         self.log = log
@@ -42,6 +45,8 @@ class FileDeleter:
     async def delete(self, file_id: str, *, check_first: bool = False) -> bool:
         """Delete the file object (`check_first`: an earlier delete of it may have landed:
         GET it first). True once it is gone. Raises RunRefused for the run."""
+        if self.keep:
+            return False
         sender = self.sender
         path = f"/files/{file_id}"
         for _ in range(max(1, sender.max_attempts)):

@@ -65,6 +65,7 @@ class Engine:
         resume_due_in: float = 0.0,
         on_outcome: Callable[[Item, Outcome], None] | None = None,
         settled: int = 0,
+        keep_files: bool = False,
     ) -> None:
         self._parts = parts
         # What the run does to each pair: see runner/operations/base.py.
@@ -98,7 +99,8 @@ class Engine:
         batches = self._batches
         self.local = (LocalPairs(
             Uploads(sender, index.uploads, log, timeout=sender.upload_stall,
-                    deleter=FileDeleter(sender, index.uploads, index.versions, log)),
+                    deleter=FileDeleter(sender, index.uploads, index.versions, log,
+                                        keep=keep_files)),
             index, self.tally,
             PairActions(record=self.record, record_in_place=self._record_in_place,
                         attach=self._one, park=self.settle_queue.park,
@@ -254,7 +256,8 @@ class Engine:
                 self.local.ended(item, outcome)
             # The path's version in its store, as this run leaves it (run/leftovers.py).
             self.index.versions.note_end(pair_key(item.owner, item.file_id), item.owner,
-                                         item.file_id, outcome.outcome, item.local.path)
+                                         item.file_id, outcome.outcome, item.local.path,
+                                         outcome.file_status)
         self._count(outcome)
         if self.on_outcome is not None:
             self.on_outcome(item, outcome)

@@ -258,7 +258,8 @@ def format_summary(s: Mapping[str, Any]) -> str:
              + "   (listed with the manifest's attributes)"),
             ("updated", n(s["updated"]) + "   (in place; attributes set to the manifest's)"),
             ("detached", n(s["detached"] + s["already_detached"])
-             + "   (in a named store, not in the manifest; the file objects stay)"),
+             + "   (in a named store, not in the manifest; only objects the tool uploaded "
+             "are deleted, once in no store)"),
             ("failed", n(s["failed"])),
         ]
     else:

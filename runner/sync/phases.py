@@ -189,6 +189,8 @@ class Phases:
         engine = self._engine(work, ListedAttach(self.sender, plans), self.tally)
         if engine.local is not None:
             self.uploads = engine.local.uploads
+            for plan in self.plans:  # read when the plan was made (sync/plan.py)
+                self.uploads.counts.changed.update(plan.changed)
         in_place = Outcome("already_attached", 200, 0)
         for plan in self.plans:
             pairs = plan.pairs
@@ -288,7 +290,8 @@ class Phases:
             concurrency=settings.concurrency, batch_size=settings.batch_size,
             retry_failed=settings.retry_failed, max_runtime=left,
             on_progress=self.progress(len(items)),
-            resume_due_in=max(0.0, self.due_in), operation=operation, on_outcome=count)
+            resume_due_in=max(0.0, self.due_in), operation=operation, on_outcome=count,
+            keep_files=settings.keep_files)
         engine.tally = tally
         tally.pairs += len(items)
         self.engine = engine

@@ -128,7 +128,8 @@ class StorePlan:
     listing (`listing`, fed by runner/operations/listing.py), the sets made from the two
     (`plan`), and what the run did there (`result`)."""
 
-    __slots__ = ("store", "pairs", "listing", "sets", "result", "local", "uploads", "paths")
+    __slots__ = ("store", "pairs", "listing", "sets", "result", "local", "uploads", "paths",
+                 "changed")
 
     def __init__(self, store: str) -> None:
         self.store = store
@@ -138,6 +139,7 @@ class StorePlan:
         self.local: dict[str, Item] = {}
         self.uploads: list[Item] = []
         self.paths: set[str] = set()
+        self.changed: dict[str, str] = {}  # path -> the file object of its old content
         self.listing = StoreListing(store, self.pairs)
         self.sets = StoreSets()  # nothing to do until planned
         self.result = StoreResult()
@@ -166,7 +168,12 @@ def store_plans(source: ManifestSource, target: Target,
         if plan is None:
             plan = plans[item.owner] = StorePlan(item.owner)
         if item.local is not None and uploads is not None:
+            before = uploads.paths.get(item.local.path)
             item = resolve_path(item, uploads)
+            if (before is not None and item.local is not None and item.local.sha256
+                    and before.sha256 != item.local.sha256
+                    and (old := uploads.uploaded(before.sha256)) is not None):
+                plan.changed[item.local.path] = old
             plan.paths.add(item.local.path)  # type: ignore[union-attr]
             if not item.file_id:
                 plan.uploads.append(item)

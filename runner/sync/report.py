@@ -68,7 +68,7 @@ def store_entry(plan: StorePlan) -> dict[str, Any]:
     return {
         "vector_store_id": plan.store,
         "listed": listing.listed if error is None else None,
-        "manifest_files": len(plan.pairs),
+        "manifest_files": len(plan.pairs) + len(plan.uploads),
         "in_place": sets.in_place,
         "added": result.added,
         "updated": result.updated,

@@ -197,6 +197,7 @@ def test_sync_replaces_a_folder_whose_every_file_was_rewritten(
     assert synced.code == 0, synced.err  # no guard: replaces lose nothing
     summary = synced.json()
     assert (summary["uploaded"], summary["replaced"], summary["files_deleted"]) == (10, 10, 10)
+    assert summary["changed"] == 10
     assert summary["detached"] == 0  # a replace's detach is not a prune
     record = sb.record()
     assert held(record, "vs_1") == sorted(sha(t) for t in now.values())
@@ -308,3 +309,23 @@ def test_sync_dry_run_shows_uploads_replaces_and_prunes(
     after = sb.record()["by_route"]
     assert {r: n - writes_before.get(r, 0) for r, n in after.items()
             if n != writes_before.get(r, 0)} == {"GET list": 2}  # list requests only
+
+
+def test_a_version_whose_processing_failed_is_replaced_once_the_file_is_fixed(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    sb = sandbox(vs_fail_rate=1.0)  # every file the store processes fails (not UTF-8, say)
+    write(tmp_path / "docs" / "a.md", "not really text\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,docs/a.md\n")
+    log = tmp_path / "log"
+    failed = run_main(run_args(sb, "run", manifest, log, "--wait"))
+    assert failed.code == 1, failed.err
+    (bad,) = sb.record()["vector_store_files"]["vs_1"]
+    sb.update(vs_fail_rate=0.0)
+    write(tmp_path / "docs" / "a.md", "fixed: real text now\n")
+    fixed = run_main(run_args(sb, "run", manifest, log, "--wait"))
+    assert fixed.code == 0, fixed.err
+    assert (fixed.json()["replaced"], fixed.json()["files_deleted"]) == (1, 1)
+    record = sb.record()
+    assert held(record, "vs_1") == [sha("fixed: real text now\n")]
+    assert record["files"][bad]["deleted"]
