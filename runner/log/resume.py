@@ -224,11 +224,12 @@ class ResumeIndex(Planning, VersionQueries):
                 self.batch_of.pop(key, None)
                 if "path" in ev:
                     self._note_path_pair(owner, fid, ev)
-                if "path" in ev or outcome in DETACHED_OUTCOMES:
+                # (A line a tool rewrote may hold anything: a list is no outcome.)
+                detached = isinstance(outcome, str) and outcome in DETACHED_OUTCOMES
+                if "path" in ev or detached:
                     self.versions.note_end(key, owner, fid, outcome, ev.get("path"),
                                            ev.get("file_status"))
-                    self.versions.replaced += (ev.get("op") == "detach-version"
-                                               and outcome in DETACHED_OUTCOMES)
+                    self.versions.replaced += ev.get("op") == "detach-version" and detached
             elif kind == "sent":
                 owner, fid = ev.get(owner_col), _identity(ev)
                 if isinstance(owner, str) and isinstance(fid, str):

@@ -59,6 +59,8 @@ class VersionIndex:
         """A pair's `done` (a path pair's, or any detach's); `key` is its pair key. A pair
         that failed in its store's processing (`file_status` failed) is in the store too: the
         path's version there, replaced like any once the file changes."""
+        if not isinstance(outcome, str):
+            return
         if outcome in IN_PLACE_OUTCOMES or file_status == "failed":
             if not isinstance(path, str) or not file_id or file_id.startswith("\0"):
                 return

@@ -137,7 +137,9 @@ _jsonl_lines = st.one_of(
 
 
 def jsonl_line_is_good(value: Any) -> bool:
-    return (isinstance(value, dict)
+    # A line that names the other target's owner key too is refused, whatever its value
+    # (null included): "a manifest is for one target: keep one of them".
+    return (isinstance(value, dict) and "vector_store_id" not in value
             and all(isinstance(value.get(k), str) and is_valid_id(value[k])
                     for k in ("assistant_id", "file_id")))
 
@@ -229,7 +231,9 @@ def test_yaml_trees_give_pairs_or_lines_that_exist(tmp_path: Path, tree: Any, fl
 # ---------------------------------------------------------------------- result logs
 
 _event_names = st.sampled_from(["run-start", "run-end", "sent", "done", "batch-sent",
-                                "batch-created", "other"])
+                                "batch-created", "upload-sent", "uploaded", "upload-failed",
+                                "possible-duplicates", "file-delete-sent", "file-deleted",
+                                "other"])
 _log_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
     | st.sampled_from(["asst_1", "file-1", "vs_1", "attached", "failed", "already_attached",
@@ -245,7 +249,13 @@ _events = st.builds(
     st.fixed_dictionaries({}, optional={
         "assistant_id": _log_ids, "vector_store_id": _log_ids, "file_id": _log_ids,
         "file_ids": st.lists(_log_ids, max_size=3) | _log_values,
-        "outcome": st.sampled_from(["attached", "already_attached", "failed"]) | _log_values,
+        "outcome": st.sampled_from(["attached", "already_attached", "failed", "detached",
+                                    "already_detached"]) | _log_values,
+        "op": st.sampled_from(["attach", "detach", "detach-version"]) | _log_values,
+        "path": st.sampled_from(["/d/a.md", "/d/b.md"]) | _log_values,
+        "sha256": st.sampled_from(["a" * 64, "b" * 64]) | _log_values,
+        "bytes": _log_values, "mtime_ns": _log_values, "hashed_ns": _log_values,
+        "file_status": st.sampled_from(["failed", "completed"]) | _log_values,
         "status": _log_values, "error": st.dictionaries(
             st.sampled_from(["code", "message", "type"]), _log_values, max_size=3) | _log_values,
         "retryable": _log_values, "uncertain": _log_values, "batch_id": _log_ids,
