@@ -64,14 +64,17 @@ class VersionIndex:
         if outcome in IN_PLACE_OUTCOMES or file_status == "failed":
             if not isinstance(path, str) or not file_id or file_id.startswith("\0"):
                 return
-            path = sys.intern(path)
-            store = self._store(store)
-            versions = self.current.setdefault(store, {})
+            versions = self.current.get(store)
+            if versions is None:
+                self.stores.add(store)
+                versions = self.current[store] = {}
+            path = sys.intern(path)  # a key of UploadIndex.paths too: one string for both
             old = versions.get(path)
             if old is not None and old != file_id:
                 self.superseded[pair_key(store, old)] = OldVersion(store, old, path)
-            versions[path] = file_id = sys.intern(file_id)
-            self.superseded.pop(key, None)
+            versions[path] = file_id
+            if self.superseded:
+                self.superseded.pop(key, None)
             self.maybe_unused.discard(file_id)
         elif outcome in DETACHED_OUTCOMES:
             self.superseded.pop(key, None)
