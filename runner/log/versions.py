@@ -161,7 +161,20 @@ class VersionQueries:
         if not candidates:
             return []
         every = versions.stores | self.owners_named | set(stores)
-        return sorted(
-            file_id for file_id in candidates
-            if all(self.last_state(store, file_id) in (None, *DETACHED_STATES)
-                   and not wanted(store, file_id) for store in every))
+        return sorted(file_id for file_id in candidates
+                      if self._in_no_store(file_id, every, wanted))
+
+    def is_unused(self, file_id: str, stores: Iterable[str] = (),
+                  wanted: Callable[[str, str], bool] | None = None) -> bool:
+        """`unused_uploads` for one file object (one a detach just took out)."""
+        uploads = self.uploads
+        if (file_id not in uploads.claimed or file_id in uploads.deleted
+                or file_id in uploads.unadoptable):
+            return False
+        every = self.versions.stores | self.owners_named | set(stores)
+        return self._in_no_store(file_id, every, wanted or self.named_this_run)
+
+    def _in_no_store(self, file_id: str, stores: Iterable[str],
+                     wanted: Callable[[str, str], bool]) -> bool:
+        return all(self.last_state(store, file_id) in (None, *DETACHED_STATES)
+                   and not wanted(store, file_id) for store in stores)

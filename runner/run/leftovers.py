@@ -58,6 +58,10 @@ class Leftovers:
         # The log could not be written: stop at once (the run's exit 2, `log-write`).
         self.log_error: LogError | None = None
         self.engine: Engine | None = None
+        self._deletes: _Deletes | None = None
+        self._stores: list[str] = []
+        self._keeps: Callable[[str, str], bool] | None = None
+        self._failed_before = 0
 
     def _left(self) -> float | None:
         runtime = self.settings.max_runtime
@@ -67,13 +71,18 @@ class Leftovers:
 
     async def finish(self, wanted: Callable[[str, str], bool] | None = None,
                      stores: Iterable[str] = ()) -> None:
-        """Replace, then clean up. `wanted(store, file_id)`: a pair the manifest keeps (by
-        default, one this run named); `stores`: the manifest's stores."""
+        """Replace, deleting each file object of ours as soon as nothing holds it.
+        `wanted(store, file_id)`: a pair the manifest keeps (by default, one this run
+        named); `stores`: the manifest's stores."""
+        self.start_deleting(stores, wanted)
         await self.replace(wanted)
-        if self.stop is None and not self.settings.keep_files:
-            await self.clean_up(stores, wanted)
+        await self.finish_deleting()
 
     async def replace(self, wanted: Callable[[str, str], bool] | None = None) -> None:
+        """Take out the old versions (DetachVersion through the run's engine); each one
+        detached whose file object is then in no store is deleted at once, beside the
+        detaches still going (a store takes 300 writes a minute: the deletes, which are not
+        store writes, use the rest of the rate meanwhile)."""
         stale = self.index.stale_versions(wanted)
         if not stale:
             return
@@ -86,6 +95,7 @@ class Leftovers:
                             op=outcome.op)
             if outcome.outcome in ("detached", "already_detached"):
                 self.counts.replaced += 1
+                self.freed(item.file_id)
 
         settings = self.settings
         engine = Engine(
@@ -97,57 +107,62 @@ class Leftovers:
         engine.tally = self.tally
         self.engine = engine
         result = await engine.run()
-        self.stop, self.refusal, self.log_error = result.stop, result.refusal, engine.log_error
+        self.stop = self.stop or result.stop
+        self.refusal = self.refusal or result.refusal
+        self.log_error = self.log_error or engine.log_error
 
-    async def clean_up(self, stores: Iterable[str] = (),
-                       wanted: Callable[[str, str], bool] | None = None) -> None:
-        unused = self.index.unused_uploads(stores, wanted)
-        if not unused:
+    # --- clean-up ---------------------------------------------------------------------------
+
+    def start_deleting(self, stores: Iterable[str] = (),
+                       keeps: Callable[[str, str], bool] | None = None) -> None:
+        """Start the deletes (not with --keep-files): first the file objects of ours that
+        nothing holds already; then each one `freed` finds unused. `keeps(store, file_id)`:
+        a pair of the manifest (by default, one this run named)."""
+        self._stores, self._keeps = list(stores), keeps
+        self._failed_before = len(self.deleter.counts.failed)
+        if self.settings.keep_files:
             return
-        deleter = self.deleter
-        failed_before = len(deleter.counts.failed)
-        unsettled = self.index.versions.deletes_unsettled
-        settle_after = self.settings.timeout + self.settings.settle
-        queue = iter(unused)
+        self._deletes = _Deletes(self, self.settings.concurrency)
+        for file_id in self.index.unused_uploads(self._stores, keeps):
+            self._deletes.add(file_id)
+
+    def freed(self, file_id: str) -> None:
+        """A detach of this run took the file out of a store: delete it if nothing else
+        holds it and it is ours."""
+        if self._deletes is not None and self.index.is_unused(file_id, self._stores,
+                                                              self._keeps):
+            self._deletes.add(file_id)
+
+    async def finish_deleting(self) -> None:
+        """Delete the rest that nothing holds (unless the run stopped), and wait for the
+        deletes under way; a signal or --max-runtime stops them (the next run finishes)."""
+        deletes, self._deletes = self._deletes, None
+        if deletes is None:
+            return
+        if self.stop is None:
+            for file_id in self.index.unused_uploads(self._stores, self._keeps):
+                deletes.add(file_id)
         loop = asyncio.get_running_loop()
-
-        def stop(reason: str) -> None:
-            if self.stop is None:
-                self.stop = reason
-            self.sender.halt()
-
-        async def worker() -> None:
-            for file_id in queue:
-                if self.stop is not None:
-                    return
-                sent_at = unsettled.get(file_id)
-                if sent_at:  # an earlier run's delete, unsettled: its time must have come
-                    await self.sender.pause(sent_at + settle_after - time.time())
-                try:
-                    await deleter.delete(file_id, check_first=sent_at is not None)
-                except RunRefused as refusal:
-                    self.refusal = self.refusal or refusal
-                    stop("refused")
-                except LogError as error:  # what the log says stays true: checked next run
-                    self.log_error = self.log_error or error
-                    stop("log-write")
-
         installed = []
         for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            loop.add_signal_handler(sig, stop, name)
+            loop.add_signal_handler(sig, self.halt, name)
             installed.append(sig)
         left = self._left()
-        timer = loop.call_later(left, stop, "max-runtime") if left is not None else None
+        timer = loop.call_later(left, self.halt, "max-runtime") if left is not None else None
         try:
-            workers = min(self.settings.concurrency, len(unused))
-            await asyncio.gather(*(worker() for _ in range(workers)))
+            await deletes.close()
         finally:
             if timer is not None:
                 timer.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
-        for _, status, error in deleter.counts.failed[failed_before:]:
+        for _, status, error in self.deleter.counts.failed[self._failed_before:]:
             self.tally.fail(status, error)
+
+    def halt(self, reason: str) -> None:
+        if self.stop is None:
+            self.stop = reason
+        self.sender.halt()
 
     def add_failures(self, tally: Tally) -> None:
         """Count this end's failures (detach-versions, deletes) into the run's `tally`."""
@@ -161,3 +176,44 @@ class Leftovers:
         self.add_failures(tally)
         return RunResult(tally, result.stop or self.stop, result.refusal or self.refusal,
                          result.elapsed)
+
+
+class _Deletes:
+    """File objects to delete, taken by a few workers as they come (never one twice)."""
+
+    def __init__(self, leftovers: Leftovers, workers: int) -> None:
+        self.leftovers = leftovers
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.seen: set[str] = set()
+        self.workers = [asyncio.create_task(self._work()) for _ in range(max(1, workers))]
+
+    def add(self, file_id: str) -> None:
+        if file_id not in self.seen:
+            self.seen.add(file_id)
+            self.queue.put_nowait(file_id)
+
+    async def close(self) -> None:
+        for _ in self.workers:
+            self.queue.put_nowait(None)
+        await asyncio.gather(*self.workers)
+
+    async def _work(self) -> None:
+        leftovers = self.leftovers
+        sender = leftovers.sender
+        unsettled = leftovers.index.versions.deletes_unsettled
+        settings = leftovers.settings
+        while (file_id := await self.queue.get()) is not None:
+            if leftovers.stop is not None:
+                continue  # left for the next run, which finds it unused again
+            sent_at = unsettled.get(file_id)
+            if sent_at:  # an earlier run's delete, unsettled: its time must have come
+                await sender.pause(sent_at + settings.timeout + settings.settle - time.time())
+            try:
+                await leftovers.deleter.delete(file_id, check_first=sent_at is not None)
+            except RunRefused as refusal:
+                leftovers.refusal = leftovers.refusal or refusal
+                leftovers.halt("refused")
+            except LogError as error:  # what the log says stays true: checked next run
+                leftovers.log_error = leftovers.log_error or error
+                leftovers.halt("log-write")
+

@@ -127,8 +127,13 @@ class Phases:
         try:
             await self._phases()
         finally:
-            if self.leftovers is not None:
-                self.leftovers.add_failures(self.tally)
+            leftovers = self.leftovers
+            if leftovers is not None:
+                # The deletes went on beside the detaches; the rest, unless the run stopped.
+                if self.stop not in (None, "guard"):
+                    leftovers.stop = leftovers.stop or self.stop
+                await self._finish(leftovers.finish_deleting())
+                leftovers.add_failures(self.tally)
 
     async def _phases(self) -> None:
         await self.add_and_update()
@@ -140,6 +145,7 @@ class Phases:
                                        log=self.log, sender=self.sender,
                                        owner_column=self.owner_column, started=self.started,
                                        due_in=self.due_in)
+            self.leftovers.start_deleting(self.by_store, self.keeps)
             await self._finish(self.leftovers.replace(self.wanted))
             if self.stop is not None:
                 return
@@ -148,8 +154,6 @@ class Phases:
             return
         await self.detach(prunable)
         await self.refill(prunable)
-        if self.leftovers is not None and self.stop is None and not self.settings.keep_files:
-            await self._finish(self.leftovers.clean_up(self.by_store, self.keeps))
 
     def keeps(self, store: str, file_id: str) -> bool:
         """A pair of the manifest."""
@@ -281,6 +285,9 @@ class Phases:
                                      op=outcome.op)
             result = self.by_store[item.owner].result
             result.count(outcome, detaching=detaching)
+            if detaching and self.leftovers is not None and outcome.outcome in (
+                    "detached", "already_detached"):
+                self.leftovers.freed(item.file_id)  # deleted now if ours and in no store
             if not detaching and is_store_full(outcome):
                 result.full.append((item, outcome))
 
