@@ -345,7 +345,8 @@ def test_dry_run_json_is_one_object_of_counts_and_touches_nothing(tmp_path: Path
         "batch_requests": 2, "checks": 1, "updates": 0, "detaches": 0, "batches_to_follow": 1,
         "pairs_to_attach": 3,
         "pairs_in_batches_to_follow": 2, "uploads": 0, "upload_bytes": 0,
-        "uploads_to_check": 0, "attached_earlier": 1, "detached_earlier": 0,
+        "uploads_to_check": 0, "replaces": 0, "file_deletes": 0, "attached_earlier": 1,
+        "detached_earlier": 0,
         "refused_earlier": 1,
         "duplicates": 1}
     assert report["pairs"] == sum(report[k] for k in (
