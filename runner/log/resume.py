@@ -227,8 +227,12 @@ class ResumeIndex(Planning, VersionQueries):
                 # (A line a tool rewrote may hold anything: a list is no outcome.)
                 detached = isinstance(outcome, str) and outcome in DETACHED_OUTCOMES
                 if "path" in ev or detached:
-                    self.versions.note_end(key, owner, fid, outcome, ev.get("path"),
-                                           ev.get("file_status"))
+                    # The id as our `uploaded` line spelled it, when it is one of ours: one
+                    # string for file_of and the versions (100,000 of them in a big folder).
+                    sha = ev.get("sha256")
+                    same = self.uploads.file_of.get(sha) if isinstance(sha, str) else None
+                    self.versions.note_end(key, owner, same if same == fid else fid, outcome,
+                                           ev.get("path"), ev.get("file_status"))
                     self.versions.replaced += ev.get("op") == "detach-version" and detached
             elif kind == "sent":
                 owner, fid = ev.get(owner_col), _identity(ev)
@@ -267,7 +271,8 @@ class ResumeIndex(Planning, VersionQueries):
         self.uploads.note_path(ev)
         self.versions.note_store(owner)
         path = ev.get("path")
-        if identity and not identity.startswith("\0") and isinstance(path, str):
+        if (identity and not identity.startswith("\0") and isinstance(path, str)
+                and (self.states or self.failed)):
             unsent = pair_key(owner, "\0" + path)
             self.states.pop(unsent, None)
             self.failed.pop(unsent, None)

@@ -43,13 +43,19 @@ class PathRecord(NamedTuple):
 
 
 class SentUpload(NamedTuple):
-    """An upload whose outcome the log does not know: when it was sent (epoch seconds, the
-    line's `ts`), under which filename, and how many bytes."""
+    """An upload whose outcome the log does not know: when it was sent (the line's `ts`),
+    under which filename, and how many bytes."""
 
     path: str
     filename: str
     size: int
-    sent_at: float
+    ts: object
+
+    @property
+    def sent_at(self) -> float:
+        """Epoch seconds (read only when asked: nearly every upload-sent is settled by the
+        line after it, and a rerun reads 100,000 of them)."""
+        return epoch(self.ts)
 
 
 @dataclass
@@ -82,7 +88,7 @@ class UploadIndex:
         if kind == "upload-sent":
             path, size, name = ev.get("path"), ev.get("bytes"), ev.get("filename")
             if isinstance(path, str) and isinstance(size, int) and isinstance(name, str):
-                self.unsettled[sha] = SentUpload(path, name, size, epoch(ev.get("ts")))
+                self.unsettled[sha] = SentUpload(path, name, size, ev.get("ts"))
         elif kind == "upload-failed":
             self.unsettled.pop(sha, None)
         elif kind == "uploaded":

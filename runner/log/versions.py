@@ -18,7 +18,6 @@ in no store and no line of the run names it (`VersionQueries.unused_uploads`).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -68,7 +67,6 @@ class VersionIndex:
             if versions is None:
                 self.stores.add(store)
                 versions = self.current[store] = {}
-            path = sys.intern(path)  # a key of UploadIndex.paths too: one string for both
             old = versions.get(path)
             if old is not None and old != file_id:
                 self.superseded[pair_key(store, old)] = OldVersion(store, old, path)
