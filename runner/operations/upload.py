@@ -220,7 +220,6 @@ class Uploads:
     async def _upload(self, item: Item, local: LocalFile, filename: str,
                       tries: ItemState) -> str | Outcome:
         sender = self.sender
-        self.log.append_upload_sent(local, filename)
         retrying = sender.retrying(tries)
         try:
             async for attempt in retrying:
@@ -243,8 +242,18 @@ class Uploads:
         body = UploadBody(local.path, local.size, filename, on_bytes=self._sent_bytes)
         started, sent_at = asyncio.get_running_loop().time(), time.time()
         self.sending = (self.sending[0], self.sending[1] + local.size)
+
+        def sending() -> None:
+            # `upload-sent` once the request's turn has come, each try: a wait for the rate
+            # (a 429's pause, say) must not make the line older than the send, or the next
+            # run's check of a killed upload (due at the line's time + --timeout + --settle)
+            # could come before the late upload lands, and upload it twice.
+            nonlocal sent_at
+            self.log.append_upload_sent(local, filename)
+            sent_at = time.time()
+
         try:
-            answer = await sender.upload(body)
+            answer = await sender.upload(body, before_send=sending)
         except NotSent:
             tries.sent -= 1
             tries.counted -= 1

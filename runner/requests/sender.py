@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
@@ -188,8 +188,10 @@ class Sender:
         self.limiter.on_response(limit=answer.limit, remaining=answer.remaining, reset=answer.reset)
         return answer
 
-    async def upload(self, body: UploadBody) -> Answer:
-        """One `POST /files` of a file's body under the uploads' limiter (see `request`).
+    async def upload(self, body: UploadBody,
+                     before_send: Callable[[], None] | None = None) -> Answer:
+        """One `POST /files` of a file's body under the uploads' limiter (see `request`);
+        `before_send` is called once its turn has come, just before it goes (the log's line).
         Raises NotSent once the run is halted, TransportError (`sent`: the body went out
         whole), FileChanged."""
         limiter = self.upload_limiter
@@ -198,6 +200,8 @@ class Sender:
             await self._interruptible(limiter.acquire())
         if self.halted:
             raise NotSent()
+        if before_send is not None:
+            before_send()
         counters = self.counters
         counters.requests += 1
         counters.uploads += 1

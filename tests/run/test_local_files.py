@@ -471,6 +471,12 @@ def test_a_429_to_uploads_slows_uploads_alone_and_the_run_finishes(
     assert record["rate_limited"]["uploads"] > 0  # the limit was met: the test saw the rule
     assert result.json()["uploaded"] == len(texts)
     assert_exactly_once(record, "vs_1", texts, set())
+    # Each try's `upload-sent` is written when it goes, after its wait for the rate: one a
+    # POST the sandbox answered (429s included), so a killed run's check is due from the
+    # last send, not from a line written before a long wait.
+    lines = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
+    sent = sum(line["event"] == "upload-sent" for line in lines)
+    assert sent == len(texts) + record["rate_limited"]["uploads"]
 
 
 def test_sigterm_mid_upload_leaves_it_for_the_next_run_to_settle(
