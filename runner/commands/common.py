@@ -82,6 +82,15 @@ def check_source(settings: Settings, io: Io, target: Target, source: ManifestSou
     return stats
 
 
+def remembers_every_pair(stats: ManifestStats, index: ResumeIndex) -> bool:
+    """Whether the run must remember each pair it meets (ResumeIndex.expect_repeats): when
+    the check counted repeats; when the manifest has path rows (paths of one content name one
+    pair, which only their upload can tell); when the log uploaded files (the run's end deletes
+    only what no pair it met names: run/leftovers.py)."""
+    return (stats.duplicates > 0 or stats.first_path_line is not None
+            or bool(index.uploads.claimed))
+
+
 def resolve_target(settings: Settings, source: ManifestSource) -> tuple[Target, int | None]:
     """The target the manifest names (SPEC "Which target"), and the line that names it; the
     one --target or `target:` gives where the manifest cannot say. One that contradicts the

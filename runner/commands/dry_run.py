@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from runner.commands.common import load_index, manifest_parts, prepare
+from runner.commands.common import load_index, manifest_parts, prepare, remembers_every_pair
 from runner.config import Settings
 from runner.console import Io
 from runner.errors import EXIT_OK
@@ -29,10 +29,7 @@ def show_run_plan(settings: Settings, io: Io, operation: type[Operation]) -> int
     --json, only the counts, as one object); no key, no lock, no write, no request."""
     target, source, stats = prepare(settings, io)
     index = load_index(settings, target, io)
-    # As the run sets it: a log that uploaded files remembers each pair the manifest names
-    # (the run's end keeps those).
-    index.expect_repeats = (stats.duplicates > 0 or stats.first_path_line is not None
-                            or bool(index.uploads.claimed))
+    index.expect_repeats = remembers_every_pair(stats, index)  # as the run sets it
     tally = Tally(pairs=stats.pairs)
     detach = operation is Detach
     batch_size = settings.batch_size if target.supports_batches and operation.batches else 0

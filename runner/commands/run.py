@@ -18,6 +18,7 @@ from runner.commands.common import (
     prepare,
     print_end,
     progress_for,
+    remembers_every_pair,
     resume_due_in,
     run_end_counts,
     run_error,
@@ -79,12 +80,7 @@ def send(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operat
         if index is None or log_identity(settings.log) != log_seen:
             index = load_index(settings, target, io)
             stats.skips, stats.settled = {}, 0
-        # The check counted no repeated pair: the run need not remember each pair it meets
-        # (but paths of one content name one pair, which only their upload can tell).
-        # So does a log that uploaded files: the run's end deletes only what no pair it met
-        # names (run/leftovers.py).
-        index.expect_repeats = (stats.duplicates > 0 or stats.first_path_line is not None
-                                or bool(index.uploads.claimed))
+        index.expect_repeats = remembers_every_pair(stats, index)
         if index.uploads.claimed:  # and so every pair is met, none passed over in a block
             stats.skips, stats.settled = {}, 0
         # The command line is echoed as the "next:" command: never with the key in it.

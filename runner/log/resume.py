@@ -248,8 +248,6 @@ class ResumeIndex(Planning, VersionQueries):
                     self.versions.maybe_unused.add(file_id)  # until a line puts it in place
                 if kind in DELETE_EVENTS:
                     self.versions.load_delete(ev)
-            elif kind == "file-delete-sent":
-                self.versions.load_delete(ev)
             elif kind in ("batch-sent", "batch-created"):
                 self._load_batch(ev, created=kind == "batch-created")
             elif kind == "run-start":

@@ -24,13 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from runner.items import Item
+from runner.items import Item, LocalFile
 
 # git's racy-file rule: a file read within this long of its mtime may have been written again
 # in the same clock tick after it was read; a later run reads it again.
 RACY_NS = 2_000_000_000
-UPLOAD_EVENTS = frozenset({"upload-sent", "uploaded", "upload-failed", "file-deleted",
-                           "possible-duplicates"})
+UPLOAD_EVENTS = frozenset({"upload-sent", "uploaded", "upload-failed", "possible-duplicates",
+                           "file-delete-sent", "file-deleted"})
 
 
 class PathRecord(NamedTuple):
@@ -112,6 +112,14 @@ class UploadIndex:
         if (ev.get("event") == "done" and isinstance(sha, str) and isinstance(file_id, str)
                 and file_id and file_id in self.claimed and file_id not in self.deleted):
             self.file_of.setdefault(sha, file_id)
+
+    def changed_from(self, local: LocalFile) -> str | None:
+        """The file object of ours holding the content the log last read at this path, when
+        the file (hashed now) holds other content: the version its new one replaces."""
+        before = self.paths.get(local.path)
+        if before is None or not local.sha256 or before.sha256 == local.sha256:
+            return None
+        return self.file_of.get(before.sha256)
 
     def uploaded(self, sha256: str) -> str | None:
         """The file object of ours that holds this content, if any (not deleted)."""

@@ -81,6 +81,11 @@ class VersionIndex:
             if isinstance(path, str) and held is not None and held.get(path) == file_id:
                 del held[path]
 
+    def version_of(self, store: str, path: str) -> str | None:
+        """The file object the path's last in-place `done` in the store names."""
+        held = self.current.get(store)
+        return None if held is None else held.get(path)
+
     def note_store(self, store: object) -> None:
         """A store a line of a pair of ours named (a batch's, a path pair's)."""
         if isinstance(store, str):

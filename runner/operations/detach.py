@@ -54,8 +54,7 @@ class Detach(Operation):
         local = item.local
         if local is None:
             return item
-        return item._replace(
-            file_id=index.versions.current.get(item.owner, {}).get(local.path, ""))
+        return item._replace(file_id=index.versions.version_of(item.owner, local.path) or "")
 
     async def start(self, item: Item, plan: Plan) -> Outcome:
         return await self.detach(item, uncertain=plan is Plan.CHECK)

@@ -176,10 +176,7 @@ class Uploads:
 
     def _note_change(self, local: LocalFile) -> None:
         """A path the log recorded with other content, uploaded by this log: changed."""
-        before = self.index.paths.get(local.path)
-        if before is None or before.sha256 == local.sha256:
-            return
-        old = self.index.uploaded(before.sha256)
+        old = self.index.changed_from(local)
         if old is not None:
             self.counts.changed.setdefault(local.path, old)
 

@@ -10,7 +10,6 @@ pool's size is the concurrency bound.
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Awaitable, Callable, Iterator
 
 from runner.errors import LogError
@@ -29,6 +28,7 @@ from runner.requests.sender import Sender
 from runner.requests.targets import ApiError
 from runner.run.local import LocalPairs, PairActions
 from runner.run.settle import Parked, SettleQueue
+from runner.run.signals import stopping_on_signals
 from runner.run.tally import RunResult, Tally
 from runner.run.work import (
     OPENING_LOOKAHEAD,
@@ -288,9 +288,6 @@ class Engine:
         loop = asyncio.get_running_loop()
         self.started = loop.time()
         self._resume_due = self.started + self.resume_due_in
-        handlers = self._install_signals(loop)
-        timer = (loop.call_later(self.max_runtime, self.stop, "max-runtime")
-                 if self.max_runtime else None)
         ticker = asyncio.create_task(self._tick()) if self.on_progress else None
         operation = self.operation
         batches = operation.batches and self.sender.target.supports_batches
@@ -303,14 +300,11 @@ class Engine:
             work = FreeStoresFirst(work, store_limiter.ready_in)
         workers = [asyncio.create_task(self._worker(work)) for _ in range(self.concurrency)]
         try:
-            await self._until_done_or_stopped(workers)
+            with stopping_on_signals(self.stop, max_runtime=self.max_runtime):
+                await self._until_done_or_stopped(workers)
         finally:
-            if timer is not None:
-                timer.cancel()
             if ticker is not None:
                 ticker.cancel()
-            for sig in handlers:
-                loop.remove_signal_handler(sig)
         self._unpark_all()
         if self.refusal is not None and self.log_error is None:
             try:
@@ -355,16 +349,6 @@ class Engine:
             retryable=True, op=self.operation.name)
         for item in breaker.items:
             self.log.append_done(self.owner_column, item, refused)
-
-    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
-        installed: list[int] = []
-        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            try:
-                loop.add_signal_handler(sig, self.stop, name)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Unix
-                continue
-            installed.append(sig)
-        return installed
 
     async def _tick(self) -> None:
         assert self.on_progress is not None

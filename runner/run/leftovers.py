@@ -20,7 +20,6 @@ checked (GET) before it is sent again.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Callable, Iterable
 
@@ -34,6 +33,7 @@ from runner.operations.upload import Uploads
 from runner.requests.outcomes import Outcome, RunRefused
 from runner.requests.sender import Sender
 from runner.run.engine import Engine
+from runner.run.signals import stopping_on_signals
 from runner.run.tally import RunResult, Tally
 
 
@@ -142,20 +142,8 @@ class Leftovers:
         if self.stop is None:
             for file_id in self.index.unused_uploads(self._stores, self._keeps):
                 deletes.add(file_id)
-        loop = asyncio.get_running_loop()
-        installed = []
-        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            loop.add_signal_handler(sig, self.halt, name)
-            installed.append(sig)
-        left = self._left()
-        timer = loop.call_later(left, self.halt, "max-runtime") if left is not None else None
-        try:
+        with stopping_on_signals(self.halt, max_runtime=self._left()):
             await deletes.close()
-        finally:
-            if timer is not None:
-                timer.cancel()
-            for sig in installed:
-                loop.remove_signal_handler(sig)
         for _, status, error in self.deleter.counts.failed[self._failed_before:]:
             self.tally.fail(status, error)
 
@@ -185,12 +173,15 @@ class _Deletes:
         self.leftovers = leftovers
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.seen: set[str] = set()
-        self.workers = [asyncio.create_task(self._work()) for _ in range(max(1, workers))]
+        self.most = max(1, workers)
+        self.workers: list[asyncio.Task[None]] = []  # one more a delete, up to `most`
 
     def add(self, file_id: str) -> None:
         if file_id not in self.seen:
             self.seen.add(file_id)
             self.queue.put_nowait(file_id)
+            if len(self.workers) < self.most:
+                self.workers.append(asyncio.create_task(self._work()))
 
     async def close(self) -> None:
         for _ in self.workers:

@@ -7,7 +7,6 @@ whole run (SPEC "sync").
 from __future__ import annotations
 
 import asyncio
-import signal
 
 from runner.config import Settings
 from runner.console import Io
@@ -16,6 +15,7 @@ from runner.requests.outcomes import RunRefused
 from runner.requests.sender import Sender
 from runner.requests.targets import ApiError, refuses_for_good
 from runner.run.progress import PLAIN_EVERY, is_terminal
+from runner.run.signals import stopping_on_signals
 from runner.sync.plan import StorePlan
 
 
@@ -37,7 +37,6 @@ async def list_named_stores(settings: Settings, io: Io, sender: Sender,
     """List every named store; a signal or --max-runtime stops the listing (nothing was
     written yet), a refusal (a bad key, the quota, every store's listing refused alike) stops
     the run. Returns why the run stops (None: it goes on) and the refusal."""
-    loop = asyncio.get_running_loop()
     listing = asyncio.create_task(list_with_progress(settings, io, sender, plans))
     stopped: str | None = None
     refusal: RunRefused | None = None
@@ -47,25 +46,15 @@ async def list_named_stores(settings: Settings, io: Io, sender: Sender,
         stopped = name
         listing.cancel()
 
-    installed = []
-    for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-        loop.add_signal_handler(sig, stop, name)
-        installed.append(sig)
-    runtime = settings.max_runtime
-    timer = loop.call_later(runtime, stop, "max-runtime") if runtime else None
     try:
-        await listing
+        with stopping_on_signals(stop, max_runtime=settings.max_runtime):
+            await listing
     except asyncio.CancelledError:
         if stopped is None:
             raise
     except RunRefused as refused_run:
         refusal = refused_run
         stopped = "refused"
-    finally:
-        if timer is not None:
-            timer.cancel()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
     if stopped is None and (refused := listing_refusal(plans)) is not None:
         refusal = RunRefused("listing", *refused)
         stopped = "refused"

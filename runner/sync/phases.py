@@ -120,6 +120,12 @@ class Phases:
         # Local files: their uploads (phase A's), replaces and clean-up (after A, after C).
         self.uploads: Uploads | None = None
         self.leftovers: Leftovers | None = None
+        # Whether the run meets local files (the log uploaded some, or the manifest has path
+        # rows): only then does the run's end ask the log's last word on what this run did,
+        # so only then is each outcome folded into the index (a plain sync skips that work).
+        self.meets_local_files = bool(
+            index.uploads.claimed or index.versions.superseded
+            or any(plan.uploads or plan.local for plan in plans))
 
     async def run(self) -> None:
         """A, then (unless A stopped the run) replaces, the guard, B's detaches and C; then
@@ -139,8 +145,7 @@ class Phases:
         await self.add_and_update()
         if self.stop is not None:
             return
-        if self.uploads is not None and (self.index.uploads.claimed
-                                         or self.index.versions.superseded):
+        if self.uploads is not None and self.meets_local_files:
             self.leftovers = Leftovers(self.settings, self.uploads, index=self.index,
                                        log=self.log, sender=self.sender,
                                        owner_column=self.owner_column, started=self.started,
@@ -279,7 +284,7 @@ class Phases:
         detaching = isinstance(operation, Detach)
 
         def count(item: Item, outcome: Outcome) -> None:
-            if item.file_id:  # the run's end asks the log's last word (run/leftovers.py)
+            if item.file_id and self.meets_local_files:  # asked at the run's end
                 self.index.note_done(item.owner, item.file_id, outcome.outcome,
                                      retryable=outcome.retryable, uncertain=outcome.uncertain,
                                      op=outcome.op)

@@ -104,7 +104,7 @@ def _path_unrecorded(index: ResumeIndex, item: Item) -> bool:
     if local is None:
         return False
     record = index.uploads.paths.get(local.path)
-    return (index.versions.current.get(item.owner, {}).get(local.path) != item.file_id
+    return (index.versions.version_of(item.owner, local.path) != item.file_id
             or record is None or (record.size, record.mtime_ns, record.sha256) != (
                 local.size, local.mtime_ns, local.sha256))
 
@@ -168,13 +168,12 @@ def store_plans(source: ManifestSource, target: Target,
         if plan is None:
             plan = plans[item.owner] = StorePlan(item.owner)
         if item.local is not None and uploads is not None:
-            before = uploads.paths.get(item.local.path)
             item = resolve_path(item, uploads)
-            if (before is not None and item.local is not None and item.local.sha256
-                    and before.sha256 != item.local.sha256
-                    and (old := uploads.uploaded(before.sha256)) is not None):
-                plan.changed[item.local.path] = old
-            plan.paths.add(item.local.path)  # type: ignore[union-attr]
+            local = item.local
+            assert local is not None
+            if (old := uploads.changed_from(local)) is not None:
+                plan.changed[local.path] = old
+            plan.paths.add(local.path)
             if not item.file_id:
                 plan.uploads.append(item)
             elif plan.pairs.want(item):

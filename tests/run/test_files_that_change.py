@@ -329,3 +329,51 @@ def test_a_version_whose_processing_failed_is_replaced_once_the_file_is_fixed(
     record = sb.record()
     assert held(record, "vs_1") == [sha("fixed: real text now\n")]
     assert record["files"][bad]["deleted"]
+
+
+def test_an_uncertain_delete_is_checked_never_sent_again_blind(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    """SPEC "Clean-up": a delete whose outcome is unknown (here applied, then a 500) follows
+    the settle rule: a GET after --settle (404: deleted), never a second DELETE."""
+    sb = sandbox()
+    docs, texts, manifest, log = filled(tmp_path, sb, 3, "run")
+    old_ids = set(sb.record()["files"])
+    churn(docs, texts, change=3, delete=0, add=0)
+    # DELETEs (the detach-versions' and the file deletes) applied, then answered 500.
+    sb.update(fault_methods=("DELETE",), error_after_rate=1.0)
+    ran = run_main(run_args(sb, "run", manifest, log, "--max-attempts", "3"))
+    record = wait_for_held_writes(sb)
+    assert ran.code == 0, ran.err
+    assert all(record["files"][f]["deleted"] for f in old_ids)
+    assert record["file_deletes"] == {"applied": 3, "not_found": 0}  # none sent twice
+    assert ran.json()["files_deleted"] == 3
+    assert ran.json()["checks"] >= 6  # each detach-version and each delete checked by a GET
+
+
+def test_sync_never_replaces_in_a_store_its_manifest_does_not_name(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    """A replace left unfinished in two stores (the run killed with the old versions'
+    detaches in flight); then a sync whose manifest names only one of them: it finishes the
+    replace there, writes nothing to the other, and deletes no object that store holds."""
+    sb = sandbox()
+    both = "vector_store_id,path\nvs_1,docs/*.md\nvs_2,docs/*.md\n"
+    docs, texts, manifest, log = filled(tmp_path, sb, 2, "run", both)
+    old_ids = set(sb.record()["files"])
+    now = churn(docs, texts, change=2, delete=0, add=0)
+    sb.update(fault_methods=("DELETE",), slow_rate=1.0, slow_ms=20_000)
+    proc = spawn(*run_args(sb, "run", manifest, log, "--timeout", "5"))
+    wait_until(lambda: b'"op":"detach-version"' in log.read_bytes(), proc)
+    proc.kill()
+    proc.communicate()
+    sb.update(slow_rate=0.0)
+    vs_2_before = set(wait_for_held_writes(sb)["vector_store_files"]["vs_2"])
+    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
+    synced = rerun_until_exit_0(run_args(sb, "sync", manifest, log, "--timeout", "5"), runs=3)
+    record = wait_for_held_writes(sb)
+    assert held(record, "vs_1") == sorted(sha(t) for t in now.values())
+    # vs_2 is as the killed run left it (a detach in flight may have landed there, or not):
+    # the sync wrote nothing to it, and deleted no object it still holds.
+    assert set(record["vector_store_files"]["vs_2"]) == vs_2_before
+    assert not any(record["files"][f]["deleted"] for f in vs_2_before)
+    assert synced.json()["stores"][0]["vector_store_id"] == "vs_1"
+    assert old_ids & vs_2_before  # the test met the case: old versions stayed in vs_2

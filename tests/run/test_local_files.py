@@ -213,6 +213,11 @@ def test_two_files_of_one_name_and_size_both_uncertain_are_never_swapped(
     reported = _reported([first, second])
     assert reported  # the orphans the 500s left were named
     assert_exactly_once(record, "vs_1", ["content one\n", "content two\n"], reported)
+    # SPEC "Clean-up": a possible duplicate is never deleted, not even by a run whose end
+    # deletes what it made and no store holds.
+    third = run_main(args_for(sb, manifest, log))
+    assert third.code == 0, third.err
+    assert not any(sb.record()["files"][f]["deleted"] for f in reported)
 
 
 def test_kill_9_mid_upload_leaves_nothing_twice(
