@@ -252,5 +252,12 @@ def median(values: Sequence[float]) -> float:
 
 
 def scratch_dir() -> Iterator[Path]:
+    """A scratch directory removed after; BENCH_SCRATCH=DIR keeps the files in DIR instead
+    (to read a round's log after)."""
+    kept = os.environ.get("BENCH_SCRATCH")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        yield Path(kept)
+        return
     with tempfile.TemporaryDirectory(prefix="attach-runner-bench-") as tmp:
         yield Path(tmp)

@@ -54,32 +54,36 @@ class VersionIndex:
     maybe_unused: set[str] = field(default_factory=set)
 
     def note_end(self, key: int, store: str, file_id: str, outcome: object,
-                 path: object, file_status: object = None) -> None:
+                 path: object, file_status: object = None) -> OldVersion | None:
         """A pair's `done` (a path pair's, or any detach's); `key` is its pair key. A pair
         that failed in its store's processing (`file_status` failed) is in the store too: the
-        path's version there, replaced like any once the file changes."""
+        path's version there, replaced like any once the file changes. Returns the version
+        this one superseded, if any."""
         if not isinstance(outcome, str):
-            return
+            return None
         if outcome in IN_PLACE_OUTCOMES or file_status == "failed":
             if not isinstance(path, str) or not file_id or file_id.startswith("\0"):
-                return
+                return None
             versions = self.current.get(store)
             if versions is None:
                 self.stores.add(store)
                 versions = self.current[store] = {}
             old = versions.get(path)
+            replaced = None
             if old is not None and old != file_id:
-                self.superseded[pair_key(store, old)] = OldVersion(store, old, path)
+                replaced = self.superseded[pair_key(store, old)] = OldVersion(store, old, path)
             versions[path] = file_id
             if self.superseded:
                 self.superseded.pop(key, None)
             self.maybe_unused.discard(file_id)
+            return replaced
         elif outcome in DETACHED_OUTCOMES:
             self.superseded.pop(key, None)
             self.maybe_unused.add(file_id)
             held = self.current.get(store)
             if isinstance(path, str) and held is not None and held.get(path) == file_id:
                 del held[path]
+        return None
 
     def version_of(self, store: str, path: str) -> str | None:
         """The file object the path's last in-place `done` in the store names."""

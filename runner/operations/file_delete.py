@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from runner.log.uploads import UploadIndex
 from runner.log.versions import VersionIndex
 from runner.log.writer import ResultLog
+from runner.pacing.spare import DELETE_RANK
 from runner.requests.outcomes import GaveUp
 from runner.requests.sender import Sender
 from runner.requests.targets import ApiError, api_error
@@ -63,7 +64,7 @@ class FileDeleter:
             self.log.append_file_delete_sent(file_id)
             self.versions.deletes_unsettled[file_id] = 0.0
             try:
-                answer = await sender.request_retrying("DELETE", path)
+                answer = await sender.request_retrying("DELETE", path, spare=DELETE_RANK)
             except GaveUp as exc:
                 if not exc.uncertain:  # surely not applied: the next run checks, then deletes
                     return self._failed(file_id, exc.status, exc.error)

@@ -111,6 +111,11 @@ class RateLimiter:
         return self._auto
 
     @property
+    def probing(self) -> bool:
+        """Auto mode before its first answer: the rate is not known yet."""
+        return self._probing
+
+    @property
     def interval(self) -> float:
         """Seconds between two requests at the current rate (0.0: unlimited or probing)."""
         return self._interval
@@ -144,7 +149,10 @@ class RateLimiter:
         now = asyncio.get_running_loop().time()
         start = self._pause_until
         if self._rate is not None and not self._probing:
-            start = max(start, self._tat - self._tolerance)
+            slot = self._tat - self._tolerance
+            if slot < self._hold_until - _EPSILON:
+                slot = self._tat  # the server is nearly out: no burst (see _reserve)
+            start = max(start, slot)
         return max(0.0, start - now)
 
     def try_acquire(self) -> bool:
@@ -160,7 +168,9 @@ class RateLimiter:
             return False
         self._adapt(now)
         slot = max(now, self._tat - self._tolerance)  # what _reserve(now) would take
-        if slot > now or slot < self._hold_until - _EPSILON:
+        if slot < self._hold_until - _EPSILON:
+            slot = max(now, self._tat)  # the server is nearly out: no burst (see _reserve)
+        if slot > now:
             return False
         self._reserve(now)
         self._grants += 1
@@ -328,6 +338,13 @@ class RateLimiter:
         self._set_rate(rate)
         if rising:
             self._wake_sleepers(now)
+
+    def note_answer(self) -> None:
+        """An answer to a request that took a slot here but whose headers describe another
+        limit (an upload's, paced by its own limiter too): it counts for slow start's growth
+        and says nothing of this limit. (It does not end a probe: it was not the probe.)"""
+        if self._growing and not self._probing:
+            self._answers += 1
 
     def on_response(self, *, limit: int | None, remaining: int | None, reset: float | None) -> None:
         """Read the x-ratelimit-*-requests headers of any answer (limit per period, reset in s)."""

@@ -19,6 +19,7 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from runner.pacing.limiter import RateLimiter
+from runner.pacing.spare import UPLOAD_RANK, SpareSlots
 from runner.pacing.store_429 import binds_store
 from runner.pacing.store_limiter import KeyedLimiter
 from runner.requests.breaker import Breaker
@@ -70,6 +71,8 @@ class Sender:
         self.client = client
         self.target = target
         self.limiter = limiter
+        # Uploads and file deletes take the slots of `limiter` the other requests leave.
+        self.spare = SpareSlots(limiter)
         self.store_limiter = store_limiter
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
@@ -142,14 +145,20 @@ class Sender:
     # --- requests -------------------------------------------------------------------------
 
     async def request(self, method: str, path: str, body: bytes | None = None, *,
-                      store: str | None = None, kind: str = "request") -> Answer:
+                      store: str | None = None, kind: str = "request",
+                      spare: int | None = None) -> Answer:
         """One HTTP request under the limiters; feeds what the answer says back to them.
-        Raises NotSent, never sending, once the run is halted (before or while it waits)."""
+        `spare`: a request that can wait (its rank: pacing/spare.py) takes only the slots the
+        others leave free. Raises NotSent, never sending, once the run is halted (before or
+        while it waits)."""
         window = self.window
         self.client.open()  # before the turn: see ApiClient.open
-        # A slot free now is taken at once: only a wait needs the interruptible machinery.
-        if not self.halted and not (store is None and window.open and self.limiter.try_acquire()):
-            await self._interruptible(self._turn(store))
+        if not self.halted:
+            if spare is not None and store is None and window.open and not self.limiter.probing:
+                await self._interruptible(self.spare.acquire(spare))
+            # A slot free now is taken at once: only a wait needs the interruptible machinery.
+            elif not (store is None and window.open and self.limiter.try_acquire()):
+                await self._interruptible(self._turn(store))
         if self.halted:
             raise NotSent()
         held = not window.open  # _turn took a slot of the opening window: give it back
@@ -194,10 +203,16 @@ class Sender:
         `before_send` is called once its turn has come, just before it goes (the log's line).
         Raises NotSent once the run is halted, TransportError (`sent`: the body went out
         whole), FileChanged."""
-        limiter = self.upload_limiter
+        limiter, run_limiter = self.upload_limiter, self.limiter
         self.client.open()
         if not self.halted and not limiter.try_acquire():
             await self._interruptible(limiter.acquire())
+        # An upload counts against the run's rate too (--rpm counts every request; the API's
+        # request limit counts uploads): it takes a slot of the run's limiter the other
+        # requests leave free (pacing/spare.py), once that limiter knows its rate (an upload
+        # is not its probe). Its answers' headers are the uploads' own.
+        if not self.halted and not run_limiter.probing:
+            await self._interruptible(self.spare.acquire(UPLOAD_RANK))
         if self.halted:
             raise NotSent()
         if before_send is not None:
@@ -208,6 +223,7 @@ class Sender:
         answer = await self.client.upload("/files", body, self.upload_stall)
         counters.statuses[answer.status] = counters.statuses.get(answer.status, 0) + 1
         limiter.on_response(limit=answer.limit, remaining=answer.remaining, reset=answer.reset)
+        run_limiter.note_answer()
         if answer.status == 429 and not is_quota(api_error(429, answer.body, answer.text)):
             counters.throttled += 1
             limiter.on_429(answer.retry_after)
@@ -249,7 +265,8 @@ class Sender:
         return random.uniform(0.0, min(self.backoff_max, self.backoff_initial * 2 ** (n - 1)))
 
     async def request_retrying(self, method: str, path: str, body: bytes | None = None, *,
-                               store: str | None = None, kind: str = "request") -> Answer:
+                               store: str | None = None, kind: str = "request",
+                               spare: int | None = None) -> Answer:
         """A request retried on transient failures; the first answer that is not transient is
         returned whatever its status. Raises RunRefused, or GaveUp when tries run out. A POST
         whose outcome became unknown (reset after sending) is not resent: GaveUp(uncertain)."""
@@ -259,7 +276,8 @@ class Sender:
         async def once() -> Answer:
             tries.counted += 1
             try:
-                answer = await self.request(method, path, body, store=store, kind=kind)
+                answer = await self.request(method, path, body, store=store, kind=kind,
+                                            spare=spare)
             except TransportError as exc:
                 if exc.sent and not idempotent:
                     tries.uncertain = True

@@ -16,6 +16,7 @@ from runner.errors import LogError
 from runner.items import Item, pair_key
 from runner.log.resume import ResumeIndex
 from runner.log.states import Plan
+from runner.log.versions import OldVersion
 from runner.log.writer import ResultLog
 from runner.manifest import Block
 from runner.operations.attach import Attach
@@ -66,6 +67,7 @@ class Engine:
         on_outcome: Callable[[Item, Outcome], None] | None = None,
         settled: int = 0,
         keep_files: bool = False,
+        signals: bool = True,
     ) -> None:
         self._parts = parts
         # What the run does to each pair: see runner/operations/base.py.
@@ -113,6 +115,12 @@ class Engine:
         # from the start (the log's last line plus --timeout and --settle: see commands).
         self.resume_due_in = resume_due_in
         self._resume_due = 0.0
+        # False: another engine running beside this one takes SIGINT/SIGTERM (and halts the
+        # sender both share).
+        self.signals = signals
+        # Told of each old version a path pair's new version superseded (sync replaces it
+        # at once: run/leftovers.py).
+        self.on_superseded: Callable[[OldVersion], None] | None = None
 
     # --- stopping -----------------------------------------------------------------------------
 
@@ -255,9 +263,11 @@ class Engine:
             if self.local is not None:
                 self.local.ended(item, outcome)
             # The path's version in its store, as this run leaves it (run/leftovers.py).
-            self.index.versions.note_end(pair_key(item.owner, item.file_id), item.owner,
-                                         item.file_id, outcome.outcome, item.local.path,
-                                         outcome.file_status)
+            old = self.index.versions.note_end(pair_key(item.owner, item.file_id), item.owner,
+                                               item.file_id, outcome.outcome, item.local.path,
+                                               outcome.file_status)
+            if old is not None and self.on_superseded is not None:
+                self.on_superseded(old)
         self._count(outcome)
         if self.on_outcome is not None:
             self.on_outcome(item, outcome)
@@ -300,7 +310,8 @@ class Engine:
             work = FreeStoresFirst(work, store_limiter.ready_in)
         workers = [asyncio.create_task(self._worker(work)) for _ in range(self.concurrency)]
         try:
-            with stopping_on_signals(self.stop, max_runtime=self.max_runtime):
+            with stopping_on_signals(self.stop, max_runtime=self.max_runtime,
+                                     signals=self.signals):
                 await self._until_done_or_stopped(workers)
         finally:
             if ticker is not None:
@@ -349,6 +360,21 @@ class Engine:
             retryable=True, op=self.operation.name)
         for item in breaker.items:
             self.log.append_done(self.owner_column, item, refused)
+
+    # --- work handed in while the run goes on ------------------------------------------------
+
+    def open_feed(self) -> None:
+        """Workers wait for `feed` once their work has run out, until `close_feed`."""
+        self.settle_queue.open_feed()
+
+    def feed(self, item: Item) -> None:
+        """One more pair, planned by the run's operation."""
+        plan, _ = self.operation.plan(self.index, item, retry_failed=self.retry_failed)
+        self.tally.pairs += 1
+        self.settle_queue.push(Single(item, plan), item.owner)
+
+    def close_feed(self) -> None:
+        self.settle_queue.close_feed()
 
     async def _tick(self) -> None:
         assert self.on_progress is not None

@@ -25,8 +25,10 @@ from collections.abc import Callable, Iterable
 
 from runner.config import Settings
 from runner.errors import LogError
-from runner.items import Item
+from runner.items import Item, pair_key
 from runner.log.resume import ResumeIndex
+from runner.log.states import DETACHED_STATES
+from runner.log.versions import OldVersion
 from runner.log.writer import ResultLog
 from runner.operations.detach import DetachVersion
 from runner.operations.upload import Uploads
@@ -62,6 +64,9 @@ class Leftovers:
         self._stores: list[str] = []
         self._keeps: Callable[[str, str], bool] | None = None
         self._failed_before = 0
+        self._live: tuple[Engine, asyncio.Task[RunResult],
+                          Callable[[str, str], bool]] | None = None
+        self._fed: set[int] = set()  # pair keys of the versions fed to the live engine
 
     def _left(self) -> float | None:
         runtime = self.settings.max_runtime
@@ -86,7 +91,11 @@ class Leftovers:
         stale = self.index.stale_versions(wanted)
         if not stale:
             return
-        items = [Item(old.store, old.file_id) for old in stale]
+        engine = self._replacing([Item(old.store, old.file_id) for old in stale])
+        self._ended(engine, await engine.run())
+
+    def _replacing(self, items: list[Item], *, signals: bool = True) -> Engine:
+        """The engine of detach-versions for `items` (and any fed to it)."""
         index = self.index
 
         def count(item: Item, outcome: Outcome) -> None:
@@ -103,13 +112,66 @@ class Leftovers:
             sender=self.sender, owner_column=self.owner_column,
             concurrency=settings.concurrency, batch_size=0, retry_failed=True,
             max_runtime=self._left(), operation=DetachVersion(self.sender),
-            resume_due_in=max(0.0, self.due_in), on_outcome=count)
+            resume_due_in=max(0.0, self.due_in), on_outcome=count, signals=signals)
         engine.tally = self.tally
         self.engine = engine
-        result = await engine.run()
+        return engine
+
+    def _ended(self, engine: Engine, result: RunResult) -> None:
         self.stop = self.stop or result.stop
         self.refusal = self.refusal or result.refusal
         self.log_error = self.log_error or engine.log_error
+
+    # --- replacing beside the adds (sync) ---------------------------------------------------
+
+    def start_replacing(self, wanted: Callable[[str, str], bool]) -> None:
+        """Detach each old version as soon as its new version is in place (`superseded`),
+        beside the adds still going: a store's writes (300 a minute) then start with its first
+        batch, not after the last upload. Only where every pair the manifest keeps is known
+        before the first write (`wanted`: sync's)."""
+        engine = self._replacing([], signals=False)  # the adds' engine takes the signals
+        engine.open_feed()
+        self._live = (engine, asyncio.create_task(engine.run()), wanted)
+
+    def superseded(self, old: OldVersion) -> None:
+        """A path pair's new version is in place, and `old` was its version there."""
+        if self._live is None:
+            return
+        engine, _, wanted = self._live
+        if (wanted(old.store, old.file_id)
+                or old.file_id in self.index.versions.current.get(old.store, {}).values()
+                or self.index.last_state(old.store, old.file_id) in DETACHED_STATES):
+            return  # still wanted, another path's version, or out already
+        self._feed(engine, Item(old.store, old.file_id))
+
+    def replace_the_rest(self) -> None:
+        """The adds are done: the old versions they did not supersede (an earlier run's, left
+        by a stop between attach and detach) join the detaches under way."""
+        if self._live is None:
+            return
+        engine, _, wanted = self._live
+        for old in self.index.stale_versions(wanted):
+            self._feed(engine, Item(old.store, old.file_id))
+
+    def _feed(self, engine: Engine, item: Item) -> None:
+        key = pair_key(item.owner, item.file_id)
+        if key not in self._fed:  # a version fed while the adds went is still stale
+            self._fed.add(key)
+            engine.feed(item)
+
+    def stop_replacing(self, reason: str) -> None:
+        """The run stops: the detaches fed and not sent wait for the next run."""
+        if self._live is not None:
+            self._live[0].stop(reason)
+
+    async def finish_replacing(self) -> None:
+        """The detaches fed finish."""
+        live, self._live = self._live, None
+        if live is None:
+            return
+        engine, task, _ = live
+        engine.close_feed()
+        self._ended(engine, await task)
 
     # --- clean-up ---------------------------------------------------------------------------
 

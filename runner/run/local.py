@@ -28,6 +28,11 @@ from runner.run.tally import Tally
 from runner.run.work import count_duplicate
 
 UPLOAD_BATCH_SIZE = 500
+# A store's group goes out once it has waited this long for its first pair, full or not: its
+# pairs (and, under sync, the replaces of their old versions, which start once the new version
+# is in place) need not wait for the last upload of a long run. One more store write a few
+# seconds; a store takes 300 a minute.
+GROUP_SECONDS = 5.0
 
 
 @dataclasses.dataclass
@@ -54,6 +59,7 @@ class LocalPairs:
         # the same store waits for the first's end.
         self._attaching: dict[int, tuple[Item, asyncio.Future[Outcome]]] = {}
         self._groups: dict[str, list[Item]] = {}  # store -> uploaded pairs for its next batch
+        self._group_since: dict[str, float] = {}  # store -> when its group's first pair came
         self._active = 0  # pairs hashing or uploading now
         self._parked = 0  # pairs waiting for the check of an uncertain upload
         self._manifest_read = False
@@ -121,9 +127,13 @@ class LocalPairs:
             return
         self._attaching[key] = (found, asyncio.get_running_loop().create_future())
         if plan is Plan.SEND and self.actions.create_batch is not None:
+            now = asyncio.get_running_loop().time()
             group = self._groups.setdefault(found.owner, [])
+            if not group:
+                self._group_since[found.owner] = now
             group.append(found)
-            if len(group) >= self.batch_size:
+            if (len(group) >= self.batch_size
+                    or now - self._group_since[found.owner] >= GROUP_SECONDS):
                 del self._groups[found.owner]
                 await self.actions.create_batch(found.owner, group)
             return
@@ -145,10 +155,18 @@ class LocalPairs:
 
     async def _flush_when_idle(self) -> None:
         """Send the groups once nothing can add to them any more."""
+        create_batch = self.actions.create_batch
         while (self._groups and self._manifest_read and not self._active
-               and not self._parked and self.actions.create_batch is not None):
-            store, group = self._groups.popitem()
-            await self.actions.create_batch(store, group)
+               and not self._parked and create_batch is not None):
+            # All at once: each waits for its own store's turn (300 writes a minute), not
+            # behind another store's queue.
+            groups, self._groups = self._groups, {}
+            ends = await asyncio.gather(*(create_batch(store, group)
+                                          for store, group in groups.items()),
+                                        return_exceptions=True)
+            for end in ends:
+                if isinstance(end, BaseException):
+                    raise end
 
     def release(self) -> None:
         """The run stops: pairs waiting for another's upload or attach stop waiting (they

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -41,6 +42,13 @@ class SettleQueue:
         self._serial = 0
         self._work_left = True
         self._changed = asyncio.Event()  # a new earliest item: waiting workers look again
+        # Work handed in while the run goes on (`push`), and how many feeds may still hand
+        # some in: while one is open, workers whose work ran out wait instead of ending.
+        self._pushed: deque[tuple[str | None, object]] = deque()  # (its store, the unit)
+        self._feeds = 0
+        # Seconds until a store may take its next write (the per-store limiter's): a pushed
+        # unit whose store is busy waits aside, so workers do not all queue on one store.
+        self.ready_in: Callable[[str], float] | None = None
 
     def park(self, item: Item, unsettled: Unsettled | None, due: float) -> None:
         """Hold an item until its check may go out (the settle rule)."""
@@ -49,6 +57,34 @@ class SettleQueue:
         heapq.heappush(self._parked, entry)
         if self._parked[0] is entry:
             self._changed.set()  # a waiting worker may have to wake sooner
+
+    def push(self, unit: object, store: str | None = None) -> None:
+        """Work handed in late (taken before the work iterator's next unit, once its store
+        may take a write)."""
+        self._pushed.append((store, unit))
+        self._changed.set()
+
+    def _take_pushed(self) -> tuple[object | None, float | None]:
+        """A pushed unit whose store is free now; else (None, seconds until one is)."""
+        ready_in, pushed = self.ready_in, self._pushed
+        if ready_in is None:
+            return pushed.popleft()[1], None
+        soonest: float | None = None
+        for at, (store, unit) in enumerate(pushed):
+            wait = ready_in(store) if store is not None else 0.0
+            if wait <= 0.0:
+                del pushed[at]
+                return unit, None
+            soonest = wait if soonest is None else min(soonest, wait)
+        return None, soonest
+
+    def open_feed(self) -> None:
+        self._feeds += 1
+
+    def close_feed(self) -> None:
+        """A feed will push no more: workers may end once the work is done."""
+        self._feeds -= 1
+        self._changed.set()
 
     @property
     def settling(self) -> tuple[int, float] | None:
@@ -65,18 +101,26 @@ class SettleQueue:
         while not self._stopping.is_set():
             if parked and parked[0].due <= loop.time():
                 return heapq.heappop(parked)
+            pushed_in = None
+            if self._pushed:
+                pushed, pushed_in = self._take_pushed()
+                if pushed is not None:
+                    return pushed  # type: ignore[return-value]
             if self._work_left:
                 unit = next(work, None)
                 if unit is not None:
                     return unit
                 self._work_left = False
-            if not parked:
+            if not parked and not self._feeds and not self._pushed:
                 return None
             self._changed.clear()
+            timeouts = [parked[0].due - loop.time()] if parked else []
+            if pushed_in is not None:
+                timeouts.append(pushed_in)
             waits = [asyncio.ensure_future(self._stopping.wait()),
                      asyncio.ensure_future(self._changed.wait())]
             try:
-                await asyncio.wait(waits, timeout=max(0.0, parked[0].due - loop.time()),
+                await asyncio.wait(waits, timeout=max(0.0, min(timeouts)) if timeouts else None,
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiting in waits:

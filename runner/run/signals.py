@@ -11,13 +11,14 @@ from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
-def stopping_on_signals(stop: Callable[[str], None], *,
-                        max_runtime: float | None = None) -> Iterator[None]:
+def stopping_on_signals(stop: Callable[[str], None], *, max_runtime: float | None = None,
+                        signals: bool = True) -> Iterator[None]:
     """While the block runs (inside the event loop): the signals, and `max_runtime` seconds
-    from now (None: no bound), call `stop(reason)`."""
+    from now (None: no bound), call `stop(reason)`. signals=False: the timer alone (a step
+    running beside another that takes the signals: a loop has one handler a signal)."""
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
-    for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+    for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")) if signals else ():
         try:
             loop.add_signal_handler(sig, stop, name)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Unix

@@ -9,6 +9,7 @@ C. the adds a full store refused in A, sent again once its detaches made room.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import Awaitable, Callable
 
@@ -128,8 +129,8 @@ class Phases:
             or any(plan.uploads or plan.local for plan in plans))
 
     async def run(self) -> None:
-        """A, then (unless A stopped the run) replaces, the guard, B's detaches and C; then
-        the clean-up of our unused file objects."""
+        """A, then (unless A stopped the run) the guard, B's detaches and C, with the
+        replaces beside them all; the clean-up of our unused file objects beside those."""
         try:
             await self._phases()
         finally:
@@ -142,23 +143,24 @@ class Phases:
                 leftovers.add_failures(self.tally)
 
     async def _phases(self) -> None:
-        await self.add_and_update()
-        if self.stop is not None:
-            return
-        if self.uploads is not None and self.meets_local_files:
-            self.leftovers = Leftovers(self.settings, self.uploads, index=self.index,
-                                       log=self.log, sender=self.sender,
-                                       owner_column=self.owner_column, started=self.started,
-                                       due_in=self.due_in)
-            self.leftovers.start_deleting(self.by_store, self.keeps)
-            await self._finish(self.leftovers.replace(self.wanted))
+        """The replaces (detach each old version once its new one is in place) go on beside
+        A, then beside B and C: a store's writes are one queue at 300 a minute, kept full."""
+        try:
+            await self.add_and_update()
             if self.stop is not None:
                 return
-        prunable = self.prunable()
-        if not self.check_guard(prunable):
-            return
-        await self.detach(prunable)
-        await self.refill(prunable)
+            if self.leftovers is not None:
+                self.leftovers.replace_the_rest()
+            prunable = self.prunable()
+            if not self.check_guard(prunable):
+                return
+            await self.detach(prunable)
+            await self.refill(prunable)
+        finally:
+            if self.leftovers is not None:
+                if self.stop not in (None, "guard"):  # the guard stops prunes, not replaces
+                    self.leftovers.stop_replacing(self.stop)
+                await self._finish(self.leftovers.finish_replacing())
 
     def keeps(self, store: str, file_id: str) -> bool:
         """A pair of the manifest."""
@@ -184,7 +186,7 @@ class Phases:
     async def add_and_update(self) -> None:
         """Phase A: each store's checks, updates and adds; and a `done` line for each pair
         the listing shows in place that the log did not say was."""
-        work: list[Item] = []
+        by_store: list[list[Item]] = []
         plans: dict[int, Plan] = {}
         for plan in self.plans:
             store, sets = plan.store, plan.sets
@@ -192,9 +194,14 @@ class Phases:
                 plans[pair_key(store, file_id)] = Plan.CHECK
             for file_id in sets.updates:
                 plans[pair_key(store, file_id)] = Plan.UPDATE
-            work += sets.write_items(sets.checks + sets.updates + sets.adds)
+            writes = sets.write_items(sets.checks + sets.updates + sets.adds)
             if plan.listing.error is None:
-                work += plan.uploads
+                writes += plan.uploads
+            by_store.append(writes)
+        # The stores' work taken in turn, not store after store: each store's writes (300 a
+        # minute) begin at once, its uploads not waiting for every other store's.
+        work = [item for turn in itertools.zip_longest(*by_store) for item in turn
+                if item is not None]
         engine = self._engine(work, ListedAttach(self.sender, plans), self.tally)
         if engine.local is not None:
             self.uploads = engine.local.uploads
@@ -207,6 +214,16 @@ class Phases:
                 digest = pairs.digest_at(pairs.index_of[file_id])
                 engine.record(plan.local.get(file_id) or Item(plan.store, file_id), in_place,
                               digest=None if digest is None else digest_text(digest))
+        if self.uploads is not None and self.meets_local_files:
+            leftovers = self.leftovers = Leftovers(
+                self.settings, self.uploads, index=self.index, log=self.log,
+                sender=self.sender, owner_column=self.owner_column, started=self.started,
+                due_in=self.due_in)
+            leftovers.start_deleting(self.by_store, self.keeps)
+            # Each old version is detached as soon as its new version is in place, beside the
+            # adds still going (every pair the manifest keeps is known: `wanted`).
+            leftovers.start_replacing(self.wanted)
+            engine.on_superseded = leftovers.superseded
         if work:
             await self._run(engine)
 

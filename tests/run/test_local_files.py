@@ -59,6 +59,15 @@ def contents_in(record: dict[str, Any], store: str) -> list[str]:
     return sorted(objects[file_id]["sha256"] for file_id in files_in(record, store))
 
 
+def docs_folder(root: Path, texts: list[str], prefix: str) -> Path:
+    """docs/PREFIXnn.md holding each of `texts`, and a manifest taking them all to vs_1."""
+    for i, text in enumerate(texts):
+        write(root / "docs" / f"{prefix}{i:02}.md", text)
+    manifest = root / "m.csv"
+    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
+    return manifest
+
+
 def args_for(sb: SandboxThread, manifest: Path, log: Path, *more: str) -> list[str]:
     return ["run", str(manifest), "--base-url", sb.base_url, "--log", str(log), "--json",
             *FAST, *more]
@@ -404,10 +413,7 @@ def test_uploaded_files_are_attached_in_batches_not_one_write_each(
     # in file batches (--batch-size 12: three of them).
     sb = sandbox()
     texts = [f"file {i}\n" for i in range(30)]
-    for i, text in enumerate(texts):
-        write(tmp_path / "docs" / f"f{i:02}.md", text)
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
+    manifest = docs_folder(tmp_path, texts, "f")
     result = run_main(args_for(sb, manifest, tmp_path / "log", "--store-rpm", "60",
                                "--batch-size", "12"))
     assert result.code == 0, result.err
@@ -465,10 +471,7 @@ def test_a_429_to_uploads_slows_uploads_alone_and_the_run_finishes(
     # answers, and every file ends uploaded once and attached (SPEC "Upload").
     sb = sandbox(upload_rpm=120)
     texts = [f"paced {i}\n" for i in range(12)]
-    for i, text in enumerate(texts):
-        write(tmp_path / "docs" / f"p{i:02}.md", text)
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
+    manifest = docs_folder(tmp_path, texts, "p")
     result = run_main(args_for(sb, manifest, tmp_path / "log"))
     assert result.code == 0, result.out
     record = sb.record()
@@ -482,6 +485,22 @@ def test_a_429_to_uploads_slows_uploads_alone_and_the_run_finishes(
     lines = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
     sent = sum(line["event"] == "upload-sent" for line in lines)
     assert sent == len(texts) + record["rate_limited"]["uploads"]
+
+
+def test_rpm_counts_uploads_with_every_other_request(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    # SPEC: --rpm counts every request the run sends. Uploads have a limiter of their own
+    # (learned from their answers) and take the run's slots too: 20 uploads and their batch
+    # at --rpm 600 keep to 10 a second (+ a burst of 1), by the sandbox's own count.
+    sb = sandbox()
+    texts = [f"counted {i}\n" for i in range(20)]
+    manifest = docs_folder(tmp_path, texts, "c")
+    result = run_main(args_for(sb, manifest, tmp_path / "log", "--rpm", "600"))
+    assert result.code == 0, result.out
+    record = sb.record()
+    assert record["by_route"]["POST upload"] == len(texts)
+    assert record["peak_per_1s"] <= 11
+    assert_exactly_once(record, "vs_1", texts, set())
 
 
 def test_sigterm_mid_upload_leaves_it_for_the_next_run_to_settle(
