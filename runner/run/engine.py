@@ -371,7 +371,7 @@ class Engine:
         """One more pair, planned by the run's operation."""
         plan, _ = self.operation.plan(self.index, item, retry_failed=self.retry_failed)
         self.tally.pairs += 1
-        self.settle_queue.push(Single(item, plan), item.owner)
+        self.settle_queue.push(Single(item, plan))
 
     def close_feed(self) -> None:
         self.settle_queue.close_feed()

@@ -171,7 +171,9 @@ class Leftovers:
             return
         engine, task, _ = live
         engine.close_feed()
-        self._ended(engine, await task)
+        # The other phases are over: the signals (and their second, hard stop) are its own.
+        with stopping_on_signals(engine.stop):
+            self._ended(engine, await task)
 
     # --- clean-up ---------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """The settle rule's waiting room: items whose last write may have been applied, each
 checked no sooner than its due time (SPEC, Behaviour under trouble; see outcomes.Unsettled).
 
-Workers take a parked item whose time has come before any new work; once the work has run
-out they wait for the next one due (or a stop). Nothing here sleeps a worker while other
-work is waiting.
+Workers take a parked item whose time has come before any new work, then work handed in late
+(`push`: sync's replaces, fed as their new versions land); once the work has run out they
+wait for the next one due, or for more pushed while a feed is open (or a stop). Nothing here
+sleeps a worker while other work is waiting.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -44,11 +45,8 @@ class SettleQueue:
         self._changed = asyncio.Event()  # a new earliest item: waiting workers look again
         # Work handed in while the run goes on (`push`), and how many feeds may still hand
         # some in: while one is open, workers whose work ran out wait instead of ending.
-        self._pushed: deque[tuple[str | None, object]] = deque()  # (its store, the unit)
+        self._pushed: deque[object] = deque()
         self._feeds = 0
-        # Seconds until a store may take its next write (the per-store limiter's): a pushed
-        # unit whose store is busy waits aside, so workers do not all queue on one store.
-        self.ready_in: Callable[[str], float] | None = None
 
     def park(self, item: Item, unsettled: Unsettled | None, due: float) -> None:
         """Hold an item until its check may go out (the settle rule)."""
@@ -58,27 +56,13 @@ class SettleQueue:
         if self._parked[0] is entry:
             self._changed.set()  # a waiting worker may have to wake sooner
 
-    def push(self, unit: object, store: str | None = None) -> None:
-        """Work handed in late (taken before the work iterator's next unit, once its store
-        may take a write)."""
-        self._pushed.append((store, unit))
+    def push(self, unit: object) -> None:
+        """Work handed in late: taken before the work iterator's next unit."""
+        self._pushed.append(unit)
         self._changed.set()
 
-    def _take_pushed(self) -> tuple[object | None, float | None]:
-        """A pushed unit whose store is free now; else (None, seconds until one is)."""
-        ready_in, pushed = self.ready_in, self._pushed
-        if ready_in is None:
-            return pushed.popleft()[1], None
-        soonest: float | None = None
-        for at, (store, unit) in enumerate(pushed):
-            wait = ready_in(store) if store is not None else 0.0
-            if wait <= 0.0:
-                del pushed[at]
-                return unit, None
-            soonest = wait if soonest is None else min(soonest, wait)
-        return None, soonest
-
     def open_feed(self) -> None:
+        """Workers whose work ran out wait for `push` from now on, until `close_feed`."""
         self._feeds += 1
 
     def close_feed(self) -> None:
@@ -101,11 +85,8 @@ class SettleQueue:
         while not self._stopping.is_set():
             if parked and parked[0].due <= loop.time():
                 return heapq.heappop(parked)
-            pushed_in = None
             if self._pushed:
-                pushed, pushed_in = self._take_pushed()
-                if pushed is not None:
-                    return pushed  # type: ignore[return-value]
+                return self._pushed.popleft()  # type: ignore[return-value]
             if self._work_left:
                 unit = next(work, None)
                 if unit is not None:
@@ -114,14 +95,11 @@ class SettleQueue:
             if not parked and not self._feeds and not self._pushed:
                 return None
             self._changed.clear()
-            timeouts = [parked[0].due - loop.time()] if parked else []
-            if pushed_in is not None:
-                timeouts.append(pushed_in)
+            timeout = max(0.0, parked[0].due - loop.time()) if parked else None
             waits = [asyncio.ensure_future(self._stopping.wait()),
                      asyncio.ensure_future(self._changed.wait())]
             try:
-                await asyncio.wait(waits, timeout=max(0.0, min(timeouts)) if timeouts else None,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiting in waits:
                     waiting.cancel()

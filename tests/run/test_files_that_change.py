@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -377,3 +378,46 @@ def test_sync_never_replaces_in_a_store_its_manifest_does_not_name(
     assert not any(record["files"][f]["deleted"] for f in vs_2_before)
     assert synced.json()["stores"][0]["vector_store_id"] == "vs_1"
     assert old_ids & vs_2_before  # the test met the case: old versions stayed in vs_2
+
+
+@pytest.mark.parametrize("moment", ["detaching", "adds-done"])
+def test_sigterm_while_sync_replaces_beside_its_uploads_stops_both_and_the_rerun_finishes(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread], moment: str) -> None:
+    # sync detaches each old version as soon as its new version is in place, beside the
+    # uploads still going (a detach-version engine fed live). A SIGTERM then stops both at
+    # once (only what is in flight ends: exit 143, not after every replace; also once the
+    # adds are over and the replaces alone go on), and the next
+    # run finishes the job: each current content in the store once, no old version left,
+    # every object of ours that no store holds deleted.
+    sb = sandbox()
+    docs, texts, manifest, log = filled(tmp_path, sb, 40)
+    now = churn(docs, texts, change=30, delete=0, add=0)
+    # A store takes 120 writes a minute here: the 30 replaces need 15 s, so the signal
+    # finds them under way.
+    args = run_args(sb, "sync", manifest, log, "--store-rpm", "120", "--batch-size", "5")
+    proc = spawn(*args)
+
+    def due() -> bool:
+        events = read_events(log)
+        starts = [at for at, event in enumerate(events) if event["event"] == "run-start"]
+        events = events[starts[-1]:] if len(starts) > 1 else []  # this run's lines
+        detached = sum(e["event"] == "done" and e.get("op") == "detach-version"
+                       for e in events)
+        if moment == "detaching":
+            return detached >= 2
+        # Every batch created (phase A over, no prune to make), old versions still going out.
+        return sum(e["event"] == "batch-created" for e in events) == 6 and detached >= 1
+
+    wait_until(due, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    summary = json.loads(out)
+    assert summary["stopped_by"] == "SIGTERM"
+    assert 0 < summary["replaced"] < 30  # stopped mid-replace, not after it
+    final = run_main(run_args(sb, "sync", manifest, log))
+    assert final.code == 0, final.err
+    record = wait_for_held_writes(sb)
+    assert held(record, "vs_1") == sorted(sha(t) for t in now.values())
+    assert live_objects(record) == in_stores(record)
+    assert final.json()["replaced"] + summary["replaced"] == 30
