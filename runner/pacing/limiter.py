@@ -346,12 +346,17 @@ class RateLimiter:
         if self._growing and not self._probing:
             self._answers += 1
 
-    def on_response(self, *, limit: int | None, remaining: int | None, reset: float | None) -> None:
-        """Read the x-ratelimit-*-requests headers of any answer (limit per period, reset in s)."""
+    def on_response(self, *, limit: int | None, remaining: int | None, reset: float | None,
+                    sent_at: float | None = None) -> None:
+        """Read the x-ratelimit-*-requests headers of any answer (limit per period, reset in s).
+        `sent_at`: when the request's last byte left, if later than its grant (an upload's
+        round trip is its answer's wait, not the transfer of its body)."""
         if self._rate is None and not self._probing:
             return  # unlimited by request
         now = asyncio.get_running_loop().time()
         if self._probing:
+            if sent_at is not None and self._probe_at is not None:
+                self._probe_at = max(self._probe_at, sent_at)
             self._end_probe(now)
         elif self._growing:
             self._answers += 1  # a 429 reported next stops the growth before it is used

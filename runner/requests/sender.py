@@ -47,6 +47,9 @@ from runner.requests.targets import (
     is_quota,
 )
 
+# A body this long takes time of its own to send (at 1 GB/s, a millisecond and more).
+LONG_BODY_BYTES = 1 << 20
+
 __all__ = ["Sender", "Breaker", "Counters", "GaveUp", "ItemState", "Outcome", "RunRefused",
            "Unsettled"]
 
@@ -222,7 +225,13 @@ class Sender:
         counters.uploads += 1
         answer = await self.client.upload("/files", body, self.upload_stall)
         counters.statuses[answer.status] = counters.statuses.get(answer.status, 0) + 1
-        limiter.on_response(limit=answer.limit, remaining=answer.remaining, reset=answer.reset)
+        # The probe's round trip sets the opening rate: for a large upload, from its last
+        # byte (a 200 MB body's transfer would open the uploads at one every half second).
+        # A small body's last byte is taken before it is sent: from the grant, as any request.
+        sent_at = (body.progressed_at if body.complete and body.length >= LONG_BODY_BYTES
+                   else None)
+        limiter.on_response(limit=answer.limit, remaining=answer.remaining, reset=answer.reset,
+                            sent_at=sent_at)
         run_limiter.note_answer()
         if answer.status == 429 and not is_quota(api_error(429, answer.body, answer.text)):
             counters.throttled += 1

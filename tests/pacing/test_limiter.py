@@ -188,6 +188,19 @@ async def test_auto_mode_without_headers_opens_at_one_per_round_trip() -> None:
     assert START_RATE <= limiter.rate <= max(START_RATE, 1 / round_trip)
 
 
+async def test_a_probe_that_carried_a_long_body_opens_at_its_answers_round_trip() -> None:
+    """An upload's round trip for the opening rate is from its last byte to its answer: the
+    0.3 s its body took to send would open the uploads at about 3 a second."""
+    limiter = RateLimiter(None, auto=True, period=60.0)
+    await limiter.acquire()
+    await asyncio.sleep(0.3)  # the body going out
+    last_byte = now()
+    await asyncio.sleep(0.01)  # the answer's wait
+    limiter.on_response(limit=None, remaining=None, reset=None, sent_at=last_byte)
+    assert limiter.rate is not None
+    assert limiter.rate > 60.0 / 0.1  # not 60 / 0.31 (about 190 a minute)
+
+
 async def test_auto_mode_without_headers_doubles_once_a_round_trip() -> None:
     """Slow start: no burst after the probe, then the rate doubles each round trip of answers,
     and sleepers holding slots at the old spacing are let through at the new one."""
