@@ -39,15 +39,24 @@ def hash_file(local: LocalFile) -> LocalFile:
     """The file's SHA-256 in one streaming pass, with the stat before and after, which must
     agree (else FileChanged: it is read again next run)."""
     hashed_ns = time.time_ns()
-    with open(local.path, "rb") as stream:
-        before = os.fstat(stream.fileno())
+    # Unbuffered (the reads are ours: no buffer of its own to fill and copy out of), and the
+    # after-stat on the open file: half the cost of a small file's hash. A file replaced
+    # meanwhile (a new file renamed over the path) was read whole as it was; its upload, and
+    # the next run's quick check, stat the path and see the new one.
+    with open(local.path, "rb", buffering=0) as stream:
+        fd = stream.fileno()
+        before = os.fstat(fd)
         digest = hashlib.sha256()
-        # Sized to the file: a zero-filled MiB for each small file was most of its cost.
-        buffer = bytearray(max(1, min(before.st_size + 1, HASH_CHUNK_BYTES)))
-        view = memoryview(buffer)
-        while size := stream.readinto(buffer):
-            digest.update(view[:size])
-    after = os.stat(local.path)
+        if before.st_size < HASH_CHUNK_BYTES:
+            # Whole, and a byte more (a file that grew shows in the after-stat), until EOF.
+            while chunk := stream.read(before.st_size + 1):
+                digest.update(chunk)
+        else:
+            buffer = bytearray(HASH_CHUNK_BYTES)
+            view = memoryview(buffer)
+            while size := stream.readinto(buffer):
+                digest.update(view[:size])
+        after = os.fstat(fd)
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
         raise FileChanged(f"{local.path} changed while it was read")
     return LocalFile(local.path, before.st_size, before.st_mtime_ns, digest.hexdigest(),
