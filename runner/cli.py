@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from runner import __version__
-from runner.commands import demo, detach, failed, run, status, sync, validate
 from runner.config import (
     DEFAULT_API_KEY_ENV,
     Settings,
@@ -226,20 +225,39 @@ def dispatch(argv: list[str], io: Io) -> int:
         from runner.sandbox import run_sandbox_command
 
         return run_sandbox_command(args)
+    # Each command's module is imported when it runs: a nightly `run` does not load `sync`,
+    # `status` or the demo (start-up is part of every run's time).
     if command == "demo":
-        return demo.demo(lambda a: _settings(build_parser(), a), io)
+        from runner.commands.demo import demo
+
+        return demo(lambda a: _settings(build_parser(), a), io)
     settings = resolve_settings(args, command=command, environ=os.environ)
-    if command in ("run", "detach"):
+    if command == "run":
+        from runner.commands.run import run
+
         io.json = settings.json
-        return (run.run if command == "run" else detach.detach)(settings, io, argv)
+        return run(settings, io, argv)
+    if command == "detach":
+        from runner.commands.detach import detach
+
+        io.json = settings.json
+        return detach(settings, io, argv)
     if command == "sync":
+        from runner.commands.sync import sync
+
         io.json = settings.json
-        return sync.sync(settings, io, argv)
+        return sync(settings, io, argv)
     if command == "validate":
-        return validate.validate(settings, io)
+        from runner.commands.validate import validate
+
+        return validate(settings, io)
     if command == "status":
-        return status.status(settings, io, as_json=settings.json)
-    return failed.failed(settings, io)
+        from runner.commands.status import status
+
+        return status(settings, io, as_json=settings.json)
+    from runner.commands.failed import failed
+
+    return failed(settings, io)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
