@@ -421,22 +421,21 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, started: dateti
         "|---|---|---|",
     ]
 
-    def row(name: str, key: str, fmt: str) -> None:
+    for name, key, fmt in (
+            ("sync, whole process (s)", "wall_s", ".1f"),
+            ("sync, in-run elapsed_s (s)", "in_run_s", ".1f"),
+            ("least time by the rate: N / rps (s)", "by_rate_s", ".1f"),
+            ("least time by the store limit: max W_s x 60 / 300 (s)", "by_store_s", ".1f"),
+            ("round trip (s)", "rtt_s", ".3f"),
+            ("bound: 1.1 x max(...) + 3 round trips (s)", "bound_s", ".1f"),
+            ("ratio elapsed / bound (target <= 1)", "ratio", ".2f"),
+            ("requests sent", "requests", ",d"),
+            ("client CPU (s)", "cpu_s", ".1f"),
+            ("sandbox CPU (s)", "server_cpu_s", ".1f"),
+            ("client peak RSS (MiB)", "rss_mib", ".0f"),
+            ("first run, outside the timing (s)", "fill_s", ".1f")):
         per = " / ".join(format(r[key], fmt) for r in runs)
         out.append(f"| {name} | {format(med(key), fmt)} | {per} |")
-
-    row("sync, whole process (s)", "wall_s", ".1f")
-    row("sync, in-run elapsed_s (s)", "in_run_s", ".1f")
-    row("least time by the rate: N / rps (s)", "by_rate_s", ".1f")
-    row("least time by the store limit: max W_s x 60 / 300 (s)", "by_store_s", ".1f")
-    row("round trip (s)", "rtt_s", ".3f")
-    row("bound: 1.1 x max(...) + 3 round trips (s)", "bound_s", ".1f")
-    row("ratio elapsed / bound (target <= 1)", "ratio", ".2f")
-    row("requests sent", "requests", ",d")
-    row("client CPU (s)", "cpu_s", ".1f")
-    row("sandbox CPU (s)", "server_cpu_s", ".1f")
-    row("client peak RSS (MiB)", "rss_mib", ".0f")
-    row("first run, outside the timing (s)", "fill_s", ".1f")
     out += ["", "| route (sandbox record) | must make | sent, per round |", "|---|---|---|"]
     routes = sorted({r for run in runs for r in run["routes"]} | set(MUST))
     for route in routes:

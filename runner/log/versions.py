@@ -18,6 +18,7 @@ in no store and no line of the run names it (`VersionQueries.unused_uploads`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -52,6 +53,9 @@ class VersionIndex:
     # detached somewhere, or a delete unsettled. Only these are checked at a run's end, so
     # a converged rerun asks nothing of its 100,000 uploads.
     maybe_unused: set[str] = field(default_factory=set)
+    # store -> file id -> how many paths' current version it is: made on the first question
+    # (`held_by_a_path`), then kept by note_end (a rerun's fold of 100,000 lines never pays).
+    _holders: dict[str, Counter[str]] = field(default_factory=dict)
 
     def note_end(self, key: int, store: str, file_id: str, outcome: object,
                  path: object, file_status: object = None) -> OldVersion | None:
@@ -73,6 +77,11 @@ class VersionIndex:
             if old is not None and old != file_id:
                 replaced = self.superseded[pair_key(store, old)] = OldVersion(store, old, path)
             versions[path] = file_id
+            holders = self._holders.get(store)
+            if holders is not None and old != file_id:
+                holders[file_id] += 1
+                if old is not None:
+                    holders[old] -= 1
             if self.superseded:
                 self.superseded.pop(key, None)
             self.maybe_unused.discard(file_id)
@@ -83,7 +92,17 @@ class VersionIndex:
             held = self.current.get(store)
             if isinstance(path, str) and held is not None and held.get(path) == file_id:
                 del held[path]
+                holders = self._holders.get(store)
+                if holders is not None:
+                    holders[file_id] -= 1
         return None
+
+    def held_by_a_path(self, store: str, file_id: str) -> bool:
+        """Whether the file object is some path's current version in the store."""
+        holders = self._holders.get(store)
+        if holders is None:
+            holders = self._holders[store] = Counter(self.current.get(store, {}).values())
+        return holders[file_id] > 0
 
     def version_of(self, store: str, path: str) -> str | None:
         """The file object the path's last in-place `done` in the store names."""
@@ -137,22 +156,20 @@ class VersionQueries:
         that was attached after them, not the current version of another path, and not a
         pair the manifest wants (`wanted`; by default, one named this run, or any in a store
         this run did not name: it writes only to its manifest's stores)."""
-        named = self.owners_named
-        wanted = wanted or (lambda store, file_id: store not in named
-                            or self.named_this_run(store, file_id))
-        superseded = self.versions.superseded
-        if not superseded:
-            return []
-        by_store: dict[str, set[str]] = {}
-        for old in superseded.values():
-            by_store.setdefault(old.store, set()).add(old.file_id)
-        current = self.versions.current
-        in_use = {(store, file_id) for store, olds in by_store.items()
-                  for file_id in olds.intersection(current.get(store, {}).values())}
-        return [old for old in superseded.values()
-                if (old.store, old.file_id) not in in_use
+        wanted = wanted or self.kept_by_default
+        return [old for old in self.versions.superseded.values() if self.is_stale(old, wanted)]
+
+    def kept_by_default(self, store: str, file_id: str) -> bool:
+        """Not to take out of its store: a pair this run named, or any in a store this run
+        did not name (it writes only to its manifest's stores)."""
+        return store not in self.owners_named or self.named_this_run(store, file_id)
+
+    def is_stale(self, old: OldVersion, wanted: Callable[[str, str], bool]) -> bool:
+        """A superseded version still to take out: not the current version of another path,
+        not a pair the manifest wants, not detached already."""
+        return (not self.versions.held_by_a_path(old.store, old.file_id)
                 and not wanted(old.store, old.file_id)
-                and self.last_state(old.store, old.file_id) not in DETACHED_STATES]
+                and self.last_state(old.store, old.file_id) not in DETACHED_STATES)
 
     def unused_uploads(self, stores: Iterable[str] = (),
                        wanted: Callable[[str, str], bool] | None = None) -> list[str]:

@@ -149,10 +149,7 @@ class RateLimiter:
         now = asyncio.get_running_loop().time()
         start = self._pause_until
         if self._rate is not None and not self._probing:
-            slot = self._tat - self._tolerance
-            if slot < self._hold_until - _EPSILON:
-                slot = self._tat  # the server is nearly out: no burst (see _reserve)
-            start = max(start, slot)
+            start = self._slot_from(start)[0]
         return max(0.0, start - now)
 
     def try_acquire(self) -> bool:
@@ -167,14 +164,10 @@ class RateLimiter:
         if self._pause_until > now:
             return False
         self._adapt(now)
-        slot = max(now, self._tat - self._tolerance)  # what _reserve(now) would take
-        if slot < self._hold_until - _EPSILON:
-            slot = max(now, self._tat)  # the server is nearly out: no burst (see _reserve)
-        if slot > now:
+        if self._slot_from(now)[0] > now:  # what _reserve(now) would take
             return False
-        self._reserve(now)
+        self._last_grant = self._reserve(now)
         self._grants += 1
-        self._last_grant = slot
         return True
 
     async def _wait_turn(self) -> None:
@@ -210,17 +203,22 @@ class RateLimiter:
 
     def _reserve(self, start: float) -> float:
         """Take the next slot at or after `start`; GCRA: TAT = max(TAT, slot) + T."""
-        slot = max(start, self._tat - self._tolerance)
-        interval = self._interval
-        # The server is nearly out: no burst, wider spacing. (The epsilon: slots summed from
-        # the hold's spacing land on its end give or take a rounding, depending on the clock.)
-        if slot < self._hold_until - _EPSILON:
-            slot = max(start, self._tat)
-            interval = max(interval, self._hold_interval)
+        slot, held = self._slot_from(start)
+        interval = max(self._interval, self._hold_interval) if held else self._interval
         if slot > start:
             self._limited = True
         self._tat = max(self._tat, slot) + interval
         return slot
+
+    def _slot_from(self, start: float) -> tuple[float, bool]:
+        """The next free slot at or after `start` (GCRA, less the burst tolerance), and
+        whether the header's hold applies to it: the server is nearly out, so no burst and
+        (in _reserve) wider spacing. (The epsilon: slots summed from the hold's spacing land
+        on its end give or take a rounding, depending on the clock.)"""
+        slot = max(start, self._tat - self._tolerance)
+        if slot < self._hold_until - _EPSILON:
+            return max(start, self._tat), True
+        return slot, False
 
     async def _sleep(self, delay: float) -> None:
         self._waited += delay

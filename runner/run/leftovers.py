@@ -27,7 +27,6 @@ from runner.config import Settings
 from runner.errors import LogError
 from runner.items import Item, pair_key
 from runner.log.resume import ResumeIndex
-from runner.log.states import DETACHED_STATES
 from runner.log.versions import OldVersion
 from runner.log.writer import ResultLog
 from runner.operations.detach import DetachVersion
@@ -64,9 +63,12 @@ class Leftovers:
         self._stores: list[str] = []
         self._keeps: Callable[[str, str], bool] | None = None
         self._failed_before = 0
-        self._live: tuple[Engine, asyncio.Task[RunResult],
-                          Callable[[str, str], bool]] | None = None
-        self._fed: set[int] = set()  # pair keys of the versions fed to the live engine
+        # The detach-versions' engine while it runs (`start_replacing`), its task, and what
+        # the manifest keeps; the pair keys of the versions fed to it.
+        self._replacer: Engine | None = None
+        self._replacing_task: asyncio.Task[RunResult] | None = None
+        self._wanted: Callable[[str, str], bool] | None = None
+        self._fed: set[int] = set()
 
     def _left(self) -> float | None:
         runtime = self.settings.max_runtime
@@ -84,19 +86,24 @@ class Leftovers:
         await self.finish_deleting()
 
     async def replace(self, wanted: Callable[[str, str], bool] | None = None) -> None:
-        """Take out the old versions (DetachVersion through the run's engine); each one
+        """Take out the old versions (DetachVersion through an engine of its own); each one
         detached whose file object is then in no store is deleted at once, beside the
         detaches still going (a store takes 300 writes a minute: the deletes, which are not
         store writes, use the rest of the rate meanwhile)."""
-        stale = self.index.stale_versions(wanted)
-        if not stale:
-            return
-        engine = self._replacing([Item(old.store, old.file_id) for old in stale])
-        self._ended(engine, await engine.run())
+        if not self.index.stale_versions(wanted):
+            return  # a converged rerun starts no engine
+        self.start_replacing(wanted)
+        self.replace_the_rest()
+        await self.finish_replacing()
 
-    def _replacing(self, items: list[Item], *, signals: bool = True) -> Engine:
-        """The engine of detach-versions for `items` (and any fed to it)."""
+    def start_replacing(self, wanted: Callable[[str, str], bool] | None = None) -> None:
+        """Start the engine of detach-versions, fed as old versions become stale. sync starts
+        it before its adds, and each old version goes as soon as its new version is in place
+        (`superseded`): a store's writes (300 a minute) then start with its first batch, not
+        after the last upload. That needs every pair the manifest keeps known before the first
+        write (`wanted`: sync's; by default, `kept_by_default`)."""
         index = self.index
+        self._wanted = wanted or index.kept_by_default
 
         def count(item: Item, outcome: Outcome) -> None:
             index.note_done(item.owner, item.file_id, outcome.outcome,
@@ -108,72 +115,53 @@ class Leftovers:
 
         settings = self.settings
         engine = Engine(
-            parts=lambda: iter(items), pairs=len(items), index=index, log=self.log,
+            parts=lambda: iter(()), pairs=0, index=index, log=self.log,
             sender=self.sender, owner_column=self.owner_column,
             concurrency=settings.concurrency, batch_size=0, retry_failed=True,
             max_runtime=self._left(), operation=DetachVersion(self.sender),
-            resume_due_in=max(0.0, self.due_in), on_outcome=count, signals=signals)
+            resume_due_in=max(0.0, self.due_in), on_outcome=count,
+            signals=False)  # the adds' engine takes them meanwhile; finish_replacing after
         engine.tally = self.tally
-        self.engine = engine
-        return engine
-
-    def _ended(self, engine: Engine, result: RunResult) -> None:
-        self.stop = self.stop or result.stop
-        self.refusal = self.refusal or result.refusal
-        self.log_error = self.log_error or engine.log_error
-
-    # --- replacing beside the adds (sync) ---------------------------------------------------
-
-    def start_replacing(self, wanted: Callable[[str, str], bool]) -> None:
-        """Detach each old version as soon as its new version is in place (`superseded`),
-        beside the adds still going: a store's writes (300 a minute) then start with its first
-        batch, not after the last upload. Only where every pair the manifest keeps is known
-        before the first write (`wanted`: sync's)."""
-        engine = self._replacing([], signals=False)  # the adds' engine takes the signals
         engine.open_feed()
-        self._live = (engine, asyncio.create_task(engine.run()), wanted)
+        self.engine = self._replacer = engine
+        self._replacing_task = asyncio.create_task(engine.run())
 
     def superseded(self, old: OldVersion) -> None:
         """A path pair's new version is in place, and `old` was its version there."""
-        if self._live is None:
-            return
-        engine, _, wanted = self._live
-        if (wanted(old.store, old.file_id)
-                or old.file_id in self.index.versions.current.get(old.store, {}).values()
-                or self.index.last_state(old.store, old.file_id) in DETACHED_STATES):
-            return  # still wanted, another path's version, or out already
-        self._feed(engine, Item(old.store, old.file_id))
+        if self._wanted is not None and self.index.is_stale(old, self._wanted):
+            self._feed(old)
 
     def replace_the_rest(self) -> None:
         """The adds are done: the old versions they did not supersede (an earlier run's, left
         by a stop between attach and detach) join the detaches under way."""
-        if self._live is None:
-            return
-        engine, _, wanted = self._live
-        for old in self.index.stale_versions(wanted):
-            self._feed(engine, Item(old.store, old.file_id))
+        if self._wanted is not None:
+            for old in self.index.stale_versions(self._wanted):
+                self._feed(old)
 
-    def _feed(self, engine: Engine, item: Item) -> None:
-        key = pair_key(item.owner, item.file_id)
-        if key not in self._fed:  # a version fed while the adds went is still stale
+    def _feed(self, old: OldVersion) -> None:
+        key = pair_key(old.store, old.file_id)
+        if self._replacer is not None and key not in self._fed:  # fed once, stale till done
             self._fed.add(key)
-            engine.feed(item)
+            self._replacer.feed(Item(old.store, old.file_id))
 
     def stop_replacing(self, reason: str) -> None:
         """The run stops: the detaches fed and not sent wait for the next run."""
-        if self._live is not None:
-            self._live[0].stop(reason)
+        if self._replacer is not None:
+            self._replacer.stop(reason)
 
     async def finish_replacing(self) -> None:
-        """The detaches fed finish."""
-        live, self._live = self._live, None
-        if live is None:
+        """No more to feed: the detaches fed finish."""
+        engine, task = self._replacer, self._replacing_task
+        self._replacer = self._replacing_task = self._wanted = None
+        if engine is None or task is None:
             return
-        engine, task, _ = live
         engine.close_feed()
         # The other phases are over: the signals (and their second, hard stop) are its own.
         with stopping_on_signals(engine.stop):
-            self._ended(engine, await task)
+            result = await task
+        self.stop = self.stop or result.stop
+        self.refusal = self.refusal or result.refusal
+        self.log_error = self.log_error or engine.log_error
 
     # --- clean-up ---------------------------------------------------------------------------
 

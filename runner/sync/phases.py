@@ -137,7 +137,7 @@ class Phases:
             leftovers = self.leftovers
             if leftovers is not None:
                 # The deletes went on beside the detaches; the rest, unless the run stopped.
-                if self.stop not in (None, "guard"):
+                if self._halted():
                     leftovers.stop = leftovers.stop or self.stop
                 await self._finish(leftovers.finish_deleting())
                 leftovers.add_failures(self.tally)
@@ -158,9 +158,15 @@ class Phases:
             await self.refill(prunable)
         finally:
             if self.leftovers is not None:
-                if self.stop not in (None, "guard"):  # the guard stops prunes, not replaces
-                    self.leftovers.stop_replacing(self.stop)
+                halted = self._halted()
+                if halted is not None:
+                    self.leftovers.stop_replacing(halted)
                 await self._finish(self.leftovers.finish_replacing())
+
+    def _halted(self) -> str | None:
+        """What stopped the run, unless it was the guard: the guard stops prunes, not the
+        replaces or the deletes of objects already in no store."""
+        return None if self.stop == "guard" else self.stop
 
     def keeps(self, store: str, file_id: str) -> bool:
         """A pair of the manifest."""

@@ -421,3 +421,34 @@ def test_sigterm_while_sync_replaces_beside_its_uploads_stops_both_and_the_rerun
     assert held(record, "vs_1") == sorted(sha(t) for t in now.values())
     assert live_objects(record) == in_stores(record)
     assert final.json()["replaced"] + summary["replaced"] == 30
+
+
+def test_sync_detaches_each_old_version_only_after_its_new_version_is_attached(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    # SPEC "Replace": the old version goes only after the new one's attach succeeded. sync
+    # feeds each old version to its detaches the moment its new version is in place, beside
+    # the uploads and batches still going: by the log, every detach-version follows the
+    # `done` that put its path's new version in the store (never the other way round).
+    sb = sandbox(seed=5, reset_after_rate=0.1)
+    docs, texts, manifest, log = filled(tmp_path, sb, 30)
+    now = churn(docs, texts, change=20, delete=0, add=0)
+    first = read_events(log)
+    old_of = {(e["vector_store_id"], e["file_id"]): e["path"] for e in first
+              if e["event"] == "done" and e.get("path")}
+    rerun_until_exit_0(run_args(sb, "sync", manifest, log, "--batch-size", "4",
+                                "--timeout", "1"), runs=4)
+    in_place_at: dict[tuple[str, str], int] = {}  # (store, path) -> line of its new version
+    detached = 0
+    for at, event in enumerate(read_events(log)[len(first):]):
+        if event["event"] != "done" and event["event"] != "sent":
+            continue
+        store = event["vector_store_id"]
+        if event.get("op") == "detach-version":
+            path = old_of[(store, event["file_id"])]
+            assert (store, path) in in_place_at, f"{path}'s old version went first"
+            detached += event["event"] == "done"
+        elif event["event"] == "done" and event.get("outcome") in ("attached",
+                                                                   "already_attached"):
+            in_place_at.setdefault((store, event["path"]), at)
+    assert detached >= 20
+    assert held(wait_for_held_writes(sb), "vs_1") == sorted(sha(t) for t in now.values())
