@@ -212,6 +212,14 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def written_events(path: Path) -> list[dict[str, Any]]:
+    """The lines a running process has finished writing to its log, as JSON (the last one
+    may be half written when read: it is left for the next look)."""
+    text = path.read_text()
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()
+            if line.strip()]
+
+
 def read_log_events(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Every event of a log as the product reads it, and the warnings (a torn last line)."""
     warnings: list[str] = []

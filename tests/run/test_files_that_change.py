@@ -27,6 +27,7 @@ from tests.cli import (
     spawn,
     wait_for_held_writes,
     wait_until,
+    written_events,
 )
 from tests.local_files import sandbox_key, sha, write  # noqa: F401 - sandbox_key: a fixture
 
@@ -398,7 +399,7 @@ def test_sigterm_while_sync_replaces_beside_its_uploads_stops_both_and_the_rerun
     proc = spawn(*args)
 
     def due() -> bool:
-        events = read_events(log)
+        events = written_events(log)
         starts = [at for at, event in enumerate(events) if event["event"] == "run-start"]
         events = events[starts[-1]:] if len(starts) > 1 else []  # this run's lines
         detached = sum(e["event"] == "done" and e.get("op") == "detach-version"
@@ -411,7 +412,7 @@ def test_sigterm_while_sync_replaces_beside_its_uploads_stops_both_and_the_rerun
     wait_until(due, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 143, err
+    assert proc.returncode == 143, (out, err)
     summary = json.loads(out)
     assert summary["stopped_by"] == "SIGTERM"
     assert 0 < summary["replaced"] < 30  # stopped mid-replace, not after it
