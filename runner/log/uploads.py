@@ -29,6 +29,9 @@ from runner.items import Item, LocalFile
 # git's racy-file rule: a file read within this long of its mtime may have been written again
 # in the same clock tick after it was read; a later run reads it again.
 RACY_NS = 2_000_000_000
+# A content this large may be hashed as it uploads (operations/upload.py), which only a
+# content of another size can safely be: the sizes of such contents the log knows are kept.
+LARGE_CONTENT_BYTES = 4 << 20
 UPLOAD_EVENTS = frozenset({"upload-sent", "uploaded", "upload-failed", "possible-duplicates",
                            "file-delete-sent", "file-deleted"})
 
@@ -66,6 +69,8 @@ class UploadIndex:
     deleted: set[str] = field(default_factory=set)
     unsettled: dict[str, SentUpload] = field(default_factory=dict)  # sha256 -> the send
     unadoptable: set[str] = field(default_factory=set)  # reported as possible duplicates
+    # The sizes of the large contents (LARGE_CONTENT_BYTES) uploaded or sent by this log.
+    large_sizes: set[int] = field(default_factory=set)
 
     def load(self, ev: Mapping[str, Any]) -> None:
         """One line of UPLOAD_EVENTS."""
@@ -89,6 +94,7 @@ class UploadIndex:
             path, size, name = ev.get("path"), ev.get("bytes"), ev.get("filename")
             if isinstance(path, str) and isinstance(size, int) and isinstance(name, str):
                 self.unsettled[sha] = SentUpload(path, name, size, ev.get("ts"))
+                self.note_size(size)
         elif kind == "upload-failed":
             self.unsettled.pop(sha, None)
         elif kind == "uploaded":
@@ -98,7 +104,13 @@ class UploadIndex:
                 self.claimed.add(file_id)
                 self.deleted.discard(file_id)
                 self.file_of[sha] = file_id
+                self.note_size(ev.get("bytes"))
             self.note_path(ev)
+
+    def note_size(self, size: object) -> None:
+        """A content of this size is uploaded, or may be."""
+        if isinstance(size, int) and size >= LARGE_CONTENT_BYTES:
+            self.large_sizes.add(size)
 
     def note_path(self, ev: Mapping[str, Any]) -> None:
         """A line that recorded a path's content (an `uploaded`, a path pair's sent/done)."""
@@ -112,6 +124,7 @@ class UploadIndex:
         if (ev.get("event") == "done" and isinstance(sha, str) and isinstance(file_id, str)
                 and file_id and file_id in self.claimed and file_id not in self.deleted):
             self.file_of.setdefault(sha, file_id)
+            self.note_size(size)
 
     def changed_from(self, local: LocalFile) -> str | None:
         """The file object of ours holding the content the log last read at this path, when

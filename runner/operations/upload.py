@@ -3,38 +3,39 @@ operation can send (SPEC "Local files": Identity, Upload, Exactly once).
 
 A file's content is named by its SHA-256, read in one pass with a stat before and after that
 must agree. One file object per distinct content: a content the log already uploaded (or
-adopted) is reused, one being uploaded by another worker is waited for. An upload is logged
-`upload-sent` before its request and `uploaded` after, and its outcome can be uncertain (the
-body went out whole and the answer was lost, a 500/502/504, a killed run's `upload-sent`).
-Such an upload is never repeated blind: once the settle rule allows, the files are listed
-(newest first, back to the send time less five minutes by the server's clock) and an object
-no line of the log claims, with the same filename and byte count, created since then, is
-adopted. Where two unsettled uploads share a filename and size, or several objects match, none
-is adopted (it cannot be proven ours): the content is uploaded again and the candidates are
-reported as possible duplicates, never deleted.
+adopted) is reused, one being uploaded by another worker is waited for. A large file
+(LARGE_CONTENT_BYTES) whose size no content known to the log or to this run shares cannot be
+one of them (only a content of its size can be reused), so it is hashed as it uploads, one
+read, not two, and its upload starts at once ("streamed": requests/multipart.py); a pair of
+the same size that comes meanwhile waits for that upload's end before it looks for reuse.
+
+An upload is logged `upload-sent` before its request (a streamed one: once its file part is
+read, before the body's closing boundary) and `uploaded` after, and its outcome can be
+uncertain (the body went out whole and the answer was lost, a 500/502/504, a killed run's
+`upload-sent`). Such an upload is never repeated blind: it is settled by listing the files
+once the settle rule allows (upload_settle.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlencode
 
 from runner.items import Item, LocalFile
-from runner.log.uploads import UploadIndex
+from runner.log.uploads import LARGE_CONTENT_BYTES, UploadIndex
 from runner.log.writer import ResultLog
 from runner.operations.file_delete import DeleteCounts, FileDeleter
 from runner.operations.hashing import Hasher
-from runner.requests.client import Answer, TransportError
-from runner.requests.multipart import FileChanged, UploadBody, upload_filename
+from runner.operations.upload_settle import UncertainUploads
+from runner.requests.client import TransportError
+from runner.requests.multipart import FileChanged, FileRead, UploadBody, upload_filename
 from runner.requests.outcomes import (
     NOT_SENT,
     UNCERTAIN_STATUSES,
-    GaveUp,
     ItemState,
     NotSent,
     Outcome,
@@ -46,9 +47,6 @@ from runner.requests.retry import MAX_RETRY_AFTER, Retry
 from runner.requests.sender import Sender
 from runner.requests.targets import ApiError, Verdict, api_error, classify_error
 
-# SPEC: the listing pages back to the send time less this much (clocks and queues differ).
-LISTING_SLACK_SECONDS = 300
-LIST_LIMIT = 10_000
 CHANGED = ApiError("changed_while_uploading",
                    "the file changed while it was read or uploaded; it is uploaded again on "
                    "the next run", None)
@@ -80,12 +78,21 @@ class UploadCounts:
 
 
 @dataclass
-class _Uncertain:
-    """An upload of this run whose outcome is not known."""
+class _Read:
+    """The content an upload sends, as far as known: hashed before (sha256 set), or hashed
+    as it goes (a streamed upload: set once its body's file part is read)."""
 
-    filename: str
-    size: int
-    sent_at: float  # epoch seconds, this machine's clock
+    local: LocalFile
+    # A streamed upload's content known, before its upload-sent: claim its making.
+    on_known: Callable[[LocalFile], None] | None = None
+
+
+@dataclass
+class _Stream:
+    """A streamed upload under way: pairs of its size wait for `ended`."""
+
+    ended: asyncio.Future[None]
+    making: asyncio.Future[str | None] | None = None  # its content's, once known
 
 
 class Uploads:
@@ -98,10 +105,9 @@ class Uploads:
         self.timeout = timeout
         self.counts = UploadCounts(deletes=deleter.counts)
         self._making: dict[str, asyncio.Future[str | None]] = {}  # sha256 -> its upload's id
-        self._uncertain: dict[str, _Uncertain] = {}  # sha256 -> this run's uncertain upload
-        self._contested: set[tuple[str, int]] = set()  # (filename, bytes) met as rivals
-        self._clock_offset = 0.0  # the server's Date less this machine's clock, last seen
-        self._date_seen: str | None = None  # the Date header that offset was read from
+        self.uncertain = UncertainUploads(sender, index, log, self.counts.possible_duplicates)
+        self._streams: dict[int, _Stream] = {}  # size -> the streamed upload of that size
+        self._large: Counter[int] = Counter()  # sizes of the large pairs hashing or uploading
         # (bytes sent, bytes in all) of the uploads in flight: the progress bar shows them.
         self.sending = (0, 0)
         self._hasher = Hasher()
@@ -116,6 +122,9 @@ class Uploads:
             if not future.done():
                 future.set_result(None)
         self._making.clear()
+        for stream in self._streams.values():
+            if not stream.ended.done():
+                stream.ended.set_result(None)
 
     # --- the content of a path pair ------------------------------------------------------
 
@@ -127,6 +136,19 @@ class Uploads:
         not yet due for its check) or RunRefused."""
         local = item.local
         assert local is not None
+        large = local.size >= LARGE_CONTENT_BYTES
+        if large and not local.sha256 and unsettled is None and self._may_stream(local.size):
+            return await self._streamed(item, local)
+        if large:
+            self._large[local.size] += 1
+        try:
+            return await self._content(item, local, unsettled)
+        finally:
+            if large:
+                self._large[local.size] -= 1
+
+    async def _content(self, item: Item, local: LocalFile,
+                       unsettled: Unsettled | None) -> tuple[Item, Outcome | None]:
         if not local.sha256:
             try:
                 local = await self._hash(local)
@@ -139,6 +161,8 @@ class Uploads:
             item = item._replace(local=local)
             self._note_change(local)
         sha = local.sha256
+        while (stream := self._streams.get(local.size)) is not None:
+            await asyncio.shield(stream.ended)  # it may be this content: see it end first
         # A parked pair coming back to its check owns the content's making already.
         future = self._making.get(sha) if unsettled is not None else None
         while future is None:
@@ -160,13 +184,56 @@ class Uploads:
             # the pair as hashed, so its check does not read the file again.
             raise UploadUnsettled(item, unknown) from None
         except BaseException:
-            self._making.pop(sha, None)
-            if not future.done():  # abandon() may have ended it
-                future.set_result(None)
+            self._made_or_not(sha, future, None)
             raise
+        self._made_or_not(sha, future, made)
+        if isinstance(made, Outcome):
+            return item, made
+        return item._replace(file_id=made), None
+
+    def _made_or_not(self, sha: str, future: asyncio.Future[str | None],
+                     made: str | Outcome | None) -> None:
+        """The making of a content ended: the pairs that wait for it go on."""
         self._making.pop(sha, None)
-        if not future.done():
-            future.set_result(None if isinstance(made, Outcome) else made)
+        if not future.done():  # abandon() may have ended it
+            future.set_result(made if isinstance(made, str) else None)
+
+    def _may_stream(self, size: int) -> bool:
+        """A large file may be hashed as it uploads when no content of its size can be known
+        before its upload ends: none the log uploaded or sent, none of this run uncertain,
+        no other pair of that size hashing or uploading."""
+        return (size not in self.index.large_sizes and not self._large[size]
+                and size not in self._streams
+                and not self.uncertain.has_size(size))
+
+    async def _streamed(self, item: Item, local: LocalFile) -> tuple[Item, Outcome | None]:
+        """Upload a large file hashed as it goes (one read). Its content's making is claimed
+        once its bytes are read (pairs of the same content wait for it from then on)."""
+        loop = asyncio.get_running_loop()
+        stream = self._streams[local.size] = _Stream(loop.create_future())
+
+        def known(read: LocalFile) -> None:
+            if read.sha256 not in self._making:
+                stream.making = self._making[read.sha256] = loop.create_future()
+
+        read = _Read(local, known)
+        try:
+            made = await self._upload(item, read, upload_filename(local.path), ItemState())
+        except Unsettled as unknown:  # only a whole body is uncertain: its content is known
+            raise UploadUnsettled(item._replace(local=read.local), unknown) from None
+        except BaseException:
+            if stream.making is not None:
+                self._made_or_not(read.local.sha256, stream.making, None)
+            raise
+        finally:
+            del self._streams[local.size]
+            if not stream.ended.done():
+                stream.ended.set_result(None)
+        item = item._replace(local=read.local)
+        if read.local.sha256:
+            self._note_change(read.local)
+        if stream.making is not None:
+            self._made_or_not(read.local.sha256, stream.making, made)
         if isinstance(made, Outcome):
             return item, made
         return item._replace(file_id=made), None
@@ -186,7 +253,7 @@ class Uploads:
         uploaded now."""
         sha = local.sha256
         filename = upload_filename(local.path)
-        sent_at = self._uncertain_since(sha)
+        sent_at = self.uncertain.sent_at(sha)
         if sent_at is not None:
             loop = asyncio.get_running_loop()
             due = loop.time() + (sent_at + self.timeout + self.sender.settle - time.time())
@@ -194,27 +261,20 @@ class Uploads:
                 raise Unsettled(due, ItemState(uncertain=True), None, ApiError(
                     "upload_uncertain", "the upload's outcome is not known yet", None),
                     op="upload")
-            found = await self._adopt(local, filename, sent_at)
-            if isinstance(found, Outcome):
-                return found
+            found = await self.uncertain.find(local, filename, sent_at)
+            if isinstance(found, str):
+                return await self._made(local, found, adopted=True)
             if found is not None:
                 return found
         # An upload sent again after its settle goes on counting the same tries: a server
         # that applies and then fails every upload cannot keep the pair going for ever.
         tries = unsettled.state if unsettled is not None else ItemState()
         tries.uncertain = False
-        return await self._upload(item, local, filename, tries)
-
-    def _uncertain_since(self, sha: str) -> float | None:
-        mine = self._uncertain.get(sha)
-        if mine is not None:
-            return mine.sent_at
-        logged = self.index.unsettled.get(sha)
-        return None if logged is None else logged.sent_at
+        return await self._upload(item, _Read(local), filename, tries)
 
     # --- uploading -----------------------------------------------------------------------
 
-    async def _upload(self, item: Item, local: LocalFile, filename: str,
+    async def _upload(self, item: Item, read: _Read, filename: str,
                       tries: ItemState) -> str | Outcome:
         sender = self.sender
         retrying = sender.retrying(tries)
@@ -223,20 +283,23 @@ class Uploads:
                 with attempt:
                     if tries.sent:
                         sender.counters.retries += 1
-                    return await self._upload_once(item, local, filename, tries)
+                    return await self._upload_once(item, read, filename, tries)
         except Retry as exc:
-            if not tries.uncertain:  # else its upload-sent stays open: the next run settles it
-                self.log.append_upload_failed(local)
+            # An uncertain one's upload-sent stays open: the next run settles it. A streamed
+            # upload cut off before its content was known wrote none.
+            if not tries.uncertain and read.local.sha256:
+                self.log.append_upload_failed(read.local)
             return Outcome("failed", exc.status, tries.sent, exc.error, retryable=True,
                            uncertain=tries.uncertain, op="upload")
         raise AssertionError("unreachable: tenacity returns or re-raises")
 
-    async def _upload_once(self, item: Item, local: LocalFile, filename: str,
+    async def _upload_once(self, item: Item, read: _Read, filename: str,
                            tries: ItemState) -> str | Outcome:
         sender = self.sender
         tries.sent += 1
         tries.counted += 1
-        body = UploadBody(local.path, local.size, filename, on_bytes=self._sent_bytes)
+        local = read.local
+        streamed = not local.sha256  # hashed as it goes (its content known at the end)
         started, sent_at = asyncio.get_running_loop().time(), time.time()
         self.sending = (self.sending[0], self.sending[1] + local.size)
 
@@ -246,30 +309,46 @@ class Uploads:
             # run's check of a killed upload (due at the line's time + --timeout + --settle)
             # could come before the late upload lands, and upload it twice.
             nonlocal sent_at
-            self.log.append_upload_sent(local, filename)
+            self.log.append_upload_sent(read.local, filename)
             sent_at = time.time()
 
+        def file_read(found: FileRead) -> None:
+            # A streamed body read whole, before its closing boundary: no object yet.
+            read.local = LocalFile(local.path, found.size, found.mtime_ns, found.sha256,
+                                   found.hashed_ns)
+            if read.on_known is not None:
+                read.on_known(read.local)
+            sending()
+
+        body = UploadBody(local.path, local.size, filename, on_bytes=self._sent_bytes,
+                          on_file_read=file_read if streamed else None)
         try:
-            answer = await sender.upload(body, before_send=sending)
+            answer = await sender.upload(body, before_send=None if streamed else sending)
         except NotSent:
             tries.sent -= 1
             tries.counted -= 1
             raise Retry(None, NOT_SENT) from None
         except FileChanged:
-            self.log.append_upload_failed(local)
+            if not streamed:  # a streamed body stops before its content is known: no line
+                self.log.append_upload_failed(local)
             return Outcome("failed", None, tries.sent, CHANGED, retryable=True, op="upload")
         except TransportError as exc:
             error = ApiError("connection_error", str(exc), None)
-            if exc.sent:
-                raise self._uncertain_now(local, filename, sent_at, tries, None, error) from None
+            if exc.sent:  # the body went out whole: a streamed one's content is known
+                raise self._uncertain_now(read.local, filename, sent_at, tries, None,
+                                          error) from None
             raise Retry(None, error) from None
         finally:
             self.counts.seconds += asyncio.get_running_loop().time() - started
             done, total = self.sending
             self.sending = (done - body.sent, total - local.size)
-        self._note_clock(answer)
+        local = read.local
+        self.uncertain.note_clock(answer)
         refusal = None if 200 <= answer.status < 300 else api_error(
             answer.status, answer.body, answer.text)
+        # An answer before a streamed body's end (a server that refuses early): no object,
+        # no upload-sent line to close.
+        whole = bool(local.sha256)
         if tries.sent == 1 and sender.breaker.armed:
             # An upload's first answer counts toward the breaker as an attach's does (SPEC):
             # a wrong base URL refuses every upload the same way.
@@ -279,7 +358,7 @@ class Uploads:
                 sender.breaker_tripped = True
         if refusal is None:
             file_id = answer.body.get("id") if isinstance(answer.body, dict) else None
-            if not isinstance(file_id, str) or not file_id:
+            if not isinstance(file_id, str) or not file_id or not whole:
                 error = ApiError("bad_answer", "the upload's answer named no file id", None)
                 raise self._uncertain_now(local, filename, sent_at, tries, answer.status, error)
             return await self._made(local, file_id)
@@ -292,11 +371,12 @@ class Uploads:
                 tries.counted -= 1
                 tries.throttled += 1
                 raise Retry(429, error, wait=0.0)
-            if answer.status in UNCERTAIN_STATUSES:
+            if answer.status in UNCERTAIN_STATUSES and whole:
                 raise self._uncertain_now(local, filename, sent_at, tries, answer.status, error)
             wait = min(answer.retry_after, MAX_RETRY_AFTER) if answer.retry_after else None
             raise Retry(answer.status, error, wait=wait)
-        self.log.append_upload_failed(local)
+        if whole:
+            self.log.append_upload_failed(local)
         return Outcome("failed", answer.status, tries.sent, error, retryable=False, op="upload")
 
     async def _made(self, local: LocalFile, file_id: str, *,
@@ -315,8 +395,8 @@ class Uploads:
             return Outcome("failed", None, 1, CHANGED, retryable=True, op="upload")
         self.log.append_uploaded(local, file_id, adopted=adopted)
         self.index.file_of[local.sha256] = file_id
-        self.index.unsettled.pop(local.sha256, None)
-        self._uncertain.pop(local.sha256, None)
+        self.index.note_size(local.size)
+        self.uncertain.settled(local.sha256)
         if adopted:
             self.counts.adopted += 1
         else:
@@ -327,85 +407,8 @@ class Uploads:
     def _uncertain_now(self, local: LocalFile, filename: str, sent_at: float, tries: ItemState,
                        status: int | None, error: ApiError) -> Unsettled | Retry:
         """The upload may have made a file object: check it by listing after --settle."""
-        self._uncertain[local.sha256] = _Uncertain(filename, local.size, sent_at)
+        self.uncertain.add(local, filename, sent_at)
         found = self.sender.unsettled(tries, status, error)
         if isinstance(found, Unsettled):
             found.op = "upload"
         return found
-
-    # --- settling an uncertain upload ------------------------------------------------------
-
-    async def _adopt(self, local: LocalFile, filename: str,
-                     sent_at: float) -> str | Outcome | None:
-        """Settle an uncertain upload of this content: the object it made (adopted), None
-        when it made none (or none can be proven ours: upload again), or the failure to
-        list (the upload stays uncertain for the next run)."""
-        since = sent_at + self._clock_offset - LISTING_SLACK_SECONDS
-        try:
-            listed = await self._list_since(since)
-        except GaveUp as exc:
-            return Outcome("failed", exc.status, 0, ApiError(
-                "check_failed", "could not list the files to settle an uncertain upload",
-                None), retryable=True, uncertain=True, op="upload")
-        claimed = self.index.claimed
-        matches = [obj["id"] for obj in listed
-                   if obj.get("filename") == filename and obj.get("bytes") == local.size
-                   and isinstance(obj.get("created_at"), (int, float))
-                   and obj["created_at"] >= since and obj["id"] not in claimed
-                   and obj["id"] not in self.index.unadoptable]
-        group = (filename, local.size)
-        if self._has_rival(local.sha256, group):
-            self._contested.add(group)
-        if len(matches) == 1 and group not in self._contested:
-            return await self._made(local, matches[0], adopted=True)
-        if matches:
-            self._contested.add(group)
-            self.counts.possible_duplicates.extend(matches)
-            self.index.unadoptable.update(matches)
-            self.log.append("possible-duplicates", path=local.path, sha256=local.sha256,
-                            file_ids=matches)
-        # Settled: the content is uploaded again (a new upload-sent line follows).
-        self.index.unsettled.pop(local.sha256, None)
-        self._uncertain.pop(local.sha256, None)
-        return None
-
-    def _has_rival(self, sha: str, group: tuple[str, int]) -> bool:
-        """Whether another unsettled upload (this run's or the log's) has the same filename
-        and size but another content: either could be the object found."""
-        rivals = [(u.filename, u.size) for s, u in self._uncertain.items() if s != sha]
-        rivals += [(u.filename, u.size) for s, u in self.index.unsettled.items() if s != sha]
-        return group in rivals
-
-    async def _list_since(self, since: float) -> list[dict[str, Any]]:
-        """The file objects created since `since` (server clock), newest first."""
-        found: list[dict[str, Any]] = []
-        after: str | None = None
-        while True:
-            query = {"purpose": "assistants", "order": "desc", "limit": LIST_LIMIT}
-            if after is not None:
-                query["after"] = after
-            answer = await self.sender.request_retrying("GET", "/files?" + urlencode(query),
-                                                        kind="list")
-            if not 200 <= answer.status < 300 or not isinstance(answer.body, dict):
-                error = api_error(answer.status, answer.body, answer.text)
-                raise GaveUp(answer.status, error, uncertain=False)
-            self._note_clock(answer)
-            page = [obj for obj in answer.body.get("data") or [] if isinstance(obj, dict)
-                    and isinstance(obj.get("id"), str)]
-            found.extend(page)
-            oldest = page[-1].get("created_at") if page else None
-            if (not page or not answer.body.get("has_more")
-                    or (isinstance(oldest, (int, float)) and oldest < since)):
-                return found
-            after = page[-1]["id"]
-
-    def _note_clock(self, answer: Answer) -> None:
-        """The server's clock, from an answer's Date header: the listing's bound is on it."""
-        if answer.date is None or answer.date == self._date_seen:
-            return  # one second's resolution: parsed once a second at most
-        self._date_seen = answer.date
-        try:
-            server = email.utils.parsedate_to_datetime(answer.date).timestamp()
-        except (TypeError, ValueError):
-            return
-        self._clock_offset = server - time.time()

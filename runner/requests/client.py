@@ -238,6 +238,8 @@ class ApiClient:
         except (TransportError, FileChanged):
             raise
         except Exception as exc:
+            if body.failure is not None:
+                raise body.failure  # noqa: B904 - the library's wrapper of it is the context
             if body.changed:
                 raise FileChanged(str(exc)) from exc
             error = _transport_error(exc)

@@ -2,20 +2,39 @@
 streamed from disk a chunk at a time, so memory does not grow with its size. The body knows
 how far it got: a stall (no chunk taken for `--timeout` seconds) is found by the client's
 watchdog (client.ApiClient.upload), and only a body sent to its last byte can have made a
-file object (SPEC "Exactly once")."""
+file object (SPEC "Exactly once").
+
+A body may also hash the file as it reads it (`on_file_read`): a large file is then read once,
+not once to hash and again to send. Its whole file part read, the stat unchanged since the
+open, `on_file_read` is told the content (the upload's `upload-sent` line is written there)
+before the closing boundary goes: a server cannot make the object without that boundary, so
+the line still comes before any object can exist."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple, NoReturn
 
 CHUNK_BYTES = 256 * 1024
 
 
 class FileChanged(Exception):  # noqa: N818 - a finding, reported as the pair's failure
     """The file was shorter than when it was read: it changed while it was uploading."""
+
+
+class FileRead(NamedTuple):
+    """What a hashing body read: the content's SHA-256 (hex), the size and mtime_ns of the
+    file it read (the same at the open and after the last byte), and when it opened it."""
+
+    sha256: str
+    size: int
+    mtime_ns: int
+    hashed_ns: int
 
 
 # Characters a Content-Disposition filename cannot hold as they are: clients escape them in
@@ -38,7 +57,8 @@ class UploadBody:
     no chunked encoding) and what it has sent so far."""
 
     def __init__(self, path: str, size: int, filename: str, purpose: str = "assistants",
-                 on_bytes: Callable[[int], None] | None = None) -> None:
+                 on_bytes: Callable[[int], None] | None = None,
+                 on_file_read: Callable[[FileRead], None] | None = None) -> None:
         self.path = path
         self.size = size
         boundary = uuid.uuid4().hex
@@ -55,25 +75,51 @@ class UploadBody:
         self.complete = False  # the last byte was handed to the connection
         self.sent = 0  # bytes of the file handed to the connection
         self.changed = False
+        self.on_file_read = on_file_read
+        # An exception of on_file_read (a log that cannot be written): the client raises it
+        # as it is, not as the connection error the library makes of it.
+        self.failure: BaseException | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         self.progressed_at = loop.time()
-        yield self._head
         left = self.size
+        hashing = self.on_file_read is not None
         # Page-cache reads of 256 KiB take tens of microseconds: not worth a thread.
         with open(self.path, "rb") as stream:  # noqa: ASYNC230
+            opened_ns = time.time_ns()
+            before = os.fstat(stream.fileno())
+            if hashing and before.st_size != self.size:
+                self._changed("is not the size it was")
+            digest = hashlib.sha256() if hashing else None
+            yield self._head
             while left > 0:
                 chunk = stream.read(min(CHUNK_BYTES, left))
                 if not chunk:
-                    self.changed = True
-                    raise FileChanged(f"{self.path} is shorter than when it was read")
+                    self._changed("is shorter than when it was read")
                 left -= len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
                 yield chunk
                 self.progressed_at = loop.time()
                 self.sent += len(chunk)
                 if self.on_bytes is not None:
                     self.on_bytes(len(chunk))
+            if digest is not None and self.on_file_read is not None:
+                after = os.fstat(stream.fileno())
+                if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+                    self._changed("changed while it was read")
+                try:
+                    self.on_file_read(FileRead(digest.hexdigest(), before.st_size,
+                                               before.st_mtime_ns, opened_ns))
+                except BaseException as exc:
+                    self.failure = exc
+                    raise
         yield self._tail
         self.progressed_at = loop.time()
         self.complete = True
+
+    def _changed(self, what: str) -> NoReturn:
+        """The file is not as it was: stop before the closing boundary (no object)."""
+        self.changed = True
+        raise FileChanged(f"{self.path} {what}")

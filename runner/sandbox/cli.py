@@ -31,6 +31,7 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
             burst=args.burst,
             store_rpm=args.store_rpm,
             upload_rpm=args.upload_rpm,
+            upload_bytes_per_s=args.upload_bytes_per_s,
             latency_ms=args.latency_ms,
             seed=args.seed,
             fail_rate=args.fail_rate,

@@ -41,6 +41,7 @@ class SandboxConfig:
     burst: float | None = None
     store_rpm: float | None = None
     upload_rpm: float | None = None
+    upload_bytes_per_s: float | None = None  # a slow link: an upload's file part read this fast
     latency_ms: float = 0
     seed: int = 0
     fail_rate: float = 0
@@ -68,6 +69,8 @@ class SandboxConfig:
         _check_number("burst", self.burst, minimum=1, optional=True)
         _check_number("store_rpm", self.store_rpm, minimum=0, optional=True, exclusive=True)
         _check_number("upload_rpm", self.upload_rpm, minimum=0, optional=True, exclusive=True)
+        _check_number("upload_bytes_per_s", self.upload_bytes_per_s, minimum=0, optional=True,
+                      exclusive=True)
         for name in ("latency_ms", "slow_ms", "late_apply_ms", "processing_ms"):
             _check_number(name, getattr(self, name), minimum=0)
         for name in (*FAULT_RATE_FIELDS, "vs_fail_rate"):

@@ -30,7 +30,7 @@ from runner.sandbox.limits import TokenBucket, format_go_duration, retry_headers
 from runner.sandbox.parsing import page_of, paginate_or_400
 from runner.sandbox.record import Record
 from runner.sandbox.state import SortKey, VectorStore, list_json
-from runner.sandbox.uploads import Upload, receive_upload
+from runner.sandbox.uploads import Pace, Upload, receive_upload
 
 FILES = "files"  # the routes' target (RouteInfo.target): the OpenAI-Beta header is not theirs
 MAX_FILE_LIST_LIMIT = 10_000  # and the default, as openai-python documents `limit`
@@ -146,7 +146,8 @@ class FileRoutes:
         """Read the upload's whole body now; a refusal is returned, to be answered when the
         upload is applied (after the hold of a late_apply fault, as a JSON write's would)."""
         try:
-            return await receive_upload(request, self.config.file_max_bytes)
+            return await receive_upload(request, self.config.file_max_bytes, Pace(
+                self.config.upload_bytes_per_s, self.record.upload_reading))
         except ApiError as error:
             return error
 

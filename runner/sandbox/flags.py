@@ -36,6 +36,13 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         help="uploads (POST /files) a minute, a limit of their own that nothing else takes "
         "from (default: unlimited)",
     )
+    add(
+        "--upload-bytes-per-s",
+        type=_positive,
+        default=None,
+        help="a slow link: each upload's file is read at most this many bytes a second "
+        "(default: as fast as it comes)",
+    )
     add("--latency-ms", type=_non_negative, default=0, help="added to every answer")
     add("--seed", type=int, default=0, help="seed of the fault draws (default 0)")
     add("--fail-rate", type=_fraction, default=0, help="fraction answered 500/502/503")

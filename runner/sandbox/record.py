@@ -11,6 +11,7 @@
       "peak_in_flight": 16,          # most /v1 requests handled at once
       "held_writes": 0,              # writes a late_apply fault holds now, from the draw
                                      # until each is applied or dropped (see below)
+      "receiving_uploads": 0,        # uploads whose file part is being read now
       "peak_per_1s": 25,             # most requests started within any 1 s (sliding)
       "peak_per_60s": 600,           # most requests started within any 60 s (sliding)
       "by_status": {"200": 1200, "429": 30, "502": 4},   # answers sent, by status code;
@@ -209,6 +210,7 @@ class Record:
         # (OpenAI-Organization, OpenAI-Project) -> requests; None: the header was absent
         self.org_project: Counter[tuple[str | None, str | None]] = Counter()
         self.uploads_applied = 0  # file objects made by POST /files
+        self.receiving_uploads = 0  # uploads whose file part is being read now
         self.uploads_by_status: Counter[str] = Counter()  # "200", "400", ..., "dropped"
         self.file_deletes: Counter[str] = Counter()  # "applied", "not_found"
 
@@ -242,6 +244,10 @@ class Record:
     def upload_finished(self, status: int | None) -> None:
         """An upload's answer was sent (None: its connection was dropped without one)."""
         self.uploads_by_status["dropped" if status is None else str(status)] += 1
+
+    def upload_reading(self, change: int) -> None:
+        """An upload's file part began to be read (+1), or ended (-1)."""
+        self.receiving_uploads += change
 
     def upload_applied(self) -> None:
         self.uploads_applied += 1
@@ -313,6 +319,7 @@ class Record:
             "requests": self.requests,
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,
+            "receiving_uploads": self.receiving_uploads,
             "peak_per_1s": self.per_1s.peak,
             "peak_per_60s": self.per_60s.peak,
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},

@@ -8,7 +8,9 @@ docs/sandbox.md ("Files")); the rest are the sandbox's own, in OpenAI's envelope
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Callable
 from typing import NamedTuple
 
 from aiohttp import BodyPartReader, MultipartReader, web
@@ -41,7 +43,19 @@ class Upload(NamedTuple):
     expires_after: int | None  # seconds after created_at, None: the purpose's default
 
 
-async def receive_upload(request: web.Request, max_bytes: int) -> Upload:
+class Pace(NamedTuple):
+    """How an upload's file part is read: at most `bytes_per_s` (None: as fast as it comes),
+    and `reading(+1 / -1)` told as its read starts and ends."""
+
+    bytes_per_s: float | None = None
+    reading: Callable[[int], None] | None = None
+
+
+FULL_SPEED = Pace()
+
+
+async def receive_upload(request: web.Request, max_bytes: int,
+                         pace: Pace = FULL_SPEED) -> Upload:
     """Read the whole multipart body and check it; ApiError (400) for what the API refuses.
 
     The file part is read to its end even when it is too large, so the answer is the 400
@@ -53,14 +67,14 @@ async def receive_upload(request: web.Request, max_bytes: int) -> Upload:
     if request.content_type != "multipart/form-data":
         raise ApiError(400, NOT_MULTIPART_MESSAGE)
     try:
-        fields, content = await _read_form(await request.multipart(), max_bytes)
+        fields, content = await _read_form(await request.multipart(), max_bytes, pace)
     except (AssertionError, ValueError) as exc:  # aiohttp's word for a malformed body
         raise ApiError(400, NOT_MULTIPART_MESSAGE) from exc
     return _checked(fields, content, max_bytes)
 
 
 async def _read_form(
-    reader: MultipartReader, max_bytes: int
+    reader: MultipartReader, max_bytes: int, pace: Pace
 ) -> tuple[dict[str, str], tuple[str, int, str] | None]:
     """The form's fields other than the file, and the file as (filename, bytes, sha256)."""
     fields: dict[str, str] = {}
@@ -74,7 +88,7 @@ async def _read_form(
         if name in fields or (name == "file" and content is not None):
             raise ApiError(400, f"Invalid request: the field '{name}' was given more than once.")
         if name == "file":
-            content = await _read_file(part, max_bytes)
+            content = await _read_file(part, max_bytes, pace)
         else:
             fields[name] = await _read_field(part, name)
     return fields, content
@@ -95,7 +109,8 @@ async def _read_urlencoded(request: web.Request) -> dict[str, str]:
     return fields
 
 
-async def _read_file(part: BodyPartReader, max_bytes: int) -> tuple[str, int, str]:
+async def _read_file(part: BodyPartReader, max_bytes: int,
+                     pace: Pace) -> tuple[str, int, str]:
     """The file part, streamed: (filename, bytes, sha256). A part with no filename is a form
     field, not a file: the API needs the file's name (file search cites it)."""
     filename = part.filename
@@ -105,11 +120,21 @@ async def _read_file(part: BodyPartReader, max_bytes: int) -> tuple[str, int, st
         )
     digest = hashlib.sha256()
     size = 0
-    while chunk := await part.read_chunk(CHUNK_BYTES):
-        size += len(chunk)
-        # Past the limit, count on (to answer with the size) but stop hashing: nothing keeps it.
-        if size <= max_bytes:
-            digest.update(chunk)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    if pace.reading is not None:
+        pace.reading(1)
+    try:
+        while chunk := await part.read_chunk(CHUNK_BYTES):
+            size += len(chunk)
+            # Past the limit, count on (to answer with the size) but stop hashing.
+            if size <= max_bytes:
+                digest.update(chunk)
+            if pace.bytes_per_s is not None:  # a slow link: the next read waits its turn
+                await asyncio.sleep(max(0.0, started + size / pace.bytes_per_s - loop.time()))
+    finally:
+        if pace.reading is not None:
+            pace.reading(-1)
     return filename, size, digest.hexdigest()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import random
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,17 @@ from tests.cli import (
     wait_for_held_writes,
     wait_until,
 )
-from tests.local_files import sandbox_key, sha, write  # noqa: F401 - sandbox_key: a fixture
+from tests.local_files import (  # noqa: F401 - sandbox_key: a fixture
+    args_for,
+    assert_exactly_once,
+    contents_in,
+    files_in,
+    reported,
+    runs_until_exit_0,
+    sandbox_key,
+    sha,
+    write,
+)
 
 pytestmark = pytest.mark.usefixtures("sandbox_key")
 
@@ -49,16 +59,6 @@ def tree(root: Path) -> dict[str, str]:
     return held
 
 
-def files_in(record: dict[str, Any], store: str) -> dict[str, dict[str, Any]]:
-    return record["vector_store_files"].get(store, {})
-
-
-def contents_in(record: dict[str, Any], store: str) -> list[str]:
-    """The SHA-256 of each file object the store holds (a content twice shows twice)."""
-    objects = record["files"]
-    return sorted(objects[file_id]["sha256"] for file_id in files_in(record, store))
-
-
 def docs_folder(root: Path, texts: list[str], prefix: str) -> Path:
     """docs/PREFIXnn.md holding each of `texts`, and a manifest taking them all to vs_1."""
     for i, text in enumerate(texts):
@@ -66,11 +66,6 @@ def docs_folder(root: Path, texts: list[str], prefix: str) -> Path:
     manifest = root / "m.csv"
     manifest.write_text("vector_store_id,path\nvs_1,docs/*.md\n")
     return manifest
-
-
-def args_for(sb: SandboxThread, manifest: Path, log: Path, *more: str) -> list[str]:
-    return ["run", str(manifest), "--base-url", sb.base_url, "--log", str(log), "--json",
-            *FAST, *more]
 
 
 def test_a_nested_tree_into_three_stores_in_every_format(
@@ -145,34 +140,6 @@ def test_one_upload_for_a_path_in_two_stores_and_for_two_paths_of_one_content(
     assert summary["attach_requests"] == 2  # b.md shares a.md's attach in vs_1
 
 
-def _objects_by_content(record: dict[str, Any]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for file_id, obj in record["files"].items():
-        if not obj["deleted"]:
-            found.setdefault(obj["sha256"], []).append(file_id)
-    return found
-
-
-def assert_exactly_once(record: dict[str, Any], store: str, texts: Iterable[str],
-                        reported: set[str]) -> None:
-    """The store holds each content once; every other object of ours is a reported
-    possible duplicate (never attached, never deleted)."""
-    wanted = sorted({sha(t) for t in texts})
-    assert contents_in(record, store) == wanted
-    held = set(files_in(record, store))
-    for _content, ids in _objects_by_content(record).items():
-        for file_id in ids:
-            assert file_id in held or file_id in reported, (file_id, record["files"][file_id])
-
-
-def _reported(results: Iterable[Any]) -> set[str]:
-    ids: set[str] = set()
-    for result in results:
-        if result.out.strip():
-            ids.update(result.json().get("possible_duplicates", []))
-    return ids
-
-
 @pytest.mark.parametrize("fault", [
     {"reset_after_rate": 0.5},  # applied, then the connection dropped
     {"error_after_rate": 0.5},  # applied, then a 500
@@ -189,14 +156,9 @@ def test_uncertain_uploads_are_settled_by_listing_never_sent_blind(
     manifest.write_text(json.dumps({"vector_store_id": "vs_1", "path": "docs/*.md"}) + "\n")
     log = tmp_path / "log"
     args = args_for(sb, manifest, log, "--timeout", "1", "--max-attempts", "8", "--settle", "2")
-    results = []
-    for _ in range(8):
-        results.append(run_main(args))
-        if results[-1].code == 0:
-            break
-    assert results[-1].code == 0, results[-1].err
+    results = runs_until_exit_0(args, runs=8)
     record = wait_for_held_writes(sb)
-    assert_exactly_once(record, "vs_1", texts, _reported(results))
+    assert_exactly_once(record, "vs_1", texts, reported(results))
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(line["event"] == "uploaded" for line in lines)
     assert record["faults"], "the fault never happened: the test proved nothing"
@@ -219,14 +181,14 @@ def test_two_files_of_one_name_and_size_both_uncertain_are_never_swapped(
     second = run_main(args_for(sb, manifest, log))
     assert second.code == 0, second.err
     record = sb.record()
-    reported = _reported([first, second])
-    assert reported  # the orphans the 500s left were named
-    assert_exactly_once(record, "vs_1", ["content one\n", "content two\n"], reported)
+    orphans = reported([first, second])
+    assert orphans  # the orphans the 500s left were named
+    assert_exactly_once(record, "vs_1", ["content one\n", "content two\n"], orphans)
     # SPEC "Clean-up": a possible duplicate is never deleted, not even by a run whose end
     # deletes what it made and no store holds.
     third = run_main(args_for(sb, manifest, log))
     assert third.code == 0, third.err
-    assert not any(sb.record()["files"][f]["deleted"] for f in reported)
+    assert not any(sb.record()["files"][f]["deleted"] for f in orphans)
 
 
 def test_kill_9_mid_upload_leaves_nothing_twice(
