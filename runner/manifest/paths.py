@@ -100,19 +100,19 @@ def expand(text: str, base_dir: str | None, *, unread: bool = False) -> Expansio
 
 
 def _named_file(text: str, path: str) -> LocalFile:
-    """A file named without a glob: every check is an error."""
-    shown = show(text)
+    """A file named without a glob: every check is an error (the name is spelled for the
+    message only then: a manifest of 100,000 paths spells none)."""
     try:
         info = os.stat(path)  # a link is followed: the user named it
     except FileNotFoundError:
-        raise PathProblem(f"path {shown} does not exist ({path}); check the name, or the "
-                          "folder it is relative to (the manifest's)") from None
+        raise PathProblem(f"path {show(text)} does not exist ({path}); check the name, or "
+                          "the folder it is relative to (the manifest's)") from None
     except OSError as exc:
-        raise PathProblem(f"path {shown} cannot be read ({exc.strerror}); check its "
+        raise PathProblem(f"path {show(text)} cannot be read ({exc.strerror}); check its "
                           "permissions") from None
     reason = _refusal(path, info)
     if reason is not None:
-        raise PathProblem(f"path {shown} is {_said(reason, path, info)}; "
+        raise PathProblem(f"path {show(text)} is {_said(reason, path, info)}; "
                           f"{_remedy(reason)}")
     return LocalFile(path, info.st_size, info.st_mtime_ns)
 

@@ -87,11 +87,13 @@ class UploadBody:
         hashing = self.on_file_read is not None
         # Page-cache reads of 256 KiB take tens of microseconds: not worth a thread.
         with open(self.path, "rb") as stream:  # noqa: ASYNC230
-            opened_ns = time.time_ns()
-            before = os.fstat(stream.fileno())
-            if hashing and before.st_size != self.size:
-                self._changed("is not the size it was")
-            digest = hashlib.sha256() if hashing else None
+            digest = before = None
+            if hashing:
+                opened_ns = time.time_ns()
+                before = os.fstat(stream.fileno())
+                if before.st_size != self.size:
+                    self._changed("is not the size it was")
+                digest = hashlib.sha256()
             yield self._head
             while left > 0:
                 chunk = stream.read(min(CHUNK_BYTES, left))
@@ -105,7 +107,7 @@ class UploadBody:
                 self.sent += len(chunk)
                 if self.on_bytes is not None:
                     self.on_bytes(len(chunk))
-            if digest is not None and self.on_file_read is not None:
+            if digest is not None and before is not None and self.on_file_read is not None:
                 after = os.fstat(stream.fileno())
                 if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
                     self._changed("changed while it was read")
