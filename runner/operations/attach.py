@@ -58,28 +58,18 @@ class Adder:
         Unsettled when a write's outcome becomes unknown."""
         if state is None:
             state = ItemState(uncertain=uncertain)
-        try:
-            return await self._try_once(item, state)
-        except Retry as exc:
-            first = exc
-        return await self._retry_loop(item, state, first)
+        sender = self.sender
 
-    async def _retry_loop(self, item: Item, state: ItemState, first: Retry) -> Outcome:
-        pending: Retry | None = first
-        retrying = self.sender.retrying(state)
+        async def attempt(retry: bool) -> Outcome:
+            if retry:
+                sender.counters.retries += 1
+            return await self._try_once(item, state)
+
         try:
-            async for attempt in retrying:
-                with attempt:
-                    if pending is not None:
-                        # Replays the fast path's failure so tenacity waits before the next try.
-                        exc, pending = pending, None
-                        raise exc
-                    self.sender.counters.retries += 1
-                    return await self._try_once(item, state)
+            return await sender.tried(state, attempt)
         except Retry as exc:
             return Outcome("failed", exc.status, state.sent, exc.error, retryable=True,
                            uncertain=state.uncertain)
-        raise AssertionError("unreachable: tenacity returns or re-raises")
 
     async def _try_once(self, item: Item, state: ItemState) -> Outcome:
         if state.uncertain:

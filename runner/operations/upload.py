@@ -277,13 +277,14 @@ class Uploads:
     async def _upload(self, item: Item, read: _Read, filename: str,
                       tries: ItemState) -> str | Outcome:
         sender = self.sender
-        retrying = sender.retrying(tries)
+
+        async def attempt(_: bool) -> str | Outcome:
+            if tries.sent:  # a try after one that never left (the run halted) is no retry
+                sender.counters.retries += 1
+            return await self._upload_once(item, read, filename, tries)
+
         try:
-            async for attempt in retrying:
-                with attempt:
-                    if tries.sent:
-                        sender.counters.retries += 1
-                    return await self._upload_once(item, read, filename, tries)
+            return await sender.tried(tries, attempt)
         except Retry as exc:
             # An uncertain one's upload-sent stays open: the next run settles it. A streamed
             # upload cut off before its content was known wrote none.
@@ -291,7 +292,6 @@ class Uploads:
                 self.log.append_upload_failed(read.local)
             return Outcome("failed", exc.status, tries.sent, exc.error, retryable=True,
                            uncertain=tries.uncertain, op="upload")
-        raise AssertionError("unreachable: tenacity returns or re-raises")
 
     async def _upload_once(self, item: Item, read: _Read, filename: str,
                            tries: ItemState) -> str | Outcome:

@@ -94,11 +94,16 @@ async def test_a_server_that_stops_reading_is_cut_at_the_stall_bound_not_sent(
 
 
 async def test_no_answer_after_the_last_byte_is_uncertain(tmp_path: Path) -> None:
+    # ... and the client drops the connection (the server reads to its end, then closes).
+    dropped = asyncio.Event()
+
     async def read_all_answer_nothing(reader: asyncio.StreamReader,
                                       writer: asyncio.StreamWriter) -> None:
         while await reader.read(65536):
             pass
         writer.close()
+        await writer.wait_closed()
+        dropped.set()
 
     server, base = await _server(read_all_answer_nothing)
     path = tmp_path / "small.txt"
@@ -106,4 +111,5 @@ async def test_no_answer_after_the_last_byte_is_uncertain(tmp_path: Path) -> Non
     async with server, client_for(base) as client:
         with pytest.raises(TransportError) as caught:
             await client.upload("/files", UploadBody(str(path), 1000, "small.txt"), stall=0.5)
+        await asyncio.wait_for(dropped.wait(), 10)
     assert caught.value.sent
