@@ -135,6 +135,7 @@ class Engine:
         if self.local is not None:
             self.local.release()
         self._stopping.set()
+        self.settle_queue.wake_all()  # workers waiting for parked or pushed work end
 
     def _log_failed(self, error: LogError) -> None:
         """A line could not be written: send nothing more (SPEC: exit 2, `log-write`). What

@@ -4,7 +4,10 @@ checked no sooner than its due time (SPEC, Behaviour under trouble; see outcomes
 Workers take a parked item whose time has come before any new work, then work handed in late
 (`push`: sync's replaces, fed as their new versions land); once the work has run out they
 wait for the next one due, or for more pushed while a feed is open (or a stop). Nothing here
-sleeps a worker while other work is waiting.
+sleeps a worker while other work is waiting, and nothing wakes more workers than there is
+work for: a push, or a new earliest parked item, wakes one waiting worker, and a worker that
+takes a unit while more is ready wakes the next (every waiting worker woken at each push cost
+~1.8 ms of CPU a push with 64 workers, 6.5 ms with 256).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ class SettleQueue:
         self._parked: list[Parked] = []  # a heap, earliest due first
         self._serial = 0
         self._work_left = True
-        self._changed = asyncio.Event()  # a new earliest item: waiting workers look again
+        self._waiters: deque[asyncio.Future[None]] = deque()  # workers waiting, oldest first
         # Work handed in while the run goes on (`push`), and how many feeds may still hand
         # some in: while one is open, workers whose work ran out wait instead of ending.
         self._pushed: deque[object] = deque()
@@ -54,12 +57,12 @@ class SettleQueue:
         entry = Parked(due, self._serial, item, unsettled)
         heapq.heappush(self._parked, entry)
         if self._parked[0] is entry:
-            self._changed.set()  # a waiting worker may have to wake sooner
+            self._wake()  # a waiting worker may have to wake sooner
 
     def push(self, unit: object) -> None:
         """Work handed in late: taken before the work iterator's next unit."""
         self._pushed.append(unit)
-        self._changed.set()
+        self._wake()
 
     def open_feed(self) -> None:
         """Workers whose work ran out wait for `push` from now on, until `close_feed`."""
@@ -68,7 +71,19 @@ class SettleQueue:
     def close_feed(self) -> None:
         """A feed will push no more: workers may end once the work is done."""
         self._feeds -= 1
-        self._changed.set()
+        self.wake_all()
+
+    def wake_all(self) -> None:
+        """Every waiting worker looks again (the feeds closed, or the run stops)."""
+        self._wake(everyone=True)
+
+    def _wake(self, *, everyone: bool = False) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not everyone:
+                    return
 
     @property
     def settling(self) -> tuple[int, float] | None:
@@ -84,9 +99,9 @@ class SettleQueue:
         parked = self._parked
         while not self._stopping.is_set():
             if parked and parked[0].due <= loop.time():
-                return heapq.heappop(parked)
+                return self._passing_on(heapq.heappop(parked))
             if self._pushed:
-                return self._pushed.popleft()  # type: ignore[return-value]
+                return self._passing_on(self._pushed.popleft())  # type: ignore[return-value]
             if self._work_left:
                 unit = next(work, None)
                 if unit is not None:
@@ -94,18 +109,35 @@ class SettleQueue:
                 self._work_left = False
             if not parked and not self._feeds and not self._pushed:
                 return None
-            self._changed.clear()
-            timeout = max(0.0, parked[0].due - loop.time()) if parked else None
-            waits = [asyncio.ensure_future(self._stopping.wait()),
-                     asyncio.ensure_future(self._changed.wait())]
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            timer = (loop.call_later(max(0.0, parked[0].due - loop.time()), _end, waiter)
+                     if parked else None)
             try:
-                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                await waiter
             finally:
-                for waiting in waits:
-                    waiting.cancel()
+                if timer is not None:
+                    timer.cancel()
+                if not waiter.done():  # the worker was cancelled
+                    waiter.cancel()
+                if waiter in self._waiters:  # its time came, not a wake: out of the line
+                    self._waiters.remove(waiter)
         return None
+
+    def _passing_on(self, taken: U) -> U:
+        """A unit taken from what was ready: if more is ready, the next waiting worker
+        wakes for it (one wake a unit)."""
+        if self._pushed or (self._parked and
+                            self._parked[0].due <= asyncio.get_running_loop().time()):
+            self._wake()
+        return taken
 
     def drain(self) -> Iterator[Parked]:
         """Every item still parked (the run is stopping), earliest first."""
         while self._parked:
             yield heapq.heappop(self._parked)
+
+
+def _end(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
