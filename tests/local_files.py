@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from runner.sandbox import SandboxThread
-from tests.cli import FAST, SANDBOX_KEY, Result, run_main
+from tests.cli import FAST, SANDBOX_KEY, Result, run_main, wait_for_held_writes
 
 LONG_AGO_NS = 1_700_000_000 * 10**9  # an mtime well before the run: no racy file
 
@@ -24,9 +24,12 @@ def sandbox_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SANDBOX_KEY)
 
 
-def write(path: Path, text: str, *, old: bool = True) -> Path:
+def write(path: Path, text: str | bytes, *, old: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
     if old:
         os.utime(path, ns=(LONG_AGO_NS, LONG_AGO_NS))
     return path
@@ -89,3 +92,24 @@ def runs_until_exit_0(args: list[str], runs: int) -> list[Result]:
         if results[-1].code == 0:
             return results
     raise AssertionError(f"no run of {runs} exited 0: {results[-1].err}")
+
+
+# Faults that leave an upload uncertain: each was applied, and the client cannot know it.
+UNCERTAIN_UPLOAD_FAULTS = [
+    {"reset_after_rate": 0.5},  # applied, then the connection dropped
+    {"error_after_rate": 0.5},  # applied, then a 500
+    # Applied after the client gave up (at --timeout 1 s), well within --settle (2 s).
+    {"late_apply_rate": 0.5, "late_apply_ms": 1500},
+]
+# A run's flags under those faults: the client gives up at 1 s, settles after 2.
+UNDER_FAULTS = ["--timeout", "1", "--max-attempts", "8", "--settle", "2"]
+
+
+def settled_under_faults(sb: SandboxThread, args: list[str]) -> tuple[dict[str, Any], set[str]]:
+    """Runs to exit 0 (at most 8) under uncertain-upload faults: the sandbox's record once no
+    write is held, and every possible duplicate the runs reported. Fails the test if the
+    fault never happened (it would have proved nothing)."""
+    results = runs_until_exit_0(args, runs=8)
+    record = wait_for_held_writes(sb)
+    assert record["faults"], "the fault never happened: the test proved nothing"
+    return record, reported(results)

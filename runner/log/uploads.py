@@ -101,11 +101,15 @@ class UploadIndex:
             self.unsettled.pop(sha, None)
             file_id = ev.get("file_id")
             if isinstance(file_id, str) and file_id:
-                self.claimed.add(file_id)
-                self.deleted.discard(file_id)
-                self.file_of[sha] = file_id
-                self.note_size(ev.get("bytes"))
+                self.holds(sha, file_id, ev.get("bytes"))
             self.note_path(ev)
+
+    def holds(self, sha: str, file_id: str, size: object) -> None:
+        """A file object of ours holds this content (an `uploaded` line, read or written)."""
+        self.claimed.add(file_id)
+        self.deleted.discard(file_id)
+        self.file_of[sha] = file_id
+        self.note_size(size)
 
     def note_size(self, size: object) -> None:
         """A content of this size is uploaded, or may be."""

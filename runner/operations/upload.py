@@ -187,9 +187,7 @@ class Uploads:
             self._made_or_not(sha, future, None)
             raise
         self._made_or_not(sha, future, made)
-        if isinstance(made, Outcome):
-            return item, made
-        return item._replace(file_id=made), None
+        return _named(item, made)
 
     def _made_or_not(self, sha: str, future: asyncio.Future[str | None],
                      made: str | Outcome | None) -> None:
@@ -234,9 +232,7 @@ class Uploads:
             self._note_change(read.local)
         if stream.making is not None:
             self._made_or_not(read.local.sha256, stream.making, made)
-        if isinstance(made, Outcome):
-            return item, made
-        return item._replace(file_id=made), None
+        return _named(item, made)
 
     async def _hash(self, local: LocalFile) -> LocalFile:
         return await self._hasher.hash(local)
@@ -358,7 +354,10 @@ class Uploads:
                 sender.breaker_tripped = True
         if refusal is None:
             file_id = answer.body.get("id") if isinstance(answer.body, dict) else None
-            if not isinstance(file_id, str) or not file_id or not whole:
+            if not whole:  # a 2xx before the body's end made nothing: send it again
+                raise Retry(answer.status, ApiError(
+                    "bad_answer", "the upload was answered before its body's end", None))
+            if not isinstance(file_id, str) or not file_id:
                 error = ApiError("bad_answer", "the upload's answer named no file id", None)
                 raise self._uncertain_now(local, filename, sent_at, tries, answer.status, error)
             return await self._made(local, file_id)
@@ -394,8 +393,7 @@ class Uploads:
             await self.deleter.delete(file_id)
             return Outcome("failed", None, 1, CHANGED, retryable=True, op="upload")
         self.log.append_uploaded(local, file_id, adopted=adopted)
-        self.index.file_of[local.sha256] = file_id
-        self.index.note_size(local.size)
+        self.index.holds(local.sha256, file_id, local.size)
         self.uncertain.settled(local.sha256)
         if adopted:
             self.counts.adopted += 1
@@ -412,3 +410,10 @@ class Uploads:
         if isinstance(found, Unsettled):
             found.op = "upload"
         return found
+
+
+def _named(item: Item, made: str | Outcome) -> tuple[Item, Outcome | None]:
+    """The pair naming the file object its content was made as, or with why it was not."""
+    if isinstance(made, Outcome):
+        return item, made
+    return item._replace(file_id=made), None

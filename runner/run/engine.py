@@ -134,8 +134,7 @@ class Engine:
         self.sender.halt()
         if self.local is not None:
             self.local.release()
-        self._stopping.set()
-        self.settle_queue.wake_all()  # workers waiting for parked or pushed work end
+        self.settle_queue.stop()  # sets _stopping; workers waiting for work end
 
     def _log_failed(self, error: LogError) -> None:
         """A line could not be written: send nothing more (SPEC: exit 2, `log-write`). What

@@ -71,10 +71,11 @@ class SettleQueue:
     def close_feed(self) -> None:
         """A feed will push no more: workers may end once the work is done."""
         self._feeds -= 1
-        self.wake_all()
+        self._wake(everyone=True)
 
-    def wake_all(self) -> None:
-        """Every waiting worker looks again (the feeds closed, or the run stops)."""
+    def stop(self) -> None:
+        """The run stops: every waiting worker ends its wait (take returns None)."""
+        self._stopping.set()
         self._wake(everyone=True)
 
     def _wake(self, *, everyone: bool = False) -> None:

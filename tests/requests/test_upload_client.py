@@ -53,6 +53,27 @@ async def test_an_upload_arrives_whole_under_its_name(
     assert body.complete
 
 
+async def test_a_transfer_longer_than_the_stall_bound_that_keeps_moving_is_not_cut(
+        tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
+    # SPEC "Upload": --timeout bounds a stall, not the whole transfer. A slow link (the
+    # sandbox reads 8 MB a second) takes ~5 s over a 40 MB body with a 2 s stall bound:
+    # every chunk it takes re-arms the watchdog, and the upload lands whole, once. (The
+    # bound is above the time the sockets' buffers, several MB, take to drain after the
+    # last byte is handed over: that wait is "after the last byte" to the client.)
+    sb = sandbox(upload_bytes_per_s=8 << 20)
+    path = tmp_path / "slow.bin"
+    content = b"s" * (40 << 20)
+    path.write_bytes(content)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with client_for(sb.base_url) as client:
+        answer = await client.upload("/files", UploadBody(str(path), len(content), "slow.bin"),
+                                     stall=2.0)
+    assert answer.status == 200, answer.raw
+    assert loop.time() - started > 4.0  # the link was slow: the bound was passed, not cut
+    assert sb.record()["uploads"] == {"applied": 1, "by_status": {"200": 1}}
+
+
 async def test_a_file_that_shrank_is_found_changed(
         tmp_path: Path, sandbox: Callable[..., SandboxThread]) -> None:
     sb = sandbox()

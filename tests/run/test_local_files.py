@@ -24,13 +24,15 @@ from tests.cli import (
     wait_until,
 )
 from tests.local_files import (  # noqa: F401 - sandbox_key: a fixture
+    UNCERTAIN_UPLOAD_FAULTS,
+    UNDER_FAULTS,
     args_for,
     assert_exactly_once,
     contents_in,
     files_in,
     reported,
-    runs_until_exit_0,
     sandbox_key,
+    settled_under_faults,
     sha,
     write,
 )
@@ -140,12 +142,7 @@ def test_one_upload_for_a_path_in_two_stores_and_for_two_paths_of_one_content(
     assert summary["attach_requests"] == 2  # b.md shares a.md's attach in vs_1
 
 
-@pytest.mark.parametrize("fault", [
-    {"reset_after_rate": 0.5},  # applied, then the connection dropped
-    {"error_after_rate": 0.5},  # applied, then a 500
-    # Applied after the client gave up (at --timeout 1 s), well within --settle (2 s).
-    {"late_apply_rate": 0.5, "late_apply_ms": 1500},
-])
+@pytest.mark.parametrize("fault", UNCERTAIN_UPLOAD_FAULTS)
 def test_uncertain_uploads_are_settled_by_listing_never_sent_blind(
         tmp_path: Path, sandbox: Callable[..., SandboxThread], fault: dict[str, Any]) -> None:
     sb = sandbox(seed=7, fault_methods=("POST",), **fault)
@@ -155,13 +152,10 @@ def test_uncertain_uploads_are_settled_by_listing_never_sent_blind(
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"vector_store_id": "vs_1", "path": "docs/*.md"}) + "\n")
     log = tmp_path / "log"
-    args = args_for(sb, manifest, log, "--timeout", "1", "--max-attempts", "8", "--settle", "2")
-    results = runs_until_exit_0(args, runs=8)
-    record = wait_for_held_writes(sb)
-    assert_exactly_once(record, "vs_1", texts, reported(results))
+    record, duplicates = settled_under_faults(sb, args_for(sb, manifest, log, *UNDER_FAULTS))
+    assert_exactly_once(record, "vs_1", texts, duplicates)
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(line["event"] == "uploaded" for line in lines)
-    assert record["faults"], "the fault never happened: the test proved nothing"
 
 
 def test_two_files_of_one_name_and_size_both_uncertain_are_never_swapped(

@@ -47,6 +47,5 @@ async def test_a_stop_ends_every_waiting_worker() -> None:
     queue.park(Item("vs_1", "file-1"), None, asyncio.get_running_loop().time() + 3600)
     takes = [asyncio.create_task(queue.take(iter(()))) for _ in range(8)]
     await asyncio.sleep(0.01)
-    stopping.set()
-    queue.wake_all()
+    queue.stop()
     assert await asyncio.wait_for(asyncio.gather(*takes), 5) == [None] * 8

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -29,13 +28,14 @@ from tests.cli import (
     written_events,
 )
 from tests.local_files import (  # noqa: F401 - sandbox_key: a fixture
-    LONG_AGO_NS,
+    UNCERTAIN_UPLOAD_FAULTS,
+    UNDER_FAULTS,
     args_for,
     assert_exactly_once,
     contents_in,
-    reported,
-    runs_until_exit_0,
     sandbox_key,
+    settled_under_faults,
+    write,
 )
 
 pytestmark = pytest.mark.usefixtures("sandbox_key")
@@ -49,9 +49,7 @@ def big(path: Path, size: int, seed: int) -> bytes:
     """A file of `size` bytes whose content `seed` tells apart, with an mtime long past."""
     line = f"document {seed} ".encode()
     content = (line * (size // len(line) + 1))[:size]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    os.utime(path, ns=(LONG_AGO_NS, LONG_AGO_NS))
+    write(path, content)
     return content
 
 
@@ -142,11 +140,7 @@ def test_large_files_of_one_size_are_uploaded_once_a_content(
     assert result.json()["uploaded"] == 3
 
 
-@pytest.mark.parametrize("fault", [
-    {"reset_after_rate": 0.5},  # applied, then the connection dropped
-    {"error_after_rate": 0.5},  # applied, then a 500
-    {"late_apply_rate": 0.5, "late_apply_ms": 1500},  # applied after the client gave up
-])
+@pytest.mark.parametrize("fault", UNCERTAIN_UPLOAD_FAULTS)
 def test_uncertain_streamed_uploads_are_settled_by_listing(
         tmp_path: Path, sandbox: Callable[..., SandboxThread], fault: dict[str, Any]) -> None:
     sb = sandbox(seed=11, fault_methods=("POST",), **fault)
@@ -154,13 +148,9 @@ def test_uncertain_streamed_uploads_are_settled_by_listing(
                 for i in range(6)]
     manifest = tmp_path / "m.csv"
     manifest.write_text("vector_store_id,path\nvs_1,docs/*.pdf\n")
-    args = args_for(sb, manifest, tmp_path / "log", "--timeout", "1", "--max-attempts", "8",
-                    "--settle", "2")
-    results = runs_until_exit_0(args, runs=8)
-    record = wait_for_held_writes(sb)
-    assert_exactly_once(record, "vs_1", [], reported(results),
-                        shas=[sha_of(c) for c in contents])
-    assert record["faults"], "the fault never happened: the test proved nothing"
+    record, duplicates = settled_under_faults(
+        sb, args_for(sb, manifest, tmp_path / "log", *UNDER_FAULTS))
+    assert_exactly_once(record, "vs_1", [], duplicates, shas=[sha_of(c) for c in contents])
 
 
 def test_kill_9_while_large_files_stream_leaves_nothing_twice(
