@@ -12,11 +12,12 @@ way that keeps those rules (integral floats written as integers, keys sorted, no
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from itertools import repeat
+from itertools import chain, repeat
 from operator import methodcaller
 from typing import Any, Literal, TypeAlias
 
@@ -167,6 +168,7 @@ def digest_value(attributes: Attributes | None) -> int:
 
 _BLAKE8 = functools.partial(hashlib.blake2b, digest_size=8)
 _DIGEST_BYTES = methodcaller("digest")
+_VALUES = methodcaller("values")
 _BIG: Literal["big"] = "big"
 
 
@@ -177,12 +179,23 @@ def canonical_texts(sets: Sequence[Mapping[str, AttributeValue]]) -> list[str]:
     encoded alone."""
     if not sets:
         return []
-    whole = _CANONICAL.encode(sets)  # "[{...},{...}]": the sets' canonical texts, in a list
+    whole = _encoded_in_bulk(sets)  # "[{...},{...}]": the sets' canonical texts, in a list
     # Canonical JSON holds no raw NUL (it escapes control characters): mark the boundaries.
     texts = whole[1:-1].replace("},{", "}\0{").split("\0")
     if len(texts) != len(sets):
         return [_CANONICAL.encode(one) for one in sets]
     return texts
+
+
+def _encoded_in_bulk(sets: Sequence[Mapping[str, AttributeValue]]) -> str:
+    """`_CANONICAL.encode(sets)`, by orjson (four times json's speed) when no value is a float:
+    for strings, integers and booleans the two spell the same text (keys sorted by code point,
+    the same escapes); a float's repr can differ (1e-05 against 1e-5), so json spells those.
+    A lone surrogate, or an integer past 64 bits, orjson refuses: json's then."""
+    if float not in set(map(type, chain.from_iterable(map(_VALUES, sets)))):
+        with contextlib.suppress(orjson.JSONEncodeError):
+            return orjson.dumps(sets, option=orjson.OPT_SORT_KEYS).decode()
+    return _CANONICAL.encode(sets)
 
 
 def digest_values_of(texts: Sequence[str]) -> list[int]:
@@ -209,6 +222,20 @@ def same_attributes(a: Attributes | None, b: Attributes | None) -> bool:
     if a != b:
         return False
     return all(isinstance(value, bool) is isinstance(b[key], bool) for key, value in a.items())
+
+
+def same_as_canonical(shown: Sequence[Any], canonicals: Sequence[str]) -> list[bool]:
+    """For each pair of the attributes a store shows (as an answer reads: None for none) and a
+    canonical text: `same_attributes` of the two, in bulk (a batch's read-back compares a
+    page of 100 at once). The shown sets are spelled in one call and compared as texts; only
+    where the texts differ (a store showing 2021.0 for 2021, say) are they compared by value."""
+    sets = [{} if one is None else one for one in shown]
+    # A set that is not a dict is not what the API sends: each is then compared by value.
+    texts = (canonical_texts(sets) if all(type(one) is dict for one in sets)
+             else [""] * len(sets))
+    return [text == wanted or (isinstance(one, Mapping)
+                               and same_attributes(_read_canonical(wanted), one))
+            for text, wanted, one in zip(texts, canonicals, sets, strict=True)]
 
 
 def chunking_matches(wanted: Mapping[str, Any] | None, reported: Any) -> bool:

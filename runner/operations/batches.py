@@ -190,14 +190,22 @@ class BatchRunner:
         batch's read-back costs its pages, not 500 objects held), None if a page cannot be
         read."""
         found: dict[str, Mapping[str, Any]] = {}
-        as_wanted = self.adder.updater.as_wanted
-        async for obj in self._pages(store, batch_id, None):
-            if obj is None:
+        async for page in self._pages(store, batch_id, None):
+            if page is None:
                 return None
-            item = managed.get(obj["id"])
-            if item is not None:
-                found[item.file_id] = AS_WANTED if as_wanted(item, obj) else obj
+            self._compare(page, managed, found)
+            del page  # not held while the next page is awaited (see _pages)
         return found
+
+    def _compare(self, page: list[Mapping[str, Any]], managed: Mapping[str, Item],
+                 found: dict[str, Mapping[str, Any]]) -> None:
+        """One page of a batch's file list compared with its pairs, into `found` (nothing of
+        the page outlives the call but the objects that differ)."""
+        objs = [obj for obj in page if obj["id"] in managed]
+        items = [managed[obj["id"]] for obj in objs]
+        wanted = self.adder.updater.as_wanted(items, objs)
+        for item, obj, alike in zip(items, objs, wanted, strict=True):
+            found[item.file_id] = AS_WANTED if alike else obj
 
     async def _poll(self, store: str, batch_id: str, last: Mapping[str, Any] | None,
                     ) -> Mapping[str, Any] | None:
@@ -255,15 +263,16 @@ class BatchRunner:
                           ) -> dict[str, Judgement] | None:
         """The batch's files in one status, page by page (None if a page cannot be read)."""
         found: dict[str, Judgement] = {}
-        async for obj in self._pages(store, batch_id, file_status):
-            if obj is None:
+        async for page in self._pages(store, batch_id, file_status):
+            if page is None:
                 return None
-            found[obj["id"]] = judge_vector_store_file(obj, wait=True)
+            for obj in page:
+                found[obj["id"]] = judge_vector_store_file(obj, wait=True)
         return found
 
     async def _pages(self, store: str, batch_id: str, file_status: str | None,
-                     ) -> AsyncIterator[Mapping[str, Any] | None]:
-        """The batch's file objects (in one status, or all), page by page; a final None
+                     ) -> AsyncIterator[list[Mapping[str, Any]] | None]:
+        """The batch's file objects (in one status, or all), a page at a time; a final None
         when a page cannot be read."""
         base = f"{self.target.batch_path(store)}/{batch_id}/files"
         after: str | None = None
@@ -283,9 +292,7 @@ class BatchRunner:
             if answer.status != 200 or not isinstance(data, list):
                 yield None
                 return
-            for obj in data:
-                if isinstance(obj, dict) and isinstance(obj.get("id"), str):
-                    yield obj
+            yield [obj for obj in data if isinstance(obj, dict) and isinstance(obj.get("id"), str)]
             # The SDK's cursor: the last object's id, while the list says it has more.
             last = data[-1].get("id") if data and isinstance(data[-1], dict) else None
             if not body.get("has_more") or not isinstance(last, str):

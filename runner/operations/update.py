@@ -9,10 +9,10 @@ chunking strategy that does not match is only counted: it cannot change in place
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runner.attributes import chunking_matches, same_attributes
+from runner.attributes import chunking_matches, same_as_canonical, same_attributes
 from runner.items import Item
 from runner.requests.outcomes import GaveUp, ItemState, Outcome, RunRefused, Unsettled, refusal_kind
 from runner.requests.targets import Judgement, VectorStoreFiles, Verdict
@@ -53,14 +53,25 @@ class Updater:
         return None
 
     @staticmethod
-    def as_wanted(item: Item, obj: Mapping[str, Any]) -> bool:
-        """Whether a file object shows the pair as its options want it: converge would do
-        nothing, note nothing (a batch's read-back keeps no more of it than that)."""
-        options = item.options
-        return options is not None and chunking_matches(
-            options.chunking_strategy, obj.get("chunking_strategy")) and (
-            not options.manages_attributes or same_attributes(options.attributes,
-                                                              obj.get("attributes")))
+    def as_wanted(items: Sequence[Item], objs: Sequence[Mapping[str, Any]]) -> list[bool]:
+        """For each pair and the file object that shows it: whether the object shows it as
+        its options want it (converge would do nothing, note nothing). The attributes are
+        compared in bulk: a batch's read-back compares a page at a time."""
+        wanted: list[bool] = []
+        managed: list[int] = []  # where the pair manages attributes: compared below
+        shown: list[Any] = []
+        canonicals: list[str] = []
+        for n, (item, obj) in enumerate(zip(items, objs, strict=True)):
+            options = item.options
+            wanted.append(options is not None and chunking_matches(
+                options.chunking_strategy, obj.get("chunking_strategy")))
+            if options is not None and options.manages_attributes:
+                managed.append(n)
+                shown.append(obj.get("attributes"))
+                canonicals.append(options.canonical())
+        for n, alike in zip(managed, same_as_canonical(shown, canonicals), strict=True):
+            wanted[n] = wanted[n] and alike
+        return wanted
 
     async def converge_listed(self, item: Item, obj: Mapping[str, Any], ending: Outcome,
                               ) -> Outcome:
