@@ -27,6 +27,7 @@ from runner.log.resume import ResumeIndex
 from runner.log.writer import ResultLog
 from runner.manifest import (
     Block,
+    KeptParts,
     ManifestSource,
     ManifestStats,
     check_manifest,
@@ -66,11 +67,12 @@ def open_source(settings: Settings) -> tuple[Target, ManifestSource, int | None]
 
 def check_source(settings: Settings, io: Io, target: Target, source: ManifestSource,
                  said_on: int | None, settles: Callable[[Block], bool] | None = None,
-                 vouches: Callable[[Block], bool] | None = None) -> ManifestStats:
+                 vouches: Callable[[Block], bool] | None = None,
+                 keep: KeptParts | None = None) -> ManifestStats:
     """The whole manifest checked (see check_manifest; `settles` and `vouches` with the log
-    read first)."""
+    read first; `keep`, where to keep the parts for the run)."""
     stats = check_manifest(source, target.owner_column, target.group_key, said_on=said_on,
-                           settles=settles, vouches=vouches)
+                           settles=settles, vouches=vouches, keep=keep)
     if settings.command == "run":
         refuse_detach_rows(source)
     for note in stats.skipped_notes:
@@ -140,7 +142,10 @@ def manifest_items(source: ManifestSource, target: Target) -> Callable[[], Itera
 def manifest_parts(source: ManifestSource, target: Target,
                    stats: ManifestStats | None = None) -> Callable[[], Iterator[Block | Item]]:
     """What run and dry-run plan from: the manifest with its fast-path blocks left whole, less
-    the runs of blocks the check found settled (`stats`, when it had the log)."""
+    the runs of blocks the check found settled (`stats`, when it had the log); the parts the
+    check kept, when it kept them (the manifest is then not read again)."""
+    if stats is not None and stats.kept is not None:
+        return stats.kept.parts
     skips, identity = (stats.skips, stats.identity) if stats is not None else ({}, None)
     return lambda: iter_blocks(source, target.owner_column, target.group_key, skips, identity)
 

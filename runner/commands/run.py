@@ -34,6 +34,7 @@ from runner.log.reader import check_log, log_identity
 from runner.log.resume import ResumeIndex
 from runner.log.writer import ResultLog
 from runner.manifest import (
+    KeptParts,
     ManifestSource,
     ManifestStats,
 )
@@ -59,30 +60,39 @@ def send(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operat
     """Do `operation` to every pair the log does not show done (or show the plan, --dry-run)."""
     if settings.dry_run:
         return show_run_plan(settings, io, operation)
-    index: ResumeIndex | None = None
     if not operation.skips_blocks:
         target, source, stats = prepare(settings, io)
-    else:
-        # The log is read before the manifest is checked, so that the check, reading every
-        # row anyway, also finds the blocks the log has all done: the run passes over them
-        # unread (a converged rerun reads its manifest once). The lock is taken after the
-        # check, as for every command (a bad manifest leaves no lock file), and the log read
-        # again under it if another run wrote to it meanwhile.
-        target, source, said_on = open_source(settings)
-        check_log(settings.log)
-        log_seen = log_identity(settings.log)
-        index = load_index(settings, target, io)
-        stats = check_source(settings, io, target, source, said_on, block_settles(index),
-                             block_vouches(index))
+        return _send_locked(settings, io, argv, operation, target, source, stats, None)
+    # The log is read before the manifest is checked, so that the check, reading every row
+    # anyway, also finds the blocks the log has all done: the run passes over them unread (a
+    # converged rerun reads its manifest once). The rest the check keeps beside the log, for
+    # the run to take from there (a fresh run reads its manifest once too). The lock is taken
+    # after the check, as for every command (a bad manifest leaves no lock file), and the log
+    # read again under it if another run wrote to it meanwhile.
+    target, source, said_on = open_source(settings)
+    check_log(settings.log)
+    seen = log_identity(settings.log), load_index(settings, target, io)
+    with KeptParts.beside(os.path.dirname(os.path.abspath(settings.log))) as kept:
+        stats = check_source(settings, io, target, source, said_on, block_settles(seen[1]),
+                             block_vouches(seen[1]), keep=kept)
+        return _send_locked(settings, io, argv, operation, target, source, stats, seen)
+
+
+def _send_locked(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operation],
+                 target: Target, source: ManifestSource, stats: ManifestStats,
+                 seen: tuple[object, ResumeIndex] | None) -> int:
+    """The run under the lock. `seen`: the log's identity and index as the check read them."""
     key = load_api_key(settings, os.environ)
     register_secret(key.reveal())
     with holding_the_lock(settings):
-        if index is None or log_identity(settings.log) != log_seen:
+        if seen is None or log_identity(settings.log) != seen[0]:
             index = load_index(settings, target, io)
-            stats.skips, stats.settled = {}, 0
+            stats.forget_settled()
+        else:
+            index = seen[1]
         index.expect_repeats = remembers_every_pair(stats, index)
         if index.uploads.claimed:  # and so every pair is met, none passed over in a block
-            stats.skips, stats.settled = {}, 0
+            stats.forget_settled()
         # The command line is echoed as the "next:" command: never with the key in it.
         argv = [scrub_secrets(arg) for arg in argv]
         return asyncio.run(execute(settings, io, argv, target, source, stats, index, key,

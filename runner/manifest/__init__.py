@@ -31,11 +31,14 @@ May import: the core modules only (items, attributes, errors); never config or t
     target.py       detect_target: which target the manifest names, from its first rows
     check.py        check_manifest: every bad row named, else the counts (and, given the
                     log's verdict, the runs of blocks a run may pass over unread)
+    kept.py         KeptParts: the parts the check read, kept in columns for the run, which
+                    then does not read the manifest again
 """
 
 from runner.manifest.block import Block
 from runner.manifest.check import ManifestStats, check_manifest, options_key
 from runner.manifest.common import FORMATS, STDIN_DISPLAY, ManifestSource
+from runner.manifest.kept import KeptParts
 from runner.manifest.reader import iter_blocks, iter_items
 from runner.manifest.source import open_manifest
 from runner.manifest.target import Detected, detect_target
@@ -45,6 +48,7 @@ __all__ = [
     "STDIN_DISPLAY",
     "Block",
     "Detected",
+    "KeptParts",
     "ManifestSource",
     "ManifestStats",
     "check_manifest",

@@ -80,7 +80,8 @@ class Block:
     `reader`: what reads the given attribute texts (OptionColumns.read), once, at `read`."""
 
     __slots__ = ("line", "pairs", "offset", "end", "attributes", "chunking", "lines", "span",
-                 "state", "vouched", "_chunking_of", "_reader", "_objects", "_canonicals")
+                 "state", "vouched", "_chunking_of", "_reader", "_objects", "_canonicals",
+                 "_written")
 
     def __init__(self, line: int, pairs: list[tuple[str, str]], offset: int = 0, end: int = 0,
                  attributes: list[str] | None = None, reader: ReadAttributes | None = None,
@@ -106,6 +107,34 @@ class Block:
         # them, body, comparison, digest, reads numbers by value); None until then.
         self._objects: list[Any] | None = None if attributes is not None else []
         self._canonicals: list[str] | None = None  # their canonical texts, made once
+        self._written: list[int] | None = None  # their fingerprints as written (`written`)
+
+    @classmethod
+    def restored(cls, line: int, pairs: list[tuple[str, str]], lines: list[int] | None,
+                 canonicals: list[str] | None, written: list[int] | None,
+                 chunking: list[str] | None, chunking_of: dict[str, dict[str, Any]]) -> Block:
+        """A block as the check kept it (kept.KeptParts): its attributes already made into
+        their canonical texts ("" where a row gives none), which then stand as its
+        `attributes` too (only whether a row gives some is asked of those), and fingerprints."""
+        block = cls(line, pairs, attributes=canonicals, chunking=chunking,
+                    chunking_of=chunking_of, lines=lines)
+        if canonicals is not None:
+            block._canonicals = list(filter(None, canonicals))
+            block._written = written
+        return block
+
+    @property
+    def chunking_of(self) -> dict[str, dict[str, Any]]:
+        """Each chunking text of the manifest checked so far -> its strategy."""
+        return self._chunking_of
+
+    def kept_columns(self) -> tuple[list[str] | None, list[int] | None]:
+        """What the run needs of the block's attributes, for the check to keep (KeptParts):
+        their canonical texts and their fingerprints as written, one a row ("" and 0 where a
+        row gives none), or (None, None) when no row gives any."""
+        if self.attributes is None:
+            return None, None
+        return _spread(self._canonical_texts(), self.attributes, ""), self.written()
 
     def read(self) -> bool:
         """Read the given attribute texts (one JSON call for the block); False where a row's
@@ -120,8 +149,10 @@ class Block:
         settle the block without reading it."""
         if self.attributes is None:
             return [0] * len(self.pairs)
-        given = list(filter(None, self.attributes))
-        return _spread(digest_values_of(given), self.attributes, 0)
+        if self._written is None:
+            given = list(filter(None, self.attributes))
+            self._written = _spread(digest_values_of(given), self.attributes, 0)
+        return self._written
 
     def items(self) -> Iterator[Item]:
         """The block taken apart: one Item a pair, with its line and options."""

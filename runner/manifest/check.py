@@ -18,6 +18,7 @@ from runner.items import Item, pin_mmap_threshold
 from runner.manifest.block import Block, Part
 from runner.manifest.common import ManifestSource, show
 from runner.manifest.fastpath import Vouches
+from runner.manifest.kept import KeptParts
 from runner.manifest.reader import iter_parts
 
 OWNERS_OVER_SHOWN = 20
@@ -46,19 +47,50 @@ class ManifestStats:
     # yet name it), and one warning a glob row that skipped files, `FILE:LINE: ...`.
     first_path_line: int | None = None
     skipped_notes: list[str] = field(default_factory=list)
+    # The parts the check read and did not settle, kept for the run (check_manifest's
+    # `keep`): None when there are none to take, and the run reads the manifest again.
+    kept: KeptParts | None = field(default=None, compare=False, repr=False)
+
+    def forget_settled(self) -> None:
+        """The run must meet every pair after all (the log changed under it, say): nothing
+        passed over, and the manifest read again (the kept parts leave the settled out)."""
+        self.skips, self.settled = {}, 0
+        if self.kept is not None:
+            self.kept.close()
+            self.kept = None
 
 
 def check_manifest(
     source: ManifestSource, owner_column: str, group_key: str, over_limit: int = 20, *,
     said_on: int | None = None, settles: Callable[[Block], bool] | None = None,
-    vouches: Vouches | None = None,
+    vouches: Vouches | None = None, keep: KeptParts | None = None,
 ) -> ManifestStats:
     """Read the whole manifest once: raise ManifestError naming every bad row (and every pair
     repeated with other options), else count it. `said_on`: see reader.iter_parts.
     `settles`: whether the run has nothing to do for a block (the resume index's verdict);
     the runs of such blocks are kept in the stats, for the run to pass over unread.
     `vouches`: its verdict on a block's attribute texts as written (fastpath.fast_blocks),
-    which settles a block without reading them."""
+    which settles a block without reading them. `keep`: where to keep every part not
+    settled, for the run to take instead of reading the manifest again (ManifestStats.kept;
+    closed here if the check fails or finds repeats, which the run plans from the file)."""
+    try:
+        stats = _checked(source, owner_column, group_key, over_limit, said_on, settles,
+                         vouches, keep)
+    except BaseException:
+        if keep is not None:
+            keep.close()
+        raise
+    if keep is not None:
+        if stats.duplicates or not keep.keeping:
+            keep.close()  # repeats are planned pair by pair, the manifest read again
+        else:
+            stats.kept = keep
+    return stats
+
+
+def _checked(source: ManifestSource, owner_column: str, group_key: str, over_limit: int,
+             said_on: int | None, settles: Callable[[Block], bool] | None,
+             vouches: Vouches | None, keep: KeptParts | None) -> ManifestStats:
     pin_mmap_threshold()  # the set of a million keys below must give its memory back
     identity = source.identity()
     problems: list[ManifestProblem] = []
@@ -83,7 +115,11 @@ def check_manifest(
                 files_of.update(map(OWNER_OF, part.pairs))
                 if settles is not None and (part.vouched or settles(part)):
                     settled.add(part)
+                elif keep is not None:
+                    keep.add(part)
                 continue
+            if keep is not None:
+                keep.add(part)
             for pair in part.pairs:
                 key = hash(pair)
                 if key in seen:
@@ -97,6 +133,8 @@ def check_manifest(
                 problems.append(part)
         else:
             rows += 1
+            if keep is not None:
+                keep.add(part)
             # A path row's file is named by its path (Item.identity): one matched by two rows
             # of a store is one pair, its options compared as a repeat's.
             key = hash((part.owner, part.identity))

@@ -1,6 +1,7 @@
-"""A converged `run` reads its manifest once: the check settles the blocks the log has done and
-the run passes over them by byte offset. A manifest rewritten between the two is refused, one
-line, exit 2, nothing sent; the next run takes the new rows."""
+"""`run` reads its manifest once: the check reads every row, settles the blocks the log has done,
+and keeps the rest (runner/manifest/kept.py) for the run, which takes them from there. A
+manifest rewritten between the two changes nothing in the run (it sends exactly the rows that
+were checked); the next run takes the new rows."""
 
 from __future__ import annotations
 
@@ -14,32 +15,69 @@ import runner.commands.run as run_command
 from tests.cli import main_in, run_cli
 
 
-def test_a_manifest_rewritten_after_its_check_is_refused_and_nothing_sent(
-        tmp_path: Path, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    sb = sandbox()
-    manifest = tmp_path / "m.csv"
-    rows = "".join(f'vs_a,file-{i},"{json.dumps({"n": i}).replace(chr(34), chr(34) * 2)}"\n'
-                   for i in range(60))
-    manifest.write_text("vector_store_id,file_id,attributes\n" + rows)
-    first = run_cli("run", "m.csv", "--base-url", sb.base_url, cwd=tmp_path)
-    assert first.code == 0, first.err
-    sent = sb.record()["requests"]
+def attributed_rows(n: int) -> str:
+    return "".join(f'vs_a,file-{i},"{json.dumps({"n": i}).replace(chr(34), chr(34) * 2)}"\n'
+                   for i in range(n))
 
+
+def rewrite_after_the_check(monkeypatch: pytest.MonkeyPatch, manifest: Path, text: str,
+                            settled: int) -> None:
+    """The nightly job writes the manifest while the run is between its check and its run."""
     checked = run_command.check_source
 
     def check_then_rewrite(*args: Any, **kwargs: Any) -> Any:
         stats = checked(*args, **kwargs)
-        assert stats.settled == 60  # every block settled by the check: none to read again
-        with open(manifest, "a") as out:  # the nightly job writes the file meanwhile
-            out.write("vs_a,file-new,\n")
+        assert stats.settled == settled
+        manifest.write_text(text)
         return stats
 
     monkeypatch.setattr(run_command, "check_source", check_then_rewrite)
+
+
+@pytest.mark.parametrize("rewritten", ["a new row", "garbage"])
+def test_a_fresh_run_sends_the_rows_it_checked_whatever_the_file_holds_after(
+        tmp_path: Path, sandbox: Any, monkeypatch: pytest.MonkeyPatch, rewritten: str) -> None:
+    """Fails if the run reads the manifest again: the garbage would stop it mid-run (exit 2,
+    after sending), the new row would be sent unchecked."""
+    sb = sandbox()
+    manifest = tmp_path / "m.csv"
+    header = "vector_store_id,file_id,attributes\n"
+    manifest.write_text(header + attributed_rows(60))
+    later = (header + attributed_rows(60) + "vs_a,file-new,\n" if rewritten == "a new row"
+             else "vector_store_id,file_id\nvs a,not an id\n")
+    rewrite_after_the_check(monkeypatch, manifest, later, settled=0)
+    res = main_in(tmp_path, monkeypatch, ["run", "m.csv", "--base-url", sb.base_url, "--json"])
+    assert res.code == 0, res.err
+    assert json.loads(res.out.splitlines()[-1])["attached"] == 60
+    record = sb.record()
+    assert sorted(record["pairs"]) == sorted(f"vs_a/file-{i}" for i in range(60))
+    assert all(record["vector_store_files"]["vs_a"][f"file-{i}"]["attributes"] == {"n": i}
+               for i in range(60))
+    monkeypatch.undo()
+    again = run_cli("run", "m.csv", "--base-url", sb.base_url, cwd=tmp_path)
+    if rewritten == "a new row":
+        assert again.code == 0, again.err
+        assert sb.record()["pairs"]["vs_a/file-new"]["attached"] == 1
+    else:  # the next run checks what the file holds now
+        assert again.code == 2
+        assert "m.csv:2:" in again.err
+        assert sb.record()["requests"] == record["requests"]
+
+
+def test_a_converged_rerun_rewritten_after_its_check_sends_nothing_and_the_next_takes_it(
+        tmp_path: Path, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    sb = sandbox()
+    manifest = tmp_path / "m.csv"
+    header = "vector_store_id,file_id,attributes\n"
+    manifest.write_text(header + attributed_rows(60))
+    first = run_cli("run", "m.csv", "--base-url", sb.base_url, cwd=tmp_path)
+    assert first.code == 0, first.err
+    sent = sb.record()["requests"]
+    # Every block settled by the check: nothing kept, nothing to read again.
+    rewrite_after_the_check(monkeypatch, manifest,
+                            header + attributed_rows(60) + "vs_a,file-new,\n", settled=60)
     res = main_in(tmp_path, monkeypatch, ["run", "m.csv", "--base-url", sb.base_url])
-    assert res.code == 2
-    assert res.err.splitlines() == [
-        "attach-runner: error: m.csv: changed while the run was reading it; run the same "
-        "command again once it is written"]
+    assert res.code == 0, res.err
     assert sb.record()["requests"] == sent
     monkeypatch.undo()
     again = run_cli("run", "m.csv", "--base-url", sb.base_url, cwd=tmp_path)
