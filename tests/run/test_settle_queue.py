@@ -49,3 +49,38 @@ async def test_a_stop_ends_every_waiting_worker() -> None:
     await asyncio.sleep(0.01)
     queue.stop()
     assert await asyncio.wait_for(asyncio.gather(*takes), 5) == [None] * 8
+
+
+async def test_reading_new_work_lets_the_sockets_in_between_long_reads() -> None:
+    """Each unit of work here takes 3 ms of CPU to read (a batch of attributed rows), and an
+    answer is waiting on a socket: it is read after the first unit, not after every worker
+    has read its own (fails when the workers all read in one turn of the loop)."""
+    import socket
+    import time
+
+    from runner.run.settle import READ_PER_TURN
+
+    events: list[str] = []
+
+    def work() -> object:
+        for n in range(8):
+            started = time.perf_counter()
+            while time.perf_counter() - started < 1.5 * READ_PER_TURN:
+                pass
+            events.append("read")
+            yield n
+
+    queue = SettleQueue(asyncio.Event())
+    units = work()
+    ours, theirs = socket.socketpair()
+    loop = asyncio.get_running_loop()
+    try:
+        theirs.send(b"answer")
+        loop.add_reader(ours, lambda: (events.append("answer"), loop.remove_reader(ours)))
+        taken = await asyncio.gather(*(queue.take(units) for _ in range(4)))
+    finally:
+        loop.remove_reader(ours)
+        ours.close()
+        theirs.close()
+    assert sorted(taken) == [0, 1, 2, 3]  # type: ignore[type-var]
+    assert events.index("answer") <= 1, events
