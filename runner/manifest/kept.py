@@ -58,7 +58,7 @@ class KeptParts:
 
     @property
     def keeping(self) -> bool:
-        """Whether the parts added are kept (the file is made and open)."""
+        """Whether the parts added are kept (the file was made, and took every write)."""
         return self._stream is not None and not self._stream.closed
 
     def add(self, part: Block | Item) -> None:
@@ -76,10 +76,16 @@ class KeptParts:
             self.pairs += 1
 
     def _write(self, kind: bytes, record: tuple[Any, ...]) -> None:
-        if self._stream is not None:
-            payload = marshal.dumps(record)
-            self._stream.write(_HEAD.pack(kind, len(payload)))
-            self._stream.write(payload)
+        stream = self._stream
+        if stream is None:
+            return
+        payload = marshal.dumps(record)
+        try:
+            stream.write(_HEAD.pack(kind, len(payload)))
+            stream.write(payload)
+        except OSError:  # the disk is full, say: keep nothing, the run reads the manifest
+            self.close()
+            self._stream = None
 
     def parts(self) -> Iterator[Block | Item]:
         """The parts kept, in manifest order; the file closes (and is gone) at the end."""

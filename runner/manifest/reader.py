@@ -29,9 +29,10 @@ def iter_blocks(source: ManifestSource, owner_column: str, group_key: str,
                 identity: tuple[int, int, int] | None = None) -> Iterator[Block | Item]:
     """`iter_items`, with the fast path's blocks of pairs left whole (a rerun can settle a
     block of pairs it has all done with a few set operations). `skips`: the runs of blocks the
-    check found settled (ManifestStats.skips), passed over unread, if the file is still the
-    one checked (`identity`): else the run stops before anything is sent."""
-    if skips and (identity is None or identity != source.identity()):
+    check found settled (ManifestStats.skips), passed over unread. `identity`: the file's as
+    it was checked; a file that is no longer the one checked stops the run before anything is
+    sent (as do skips without it)."""
+    if (skips and identity is None) or (identity is not None and identity != source.identity()):
         raise UsageError(f"{source.display}: changed while the run was reading it; run "
                          "the same command again once it is written")
     for part in iter_parts(source, owner_column, group_key, skips=skips):

@@ -114,3 +114,28 @@ def test_a_log_written_between_the_check_and_the_lock_is_read_again(
     summary = json.loads(res.out.splitlines()[-1])
     assert (summary["attached"], summary["attached_earlier"]) == (1, 39)
     assert sb.record()["pairs"]["vs_a/file-3"]["attached"] == 2  # added, detached, added
+
+
+def test_a_run_that_kept_nothing_reads_again_and_stops_on_a_rewritten_manifest(
+        tmp_path: Path, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the check could keep nothing (no room beside the log), the run reads the manifest
+    again: one rewritten in between stops it before anything is sent (exit 2), a fresh run
+    too; the next run takes the new rows."""
+    sb = sandbox()
+    manifest = tmp_path / "m.csv"
+    header = "vector_store_id,file_id,attributes\n"
+    manifest.write_text(header + attributed_rows(60))
+    monkeypatch.setattr(run_command.KeptParts, "beside",
+                        classmethod(lambda cls, directory: cls(None)))
+    rewrite_after_the_check(monkeypatch, manifest,
+                            header + attributed_rows(60) + "vs_a,file-new,\n", settled=0)
+    res = main_in(tmp_path, monkeypatch, ["run", "m.csv", "--base-url", sb.base_url])
+    assert res.code == 2
+    assert res.err.splitlines() == [
+        "attach-runner: error: m.csv: changed while the run was reading it; run the same "
+        "command again once it is written"]
+    assert sb.record()["requests"] == 0
+    monkeypatch.undo()
+    again = run_cli("run", "m.csv", "--base-url", sb.base_url, cwd=tmp_path)
+    assert again.code == 0, again.err
+    assert len(sb.record()["pairs"]) == 61

@@ -142,3 +142,17 @@ def test_no_file_beside_the_log_keeps_nothing(tmp_path: Path) -> None:
     path.write_text("vector_store_id,file_id\nvs_1,file-1\n")
     stats = check_manifest(ManifestSource(str(path), str(path), "csv"), *VS, keep=kept)
     assert stats.kept is None
+
+
+def test_a_write_that_fails_keeps_nothing_and_the_check_goes_on(tmp_path: Path) -> None:
+    """A disk that fills while the check keeps its parts costs the run a second read of the
+    manifest, never the run (here a file open for reading refuses the write)."""
+    path = tmp_path / "m.csv"
+    path.write_text("vector_store_id,file_id\n" + "".join(
+        f"vs_1,file-{i}\n" for i in range(100)))
+    with open(path, "rb") as unwritable:
+        kept = KeptParts(unwritable)
+        stats = check_manifest(ManifestSource(str(path), str(path), "csv"), *VS, keep=kept)
+    assert stats.pairs == 100
+    assert stats.kept is None
+    assert not kept.keeping
