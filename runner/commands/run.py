@@ -62,7 +62,7 @@ def send(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operat
         return show_run_plan(settings, io, operation)
     if not operation.skips_blocks:
         target, source, stats = prepare(settings, io)
-        return _send_locked(settings, io, argv, operation, target, source, stats, None)
+        return _send_locked(settings, io, argv, operation, target, source, stats)
     # The log is read before the manifest is checked, so that the check, reading every row
     # anyway, also finds the blocks the log has all done: the run passes over them unread (a
     # converged rerun reads its manifest once). The rest the check keeps beside the log, for
@@ -71,25 +71,27 @@ def send(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operat
     # read again under it if another run wrote to it meanwhile.
     target, source, said_on = open_source(settings)
     check_log(settings.log)
-    seen = log_identity(settings.log), load_index(settings, target, io)
+    log_seen = log_identity(settings.log)
+    index = load_index(settings, target, io)
     with KeptParts.beside(os.path.dirname(os.path.abspath(settings.log))) as kept:
-        stats = check_source(settings, io, target, source, said_on, block_settles(seen[1]),
-                             block_vouches(seen[1]), keep=kept)
-        return _send_locked(settings, io, argv, operation, target, source, stats, seen)
+        stats = check_source(settings, io, target, source, said_on, block_settles(index),
+                             block_vouches(index), keep=kept)
+        return _send_locked(settings, io, argv, operation, target, source, stats, index,
+                            log_seen)
 
 
 def _send_locked(settings: Settings, io: Io, argv: Sequence[str], operation: type[Operation],
                  target: Target, source: ManifestSource, stats: ManifestStats,
-                 seen: tuple[object, ResumeIndex] | None) -> int:
-    """The run under the lock. `seen`: the log's identity and index as the check read them."""
+                 index: ResumeIndex | None = None,
+                 log_seen: tuple[int, int, int] | None = None) -> int:
+    """The run under the lock. `index`: the log as the check read it (`log_seen`: its
+    identity then), None when the check did not read it."""
     key = load_api_key(settings, os.environ)
     register_secret(key.reveal())
     with holding_the_lock(settings):
-        if seen is None or log_identity(settings.log) != seen[0]:
+        if index is None or log_identity(settings.log) != log_seen:
             index = load_index(settings, target, io)
             stats.forget_settled()
-        else:
-            index = seen[1]
         index.expect_repeats = remembers_every_pair(stats, index)
         if index.uploads.claimed:  # and so every pair is met, none passed over in a block
             stats.forget_settled()

@@ -71,26 +71,8 @@ def check_manifest(
     the runs of such blocks are kept in the stats, for the run to pass over unread.
     `vouches`: its verdict on a block's attribute texts as written (fastpath.fast_blocks),
     which settles a block without reading them. `keep`: where to keep every part not
-    settled, for the run to take instead of reading the manifest again (ManifestStats.kept;
-    closed here if the check fails or finds repeats, which the run plans from the file)."""
-    try:
-        stats = _checked(source, owner_column, group_key, over_limit, said_on, settles,
-                         vouches, keep)
-    except BaseException:
-        if keep is not None:
-            keep.close()
-        raise
-    if keep is not None:
-        if stats.duplicates or not keep.keeping:
-            keep.close()  # repeats are planned pair by pair, the manifest read again
-        else:
-            stats.kept = keep
-    return stats
-
-
-def _checked(source: ManifestSource, owner_column: str, group_key: str, over_limit: int,
-             said_on: int | None, settles: Callable[[Block], bool] | None,
-             vouches: Vouches | None, keep: KeptParts | None) -> ManifestStats:
+    settled, for the run to take instead of reading the manifest again (ManifestStats.kept);
+    its owner closes it (a repeat, planned pair by pair from the file, closes it here)."""
     pin_mmap_threshold()  # the set of a million keys below must give its memory back
     identity = source.identity()
     problems: list[ManifestProblem] = []
@@ -153,6 +135,9 @@ def _checked(source: ManifestSource, owner_column: str, group_key: str, over_lim
     stats = _stats(rows, len(seen), files_of, over_limit)
     if not repeated:  # a repeat is planned pair by pair (the first of it wins): none passed
         stats.skips, stats.settled = settled.skips, settled.pairs
+        stats.kept = keep if keep is not None and keep.keeping else None
+    elif keep is not None:
+        keep.close()  # the run reads the file: its disk is given back now
     stats.identity = identity
     stats.first_path_line, stats.skipped_notes = first_path_line, notes
     return stats

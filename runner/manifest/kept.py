@@ -37,7 +37,8 @@ class KeptParts:
 
     def __init__(self, stream: IO[bytes] | None) -> None:
         self._stream = stream  # None: nothing is kept (no file could be made)
-        self._strategies: dict[str, dict[str, Any]] = {}  # chunking text -> its strategy
+        # The manifest's chunking texts -> their strategies (one dict the check fills).
+        self._strategies: dict[str, dict[str, Any]] = {}
         self.pairs = 0  # pairs kept
 
     @classmethod
@@ -67,7 +68,7 @@ class KeptParts:
         if isinstance(part, Block):
             canonicals, written = part.kept_columns()
             if part.chunking is not None:
-                self._strategies.update(part.chunking_of)
+                self._strategies = part.chunking_of
             record = (part.line, part.pairs, part.lines, canonicals, written, part.chunking)
             self._write(_BLOCK, record)
             self.pairs += len(part.pairs)

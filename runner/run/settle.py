@@ -143,6 +143,7 @@ class SettleQueue:
             loop.call_soon(self._new_turn)  # runs at the start of the next turn
         started = time.perf_counter()
         unit = next(work, None)
+        # Never 0 once something was read: the next turn's reset is scheduled once a turn.
         self._read_this_turn += time.perf_counter() - started or 1e-9
         return unit
 
