@@ -3,13 +3,14 @@
 A Block is what the fast path yields for a chunk of manifest lines it took whole: the pairs, and
 for a manifest with per-file options, one column a field (the `attributes` and
 `chunking_strategy` JSON as written, "" where a row gives none). Nothing is parsed a row at a
-time: a block's attributes are read with one JSON call, their canonical texts and digests made
-in bulk (attributes.canonical_texts, digest_values_of), and a row becomes an Item only when the
-run must plan it alone. The option text the fast path admits (`attribute_object`) is one
-`read_options` accepts as it is, but for a key given twice, which `OptionColumns` finds by
-counting. So a converged rerun of an attributed manifest costs a few C-level passes over each
-block, not a parse and a check a pair. Attribute objects keep whole floats as ints (2021.0 as
-2021): every use of them (the body, the comparison, the digest) reads numbers by value.
+time: a block's attributes are read with one JSON call, their canonical texts, digests and
+fingerprints made in bulk (attributes.canonical_texts, digest_values_of, fingerprints_of), and a
+row becomes an Item only when the run must plan it alone. The option text the fast path admits
+(`attribute_object`) is one `read_options` accepts as it is, but for a key given twice, which
+`OptionColumns` finds by counting. So a converged rerun of an attributed manifest costs a few
+C-level passes over each block, not a parse and a check a pair. Attribute objects keep whole
+floats as ints (2021.0 as 2021): every use of them (the body, the comparison, the digest) reads
+numbers by value.
 
 Local files (the `path` rows) are meant to plug in here the same way: a column of paths and one
 of their fingerprints, compared in bulk with the log's, the content read only where they differ.
@@ -25,7 +26,7 @@ from typing import Any, TypeAlias
 
 import orjson
 
-from runner.attributes import Options, canonical_texts, digest_values_of
+from runner.attributes import Options, canonical_texts, digest_values_of, fingerprints_of
 from runner.errors import ManifestProblem
 from runner.items import Item
 from runner.manifest.common import DuplicateKey, NotFinite, load_json
@@ -55,13 +56,18 @@ def attribute_object(quote: str) -> str:
     exponent, a key with an escape) is left to the line-by-line reader, which names it."""
     # No surrogate escape (\ud800-\udfff): a pair, or a half alone, is the line reader's.
     escape = rf'\\(?:{quote}|[\\/bfnrt]|u(?![dD][89a-fA-F])[0-9a-fA-F]{{4}})'
-    key = rf"{quote}{_PLAIN}{{1,{MAX_KEY_CHARS}}}{quote}"
+    # Every quantifier is possessive (`*+`, `?+`, `{m,n}+`): what follows each can never
+    # start with what it repeats (a key's or string's characters exclude the quote; digits
+    # are followed by `.`, `,`, ` ` or `}`; a member by `,` or the closing ` }`), so giving
+    # back never finds another match, and not keeping the way back made the whole manifest's
+    # regex a fifth faster (0.154 -> 0.120 s over 100k attributed CSV rows).
+    key = rf"{quote}{_PLAIN}{{1,{MAX_KEY_CHARS}}}+{quote}"
     # A string's length is checked after it is read (OptionColumns), not here: a bounded
     # alternation cost the regex half again its time.
-    string = rf"{quote}{_PLAIN}*+(?:{escape}{_PLAIN}*+)*+{quote}"  # possessive: no backtracking
-    number = r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]+)?"
-    member = rf"{key}: ?(?:{string}|{number}|true|false)"
-    return rf"\{{ ?(?:{member}(?:, ?{member}){{0,{MAX_KEYS - 1}}})? ?\}}"
+    string = rf"{quote}{_PLAIN}*+(?:{escape}{_PLAIN}*+)*+{quote}"
+    number = r"-?+(?:0|[1-9][0-9]{0,14}+)(?:\.[0-9]++)?+"
+    member = rf"{key}: ?+(?:{string}|{number}|true|false)"
+    return rf"\{{ ?+(?:{member}(?:, ?+{member}){{0,{MAX_KEYS - 1}}}+)?+ ?+\}}"
 
 
 def chunking_object(quote: str) -> str:
@@ -151,7 +157,7 @@ class Block:
             return [0] * len(self.pairs)
         if self._written is None:
             given = list(filter(None, self.attributes))
-            self._written = _spread(digest_values_of(given), self.attributes, 0)
+            self._written = _spread(fingerprints_of(given), self.attributes, 0)
         return self._written
 
     def items(self) -> Iterator[Item]:

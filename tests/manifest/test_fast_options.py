@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from runner.attributes import (
     digest_text,
     digest_value,
     digest_values_of,
+    fingerprints_of,
 )
 from runner.errors import ManifestError, UsageError
 from runner.items import Item
@@ -188,16 +190,18 @@ DIGEST_CHOICES = [None, '{"team": "a", "year": 2021}', '{"year": 2021.0, "team":
 
 
 def write_log(path: Path, done: list[tuple[str, str, str | None]],
-              written: list[bool] | None = None) -> None:
+              written: list[bool] | None = None,
+              fingerprint: Callable[[list[str]], list[int]] = fingerprints_of) -> None:
     """`done` lines; `written`: which record the fingerprint of their attributes' text as a
-    CSV cell holds it (quotes doubled), as a run from such a manifest does."""
+    CSV cell holds it (quotes doubled), as a run from such a manifest does (`fingerprint`:
+    made as it makes them)."""
     with ResultLog(str(path), "run-1") as log:
         for at, (owner, file_id, attributes) in enumerate(done):
             extra = ({} if attributes is None
                      else {"attributes_digest": digest(json.loads(attributes))})
             if written and written[at] and attributes is not None:
                 cell = csv_cell(attributes)[1:-1]  # as the fast path captures it
-                extra["attributes_written"] = digest_text(digest_values_of([cell])[0])
+                extra["attributes_written"] = digest_text(fingerprint([cell])[0])
             log.append("done", vector_store_id=owner, file_id=file_id, outcome="attached",
                        status=200, attempts=1, error=None, retryable=False, uncertain=False,
                        **extra)
@@ -289,6 +293,38 @@ def test_a_converged_rerun_reads_no_block_twice(tmp_path: Path,
     assert 0 < stats.settled < 300
     parts = list(iter_blocks(source, *VS, stats.skips, stats.identity))
     assert sum(len(p.pairs) for p in parts if isinstance(p, Block)) == 300 - stats.settled
+
+
+@pytest.mark.parametrize("fingerprint", [fingerprints_of, digest_values_of])
+def test_fingerprints_of_another_hash_never_vouch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fingerprint: Callable[[list[str]], list[int]],
+) -> None:
+    """A log written before the fingerprints of texts as written were XXH3 (they were
+    BLAKE2b, as the digests still are) vouches for no block: each is settled by its digests
+    instead, read and spelled, and the rerun plans nothing all the same."""
+    monkeypatch.setattr(runner.manifest.fastpath, "FAST_CHUNK", 512)
+    rows = [("vs_a", f"file-{i}", f'{{"team": "t{i % 3}", "year": {2000 + i}}}')
+            for i in range(60)]
+    manifest, log_path = tmp_path / "m.csv", tmp_path / "r.jsonl"
+    manifest.write_text("vector_store_id,file_id,attributes\n" + "".join(
+        f"{o},{f},{csv_cell(a)}\n" for o, f, a in rows))
+    write_log(log_path, list(rows), [True] * len(rows), fingerprint)
+    index = ResumeIndex(VS[0])
+    index.load_log(str(log_path), warn=lambda _: None)
+    vouches = block_vouches(index)
+    vouched: list[Block] = []
+
+    def watching(block: Block) -> bool:
+        verdict = vouches(block)
+        if verdict:
+            vouched.append(block)
+        return verdict
+    source = ManifestSource(str(manifest), str(manifest), "csv")
+    stats = check_manifest(source, *VS, settles=block_settles(index), vouches=watching)
+    assert stats.settled == 60
+    assert sum(len(block.pairs) for block in vouched) == (
+        60 if fingerprint is fingerprints_of else 0)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "yaml"])
