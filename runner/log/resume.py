@@ -298,19 +298,24 @@ class ResumeIndex(Planning, VersionQueries):
         if not isinstance(store, str) or not isinstance(fids, list):
             return
         batch_id = ev.get("batch_id")
-        for fid in fids:
-            if not isinstance(fid, str):
-                continue
-            key = pair_key(store, fid)
-            if created and isinstance(batch_id, str):
-                self._set(key, State.BATCH)
-                self.batch_of[key] = batch_id
-            else:
-                self._set(key, State.SENT)
+        files = [fid for fid in fids if isinstance(fid, str)]
+        # Every file of the line takes the same state, so they are set in bulk: a rerun after
+        # a batched run reads two such lines for each file (batch-sent, batch-created).
+        keys = pair_keys(list(zip(repeat(store), files)))
+        if created and isinstance(batch_id, str):
+            self._set_all(keys, State.BATCH)
+            self.batch_of.update(dict.fromkeys(keys, batch_id))
+            self.batch_files[batch_id] = (store, files)
+        else:
+            self._set_all(keys, State.SENT)
         if self.uploads.claimed:
             self.versions.note_store(store)
-        if created and isinstance(batch_id, str):
-            self.batch_files[batch_id] = (store, [f for f in fids if isinstance(f, str)])
+
+    def _set_all(self, keys: list[int], state: State) -> None:
+        """`_set` of each of `keys` to one state that does not leave a pair in place."""
+        self.states.update(dict.fromkeys(keys, state))
+        self.attached.difference_update(keys)
+        self.already.difference_update(keys)
 
     def all_in_place(self, pairs: Sequence[tuple[str, str]],
                      digests: Callable[[], list[int | None]] | None = None) -> bool:
