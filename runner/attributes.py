@@ -200,7 +200,8 @@ def _encoded_in_bulk(sets: Sequence[Mapping[str, AttributeValue]]) -> str:
 
 
 def digest_values_of(texts: Sequence[str]) -> list[int]:
-    """The `digest_value` of each canonical text (canonical_texts): a BLAKE2b as a 64-bit int."""
+    """The `digest_value` of each canonical text (canonical_texts): a BLAKE2b as a 64-bit int.
+    (Of attributes texts as written, the fingerprints versions before 2026-12-06 logged.)"""
     hashed = map(_DIGEST_BYTES, map(_BLAKE8, map(str.encode, texts)))
     return list(map(int.from_bytes, hashed, repeat(_BIG)))
 
@@ -209,9 +210,9 @@ def fingerprints_of(texts: Sequence[str]) -> list[int]:
     """The fingerprint of each attributes text exactly as written (`Options.written_digest`):
     XXH3's 64 bits of its UTF-8. Equal texts as written mean equal attributes, so a rerun whose
     log recorded a pair's fingerprint needs neither to read its text nor to spell it
-    canonically. Not BLAKE2b, as the digest is: one call a text, against three, is a sixth of
-    the time (12 against 75 ms for 100k texts), and a fingerprint only ever vouches for a text
-    the run checked before (a collision is as unlikely as the digest's)."""
+    canonically. Not BLAKE2b, as the digest is (and as these were before 2026-12-06: see
+    Block.written_before): one call a text, against three, is a sixth of the time (12 against
+    75 ms for 100k texts), and a collision is as unlikely as the digest's."""
     return list(map(xxhash.xxh3_64_intdigest, map(str.encode, texts)))
 
 

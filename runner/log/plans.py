@@ -160,21 +160,23 @@ class Planning:
             return list(compress(recorded, managed)) == list(compress(wanted, managed))
         return recorded == wanted
 
-    def vouches(self, pairs: Sequence[tuple[str, str]], written: Callable[[], list[int]]) -> bool:
+    def vouches(self, pairs: Sequence[tuple[str, str]], written: Callable[[], list[int]],
+                *earlier: Callable[[], list[int]]) -> bool:
         """`settles`, told by the fingerprints of the attributes as written (`written`, made
-        only if every pair is in place; 0 where a row gives none): a pair whose last `done`
-        recorded its row's very text was left with these attributes. Nothing is parsed; a row
-        whose line recorded no fingerprint (an older log, a row the line reader read) fails
-        it, and is left to `settles`."""
+        only if every pair is in place; 0 where a row gives none), or else by those earlier
+        versions made of the same texts (`earlier`, made only if `written` fails): a pair whose
+        last `done` recorded its row's very text was left with these attributes. Nothing is
+        parsed; a block with a row whose line recorded no fingerprint (a log older still, a row
+        the line reader read) or one of another kind fails it, and is left to `settles`."""
         if not self.digests or (keys := self._keys_in_place(pairs)) is None:
             return False
-        recorded = map(rshift, map(self.digests.get, keys, repeat(0)), repeat(64))
-        return list(recorded) == written()
+        recorded = list(map(rshift, map(self.digests.get, keys, repeat(0)), repeat(64)))
+        return recorded == written() or any(recorded == made() for made in earlier)
 
     def _keys_in_place(self, pairs: Sequence[tuple[str, str]]) -> list[int] | None:
         """The keys of `pairs` if the log's last word on every one leaves it in place, else
         None. A log with nothing in place (a first run) makes no key: the check and the plan
-        each asked it of every block, 7% of a fresh plain run's CPU."""
+        each asked it of every block, 7% of a fresh plain batched run's client CPU."""
         if not (self.attached or self.already):
             return None
         keys = pair_keys(pairs)

@@ -160,6 +160,14 @@ class Block:
             self._written = _spread(fingerprints_of(given), self.attributes, 0)
         return self._written
 
+    def written_before(self) -> list[int]:
+        """`written` as versions before 2026-12-06 made it (BLAKE2b, digest_values_of), which
+        their logs hold: asked only of a block whose fingerprints the log does not hold, so
+        that a log written before the upgrade still settles its blocks unread."""
+        if self.attributes is None:
+            return [0] * len(self.pairs)
+        return _spread(digest_values_of(list(filter(None, self.attributes))), self.attributes, 0)
+
     def items(self) -> Iterator[Item]:
         """The block taken apart: one Item a pair, with its line and options."""
         numbers = self.lines or range(self.line, self.line + len(self.pairs))

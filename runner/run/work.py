@@ -212,7 +212,7 @@ def block_settles(index: ResumeIndex) -> Callable[[Block], bool]:
 def block_vouches(index: ResumeIndex) -> Callable[[Block], bool]:
     """The check's verdict on a block by its attribute texts as written, before they are read
     (see fastpath.fast_blocks): the log has all of it done with these very texts."""
-    return lambda block: index.vouches(block.pairs, block.written)
+    return lambda block: index.vouches(block.pairs, block.written, block.written_before)
 
 
 def _items_to_plan(parts: Iterable[Block | Item], index: ResumeIndex, tally: Tally,
