@@ -18,13 +18,16 @@ Each round: a fresh sandbox (`--processing-ms 0`, no limits, CPU 0) for the plai
 batched run and another for the attributed one's (`attach-runner run --batch-size 500
 --concurrency 64 --store-rpm 1000000`, CPU 1, as bench/attributes_bench.py runs them), then
 the bare read-back (CPU 1) against the second sandbox, of the batches the second run's log
-names. Prints each round and the medians.
+names. Each run ends with the sandbox's record checked (each pair in its store once, with the
+manifest's attributes), the read-back with every file seen as the manifest wants it. Prints
+each round and the medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import subprocess
 import sys
@@ -32,9 +35,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import orjson
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.attributes_bench import write_manifest  # noqa: E402 - the path above
+from bench.attributes_bench import check, write_manifest  # noqa: E402 - the path above
 from bench.common import (  # noqa: E402
     API_KEY,
     CLIENT_CPU,
@@ -65,10 +71,6 @@ def batches_of(log: Path) -> list[tuple[str, str]]:
 
 def wanted_of(manifest: Path) -> dict[str, str]:
     """file_id -> the canonical text of its attributes, from a CSV with an attributes cell."""
-    import csv
-
-    import orjson
-
     with open(manifest, newline="", encoding="utf-8") as stream:
         return {row["file_id"]: orjson.dumps(json.loads(row["attributes"]),
                                              option=orjson.OPT_SORT_KEYS).decode()
@@ -78,9 +80,6 @@ def wanted_of(manifest: Path) -> dict[str, str]:
 async def read_back(base_url: str, batches: list[tuple[str, str]],
                     wanted: dict[str, str]) -> dict[str, int]:
     """Every batch's files listed, a page at a time, and compared with `wanted`."""
-    import aiohttp
-    import orjson
-
     counts = {"requests": 0, "objects": 0, "differ": 0}
     todo = iter(batches)
     headers = {"Authorization": f"Bearer {API_KEY}"}
@@ -113,10 +112,8 @@ async def read_back(base_url: str, batches: list[tuple[str, str]],
 
 
 def read_back_main(base_url: str, log: str, manifest: str) -> None:
-    """The bare read-back, in this process: one JSON line of its counts, CPU and wall."""
-    import aiohttp  # noqa: F401 - imported before the clock starts
-    import orjson  # noqa: F401
-
+    """The bare read-back, in this process (its imports done before the clock starts): one
+    JSON line of its counts, CPU and wall."""
     batches, wanted = batches_of(Path(log)), wanted_of(Path(manifest))
     cpu, wall = time.process_time(), time.perf_counter()
     counts = asyncio.run(read_back(base_url, batches, wanted))
@@ -124,8 +121,10 @@ def read_back_main(base_url: str, log: str, manifest: str) -> None:
                       "wall_s": time.perf_counter() - wall}))
 
 
-def batched_run(manifest: Path, log: Path, sandbox: SandboxProcess) -> float:
-    """Wall seconds of one `attach-runner run --batch-size 500` (as attributes_bench runs it)."""
+def batched_run(manifest: Path, log: Path, sandbox: SandboxProcess, n: int,
+                with_attributes: bool) -> float:
+    """Wall seconds of one `attach-runner run --batch-size 500` (as attributes_bench runs it),
+    the sandbox's record checked after it (each pair once, with the manifest's attributes)."""
     for path in (log, log.with_name(log.name + ".lock")):
         path.unlink(missing_ok=True)
     measured = run_in(sandbox, runner_argv(
@@ -134,6 +133,9 @@ def batched_run(manifest: Path, log: Path, sandbox: SandboxProcess) -> float:
         "500"))
     if measured.code != 0:
         raise SystemExit(f"exit {measured.code}: {measured.stderr[-500:]}")
+    problems = check(sandbox.record(), n, with_attributes)
+    if problems:
+        raise SystemExit(f"{manifest.name}: {problems}")
     return measured.wall_s
 
 
@@ -154,9 +156,9 @@ def main() -> int:
         for round_no in range(args.rounds):
             log = directory / "floor.results.jsonl"
             with SandboxProcess("--processing-ms", "0") as sandbox:
-                plain_wall = batched_run(plain, log, sandbox)
+                plain_wall = batched_run(plain, log, sandbox, args.pairs, False)
             with SandboxProcess("--processing-ms", "0") as sandbox:
-                attributed_wall = batched_run(attributed, log, sandbox)
+                attributed_wall = batched_run(attributed, log, sandbox, args.pairs, True)
                 done = subprocess.run(
                     pinned(CLIENT_CPU, [PYTHON, str(Path(__file__).resolve()), "--read-back",
                                         sandbox.base_url, str(log), str(attributed)]),

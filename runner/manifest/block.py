@@ -153,20 +153,22 @@ class Block:
         """Each row's fingerprint of its attributes as written (Options.written_digest as an
         int), 0 where the row gives none: what the log's `done` lines hold for a rerun to
         settle the block without reading it."""
-        if self.attributes is None:
-            return [0] * len(self.pairs)
         if self._written is None:
-            given = list(filter(None, self.attributes))
-            self._written = _spread(fingerprints_of(given), self.attributes, 0)
+            self._written = self._fingerprints(fingerprints_of)
         return self._written
 
     def written_before(self) -> list[int]:
         """`written` as versions before 2026-12-06 made it (BLAKE2b, digest_values_of), which
         their logs hold: asked only of a block whose fingerprints the log does not hold, so
         that a log written before the upgrade still settles its blocks unread."""
+        return self._fingerprints(digest_values_of)
+
+    def _fingerprints(self, hashed: Callable[[list[str]], list[int]]) -> list[int]:
+        """`hashed` of each row's attributes text as read (never of a restored block, whose
+        texts are canonical: its `written` was kept), 0 where a row gives none."""
         if self.attributes is None:
             return [0] * len(self.pairs)
-        return _spread(digest_values_of(list(filter(None, self.attributes))), self.attributes, 0)
+        return _spread(hashed(list(filter(None, self.attributes))), self.attributes, 0)
 
     def items(self) -> Iterator[Item]:
         """The block taken apart: one Item a pair, with its line and options."""
